@@ -1,0 +1,31 @@
+"""lesspy: let a running C# application call live notebook (or module) functions through shared memory.
+
+In a notebook::
+
+    %load_ext lesspy_kernel
+    %lesspy serve --name demo
+
+Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts)::
+
+    python -m lesspy_kernel serve --module exporting_module.py --work-folder lesspy_work
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext lesspy_kernel`: register the %lesspy magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext lesspy_kernel`: stop a running server and remove the magics."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -1,0 +1,115 @@
+"""Run one decoded call: look the function up, check the arguments, call it, coerce the result.
+
+Everything that can go wrong becomes an `ErrorReply` with a message that says what happened and what to do;
+nothing here raises to the server loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import traceback
+import weakref
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from .namespaces import FunctionNotFound, Namespace
+from .protocol import Call, CoercionError, ErrorKind, ErrorReply, TypeDesc, coerce, csharp_name, python_type_name
+
+
+@dataclass
+class Outcome:
+    """What one call did: the server encodes it, observers (the call history) record it."""
+
+    name: str
+    returns: TypeDesc
+    args: list
+    started: float
+    duration: float = 0.0
+    result: Any = None          # what the function returned
+    value: Any = None           # the result coerced to the declared C# type
+    error: Optional[ErrorReply] = None
+
+
+_signatures: "weakref.WeakKeyDictionary[Any, Optional[inspect.Signature]]" = weakref.WeakKeyDictionary()
+_SIMPLE_HINTS = {int: (int, np.integer), float: (float, int, np.floating), str: (str,), bytes: (bytes,),
+                 bool: (bool,), np.ndarray: (np.ndarray,), tuple: (tuple,)}
+
+
+def _signature(fn: Any) -> Optional[inspect.Signature]:
+    try:
+        return _signatures[fn]
+    except (KeyError, TypeError):
+        pass
+    try:
+        sig: Optional[inspect.Signature] = inspect.signature(fn)
+    except (TypeError, ValueError):
+        sig = None
+    try:
+        _signatures[fn] = sig
+    except TypeError:
+        pass
+    return sig
+
+
+def check_arguments(name: str, fn: Any, args: list) -> Optional[str]:
+    """Why these arguments cannot be passed to `fn`, or None. Only plain type hints are checked."""
+    sig = _signature(fn)
+    if sig is None:
+        return None
+    try:
+        bound = sig.bind(*args)
+    except TypeError as e:
+        params = ", ".join(sig.parameters)
+        return (f"{name}({params}) cannot take the {len(args)} argument(s) the C# method passes: {e}. "
+                "Make the C# interface method match the Python signature.")
+    for pname, value in bound.arguments.items():
+        hint = sig.parameters[pname].annotation
+        accepted = _SIMPLE_HINTS.get(hint) if isinstance(hint, type) else None
+        if accepted and value is not None and not isinstance(value, accepted):
+            if hint is int and isinstance(value, bool):
+                continue
+            return (f"argument '{pname}' of {name} is annotated {hint.__name__} but the C# method sends "
+                    f"{python_type_name(value)}: change the C# parameter type or the Python annotation")
+    return None
+
+
+def _python_error(name: str, exc: BaseException) -> ErrorReply:
+    tb = exc.__traceback__
+    # drop this module's frame so the traceback starts in the user's function
+    if tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return ErrorReply(ErrorKind.PYTHON_ERROR, type(exc).__name__, str(exc), text)
+
+
+def invoke(call: Call, namespace: Namespace) -> Outcome:
+    """Run `call` against `namespace`. Runs on whatever thread the executor chose."""
+    out = Outcome(call.name, call.returns, call.args, time.time())
+    t0 = time.perf_counter()
+    try:
+        fn = namespace.lookup(call.name)
+    except FunctionNotFound as e:
+        out.error = ErrorReply(ErrorKind.FUNCTION_NOT_FOUND, "", str(e), "")
+        return out
+    problem = check_arguments(call.name, fn, call.args)
+    if problem:
+        out.error = ErrorReply(ErrorKind.BAD_ARGUMENTS, "", problem, "")
+        return out
+    try:
+        out.result = fn(*call.args)
+    except Exception as e:  # the user's code: anything it raises goes back to C#
+        out.error = _python_error(call.name, e)
+        out.duration = time.perf_counter() - t0
+        return out
+    out.duration = time.perf_counter() - t0
+    try:
+        out.value = coerce(out.result, call.returns)
+    except CoercionError as e:
+        out.error = ErrorReply(ErrorKind.RESULT_MISMATCH, "",
+                               f"{call.name} returned {e.python_type}, which cannot become the declared C# "
+                               f"return type {csharp_name(call.returns)}" + (f" ({e.detail})" if e.detail else "")
+                               + ": change the function's return value or the C# method's return type", "")
+    return out

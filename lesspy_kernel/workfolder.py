@@ -1,0 +1,152 @@
+"""The work folder: where a server's mappings, pid, port and key live, private to the user.
+
+A folder left behind by a server that died (pid not alive, port not answering) is stale: it is detected
+and replaced, never trusted. Named sessions resolve to `<jupyter runtime dir>/lesspy/<name>` exactly as the
+C# client resolves them (docs/PROTOCOL.md section 1).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import socket
+import stat
+import sys
+from pathlib import Path
+from typing import Optional, Union
+
+REQUEST_FILE = "req.mmf"
+RESPONSE_FILE = "resp.mmf"
+PID_FILE = "python.pid"
+PORT_FILE = "notify.port"
+KEY_FILE = "session.key"
+LOG_FILE = "server.log"
+SERVER_FILES = (PORT_FILE, PID_FILE, KEY_FILE, REQUEST_FILE, RESPONSE_FILE)
+
+
+def jupyter_runtime_dir() -> Path:
+    """Jupyter's runtime directory, resolved the way the C# client resolves it."""
+    env = os.environ.get("JUPYTER_RUNTIME_DIR")
+    if env:
+        return Path(env)
+    data = os.environ.get("JUPYTER_DATA_DIR")
+    if data:
+        return Path(data) / "runtime"
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", Path.home())) / "jupyter" / "runtime"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Jupyter" / "runtime"
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "jupyter" / "runtime"
+
+
+def session_folder(name: str) -> Path:
+    """The folder of a named session: `<runtime dir>/lesspy/<name>`."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError(f"a session name is a plain name such as 'demo', not {name!r}")
+    return jupyter_runtime_dir() / "lesspy" / name
+
+
+def resolve(folder_or_name: Union[str, os.PathLike]) -> Path:
+    """A path (contains a separator, or is an existing directory) as is; otherwise a session name."""
+    text = os.fspath(folder_or_name)
+    if os.sep in text or "/" in text or (os.altsep and os.altsep in text) or os.path.isdir(text):
+        return Path(text).absolute()
+    return session_folder(text)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True
+
+
+def _read_int(path: Path) -> Optional[int]:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class WorkFolder:
+    """One server's folder. Knows its files; never holds them open."""
+
+    def __init__(self, path: Union[str, os.PathLike]) -> None:
+        self.path = Path(path).absolute()
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def request(self) -> Path:
+        return self.file(REQUEST_FILE)
+
+    @property
+    def response(self) -> Path:
+        return self.file(RESPONSE_FILE)
+
+    def live_server_pid(self) -> Optional[int]:
+        """The pid of a server that is alive AND answering on its port; None when absent or stale."""
+        pid = _read_int(self.file(PID_FILE))
+        port = _read_int(self.file(PORT_FILE))
+        if pid is None or port is None or not pid_alive(pid):
+            return None
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                hello = s.recv(4)
+        except OSError:
+            return None
+        return pid if hello == b"LSPY" else None
+
+    def prepare(self) -> None:
+        """Create the folder 0700 (or tighten ours), refuse one owned by someone else, clear stale files."""
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = self.path.stat()
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            raise PermissionError(f"work folder {self.path} belongs to uid {st.st_uid}, not to you: "
+                                  "choose another folder")
+        if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(self.path, 0o700)
+        live = self.live_server_pid()
+        if live is not None and live != os.getpid():
+            raise FileExistsError(f"a lesspy server (pid {live}) is already serving {self.path}: "
+                                  "stop it, or use another folder or name")
+        self.remove_files()
+
+    def write_key(self) -> bytes:
+        """Write a fresh session key (0600) and return the HMAC key bytes."""
+        key = secrets.token_hex(32)
+        path = self.file(KEY_FILE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        if os.name == "posix":
+            os.chmod(path, 0o600)
+        return key.encode("ascii")
+
+    def publish(self, pid: int, port: int) -> None:
+        """Write python.pid, then notify.port atomically: its presence means the server is ready."""
+        self.file(PID_FILE).write_text(str(pid))
+        tmp = self.file(PORT_FILE + ".tmp")
+        tmp.write_text(str(port))
+        os.replace(tmp, self.file(PORT_FILE))
+
+    def remove_files(self) -> None:
+        for name in SERVER_FILES + (PORT_FILE + ".tmp",):
+            try:
+                self.file(name).unlink()
+            except FileNotFoundError:
+                pass
+
+    def remove(self) -> None:
+        """Remove the server's files, and the folder itself when nothing else is left in it."""
+        self.remove_files()
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
