@@ -1,0 +1,116 @@
+using System;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Runtime.InteropServices;
+
+namespace LessPy
+{
+    /// <summary>A server's work folder (PROTOCOL.md section 1): where it is, and what its files say.</summary>
+    internal sealed class WorkFolder
+    {
+        public const string ReqFile = "req.mmf";
+        public const string RespFile = "resp.mmf";
+        public const string PidFile = "python.pid";
+        public const string PortFile = "notify.port";
+        public const string KeyFile = "session.key";
+        public const string LogFile = "server.log";
+        static readonly string[] ServerFiles = { PortFile, PidFile, KeyFile, ReqFile, RespFile };
+
+        public WorkFolder(string path) { Path = System.IO.Path.GetFullPath(path); }
+
+        public string Path { get; }
+
+        public string File(string name) { return System.IO.Path.Combine(Path, name); }
+
+        /// <summary>
+        /// A folder for <paramref name="workFolderOrName"/>: an argument holding a path separator, or naming an existing
+        /// directory, is a folder; anything else is a session name in the Jupyter runtime dir's <c>lesspy/</c>.
+        /// </summary>
+        public static WorkFolder Resolve(string workFolderOrName)
+        {
+            string a = workFolderOrName;
+            if (a.IndexOf('/') >= 0 || a.IndexOf('\\') >= 0 || a.IndexOf(System.IO.Path.DirectorySeparatorChar) >= 0 || Directory.Exists(a))
+                return new WorkFolder(a);
+            return new WorkFolder(System.IO.Path.Combine(JupyterRuntimeDir(), "lesspy", a));
+        }
+
+        /// <summary>Jupyter's runtime dir, resolved as jupyter_core does (PROTOCOL.md section 1).</summary>
+        public static string JupyterRuntimeDir()
+        {
+            string v = Env("JUPYTER_RUNTIME_DIR");
+            if (v != null) return v;
+            v = Env("JUPYTER_DATA_DIR");
+            if (v != null) return System.IO.Path.Combine(v, "runtime");
+            string home = Env("HOME") ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+            if (RuntimeInformation.IsOSPlatform(OSPlatform.Windows))
+            {
+                string appData = Env("APPDATA") ?? Environment.GetFolderPath(Environment.SpecialFolder.ApplicationData);
+                return System.IO.Path.Combine(appData, "jupyter", "runtime");
+            }
+            if (RuntimeInformation.IsOSPlatform(OSPlatform.OSX))
+                return System.IO.Path.Combine(home, "Library", "Jupyter", "runtime");
+            string xdg = Env("XDG_DATA_HOME") ?? System.IO.Path.Combine(home, ".local", "share");
+            return System.IO.Path.Combine(xdg, "jupyter", "runtime");
+        }
+
+        static string Env(string name)
+        {
+            string v = Environment.GetEnvironmentVariable(name);
+            return string.IsNullOrEmpty(v) ? null : v;
+        }
+
+        public bool HasServerFiles
+        {
+            get { return System.IO.File.Exists(File(PortFile)) && System.IO.File.Exists(File(PidFile)); }
+        }
+
+        /// <summary>The ASCII decimal in <paramref name="name"/>, or -1 when missing or unreadable.</summary>
+        public int ReadNumber(string name)
+        {
+            try
+            {
+                int v;
+                string t = System.IO.File.ReadAllText(File(name)).Trim();
+                return int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out v) ? v : -1;
+            }
+            catch (IOException) { return -1; }
+            catch (UnauthorizedAccessException) { return -1; }
+        }
+
+        /// <summary>The HMAC key: the ASCII bytes of session.key's trimmed text.</summary>
+        public byte[] ReadKey()
+        {
+            string t = System.IO.File.ReadAllText(File(KeyFile)).Trim();
+            return System.Text.Encoding.ASCII.GetBytes(t);
+        }
+
+        public static bool ProcessAlive(int pid)
+        {
+            if (pid <= 0) return false;
+            try
+            {
+                using (var p = Process.GetProcessById(pid)) return !p.HasExited;
+            }
+            catch (ArgumentException) { return false; }
+            catch (InvalidOperationException) { return false; }
+            catch (System.ComponentModel.Win32Exception) { return true; }   // exists, but not ours to inspect
+        }
+
+        /// <summary>Removes a stale server's files (never server.log).</summary>
+        public void RemoveServerFiles()
+        {
+            foreach (var f in ServerFiles)
+            {
+                try { System.IO.File.Delete(File(f)); }
+                catch (IOException) { }
+                catch (UnauthorizedAccessException) { }
+            }
+        }
+
+        public string NotServedMessage()
+        {
+            return "no lesspy server is serving " + Path + ": run %lesspy serve in the notebook (or `python -m lesspy_kernel serve --module M --work-folder " + Path + "`)";
+        }
+    }
+}
