@@ -109,7 +109,7 @@ def invoke(call: Call, namespace: Namespace) -> Outcome:
         out.value = coerce(out.result, call.returns)
     except CoercionError as e:
         out.error = ErrorReply(ErrorKind.RESULT_MISMATCH, "",
-                               f"{call.name} returned {e.python_type}, which cannot become the declared C# "
+                               f"{call.name} returned Python {e.python_type}, which cannot become the declared C# "
                                f"return type {csharp_name(call.returns)}" + (f" ({e.detail})" if e.detail else "")
                                + ": change the function's return value or the C# method's return type", "")
     return out

@@ -1,0 +1,224 @@
+"""The headless server, driven by a small Python client over the real files and socket (fast, no Mono).
+
+The same behaviour is proven again from C# in test_csharp_client.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lesspy_kernel import handshake
+from lesspy_kernel.protocol import ErrorKind, Tag, encode_call
+from pyclient import PyClient, RemoteError
+from servers import TYPES_MODULE, Headless, wait_for
+
+I, L, D, S = Tag.INT32, Tag.INT64, Tag.FLOAT64, Tag.STRING
+
+
+@pytest.fixture
+def server(tmp_path):
+    with Headless(tmp_path / "work", TYPES_MODULE, "--keep-alive", "--capacity", "1M") as s:
+        yield s
+
+
+def test_folder_is_private_and_complete(server):
+    folder = server.folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "session.key").stat().st_mode) == 0o600
+    assert int((folder / "python.pid").read_text()) == server.pid
+    assert (folder / "req.mmf").stat().st_size == 1024 * 1024
+    assert len((folder / "session.key").read_text()) == 64
+
+
+def test_calls_and_every_error_followed_by_success(server):
+    c = PyClient(server.folder)
+    assert c.call("add_ints", I, [2, 40], [I, I]) == 42
+    cases = [
+        (("nope", I, [1]), ErrorKind.FUNCTION_NOT_FOUND, "not defined"),
+        (("_private", I, []), ErrorKind.FUNCTION_NOT_FOUND, "private"),
+        (("not_a_function", I, []), ErrorKind.FUNCTION_NOT_FOUND, "int, not a function"),
+        (("add_ints", I, [1]), ErrorKind.BAD_ARGUMENTS, "add_ints(a, b)"),
+        (("typed_add", I, ["x", 1]), ErrorKind.BAD_ARGUMENTS, "annotated int"),
+        (("raises", I, ["boom"]), ErrorKind.PYTHON_ERROR, "boom"),
+        (("overflow", I, []), ErrorKind.RESULT_MISMATCH, "outside"),
+        (("bad_void", Tag.NONE, []), ErrorKind.RESULT_MISMATCH, "void"),
+        (("wrong_type", I, []), ErrorKind.RESULT_MISMATCH, "Python str"),
+        (("big_result", Tag.BYTES, [2 * 1024 * 1024]), ErrorKind.PAYLOAD_TOO_LARGE, "capacity"),
+    ]
+    for (name, ret, args), kind, words in cases:
+        with pytest.raises(RemoteError) as e:
+            c.call(name, ret, args)
+        assert e.value.reply.kind == kind and words in e.value.reply.message + e.value.reply.traceback
+        assert c.call("add_ints", I, [1, 1], [I, I]) == 2
+    with pytest.raises(RemoteError) as e:
+        c.call("raises", I, ["with traceback"])
+    assert e.value.reply.python_type == "ValueError"
+    assert "types_module.py" in e.value.reply.traceback and "in raises" in e.value.reply.traceback
+    c.close()
+
+
+def test_malformed_frame_is_answered_and_server_goes_on(server):
+    c = PyClient(server.folder)
+    c.send_raw(b"\x03\x00abc\x02\x01\x63")
+    with pytest.raises(RemoteError) as e:
+        c.receive()
+    assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST and "type tag" in e.value.reply.message
+    # a header claiming more payload than the mapping holds
+    c.seq += 1
+    c.req[16:32] = (c.seq).to_bytes(8, "little") + (10**9).to_bytes(8, "little")
+    c.sock.sendall(handshake.CALL)
+    with pytest.raises(RemoteError) as e:
+        c.receive()
+    assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST and "exceeds" in e.value.reply.message
+    assert c.call("add_ints", I, [20, 22], [I, I]) == 42
+    c.close()
+
+
+def test_unknown_notify_byte_drops_connection_not_server(server):
+    c = PyClient(server.folder)
+    c.sock.sendall(b"\x7f")
+    assert c.sock.recv(1) == b""
+    c.close()
+    c = PyClient(server.folder)
+    assert c.call("add_ints", I, [1, 2], [I, I]) == 3
+    c.close()
+
+
+def test_wrong_key_is_refused_then_right_key_works(server):
+    with pytest.raises(handshake.HandshakeError, match="wrong session key"):
+        PyClient(server.folder, key=b"0" * 64)
+    c = PyClient(server.folder)
+    assert c.call("add_ints", I, [1, 2], [I, I]) == 3
+    c.close()
+
+
+def test_silent_connection_gets_no_access(server):
+    port = int((server.folder / "notify.port").read_text())
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        assert s.recv(4) == b"LSPY"
+        s.sendall(b"\x01" * 44)        # garbage where the handshake answer goes
+        assert s.recv(100)[0] != 0    # refused with a reason
+    c = PyClient(server.folder)
+    assert c.call("add_ints", I, [1, 2], [I, I]) == 3
+    c.close()
+
+
+def test_second_client_is_refused_while_first_connected(server):
+    first = PyClient(server.folder)
+    with pytest.raises(handshake.HandshakeError, match="another client"):
+        PyClient(server.folder)
+    first.close()
+    second = wait_for(lambda: _try_connect(server.folder), what="reconnect after the first client left")
+    assert second.call("add_ints", I, [1, 2], [I, I]) == 3
+    second.close()
+
+
+def _try_connect(folder):
+    try:
+        return PyClient(folder)
+    except handshake.HandshakeError:
+        return None
+
+
+def test_client_dying_mid_call_does_not_hurt(server):
+    c = PyClient(server.folder)
+    c.send_raw(encode_call("sleep_then", I, [0.3, 5], [D, I]))
+    c.sock.close()                 # gone before the reply
+    c2 = wait_for(lambda: _try_connect(server.folder), what="the next client")
+    assert c2.call("sleep_then", I, [0.0, 7], [D, I]) == 7
+    c2.close()
+
+
+def test_arrays_are_zero_copy_both_ways(server):
+    c = PyClient(server.folder)
+    a = np.arange(256 * 256, dtype=np.float32).reshape(256, 256)
+    out = c.call("inc_ndarray", Tag.NDARRAY, [a])
+    np.testing.assert_array_equal(out, a + 1)
+    t = c.call("inc_ndarray_timed", (Tag.NDARRAY, D), [a])
+    np.testing.assert_array_equal(t[0], a + 1) and isinstance(t[1], float)
+    assert c.call("make_tuple_from_list", (I, D, S), []) == (7, 2.5, "seven")
+    assert c.call("list_to_int_array", Tag.INT32_ARRAY, [5]).tolist() == [0, 1, 2, 3, 4]
+    assert c.call("sum_array", D, [[1, 2, 3]], [Tag.INT32_ARRAY]) == 6.0
+    c.close()
+
+
+def test_sigterm_removes_files_but_keep_alive_keeps_mappings(tmp_path):
+    s = Headless(tmp_path / "w", TYPES_MODULE, "--keep-alive")
+    assert s.stop() == 0
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["req.mmf", "resp.mmf"]
+    s = Headless(tmp_path / "w2", TYPES_MODULE)
+    assert s.stop(signal.SIGINT) == 0
+    assert not (tmp_path / "w2").exists()
+
+
+def test_without_keep_alive_the_server_exits_when_its_client_leaves(tmp_path):
+    s = Headless(tmp_path / "w", TYPES_MODULE)
+    c = PyClient(s.folder)
+    assert c.call("add_ints", I, [1, 2], [I, I]) == 3
+    c.close()
+    assert s.proc.wait(10) == 0
+    assert not (tmp_path / "w").exists()
+
+
+def test_shutdown_byte_stops_a_keep_alive_server(tmp_path):
+    s = Headless(tmp_path / "w", TYPES_MODULE, "--keep-alive")
+    c = PyClient(s.folder)
+    c.sock.sendall(handshake.SHUTDOWN)
+    c.close()
+    assert s.proc.wait(10) == 0
+
+
+def test_parent_pid_gone_stops_the_server(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    s = Headless(tmp_path / "w", TYPES_MODULE, "--parent-pid", str(parent.pid))
+    parent.kill()
+    parent.wait()
+    assert s.proc.wait(10) == 0
+
+
+def test_stale_folder_is_replaced_and_live_one_is_not(tmp_path):
+    folder = tmp_path / "w"
+    folder.mkdir(mode=0o755)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / "python.pid").write_text(str(dead.pid))
+    (folder / "notify.port").write_text("1")
+    (folder / "session.key").write_text("stale")
+    (folder / "req.mmf").write_bytes(b"junk")
+    with Headless(folder) as s:
+        assert int((folder / "python.pid").read_text()) == s.pid
+        assert (folder / "session.key").read_text() != "stale"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        second = subprocess.run([sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(TYPES_MODULE),
+                                 "--work-folder", str(folder)], capture_output=True, text=True, timeout=30)
+        assert second.returncode == 2 and f"pid {s.pid}" in second.stderr
+        c = PyClient(folder)
+        assert c.call("add_ints", I, [1, 2], [I, I]) == 3
+        c.close()
+
+
+def test_module_import_error_is_reported(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import not_a_module_xyz\n")
+    p = subprocess.run([sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(bad), "--work-folder",
+                        str(tmp_path / "w")], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "not_a_module_xyz" in p.stderr
+
+
+def test_log_file_receives_output(tmp_path):
+    log = tmp_path / "server.log"
+    with Headless(tmp_path / "w", TYPES_MODULE, "--keep-alive", "--log-file", str(log)) as s:
+        c = PyClient(s.folder)
+        with pytest.raises(RemoteError):
+            c.call("raises", I, ["logged"])
+        c.close()
+    assert "raises failed" in log.read_text() or "logged" in log.read_text()
