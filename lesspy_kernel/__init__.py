@@ -12,9 +12,19 @@ Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts)::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 __version__ = "0.1.0"
+
+
+def calls(n: Optional[int] = None) -> Any:
+    """The calls the C# app made to this notebook (a list of CallRecord, newest last).
+
+    `lesspy_kernel.calls()[-1].args[0]` is the array the app sent, copied out of the mapping.
+    """
+    from .history import calls as _calls
+
+    return _calls(n)
 
 
 def load_ipython_extension(ipython: Any) -> None:

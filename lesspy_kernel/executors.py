@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import sys
 import threading
 from typing import Callable, TypeVar
 
 from .handshake import Mode
+from .protocol import ErrorKind
 
 R = TypeVar("R")
 
@@ -27,3 +30,77 @@ class DirectExecutor(Executor):
 
     def run(self, fn: Callable[[], R], stop: threading.Event) -> R:
         return fn()
+
+
+class KernelExecutor(Executor):
+    """Run calls in a Jupyter kernel, with their output going to the cell that started the server.
+
+    By default a call runs on the kernel's main thread between cells, never in the middle of one:
+    ipykernel >= 7 holds `_main_asyncio_lock` around each execute request, so a coroutine scheduled on
+    the io_loop that takes the same lock waits for the running cell; ipykernel 6 has its own dispatch
+    queue (`schedule_dispatch`) that runs between messages. `threaded=True` runs calls on the server
+    thread instead: they then answer while a cell blocks, at the price of running concurrently with it.
+    """
+
+    POLL = 0.25
+
+    def __init__(self, kernel: object, threaded: bool = False) -> None:
+        self.kernel = kernel
+        self.threaded = threaded
+        self.mode = Mode.NOTEBOOK_THREADED if threaded else Mode.NOTEBOOK
+        get_parent = getattr(kernel, "get_parent", None)
+        self.parent = get_parent("shell") if get_parent else getattr(kernel, "_parent_header", {})
+        if not threaded and getattr(kernel, "io_loop", None) is None:
+            raise RuntimeError("the kernel has no io_loop yet: run %lesspy serve in a cell, not at start-up")
+
+    def run(self, fn: Callable[[], R], stop: threading.Event) -> R:
+        if self.threaded:
+            return self._with_output(fn)
+        done: "concurrent.futures.Future[R]" = concurrent.futures.Future()
+        lock = getattr(self.kernel, "_main_asyncio_lock", None)
+
+        async def job() -> None:
+            if not done.set_running_or_notify_cancel():
+                return
+            try:
+                if lock is not None:
+                    async with lock:
+                        done.set_result(self._with_output(fn))
+                else:
+                    done.set_result(self._with_output(fn))
+            except BaseException as e:  # handed to the server thread, which reports it
+                done.set_exception(e)
+
+        loop = self.kernel.io_loop
+        if lock is not None:             # ipykernel >= 7.0 (7.0.x still has an undrained schedule_dispatch)
+            loop.add_callback(job)
+        else:                            # ipykernel 6.x: its own queue, drained between messages
+            loop.add_callback(self.kernel.schedule_dispatch, job)
+        while True:
+            try:
+                return done.result(timeout=self.POLL)
+            except concurrent.futures.TimeoutError:
+                if stop.is_set() and done.cancel():
+                    raise RuntimeError("the server stopped before the notebook ran the call") from None
+
+    def _with_output(self, fn: Callable[[], R]) -> R:
+        """Send what the call prints to the serving cell's output, and show Python errors there too."""
+        streams = [s for s in (sys.stdout, sys.stderr) if hasattr(s, "set_parent")]
+        saved = [getattr(s, "parent_header", None) for s in streams]
+        for s in streams:
+            s.set_parent(self.parent)
+        try:
+            result = fn()
+            error = getattr(result, "error", None)
+            if error is not None and error.kind == ErrorKind.PYTHON_ERROR:
+                print(f"lesspy: {getattr(result, 'name', '?')} raised; the C# caller got a PythonException:\n"
+                      f"{error.traceback}", file=sys.stderr)
+            return result
+        finally:
+            for s, header in zip(streams, saved):
+                try:
+                    s.flush()
+                    if header is not None:
+                        s.parent_header = header
+                except Exception:
+                    pass

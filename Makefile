@@ -1,0 +1,50 @@
+# make demo   - a C# app calling Python: headless (Initialize<T>) and a live notebook kernel (Connect<T>)
+# make test   - the whole test suite (real kernels, real Mono C# programs)
+# Both install what is missing: Mono (Debian's mono-devel, via apt-get) and the package into .venv.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+IPK6 := .venv-ipk6
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+
+.PHONY: demo test deps mono venv venv-ipk6 build bench clean
+
+deps: mono venv
+
+mono:
+	@command -v mcs >/dev/null 2>&1 && command -v mono >/dev/null 2>&1 || { \
+	  echo "Installing Mono (mono-devel) from Debian..."; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mono-devel >/dev/null; }
+
+$(PY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(PY)
+
+venv: $(PY)
+
+$(IPK6)/bin/python: pyproject.toml
+	$(PYTHON) -m venv $(IPK6)
+	$(IPK6)/bin/python -m pip install -q "ipykernel>=6.29,<7" numpy -e .
+	@touch $(IPK6)/bin/python
+
+venv-ipk6: $(IPK6)/bin/python
+
+build: deps
+	bash csharp/build.sh csharp/bin
+
+demo: build
+	cd csharp/bin && LESSPY_PYTHON_VENV=$(abspath $(VENV)) mono LessPyDemo.exe $(abspath csharp/Demo/exporting_module.py)
+	$(PY) notebooks/demo.py
+
+test: deps venv-ipk6
+	$(PY) -m pytest -q
+
+bench: build
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf csharp/bin $(VENV) $(IPK6) .pytest_cache

@@ -1,0 +1,207 @@
+"""The %lesspy magics: serve the notebook's functions to a running C# app, and look at what it sent.
+
+Configure in ipython_config.py or with %config, e.g.::
+
+    c.LessPyMagics.capacity = 256 * 1024 * 1024
+    %config LessPyMagics.history_budget = 64 * 1024 * 1024
+"""
+
+from __future__ import annotations
+
+import atexit
+import html
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Bool, Int, Unicode
+
+from ..cli import parse_size
+from ..executors import DirectExecutor, KernelExecutor
+from ..handshake import Mode
+from ..history import CallHistory, set_current_history
+from ..namespaces import DictNamespace
+from ..server import Server
+from ..stubgen import csharp_stub
+from ..workfolder import resolve, session_folder
+
+
+class ServerStatus:
+    """What `%lesspy serve` and `%lesspy status` show: plain text, or HTML in JupyterLab."""
+
+    def __init__(self, server: Optional[Server], connect_arg: str, interface: str) -> None:
+        self.server = server
+        self.connect_line = f'var api = LessPythonInvoke.Connect<{interface}>("{connect_arg}");' if server else ""
+
+    def rows(self) -> list:
+        s = self.server
+        if s is None:
+            return [("state", "not serving: run %lesspy serve")]
+        st = s.stats
+        return [
+            ("state", "serving" if s.running else "stopped"),
+            ("folder", str(s.folder.path)),
+            ("mode", {Mode.NOTEBOOK: "main thread, between cells", Mode.NOTEBOOK_THREADED: "threaded (server thread)",
+                      Mode.HEADLESS: "direct"}[s.mode]),
+            ("client", f"connected (pid {st.client_pid})" if st.client_pid else "none connected"),
+            ("calls", f"{st.calls} served, {st.errors} errors" + (f" (last: {st.last_error})" if st.last_error else "")),
+            ("mappings", f"req.mmf and resp.mmf, {s.capacity:,} bytes each"),
+            ("exported", ", ".join(sorted(s.namespace.only)) if s.namespace.only else "every function in the notebook"),
+            ("C#", self.connect_line),
+        ]
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{k:>9}: {v}" for k, v in self.rows())
+
+    def _repr_html_(self) -> str:
+        cells = "".join(f"<tr><th style='text-align:right'>{html.escape(k)}</th>"
+                        f"<td style='text-align:left'><code>{html.escape(str(v))}</code></td></tr>"
+                        for k, v in self.rows())
+        return f"<table><caption style='text-align:left'><b>lesspy</b></caption>{cells}</table>"
+
+
+@magics_class
+class LessPyMagics(Magics):
+    """%lesspy serve | stop | status | calls | stub."""
+
+    capacity = Int(16 * 1024 * 1024, help="Bytes in each of req.mmf and resp.mmf: the largest request or "
+                                          "result that fits.").tag(config=True)
+    history_budget = Int(256 * 1024 * 1024, help="Bytes of recorded argument/result arrays kept by "
+                                                 "%lesspy calls; the oldest are dropped first.").tag(config=True)
+    default_name = Unicode("default", help="Session name used by %lesspy serve without --name/--folder; "
+                                           "C# connects with Connect<T>(name).").tag(config=True)
+    threaded = Bool(False, help="Run calls on the server thread instead of the kernel's main thread "
+                                "(answers while a cell blocks; runs concurrently with cells).").tag(config=True)
+    interface = Unicode("IMyApi", help="Interface name shown in the C# Connect line and used by "
+                                      "%lesspy stub.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.server: Optional[Server] = None
+        self.connect_arg = ""
+        self.history = CallHistory(budget=self.history_budget)
+        set_current_history(self.history)
+        self.observe(self._budget_changed, names="history_budget")
+        atexit.register(self.stop_server)
+
+    def _budget_changed(self, change: dict) -> None:
+        self.history.budget = change["new"]
+
+    @line_magic
+    def lesspy(self, line: str) -> Any:
+        """Serve notebook functions to a C# app, and inspect its calls.
+
+        %lesspy serve [--name NAME | --folder PATH] [--capacity SIZE] [--threaded] [--only f,g]
+            start serving (C#: LessPythonInvoke.Connect<IMyApi>("NAME"))
+        %lesspy stop                  stop serving
+        %lesspy status                folder, client, calls, errors, mappings, mode
+        %lesspy calls [-n N]          the last N calls with their arguments and results
+        %lesspy stub [--interface IMyApi] [--namespace NS] [-o FILE.cs]
+                                      the C# interface for the notebook's functions, from type hints
+        """
+        command, _, rest = line.strip().partition(" ")
+        handler = {"serve": self._serve, "stop": self._stop, "status": self._status, "calls": self._calls,
+                   "stub": self._stub}.get(command)
+        if handler is None:
+            raise UsageError(f"%lesspy {command or ''}: expected one of serve, stop, status, calls, stub "
+                             "(see %lesspy?)")
+        return handler(rest)
+
+    @magic_arguments(name="lesspy serve")
+    @argument("--name", help="session name: the folder is <jupyter runtime dir>/lesspy/NAME")
+    @argument("--folder", help="explicit work folder path")
+    @argument("--capacity", help="size of each mapping, e.g. 64M (default: LessPyMagics.capacity)")
+    @argument("--threaded", action="store_true", help="run calls on the server thread, even during a cell")
+    @argument("--only", help="comma-separated names: only these functions may be called")
+    def _serve(self, rest: str) -> None:
+        args = parse_argstring(self._serve, rest)
+        if args.name and args.folder:
+            raise UsageError("give --name or --folder, not both")
+        if self.server is not None and self.server.running:
+            raise UsageError(f"already serving {self.server.folder.path}: %lesspy stop first")
+        try:
+            capacity = parse_size(args.capacity) if args.capacity else self.capacity
+        except Exception as e:
+            raise UsageError(str(e)) from None
+        if args.folder:
+            folder, self.connect_arg = resolve(args.folder), str(resolve(args.folder))
+        else:
+            name = args.name or self.default_name
+            try:
+                folder = session_folder(name)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            self.connect_arg = name
+        only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+        kernel = getattr(self.shell, "kernel", None)
+        threaded = args.threaded or self.threaded
+        executor = KernelExecutor(kernel, threaded) if kernel is not None else DirectExecutor(Mode.NOTEBOOK_THREADED)
+        server = Server(DictNamespace(self.shell.user_ns, only), folder, executor=executor, capacity=capacity,
+                        keep_alive=True)
+        server.observers.append(self.history.observe)
+        try:
+            server.start()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise UsageError(f"cannot serve {folder}: {e}") from None
+        self.server = server
+        display(ServerStatus(server, self.connect_arg, self.interface))
+
+    def _stop(self, rest: str) -> None:
+        if self.server is None or not self.server.running:
+            print("lesspy: not serving")
+            return
+        folder = self.server.folder.path
+        self.stop_server()
+        print(f"lesspy: stopped serving {folder}")
+
+    def stop_server(self) -> None:
+        """Stop serving and remove the work folder (also runs at kernel shutdown and on unload)."""
+        if self.server is not None:
+            self.server.stop()
+
+    def _status(self, rest: str) -> ServerStatus:
+        return ServerStatus(self.server, self.connect_arg, self.interface)
+
+    @magic_arguments(name="lesspy calls")
+    @argument("-n", type=int, default=None, help="show only the last N calls")
+    def _calls(self, rest: str) -> Any:
+        args = parse_argstring(self._calls, rest)
+        return self.history.records()[-args.n:] if args.n else self.history.records()
+
+    @magic_arguments(name="lesspy stub")
+    @argument("--interface", default=None, help="C# interface name (default: LessPyMagics.interface)")
+    @argument("--namespace", default=None, help="C# namespace to wrap the interface in")
+    @argument("-o", "--output", default=None, help="write to this .cs file instead of printing")
+    def _stub(self, rest: str) -> None:
+        args = parse_argstring(self._stub, rest)
+        ns = self.server.namespace if self.server is not None and self.server.running else \
+            DictNamespace(self.shell.user_ns)
+        functions = {name: self.shell.user_ns[name] for name in ns.names()}
+        try:
+            code = csharp_stub(functions, interface=args.interface or self.interface, namespace=args.namespace)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if args.output:
+            Path(args.output).write_text(code, encoding="utf-8")
+            print(f"lesspy: wrote {len(functions)} function(s) to {os.path.abspath(args.output)}")
+        else:
+            print(code)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(LessPyMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    magics = ipython.magics_manager.registry.get("LessPyMagics")
+    if magics is not None:
+        magics.stop_server()
+        atexit.unregister(magics.stop_server)
+        ipython.magics_manager.magics["line"].pop("lesspy", None)
+        ipython.magics_manager.registry.pop("LessPyMagics", None)
+        if magics in ipython.configurables:
+            ipython.configurables.remove(magics)
