@@ -6,6 +6,7 @@ runs the same story with the real Mono client.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import stat
 import time
@@ -152,3 +153,26 @@ def test_killed_kernel_leaves_stale_folder_that_next_serve_replaces(tmp_path):
         k2.run("def ok():\n    return 5")
         assert c.call("ok", I) == 5
         c.close()
+
+
+@pytest.mark.parametrize("threaded", ["", "--threaded"])
+def test_output_and_errors_go_to_the_serving_cell(k, threaded):
+    serve_id = k.start(f"%load_ext lesspy_kernel\n%lesspy serve --name out {threaded}")
+    k.wait_idle(serve_id)
+    k.run("def f():\n    print('hello from f')\n    return 1\ndef g():\n    raise ValueError('gg')")
+    k.drain()
+    c = PyClient(k.folder("out"))
+    assert c.call("f", I) == 1
+    with pytest.raises(RemoteError):
+        c.call("g", I)
+    c.close()
+    streams = []
+    try:
+        while True:
+            m = k.kc.get_iopub_msg(timeout=1)
+            if m["msg_type"] == "stream":
+                streams.append((m["parent_header"].get("msg_id"), m["content"]["text"]))
+    except queue.Empty:
+        pass
+    assert any(pid == serve_id and "hello from f" in t for pid, t in streams), streams
+    assert any(pid == serve_id and "ValueError: gg" in t for pid, t in streams), streams
