@@ -1,0 +1,691 @@
+"""lesspy_kernel.stubgen: the C# interface generated from type hints, rule by rule, then compiled for real with mcs."""
+
+from __future__ import annotations
+
+import collections.abc
+import functools
+import importlib.util
+import sys
+import textwrap
+import typing
+from typing import Any, Annotated, Dict, List, NewType, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from lesspy_kernel.stubgen import HEADER, LIST_NOTE, SUPPORTED, csharp_stub
+
+NOTE = " " + LIST_NOTE
+
+
+def members(functions: Dict[str, Any], **kw) -> List[str]:
+    """The stripped, non-blank lines inside the interface's braces."""
+    raw = csharp_stub(functions, **kw).splitlines()
+    start = next(i for i, line in enumerate(raw) if "public interface" in line)
+    indent = raw[start][: len(raw[start]) - len(raw[start].lstrip())]
+    assert raw[start + 1] == indent + "{"
+    end = raw.index(indent + "}", start)
+    return [line.strip() for line in raw[start + 2:end] if line.strip()]
+
+
+def stub_of(fn, name: Optional[str] = None) -> List[str]:
+    return members({name or fn.__name__: fn})
+
+
+def hinted(params: str, ret: str, name: str = "f", doc: Optional[str] = None, **names):
+    """A function built from source with the given annotations, its globals holding what the tests use.
+    (This file uses `from __future__ import annotations`, so building from source also keeps hints honest.)"""
+    ns = dict(np=np, npt=npt, typing=typing, collections=collections, Any=Any, Optional=Optional, List=List,
+              Tuple=Tuple, Sequence=Sequence, Union=Union, Dict=Dict, Annotated=Annotated, **names)
+    body = f"    {doc!r}\n" if doc is not None else ""
+    exec(f"def {name}({params}) -> {ret}:\n{body}    pass\n", ns)
+    return ns[name]
+
+
+def one(params: str, ret: str, name: str = "f") -> str:
+    """The single method line generated for a function."""
+    lines = stub_of(hinted(params, ret, name))
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------------ scalars
+
+
+@pytest.mark.parametrize("py, cs", [
+    ("int", "long"), ("float", "double"), ("str", "string"), ("bool", "bool"), ("bytes", "byte[]"),
+    ("np.float32", "float"), ("np.float64", "double"), ("np.int32", "int"), ("np.int64", "long"),
+    ("np.bool_", "bool"),
+])
+def test_scalar_types(py, cs):
+    assert one(f"a: {py}", py) == f'[PythonImport("f")] {cs} f({cs} a);'
+
+
+@pytest.mark.parametrize("ret", ["None", "type(None)"])
+def test_none_return_is_void(ret):
+    assert one("a: int, b: float", ret) == '[PythonImport("f")] void f(long a, double b);'
+
+
+def test_no_parameters():
+    assert one("", "int") == '[PythonImport("f")] long f();'
+
+
+def test_defaults_are_included():
+    assert one("a: int, k: float = 2.0, s: str = 'x'", "float") == \
+        '[PythonImport("f")] double f(long a, double k, string s);'
+
+
+def test_none_is_not_a_parameter_type():
+    assert one("a: None", "int") == (
+        "// skipped f(a): parameter 'a' is annotated None, which has no C# counterpart in lesspy as a parameter "
+        f"(None is only a return type); use one of {SUPPORTED}")
+
+
+# ------------------------------------------------------------------------------------------------ lists
+
+
+@pytest.mark.parametrize("py", ["list[int]", "List[int]", "Sequence[int]", "collections.abc.Sequence[int]",
+                                "typing.MutableSequence[int]"])
+def test_int_lists(py):
+    assert one(f"xs: {py}", py) == f'[PythonImport("f")] int[] f(int[] xs);{NOTE}'
+
+
+@pytest.mark.parametrize("py", ["list[list[int]]", "List[List[int]]", "Sequence[list[int]]"])
+def test_jagged_int_lists(py):
+    assert one(f"xs: {py}", "int") == f'[PythonImport("f")] long f(int[][] xs);{NOTE}'
+
+
+def test_list_note_only_where_lists_are():
+    lines = members({"a": hinted("x: int", "int"), "b": hinted("x: int", "list[int]")})
+    assert lines == ['[PythonImport("a")] long a(long x);',
+                     f'[PythonImport("b")] int[] b(long x);{NOTE}']
+
+
+@pytest.mark.parametrize("py", ["list[float]", "list[str]", "list[list[float]]"])
+def test_other_lists_skipped(py):
+    assert one(f"xs: {py}", "int") == (
+        f"// skipped f(xs): parameter 'xs' is annotated {py}, which has no C# counterpart in lesspy (lists carry "
+        "only int as int[] and int[][]; annotate numpy.ndarray for other element types); "
+        f"use one of {SUPPORTED}")
+
+
+@pytest.mark.parametrize("py, shown", [("list", "list"), ("List", "List")])
+def test_bare_list_skipped(py, shown):
+    assert one(f"xs: {py}", "int") == (
+        f"// skipped f(xs): parameter 'xs' is annotated {shown}, which has no C# counterpart in lesspy without an "
+        "element type: lists of int map to int[] (list[int]); annotate numpy.ndarray for other element types; "
+        f"use one of {SUPPORTED}")
+
+
+# ------------------------------------------------------------------------------------------------ tuples
+
+
+@pytest.mark.parametrize("py, cs", [
+    ("tuple[int, float]", "(long, double)"),
+    ("Tuple[int, str]", "(long, string)"),
+    ("tuple[int, tuple[float, str]]", "(long, (double, string))"),
+    ("tuple[tuple[int, int], tuple[bytes, tuple[bool, np.ndarray]]]", "((long, long), (byte[], (bool, NdArray)))"),
+    ("tuple[int, list[int]]", "(long, int[])"),
+    ("tuple[int, int, int, int, int, int, int]", "(long, long, long, long, long, long, long)"),
+])
+def test_tuples(py, cs):
+    line = one(f"t: {py}", py)
+    note = NOTE if "list" in py else ""
+    assert line == f'[PythonImport("f")] {cs} f({cs} t);{note}'
+
+
+def test_one_tuple_is_valuetuple_and_needs_system():
+    text = csharp_stub({"f": hinted("t: tuple[int]", "tuple[int, tuple[str]]")})
+    assert '[PythonImport("f")] (long, ValueTuple<string>) f(ValueTuple<long> t);' in text
+    assert text.splitlines()[1:3] == ["using System;", "using LessPy;"]
+
+
+def test_no_system_without_one_tuples():
+    text = csharp_stub({"f": hinted("t: tuple[int, int]", "int")})
+    assert "using System;" not in text
+    assert text.splitlines()[1] == "using LessPy;"
+
+
+@pytest.mark.parametrize("py, why", [
+    ("tuple[int, ...]", "a variable-length tuple, which has no C# counterpart in lesspy (tuples map to ValueTuple "
+                        "of 1..7 fixed elements; use list[int] or numpy.ndarray)"),
+    ("tuple[int, int, int, int, int, int, int, int]",
+     "a tuple of 8 elements, which has no C# counterpart in lesspy (tuples map to ValueTuple of 1..7 elements)"),
+    ("tuple[int, tuple[int, dict]]", "which has no C# counterpart in lesspy"),
+    ("tuple[int, None]", "which has no C# counterpart in lesspy (a tuple element cannot be None)"),
+    ("tuple", "which has no C# counterpart in lesspy without element types: say them, e.g. tuple[int, float]"),
+    ("Tuple", "which has no C# counterpart in lesspy without element types: say them, e.g. tuple[int, float]"),
+])
+def test_unsupported_tuples(py, why):
+    line = one("a: int", py)
+    assert line.startswith("// skipped f(a): the return type is annotated ")
+    assert line.endswith(f", {why}; use one of {SUPPORTED}")
+
+
+def test_empty_tuple_skipped():
+    line = one("a: int", "tuple[()]")
+    assert line.startswith("// skipped f(a): the return type is annotated ")
+    assert "a tuple of 0 elements, which has no C# counterpart in lesspy" in line
+
+
+# ------------------------------------------------------------------------------------------------ ndarray
+
+
+def test_plain_ndarray():
+    assert stub_of(hinted("a: np.ndarray", "np.ndarray")) == ['[PythonImport("f")] NdArray f(NdArray a);']
+
+
+def test_ndarray_dtype_in_docs():
+    lines = stub_of(hinted("a: npt.NDArray[np.float32], b: np.ndarray[Any, np.dtype[np.int64]], k: float",
+                           "npt.NDArray[np.float64]"))
+    assert lines == [
+        '/// <param name="a">float32 array</param>',
+        '/// <param name="b">int64 array</param>',
+        "/// <returns>float64 array</returns>",
+        '[PythonImport("f")] NdArray f(NdArray a, NdArray b, double k);',
+    ]
+
+
+@pytest.mark.parametrize("py", ["npt.NDArray", "npt.NDArray[Any]", "npt.NDArray[np.floating]",
+                                "np.ndarray[Any, np.dtype[Any]]"])
+def test_ndarray_unknown_dtype_has_no_doc(py):
+    assert stub_of(hinted(f"a: {py}", "int")) == ['[PythonImport("f")] long f(NdArray a);']
+
+
+def test_ndarray_of_unsupported_dtype_skipped():
+    line = one("a: npt.NDArray[np.str_]", "int")
+    assert line.startswith("// skipped f(a): parameter 'a' is annotated numpy.ndarray[")
+    assert ("an array of dtype str, which lesspy cannot carry (supported dtypes: bool, int8, uint8, int16, uint16, "
+            "int32, uint32, int64, uint64, float16, float32, float64, complex64, complex128)") in line
+
+
+# ------------------------------------------------------------------------------------------------ Optional
+
+
+@pytest.mark.parametrize("py, cs", [
+    ("Optional[str]", "string"), ("Optional[bytes]", "byte[]"), ("Optional[list[int]]", "int[]"),
+    ("Optional[List[List[int]]]", "int[][]"), ("Optional[np.ndarray]", "NdArray"),
+    ("Union[None, str]", "string"), ("Optional[npt.NDArray[np.uint8]]", "NdArray"),
+])
+def test_optional_reference_types(py, cs):
+    lines = stub_of(hinted(f"a: {py} = None", py))
+    note = NOTE if "int[]" in cs else ""
+    assert lines[-1] == f'[PythonImport("f")] {cs} f({cs} a);{note}'
+
+
+def test_optional_ndarray_keeps_its_dtype_doc():
+    assert stub_of(hinted("a: Optional[npt.NDArray[np.uint8]] = None", "Optional[npt.NDArray[np.int16]]")) == [
+        '/// <param name="a">uint8 array</param>',
+        "/// <returns>int16 array</returns>",
+        '[PythonImport("f")] NdArray f(NdArray a);']
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="X | None needs Python 3.10")
+def test_pep604_optional():
+    assert one("a: str | None", "bytes | None") == '[PythonImport("f")] byte[] f(string a);'
+
+
+@pytest.mark.parametrize("py, cs", [("Optional[int]", "long"), ("Optional[float]", "double"),
+                                    ("Optional[tuple[int, int]]", "(long, long)")])
+def test_optional_value_types_skipped(py, cs):
+    assert one("a: int", py) == (
+        f"// skipped f(a): the return type is annotated {py}, which lesspy cannot pass as null: C# {cs} is a "
+        f"value type and the protocol has no nullable types yet; drop the Optional; use one of {SUPPORTED}")
+
+
+# ------------------------------------------------------------------------------------------------ no counterpart
+
+
+def test_dict_parameter_comment():
+    assert one("path: dict[str, int]", "int", name="load") == (
+        "// skipped load(path): parameter 'path' is annotated dict[str, int], which has no C# counterpart in "
+        "lesspy; use one of int, float, str, bool, bytes, list[int], list[list[int]], tuple[...], numpy.ndarray")
+
+
+class Point:
+    pass
+
+
+@pytest.mark.parametrize("py, shown, why", [
+    ("set[int]", "set[int]", "which has no C# counterpart in lesspy"),
+    ("Dict[str, int]", "Dict[str, int]", "which has no C# counterpart in lesspy"),
+    ("Any", "Any", "which has no C# counterpart in lesspy"),
+    ("object", "object", "which has no C# counterpart in lesspy"),
+    ("complex", "complex", "which has no C# counterpart in lesspy"),
+    ("Point", f"{Point.__module__}.Point", "which has no C# counterpart in lesspy"),
+    ("Union[int, str]", "Union[int, str]", "a Union, which has no C# counterpart in lesspy: use a single type"),
+    ("Optional[Union[str, bytes]]", "Union[str, bytes, NoneType]",
+     "a Union, which has no C# counterpart in lesspy: use a single type"),
+])
+def test_no_counterpart_return(py, shown, why):
+    line = stub_of(hinted("a: int", py, Point=Point))[0]
+    assert line == f"// skipped f(a): the return type is annotated {shown}, {why}; use one of {SUPPORTED}"
+
+
+def test_several_problems_in_one_comment():
+    assert one("a: dict, b: int, c: set", "Any") == (
+        "// skipped f(a, b, c): parameter 'a' is annotated dict, which has no C# counterpart in lesspy; "
+        "parameter 'c' is annotated set, which has no C# counterpart in lesspy; "
+        "the return type is annotated Any, which has no C# counterpart in lesspy; "
+        f"use one of {SUPPORTED}")
+
+
+def test_annotated_and_newtype_are_seen_through():
+    UserId = NewType("UserId", int)
+
+    def f(a: Annotated[float, "metres"], u: UserId) -> Annotated[str, "x"]:
+        pass
+
+    f.__annotations__ = {"a": Annotated[float, "metres"], "u": UserId, "return": Annotated[str, "x"]}
+    assert stub_of(f) == ['[PythonImport("f")] string f(double a, long u);']
+
+
+# ------------------------------------------------------------------------------------------------ missing hints
+
+
+def test_missing_hints_comment():
+    def add(a, b):
+        return a + b
+
+    assert stub_of(add) == [
+        "// add(a, b): annotate parameters a, b and the return type to generate this method, "
+        "e.g. def add(a: int, b: int) -> int"]
+
+
+def test_missing_one_parameter_keeps_the_known_hints_in_the_example():
+    assert one("a: float, b", "str", name="g") == (
+        "// g(a, b): annotate parameter b to generate this method, e.g. def g(a: float, b: int) -> str")
+
+
+def test_missing_return_only():
+    def h(a: int, s: str):
+        pass
+
+    assert stub_of(h) == ["// h(a, s): annotate the return type to generate this method, "
+                          "e.g. def h(a: int, s: str) -> int"]
+
+
+# ------------------------------------------------------------------------------------------------ parameter kinds
+
+
+def test_required_keyword_only_cannot_be_called():
+    assert one("a: int, *, scale: float", "int") == (
+        "// skipped f(a): it cannot be called from C#, which passes arguments by position only; give keyword-only "
+        "parameter scale a default or make it positional")
+    assert one("a: int, *, x: int, y", "int") == (
+        "// skipped f(a): it cannot be called from C#, which passes arguments by position only; give keyword-only "
+        "parameters x, y a default or make them positional")
+
+
+def test_star_args_and_keyword_defaults_are_left_out_with_a_note():
+    assert stub_of(hinted("a: int, *rest: int, scale: float = 1.0, **opts", "int")) == [
+        "// f(a): C# passes arguments by position only, so *rest, **opts stay empty and keyword-only parameter "
+        "scale keeps its default",
+        '[PythonImport("f")] long f(long a);']
+    assert stub_of(hinted("*args", "int")) == [
+        "// f(): C# passes arguments by position only, so *args stays empty",
+        '[PythonImport("f")] long f();']
+
+
+def test_positional_only_parameters():
+    assert one("a: int, b: str, /", "int") == '[PythonImport("f")] long f(long a, string b);'
+
+
+# ------------------------------------------------------------------------------------------------ names
+
+
+def test_keywords_are_escaped():
+    f = hinted("params: int, object: str, string: bytes, var: float", "int", name="object")
+    assert stub_of(f) == ['[PythonImport("object")] long @object(long @params, string @object, byte[] @string, '
+                          'double var);']
+
+
+def test_keyword_parameter_in_param_doc_is_unescaped():
+    lines = stub_of(hinted("params: npt.NDArray[np.float32]", "int"))
+    assert lines == ['/// <param name="params">float32 array</param>',
+                     '[PythonImport("f")] long f(NdArray @params);']
+
+
+def test_invalid_method_names_become_comments():
+    f = hinted("a: int", "int")
+    assert members({"my-func": f, "2d": f, "a.b": f, "": f, "ok": f, "x\ny": f}) == [
+        "// skipped : its name is not a valid C# method name; export it under a name made of letters, digits and '_'",
+        "// skipped 2d: its name is not a valid C# method name; export it under a name made of letters, digits and '_'",
+        "// skipped a.b: its name is not a valid C# method name; export it under a name made of letters, digits "
+        "and '_'",
+        "// skipped my-func: its name is not a valid C# method name; export it under a name made of letters, digits "
+        "and '_'",
+        '[PythonImport("ok")] long ok(long a);',
+        "// skipped x\\ny: its name is not a valid C# method name; export it under a name made of letters, digits "
+        "and '_'",
+    ]
+
+
+def test_unicode_name_is_kept():
+    assert stub_of(hinted("a: int", "int"), name="größe") == ['[PythonImport("größe")] long größe(long a);']
+
+
+def test_method_named_like_the_interface():
+    assert members({"IMyApi": hinted("a: int", "int")}) == [
+        "// skipped IMyApi: a method cannot have the interface's name; choose another --interface"]
+
+
+def test_export_name_is_the_key_not_dunder_name():
+    assert stub_of(hinted("a: int", "int", name="inner"), name="outer") == [
+        '[PythonImport("outer")] long outer(long a);']
+
+
+# ------------------------------------------------------------------------------------------------ odd callables
+
+
+def test_non_callables_builtins_and_classes():
+    lines = members({"n": 3, "m": max, "P": Point})
+    assert lines == [
+        "// skipped P: it is a class, not a function; export a function that returns one of " + SUPPORTED,
+        "// skipped m: its signature cannot be read (a builtin?); wrap it in a def with type hints",
+        "// skipped n: it is not callable (its type is int)",
+    ]
+
+
+def test_wrapped_method_and_callable_object():
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*a):
+            return fn(*a)
+        return wrapper
+
+    class Scaler:
+        def __call__(self, a: np.ndarray, k: float) -> np.ndarray:
+            return a * k
+
+        def method(self, n: int) -> int:
+            """Doubles n."""
+            return 2 * n
+
+    wrapped = deco(hinted("a: int", "str"))
+    s = Scaler()
+    assert members({"w": wrapped, "c": s, "m": s.method}) == [
+        '[PythonImport("c")] NdArray c(NdArray a, double k);',
+        "/// <summary>Doubles n.</summary>",
+        '[PythonImport("m")] long m(long n);',
+        '[PythonImport("w")] string w(long a);',
+    ]
+
+
+def test_partial():
+    p = functools.partial(hinted("a: int, b: float", "float"), 1)
+    assert members({"p": p}) == ['[PythonImport("p")] double p(double b);']
+
+
+# ------------------------------------------------------------------------------------------------ string hints
+
+
+def test_string_annotations_resolve_in_the_function_globals():
+    src = textwrap.dedent("""
+        from __future__ import annotations
+        import numpy as np
+        import numpy.typing as npt
+        from typing import Optional
+
+        Vec = npt.NDArray[np.float32]
+
+        def norm(v: Vec, eps: Optional[float] = None) -> float: ...
+        def pair(a: int) -> tuple[int, str]: ...
+    """)
+    ns: Dict[str, Any] = {"__name__": "notebook"}
+    exec(src, ns)
+    assert members({"pair": ns["pair"]}) == ['[PythonImport("pair")] (long, string) pair(long a);']
+    # Optional[float] (even as a string) has no C# counterpart
+    assert members({"norm": ns["norm"]})[0].startswith(
+        "// skipped norm(v, eps): parameter 'eps' is annotated Optional[float], which lesspy cannot pass as null")
+
+
+def test_unresolvable_string_annotation_falls_back_per_annotation():
+    def f(a: "int", b: "Undefined") -> "float":  # noqa: F821
+        pass
+
+    def g(a: "int", b: "list[int]") -> "float":
+        pass
+
+    assert members({"f": f, "g": g}) == [
+        "// skipped f(a, b): parameter 'b' is annotated Undefined, which could not be evaluated (is the name "
+        f"defined where the function is?); use one of {SUPPORTED}",
+        f'[PythonImport("g")] double g(long a, int[] b);{NOTE}',
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ docstrings
+
+
+def test_docstring_one_line_escaped():
+    lines = stub_of(hinted("a: int", "int", doc="Returns a < b && b > c."))
+    assert lines == ["/// <summary>Returns a &lt; b &amp;&amp; b &gt; c.</summary>",
+                     '[PythonImport("f")] long f(long a);']
+
+
+def test_docstring_first_paragraph_multiline():
+    doc = """Scale an array
+        by k, in place.
+
+        Details that stay in Python.
+        """
+    lines = stub_of(hinted("a: npt.NDArray[np.float32], k: float", "None", doc=doc))
+    assert lines == ["/// <summary>",
+                     "/// Scale an array",
+                     "/// by k, in place.",
+                     "/// </summary>",
+                     '/// <param name="a">float32 array</param>',
+                     '[PythonImport("f")] void f(NdArray a, double k);']
+
+
+def test_blank_docstring_ignored():
+    assert stub_of(hinted("a: int", "int", doc="   \n  ")) == ['[PythonImport("f")] long f(long a);']
+
+
+# ------------------------------------------------------------------------------------------------ the file
+
+
+def test_file_layout_without_namespace():
+    f = hinted("a: int", "int", doc="Doc.")
+    text = csharp_stub({"b": f, "a": hinted("x: str", "None")})
+    assert text == (
+        f"{HEADER}\n"
+        "using LessPy;\n"
+        "\n"
+        "public interface IMyApi\n"
+        "{\n"
+        '    [PythonImport("a")] void a(string x);\n'
+        "\n"
+        "    /// <summary>Doc.</summary>\n"
+        '    [PythonImport("b")] long b(long a);\n'
+        "}\n")
+    assert HEADER == "// Generated by lesspy from the notebook's functions; regenerate with %lesspy stub"
+
+
+def test_file_layout_with_namespace():
+    text = csharp_stub({"a": hinted("x: str", "None")}, interface="INotebook", namespace="My.App")
+    assert text == (
+        f"{HEADER}\n"
+        "using LessPy;\n"
+        "\n"
+        "namespace My.App\n"
+        "{\n"
+        "    public interface INotebook\n"
+        "    {\n"
+        '        [PythonImport("a")] void a(string x);\n'
+        "    }\n"
+        "}\n")
+
+
+def test_empty_interface():
+    assert csharp_stub({}) == f"{HEADER}\nusing LessPy;\n\npublic interface IMyApi\n{{\n}}\n"
+
+
+def test_methods_in_name_order():
+    f = hinted("a: int", "int")
+    lines = members({"zeta": f, "alpha": f, "mid": f})
+    assert [line.split('"')[1] for line in lines] == ["alpha", "mid", "zeta"]
+
+
+@pytest.mark.parametrize("interface", ["", "1Api", "my-api", "I Api", "class", "IApi;", "A.B", "NdArray",
+                                       "PythonImportAttribute"])
+def test_invalid_interface_name(interface):
+    with pytest.raises(ValueError, match="interface name"):
+        csharp_stub({}, interface=interface)
+
+
+@pytest.mark.parametrize("namespace", ["", "a..b", ".a", "a.", "My.class", "1a", "a b", "a-b", "a;b"])
+def test_invalid_namespace(namespace):
+    with pytest.raises(ValueError, match="namespace"):
+        csharp_stub({}, namespace=namespace)
+
+
+@pytest.mark.parametrize("namespace", ["A", "My.App", "_x.y2.Z", "Größe.Ü"])
+def test_valid_namespaces(namespace):
+    assert f"namespace {namespace}\n" in csharp_stub({}, namespace=namespace)
+
+
+# ------------------------------------------------------------------------------------------------ real compile
+
+
+COMPILE_MODULE = '''
+from __future__ import annotations
+
+import collections.abc
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+
+def add(a: int, b: int) -> int:
+    """Adds a & b when a < b or a > b.
+
+    Second paragraph, not in the summary."""
+    return a + b
+
+
+def scale(a: npt.NDArray[np.float32], k: float) -> npt.NDArray[np.float32]:
+    """Multiply an array
+    by k."""
+    return a * k
+
+
+def any_array(a: np.ndarray, b: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray:
+    return a
+
+
+def greet(name: Optional[str] = None) -> Optional[str]:
+    return name
+
+
+def flags(b: bool, data: bytes, maybe: Optional[bytes]) -> bool:
+    return b
+
+
+def small(x: np.float32, y: np.float64, i: np.int32, j: np.int64) -> np.float32:
+    return x
+
+
+def ints(xs: list[int], ys: List[int], zs: Sequence[int], ws: collections.abc.Sequence[int]) -> list[int]:
+    return xs
+
+
+def jagged(rows: list[list[int]], more: Optional[List[List[int]]]) -> list[list[int]]:
+    return rows
+
+
+def nested(t: tuple[int, tuple[float, str]], one: Tuple[int], deep: tuple[tuple[int], tuple[bytes, np.ndarray]]
+           ) -> tuple[int, float, str, bool, bytes, list[int], npt.NDArray[np.float64]]:
+    return t
+
+
+def nothing(params: int, object: str, string: float = 1.0) -> None:
+    pass
+
+
+def star(a: int, *rest: int, scale: float = 1.0, **opts) -> int:
+    return a
+
+
+def load(path: dict[str, int]) -> int:
+    return 0
+
+
+def untyped(a, b):
+    return a
+
+
+def kwonly(a: int, *, b: int) -> int:
+    return a
+'''
+
+USER = '''
+using LessPy;
+using Notebook.Api;
+
+public class UsesTheStub
+{
+    public IMyApi Api;
+}
+'''
+
+
+def test_stub_compiles_with_mcs(tmp_path, csharp_bin):
+    from conftest import compile_csharp
+
+    path = tmp_path / "compile_module.py"
+    path.write_text(COMPILE_MODULE)
+    spec = importlib.util.spec_from_file_location("lesspy_stub_compile_module", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    functions = {name: obj for name, obj in vars(module).items()
+                 if callable(obj) and getattr(obj, "__module__", None) == module.__name__}
+    functions["my-bad-name"] = module.add
+
+    stub = csharp_stub(functions, interface="IMyApi", namespace="Notebook.Api")
+    for expected in [
+        '[PythonImport("add")] long add(long a, long b);',
+        "/// <summary>Adds a &amp; b when a &lt; b or a &gt; b.</summary>",
+        '/// <param name="a">float32 array</param>',
+        "/// <returns>float32 array</returns>",
+        '[PythonImport("scale")] NdArray scale(NdArray a, double k);',
+        '/// <param name="b">int64 array</param>',
+        '[PythonImport("any_array")] NdArray any_array(NdArray a, NdArray b);',
+        '[PythonImport("greet")] string greet(string name);',
+        '[PythonImport("flags")] bool flags(bool b, byte[] data, byte[] maybe);',
+        '[PythonImport("small")] float small(float x, double y, int i, long j);',
+        f'[PythonImport("ints")] int[] ints(int[] xs, int[] ys, int[] zs, int[] ws);{NOTE}',
+        f'[PythonImport("jagged")] int[][] jagged(int[][] rows, int[][] more);{NOTE}',
+        '[PythonImport("nested")] (long, double, string, bool, byte[], int[], NdArray) nested('
+        '(long, (double, string)) t, ValueTuple<long> one, (ValueTuple<long>, (byte[], NdArray)) deep);' + NOTE,
+        '[PythonImport("nothing")] void nothing(long @params, string @object, double @string);',
+        '[PythonImport("star")] long star(long a);',
+        "// skipped load(path): parameter 'path' is annotated dict[str, int]",
+        "// untyped(a, b): annotate parameters a, b and the return type",
+        "// skipped kwonly(a): it cannot be called from C#",
+        "// skipped my-bad-name: its name is not a valid C# method name",
+        "using System;",
+    ]:
+        assert expected in stub, f"{expected!r} not in:\n{stub}"
+
+    (tmp_path / "IMyApi.cs").write_text(stub)
+    (tmp_path / "User.cs").write_text(USER)
+    dll = compile_csharp(csharp_bin, [tmp_path / "IMyApi.cs", tmp_path / "User.cs"], "StubCheck.dll",
+                         extra=["-target:library"])
+    assert dll.is_file()
+
+
+def test_empty_and_all_skipped_stubs_compile(tmp_path, csharp_bin):
+    from conftest import compile_csharp
+
+    def untyped(a):
+        return a
+
+    sources = []
+    for i, (functions, kw) in enumerate([({}, {}), ({"untyped": untyped, "x-y": untyped}, {"interface": "IOther"})]):
+        p = tmp_path / f"Stub{i}.cs"
+        p.write_text(csharp_stub(functions, **kw))
+        sources.append(p)
+    compile_csharp(csharp_bin, sources, "StubEmpty.dll", extra=["-target:library"])
