@@ -23,7 +23,6 @@ def execute(path: Path, tmp_path: Path, monkeypatch, before: dict, after: dict) 
     """Run every cell in a fresh kernel; call before[tag]/after[tag] around the cells carrying that tag."""
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         assert not cell.get("outputs"), f"{path.name} is committed with outputs: clear them"
