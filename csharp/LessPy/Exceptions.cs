@@ -98,7 +98,10 @@ namespace LessPy
     /// <summary>The server refused the connection: wrong session key, unsupported version, or busy with another client.</summary>
     public sealed class HandshakeException : LessPyException
     {
-        internal HandshakeException(string message) : base(message) { }
+        internal HandshakeException(string message, int result) : base(message) { Result = result; }
+
+        /// <summary>The server's handshake result: 1 wrong key, 2 unsupported version, 3 busy.</summary>
+        internal int Result { get; }
     }
 
     /// <summary>A frame or a mapping header broke the wire protocol (docs/PROTOCOL.md), on either side.</summary>

@@ -67,7 +67,7 @@ namespace LessPy
         /// <exception cref="InvalidOperationException"><typeparamref name="T"/> does not match the dtype, or the view is stale.</exception>
         public ReadOnlySpan<T> AsSpan<T>() where T : struct
         {
-            CheckElementType(typeof(T), Marshal.SizeOf(typeof(T)));
+            CheckElementType(typeof(T), ManagedSize<T>.Value);
             return MemoryMarshal.Cast<byte, T>(_data.Span);
         }
 
@@ -209,6 +209,12 @@ namespace LessPy
                 if (ByCode[i].ClrType == t) return ByCode[i];
             return null;
         }
+    }
+
+    /// <summary>The size of T as a span element (Marshal.SizeOf says 4 for bool: the marshalled size).</summary>
+    internal static class ManagedSize<T> where T : struct
+    {
+        public static readonly int Value = MemoryMarshal.AsBytes(new Span<T>(new T[1])).Length;
     }
 
     /// <summary>Exposes a T[] as bytes without copying it; pins it on demand.</summary>

@@ -1,0 +1,254 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+
+namespace LessPy
+{
+    /// <summary>
+    /// Entry point: turns an interface whose methods carry <see cref="PythonImportAttribute"/> into calls to Python
+    /// functions, through two shared-memory files and a one-byte notify socket (docs/PROTOCOL.md).
+    /// The returned object implements the interface, <see cref="IDisposable"/> and <see cref="ILessPyConnection"/>.
+    /// </summary>
+    public static class LessPythonInvoke
+    {
+        static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
+
+        /// <summary>
+        /// Starts a headless Python server exporting the functions of <paramref name="exportingPyPath"/>, or reuses
+        /// the live one already serving <c>lesspy_work/</c> beside the running assembly, and returns a proxy for
+        /// <typeparamref name="T"/>.
+        /// </summary>
+        /// <param name="pythonVenvPath">A venv root (its bin/python or Scripts\python.exe), a path to an interpreter,
+        /// or "" for <c>python3</c> then <c>python</c> on PATH. The interpreter needs the lesspy-kernel package.</param>
+        /// <param name="exportingPyPath">The Python module whose functions are called.</param>
+        /// <param name="debug">Echo the server's output to Console.Error and run it with --debug.</param>
+        /// <param name="keepAlive">Leave the server running after this process ends, for the next run to reuse.
+        /// Without it, disposing the proxy (or this process ending) stops the server.</param>
+        /// <param name="capacity">The size in bytes of each mapping (request and response, 64-byte header included):
+        /// the largest call and the largest result must fit. Ignored when a running server is reused.</param>
+        /// <exception cref="NotSupportedException">A method of <typeparamref name="T"/> lacks [PythonImport] or uses an unsupported type.</exception>
+        /// <exception cref="ServerUnavailableException">No interpreter, lesspy-kernel missing, or the server failed to start in 30 s.</exception>
+        /// <exception cref="HandshakeException">The folder's server refused the connection (for example: busy with another client).</exception>
+        public static T Initialize<T>(string pythonVenvPath, string exportingPyPath, bool debug = false, bool keepAlive = false, int capacity = 16 * 1024 * 1024)
+            where T : class
+        {
+            if (exportingPyPath == null) throw new ArgumentNullException(nameof(exportingPyPath));
+            if (capacity < 4096) throw new ArgumentOutOfRangeException(nameof(capacity), "at least 4096 bytes");
+            CheckPlatform();
+            var bindings = LessPyProxy.Bind(typeof(T));
+            string module = Path.GetFullPath(exportingPyPath);
+            if (!File.Exists(module)) throw new FileNotFoundException("the exporting Python module " + module + " does not exist", module);
+
+            var folder = new WorkFolder(Path.Combine(AppDomain.CurrentDomain.BaseDirectory, "lesspy_work"));
+            Channel channel = TryReuse(folder);
+            Process server = null;
+            if (channel == null)
+                channel = StartServer(folder, FindPython(pythonVenvPath ?? ""), module, debug, keepAlive, capacity, out server);
+            return LessPyProxy.Create<T>(channel, bindings, !keepAlive, server);
+        }
+
+        /// <summary>
+        /// Attaches to a server that is already running (a notebook's <c>%lesspy serve</c>, or a headless one) and
+        /// returns a proxy for <typeparamref name="T"/>. Never starts or stops a server; disposing just disconnects.
+        /// </summary>
+        /// <param name="workFolderOrName">A work folder path, or the name given to <c>%lesspy serve --name NAME</c>
+        /// (found in the Jupyter runtime dir's <c>lesspy/NAME/</c>). An argument with a path separator, or naming an
+        /// existing directory, is a folder.</param>
+        /// <exception cref="ServerUnavailableException">Nothing serves the folder, or its files are stale.</exception>
+        /// <exception cref="HandshakeException">The server refused the connection (wrong key, version, or busy).</exception>
+        public static T Connect<T>(string workFolderOrName) where T : class
+        {
+            if (workFolderOrName == null) throw new ArgumentNullException(nameof(workFolderOrName));
+            if (workFolderOrName.Length == 0) throw new ArgumentException("empty work folder or session name", nameof(workFolderOrName));
+            CheckPlatform();
+            var bindings = LessPyProxy.Bind(typeof(T));
+            WorkFolder folder = WorkFolder.Resolve(workFolderOrName);
+            bool isName = folder.Path != Path.GetFullPath(workFolderOrName);
+            string how = isName ? "run %lesspy serve --name " + workFolderOrName + " in the notebook" : "run %lesspy serve in the notebook";
+            if (!Directory.Exists(folder.Path) || !folder.HasServerFiles)
+                throw new ServerUnavailableException("no lesspy server is serving " + folder.Path + ": " + how
+                    + " (or start one with `python -m lesspy_kernel serve --module M --work-folder " + folder.Path + "`)");
+            int pid = folder.ReadNumber(WorkFolder.PidFile);
+            if (!WorkFolder.ProcessAlive(pid))
+                throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") is no longer running: its files are stale; " + how);
+            Channel channel = Channel.Open(folder);
+            return LessPyProxy.Create<T>(channel, bindings, false, null);
+        }
+
+        static void CheckPlatform()
+        {
+            if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("LessPy needs a little-endian machine");
+        }
+
+        /// <summary>The folder's live server, or null after removing a stale one's files.</summary>
+        static Channel TryReuse(WorkFolder folder)
+        {
+            if (!Directory.Exists(folder.Path) || !folder.HasServerFiles) return null;
+            if (WorkFolder.ProcessAlive(folder.ReadNumber(WorkFolder.PidFile)))
+            {
+                try
+                {
+                    return Channel.Open(folder);
+                }
+                catch (HandshakeException e)
+                {
+                    if (e.Result == 3) throw;      // alive and serving someone else: starting a second server would clobber it
+                }
+                catch (LessPyException) { }
+            }
+            folder.RemoveServerFiles();
+            return null;
+        }
+
+        /// <summary>The interpreter for <paramref name="venv"/>: see <see cref="Initialize{T}"/>.</summary>
+        internal static string FindPython(string venv)
+        {
+            bool windows = RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
+            var tried = new List<string>();
+            if (venv.Length == 0)
+            {
+                string[] names = windows ? new[] { "python3.exe", "python.exe" } : new[] { "python3", "python" };
+                string[] dirs = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator);
+                foreach (string name in names)
+                {
+                    foreach (string dir in dirs)
+                    {
+                        if (dir.Length == 0) continue;
+                        string p;
+                        try { p = Path.Combine(dir.Trim('"'), name); }
+                        catch (ArgumentException) { continue; }
+                        if (File.Exists(p)) return p;
+                    }
+                    tried.Add(name);
+                }
+                throw new ServerUnavailableException("no Python interpreter found: tried " + string.Join(" and ", tried)
+                    + " on PATH (" + string.Join(Path.PathSeparator.ToString(), dirs) + "). Install Python 3 or pass a venv path to Initialize");
+            }
+            if (File.Exists(venv)) return Path.GetFullPath(venv);
+            string root = Path.GetFullPath(venv);
+            string[] candidates = windows
+                ? new[] { Path.Combine(root, "Scripts", "python.exe"), Path.Combine(root, "bin", "python") }
+                : new[] { Path.Combine(root, "bin", "python3"), Path.Combine(root, "bin", "python"), Path.Combine(root, "Scripts", "python.exe") };
+            foreach (string c in candidates)
+            {
+                if (File.Exists(c)) return c;
+                tried.Add(c);
+            }
+            throw new ServerUnavailableException("no Python interpreter in the venv " + root + ": tried " + string.Join(", ", tried));
+        }
+
+        static Channel StartServer(WorkFolder folder, string python, string module, bool debug, bool keepAlive, int capacity, out Process process)
+        {
+            Directory.CreateDirectory(folder.Path);
+            folder.RemoveServerFiles();
+            var args = new StringBuilder("-m lesspy_kernel serve");
+            args.Append(" --module ").Append(Quote(module));
+            args.Append(" --work-folder ").Append(Quote(folder.Path));
+            args.Append(" --capacity ").Append(capacity);
+            args.Append(" --log-file ").Append(Quote(folder.File(WorkFolder.LogFile)));
+            if (keepAlive) args.Append(" --keep-alive");
+            if (debug) args.Append(" --debug");
+            if (!keepAlive) args.Append(" --parent-pid ").Append(Process.GetCurrentProcess().Id);
+
+            var psi = new ProcessStartInfo(python, args.ToString());
+            psi.UseShellExecute = false;
+            psi.CreateNoWindow = true;
+            psi.RedirectStandardInput = true;
+            psi.RedirectStandardOutput = true;
+            psi.RedirectStandardError = true;
+            psi.EnvironmentVariables["PYTHONUNBUFFERED"] = "1";
+            // run in the work folder: `python -m` puts the current directory first on sys.path, and the app's
+            // directory must not shadow the installed package (the module's own folder is added by the server)
+            psi.WorkingDirectory = folder.Path;
+            string command = python + " " + args;
+            if (debug) Console.Error.WriteLine("[lesspy] starting " + command);
+
+            var stderr = new StringBuilder();
+            var p = new Process();
+            p.StartInfo = psi;
+            p.OutputDataReceived += (s, e) => { if (e.Data != null && debug) Console.Error.WriteLine("[python] " + e.Data); };
+            p.ErrorDataReceived += (s, e) =>
+            {
+                if (e.Data == null) return;
+                lock (stderr) { if (stderr.Length < 64 * 1024) stderr.AppendLine(e.Data); }
+                if (debug) Console.Error.WriteLine("[python] " + e.Data);
+            };
+            try
+            {
+                p.Start();
+            }
+            catch (Exception e)
+            {
+                throw new ServerUnavailableException("cannot start " + python + ": " + e.Message, e);
+            }
+            p.BeginOutputReadLine();
+            p.BeginErrorReadLine();
+
+            var sw = Stopwatch.StartNew();
+            while (true)
+            {
+                if (File.Exists(folder.File(WorkFolder.PortFile)))
+                {
+                    try
+                    {
+                        process = p;
+                        return Channel.Open(folder);
+                    }
+                    catch (LessPyException)
+                    {
+                        if (p.HasExited || sw.Elapsed > StartTimeout) throw;
+                    }
+                }
+                if (p.HasExited)
+                {
+                    p.WaitForExit();                   // drains the output readers
+                    string err;
+                    lock (stderr) err = stderr.ToString().Trim();
+                    throw new ServerUnavailableException(StartFailure(python, command, p.ExitCode, err));
+                }
+                if (sw.Elapsed > StartTimeout)
+                {
+                    string err;
+                    lock (stderr) err = stderr.ToString().Trim();
+                    try { p.Kill(); } catch (InvalidOperationException) { } catch (SystemException) { }
+                    throw new ServerUnavailableException("the Python server did not become ready within " + StartTimeout.TotalSeconds
+                        + " s (no " + folder.File(WorkFolder.PortFile) + "), so it was stopped. Command: " + command
+                        + (err.Length > 0 ? Environment.NewLine + err : "") + Environment.NewLine + "See " + folder.File(WorkFolder.LogFile));
+                }
+                Thread.Sleep(15);
+            }
+        }
+
+        static string StartFailure(string python, string command, int exitCode, string stderr)
+        {
+            if (stderr.Contains("No module named lesspy_kernel") || stderr.Contains("No module named 'lesspy_kernel'"))
+                return "the Python interpreter " + python + " does not have the lesspy_kernel package. Install it with: "
+                    + python + " -m pip install lesspy-kernel";
+            return "the Python server exited with code " + exitCode + " before it was ready. Command: " + command
+                + (stderr.Length > 0 ? Environment.NewLine + stderr : " (it printed nothing on stderr)");
+        }
+
+        /// <summary>Quotes one argument for ProcessStartInfo.Arguments (Windows rules; Mono parses the same way on Unix).</summary>
+        static string Quote(string a)
+        {
+            if (a.Length > 0 && a.IndexOfAny(new[] { ' ', '\t', '"', '\'', '\\', '$', '`' }) < 0) return a;
+            var sb = new StringBuilder("\"");
+            int slashes = 0;
+            foreach (char c in a)
+            {
+                if (c == '\\') { slashes++; continue; }
+                if (c == '"') { sb.Append('\\', slashes * 2 + 1).Append('"'); slashes = 0; continue; }
+                sb.Append('\\', slashes);
+                slashes = 0;
+                sb.Append(c);
+            }
+            sb.Append('\\', slashes * 2).Append('"');
+            return sb.ToString();
+        }
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the LessPy library and the demo with Mono's mcs.
+#   bash csharp/build.sh [OUTDIR]     (default: csharp/bin)
+# Produces OUTDIR/LessPy.dll, OUTDIR/LessPy.xml, OUTDIR/LessPyDemo.exe and OUTDIR/exporting_module.py.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${1:-$here/bin}"
+mkdir -p "$out"
+command -v mcs >/dev/null || { echo "build.sh: mcs not found: install Mono (apt-get install -y mono-devel)" >&2; exit 127; }
+
+mcs -target:library -unsafe -optimize+ -nologo \
+    -out:"$out/LessPy.dll" -doc:"$out/LessPy.xml" \
+    "$here"/LessPy/*.cs
+
+mcs -target:exe -unsafe -optimize+ -nologo \
+    -r:"$out/LessPy.dll" -out:"$out/LessPyDemo.exe" \
+    "$here"/Demo/*.cs
+
+cp "$here/Demo/exporting_module.py" "$out/exporting_module.py"
+echo "built $out/LessPy.dll and $out/LessPyDemo.exe"

@@ -1,0 +1,162 @@
+"""The real C# client (LessPy.dll built with mcs, run with mono) against real headless servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import compile_csharp, run_mono
+from lesspy_kernel.workfolder import pid_alive
+from servers import TYPES_MODULE, Headless, wait_for
+from vectors.generate import ERROR_CASE, HERE as VECTORS
+
+ROOT = Path(__file__).resolve().parent.parent
+CS = ROOT / "tests" / "csharp"
+
+
+def checks(proc: subprocess.CompletedProcess) -> dict:
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("CHECK ")]
+    failed = [l for l in lines if not l.endswith(" ok")]
+    assert not failed and proc.returncode == 0, "\n".join(failed) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {l.split()[1]: l for l in lines}
+
+
+def test_golden_vectors_in_csharp(csharp_bin, tmp_path):
+    exe = tmp_path / "VectorCheck.exe"
+    p = subprocess.run(["mcs", "-unsafe", "-optimize+", "-nologo", f"-out:{exe}",
+                        *map(str, sorted((ROOT / "csharp" / "LessPy").glob("*.cs"))), str(CS / "VectorCheck.cs")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = run_mono(exe, VECTORS)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    expected = (VECTORS / "expected.txt").read_text("utf-8").splitlines()
+    for line in expected:
+        assert line in lines, f"C# decodes differently: expected {line!r}"
+        assert f"{line.split()[0]} roundtrip ok" in lines, f"C# re-encodes {line.split()[0]} differently"
+    kind, ptype, message, tb = ERROR_CASE
+    hexes = "|".join(s.encode().hex() for s in (ptype, message, tb))
+    assert f"error_python error {int(kind)}|{hexes}" in lines
+    assert "call_add_ints encode ok" in lines
+
+
+@pytest.fixture(scope="module")
+def types_client(csharp_bin):
+    return compile_csharp(csharp_bin, [CS / "TypesClient.cs"], "TypesClient.exe")
+
+
+def test_every_type_and_every_error(types_client, tmp_path):
+    with Headless(tmp_path / "work", TYPES_MODULE, "--keep-alive", "--capacity", "4M") as server:
+        result = checks(run_mono(types_client, server.folder, timeout=180))
+        assert server.proc.poll() is None, "bad input must never stop the server"
+    assert len(result) >= 45
+    for name in ("add_ints", "inc_ndarray", "error_python_exception", "error_unknown_function",
+                 "error_argument_count", "error_request_too_large", "error_result_too_large", "stale_view",
+                 "error_wrong_type", "error_overflow", "error_bad_void", "nested_tuple", "jagged", "ndarray_0d",
+                 "timeout_then_late_reply_dropped", "second_client_refused"):
+        assert name in result, f"no CHECK covering {name}: {sorted(result)}"
+
+
+@pytest.fixture
+def app_dir(csharp_bin, tmp_path):
+    """A folder holding LessPy.dll and KeepAliveClient.exe: Initialize puts lesspy_work/ beside them."""
+    d = tmp_path / "app"
+    d.mkdir()
+    shutil.copy(csharp_bin / "LessPy.dll", d)
+    return compile_csharp(d, [CS / "KeepAliveClient.cs"], "KeepAliveClient.exe").parent
+
+
+def _pid(proc) -> int:
+    return int(next(l.split()[1] for l in proc.stdout.splitlines() if l.startswith("PID ")))
+
+
+def test_keep_alive_reuses_the_server_across_processes(app_dir):
+    exe = app_dir / "KeepAliveClient.exe"
+    first = run_mono(exe, TYPES_MODULE, sys.executable, "true")
+    checks(first)
+    pid = _pid(first)
+    assert pid_alive(pid), "with keepAlive the server outlives the C# process"
+    folder = app_dir / "lesspy_work"
+    assert int((folder / "python.pid").read_text()) == pid
+    second = run_mono(exe, TYPES_MODULE, sys.executable, "true")
+    checks(second)
+    assert _pid(second) == pid, "the second run must reuse the same server"
+    # a run without keepAlive reuses it too, and stops it when it ends
+    third = run_mono(exe, TYPES_MODULE, sys.executable, "false")
+    checks(third)
+    assert _pid(third) == pid
+    wait_for(lambda: not pid_alive(pid), timeout=15, what="the server to stop after a non-keepAlive run")
+
+
+def test_without_keep_alive_the_server_ends_with_the_app(app_dir):
+    exe = app_dir / "KeepAliveClient.exe"
+    run = run_mono(exe, TYPES_MODULE, sys.executable, "false")
+    checks(run)
+    wait_for(lambda: not pid_alive(_pid(run)), timeout=15, what="the server to stop with its app")
+    assert not (app_dir / "lesspy_work" / "notify.port").exists()
+
+
+def test_stale_work_folder_is_replaced(app_dir):
+    folder = app_dir / "lesspy_work"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / "python.pid").write_text(str(dead.pid))
+    (folder / "notify.port").write_text("9")
+    (folder / "req.mmf").write_bytes(b"old")
+    run = run_mono(app_dir / "KeepAliveClient.exe", TYPES_MODULE, sys.executable, "false")
+    checks(run)
+    assert _pid(run) != dead.pid
+
+
+def test_missing_package_error_says_what_to_run(app_dir, tmp_path):
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    run = run_mono(app_dir / "KeepAliveClient.exe", TYPES_MODULE, bare, "false")
+    assert run.returncode != 0
+    assert "pip install lesspy-kernel" in run.stdout and str(bare) in run.stdout, run.stdout
+    run = run_mono(app_dir / "KeepAliveClient.exe", TYPES_MODULE, tmp_path / "no-such-venv", "false")
+    assert "ServerUnavailableException" in run.stdout and "no-such-venv" in run.stdout, run.stdout
+
+
+def test_client_reconnects_after_the_connection_drops(csharp_bin, tmp_path):
+    exe = compile_csharp(csharp_bin, [CS / "ReconnectClient.cs"], "ReconnectClient.exe")
+    folder = tmp_path / "work"
+    server = Headless(folder, TYPES_MODULE, "--keep-alive")
+    env = dict(os.environ, MONO_PATH=str(csharp_bin))
+    app = subprocess.Popen(["mono", str(exe), str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           text=True, env=env)
+    try:
+        lines = []
+        for line in app.stdout:
+            lines.append(line.strip())
+            if line.strip() == "READY":
+                break
+        server.stop()                            # the connection drops ...
+        server = Headless(folder, TYPES_MODULE, "--keep-alive")   # ... and a server listens again
+        out, _ = app.communicate("\n", timeout=60)
+        lines += out.splitlines()
+        assert app.returncode == 0, "\n".join(lines)
+        pids = [l for l in lines if l.startswith("PID ")]
+        assert len(pids) == 2 and pids[0] != pids[1] and pids[1] == f"PID {server.pid}", lines
+        assert all(l.endswith(" ok") for l in lines if l.startswith("CHECK")), lines
+    finally:
+        app.kill()
+        server.stop()
+
+
+def test_demo_app_runs_the_original_example(csharp_bin):
+    module = csharp_bin / "exporting_module.py"
+    run = run_mono(csharp_bin / "LessPyDemo.exe", module, timeout=180,
+                   env={"LESSPY_PYTHON_VENV": str(Path(sys.executable).parent.parent)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "add_ints(2, 40) = 42" in run.stdout
+    assert "inc_ndarray(NdArray(float32, [4096, 4096])): elements ok" in run.stdout
+    assert "inc_ndarray_timed(...) = (NdArray(float32, [4096, 4096])" in run.stdout
