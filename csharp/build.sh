@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the LessPy library and the demo with Mono's mcs.
 #   bash csharp/build.sh [OUTDIR]     (default: csharp/bin)
-# Produces OUTDIR/LessPy.dll, OUTDIR/LessPy.xml, OUTDIR/LessPyDemo.exe and OUTDIR/exporting_module.py.
+# Produces OUTDIR/LessPy.dll, OUTDIR/LessPy.xml, OUTDIR/LessPyDemo.exe (headless, Initialize<T>),
+# OUTDIR/NotebookDemo.exe (a live notebook, Connect<T>) and OUTDIR/exporting_module.py.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${1:-$here/bin}"
@@ -16,5 +17,9 @@ mcs -target:exe -unsafe -optimize+ -nologo \
     -r:"$out/LessPy.dll" -out:"$out/LessPyDemo.exe" \
     "$here"/Demo/*.cs
 
+mcs -target:exe -unsafe -optimize+ -nologo \
+    -r:"$out/LessPy.dll" -out:"$out/NotebookDemo.exe" \
+    "$here"/NotebookDemo/*.cs
+
 cp "$here/Demo/exporting_module.py" "$out/exporting_module.py"
-echo "built $out/LessPy.dll and $out/LessPyDemo.exe"
+echo "built $out/LessPy.dll, $out/LessPyDemo.exe and $out/NotebookDemo.exe"

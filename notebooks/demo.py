@@ -49,7 +49,7 @@ def main() -> int:
         try:
             print("== notebook: running quickstart.ipynb's set-up cells in a real kernel")
             for code in setup:
-                print("\n".join("   In: " + line for line in code.splitlines()[:3]))
+                print("\n".join("   In: " + line for line in code.splitlines() if line.strip()))
                 print("  " + run_cell(kc, code).replace("\n", "\n  ").rstrip())
             print("== C#: NotebookDemo.exe connects to session 'quickstart' and calls")
             app = subprocess.Popen(["mono", str(APP), "quickstart", "quickstart", "--again"], stdin=subprocess.PIPE,
@@ -59,7 +59,7 @@ def main() -> int:
                     break
                 print("  C#> " + line.rstrip())
             print("== notebook: redefining scale while the C# app keeps running")
-            print("   In: " + cells["redefine"].splitlines()[-1].strip())
+            print("\n".join("   In: " + line for line in cells["redefine"].splitlines()))
             run_cell(kc, cells["redefine"])
             app.stdin.write("\n")
             app.stdin.flush()
