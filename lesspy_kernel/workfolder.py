@@ -57,8 +57,17 @@ def resolve(folder_or_name: Union[str, os.PathLike]) -> Path:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 on POSIX; on Windows os.kill would kill it)."""
     if pid <= 0:
         return False
+    if os.name == "nt":
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return True
     try:
         os.kill(pid, 0)
     except OSError as e:
