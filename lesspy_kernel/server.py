@@ -216,6 +216,9 @@ class Server:
             outcome = self.executor.run(lambda: invoke(call, self.namespace), self._stop)
         self._write_reply(seq, outcome)
         self.stats.calls += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("call %d %s(%d args) -> %s in %.1f us", seq, outcome.name, len(outcome.args),
+                      "error" if outcome.error else type(outcome.result).__name__, outcome.duration * 1e6)
         if outcome.error is not None:
             self.stats.errors += 1
             self.stats.last_error = f"{outcome.name}: {outcome.error.message}"

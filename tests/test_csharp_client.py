@@ -160,3 +160,16 @@ def test_demo_app_runs_the_original_example(csharp_bin):
     assert "add_ints(2, 40) = 42" in run.stdout
     assert "inc_ndarray(NdArray(float32, [4096, 4096])): elements ok" in run.stdout
     assert "inc_ndarray_timed(...) = (NdArray(float32, [4096, 4096])" in run.stdout
+
+
+def test_wrong_key_is_refused_with_a_clear_exception(csharp_bin, tmp_path):
+    exe = compile_csharp(csharp_bin, [CS / "NotebookRepl.cs"], "NotebookRepl.exe")
+    with Headless(tmp_path / "work", TYPES_MODULE, "--keep-alive") as server:
+        key = server.folder / "session.key"
+        real = key.read_text()
+        key.write_text("0" * 64)
+        run = run_mono(exe, server.folder, input="quit\n")
+        assert "ERR HandshakeException" in run.stdout and "wrong session key" in run.stdout, run.stdout
+        key.write_text(real)
+        run = run_mono(exe, server.folder, input="ping\nquit\n")
+        assert run.stdout.startswith("OK connected"), run.stdout

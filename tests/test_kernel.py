@@ -176,3 +176,19 @@ def test_output_and_errors_go_to_the_serving_cell(k, threaded):
         pass
     assert any(pid == serve_id and "hello from f" in t for pid, t in streams), streams
     assert any(pid == serve_id and "ValueError: gg" in t for pid, t in streams), streams
+
+
+def test_stub_magic_writes_a_file(tmp_path):
+    with kernel(tmp_path) as k:
+        target = tmp_path / "INb.cs"
+        out = k.run("%load_ext lesspy_kernel\nimport numpy as np\n"
+                    "def mean(a: np.ndarray) -> float:\n    '''Mean of a.'''\n    return float(a.mean())\n"
+                    "def untyped(x):\n    return x\n"
+                    f"%lesspy stub --interface INb --namespace Demo.Api -o {target}")
+        assert "wrote" in out
+        code = target.read_text()
+        assert "namespace Demo.Api" in code and "public interface INb" in code
+        assert '[PythonImport("mean")]' in code and "double mean(NdArray a);" in code
+        assert "Mean of a." in code
+        assert "untyped(x): annotate" in code
+        assert "not a valid C# identifier" in k.run("%lesspy stub --interface 9bad", allow_error=True)
