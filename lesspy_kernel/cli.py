@@ -7,11 +7,11 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from .namespaces import ModuleNamespace, load_module
 from .server import DEFAULT_CAPACITY, Server
-from .workfolder import resolve
 
 _UNITS = {"": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
           "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}
@@ -53,7 +53,13 @@ def serve(args: argparse.Namespace) -> int:
         print(f"lesspy: cannot import {args.module}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    server = Server(ModuleNamespace(module, only), resolve(args.work_folder), capacity=args.capacity,
+    if args.keep_alive and hasattr(os, "setsid"):
+        # outlive the app that started us: its Ctrl-C or closed terminal signals its whole process group
+        try:
+            os.setsid()
+        except OSError:
+            pass
+    server = Server(ModuleNamespace(module, only), Path(args.work_folder).absolute(), capacity=args.capacity,
                     keep_alive=args.keep_alive, parent_pid=args.parent_pid)
     try:
         server.open()

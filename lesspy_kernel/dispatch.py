@@ -76,13 +76,23 @@ def check_arguments(name: str, fn: Any, args: list) -> Optional[str]:
     return None
 
 
+def _safe_str(obj: object) -> str:
+    try:
+        return str(obj)
+    except Exception:  # a user exception whose __str__ itself fails
+        return f"<{type(obj).__name__} whose str() failed>"
+
+
 def _python_error(name: str, exc: BaseException) -> ErrorReply:
     tb = exc.__traceback__
     # drop this module's frame so the traceback starts in the user's function
     if tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
-    return ErrorReply(ErrorKind.PYTHON_ERROR, type(exc).__name__, str(exc), text)
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:
+        text = ""
+    return ErrorReply(ErrorKind.PYTHON_ERROR, type(exc).__name__, _safe_str(exc), text)
 
 
 def invoke(call: Call, namespace: Namespace) -> Outcome:
@@ -100,16 +110,17 @@ def invoke(call: Call, namespace: Namespace) -> Outcome:
         return out
     try:
         out.result = fn(*call.args)
-    except Exception as e:  # the user's code: anything it raises goes back to C#
+    except BaseException as e:  # the user's code: anything it raises (even SystemExit) goes back to C#
         out.error = _python_error(call.name, e)
         out.duration = time.perf_counter() - t0
         return out
     out.duration = time.perf_counter() - t0
     try:
         out.value = coerce(out.result, call.returns)
-    except CoercionError as e:
+    except Exception as e:  # CoercionError, or whatever numpy raises on an odd value
+        detail = e.detail if isinstance(e, CoercionError) else f"{type(e).__name__}: {_safe_str(e)}"
         out.error = ErrorReply(ErrorKind.RESULT_MISMATCH, "",
-                               f"{call.name} returned Python {e.python_type}, which cannot become the declared C# "
-                               f"return type {csharp_name(call.returns)}" + (f" ({e.detail})" if e.detail else "")
+                               f"{call.name} returned Python {python_type_name(out.result)}, which cannot become the "
+                               f"declared C# return type {csharp_name(call.returns)}" + (f" ({detail})" if detail else "")
                                + ": change the function's return value or the C# method's return type", "")
     return out

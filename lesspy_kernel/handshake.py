@@ -58,17 +58,22 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def _refuse(sock: socket.socket, result: Result, message: str) -> None:
+def refuse(sock: socket.socket, result: Result, message: str) -> None:
+    """Tell the client why it is refused (best effort); the caller closes the socket."""
     raw = message.encode("utf-8")
     try:
         sock.sendall(RESULT.pack(result, len(raw)) + raw)
     except OSError:
         pass
-    raise HandshakeError(message)
 
 
-def accept(sock: socket.socket, key: bytes, mode: Mode, busy_with: str = "") -> int:
-    """Server side. Returns the client's pid, or raises HandshakeError after telling the client why."""
+def admit(sock: socket.socket) -> None:
+    sock.sendall(RESULT.pack(Result.ACCEPTED, 0))
+
+
+def verify(sock: socket.socket, key: bytes, mode: Mode) -> int:
+    """Server side: send the challenge, check the answer. Returns the client's pid; the caller then admits it
+    (or refuses it as busy). Raises HandshakeError after telling a wrong client why."""
     sock.settimeout(TIMEOUT)
     nonce = os.urandom(32)
     sock.sendall(HELLO.pack(MAGIC, PROTOCOL_VERSION, mode, nonce))
@@ -76,17 +81,17 @@ def accept(sock: socket.socket, key: bytes, mode: Mode, busy_with: str = "") -> 
         magic, version, _, pid, answer = ANSWER.unpack(recv_exact(sock, ANSWER.size))
     except (OSError, socket.timeout) as e:
         raise HandshakeError(f"no handshake answer: {e}") from None
+    problem = None
     if magic != MAGIC:
-        _refuse(sock, Result.BAD_VERSION, "not a lesspy client")
-    if version != PROTOCOL_VERSION:
-        _refuse(sock, Result.BAD_VERSION, f"client speaks protocol {version}, this server speaks "
-                                          f"{PROTOCOL_VERSION}: use matching versions of LessPy and lesspy-kernel")
-    if not hmac.compare_digest(answer, mac(key, nonce)):
-        _refuse(sock, Result.WRONG_KEY, "wrong session key: read session.key from the server's work folder")
-    if busy_with:
-        _refuse(sock, Result.BUSY, f"another client ({busy_with}) is connected; this server serves one "
-                                   "client at a time")
-    sock.sendall(RESULT.pack(Result.ACCEPTED, 0))
+        problem = (Result.BAD_VERSION, "not a lesspy client")
+    elif version != PROTOCOL_VERSION:
+        problem = (Result.BAD_VERSION, f"client speaks protocol {version}, this server speaks {PROTOCOL_VERSION}: "
+                                       "use matching versions of LessPy and lesspy-kernel")
+    elif not hmac.compare_digest(answer, mac(key, nonce)):
+        problem = (Result.WRONG_KEY, "wrong session key: read session.key from the server's work folder")
+    if problem:
+        refuse(sock, *problem)
+        raise HandshakeError(problem[1])
     sock.settimeout(None)
     return pid
 

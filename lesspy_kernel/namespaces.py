@@ -58,14 +58,21 @@ class ModuleNamespace(Namespace):
 
     def _get(self, name: str) -> Any:
         try:
-            return getattr(self.module, name)
+            value = getattr(self.module, name)
         except AttributeError:
             raise KeyError(name) from None
+        if callable(value) and not self._defined_here(value):
+            raise FunctionNotFound(f"'{name}' in {self.where} is imported from {getattr(value, '__module__', '?')}, "
+                                   "not defined there: only the module's own functions are exported "
+                                   f"(wrap it: def {name}(*a): return ...)")
+        return value
+
+    def _defined_here(self, value: Any) -> bool:
+        return getattr(value, "__module__", None) == self.module.__name__
 
     def names(self) -> list:
         return sorted(n for n, v in vars(self.module).items()
-                      if not n.startswith("_") and callable(v)
-                      and getattr(v, "__module__", None) == self.module.__name__
+                      if not n.startswith("_") and callable(v) and self._defined_here(v)
                       and (self.only is None or n in self.only))
 
 

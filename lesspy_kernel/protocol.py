@@ -8,6 +8,7 @@ before a byte of the mapping is touched.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -85,6 +86,7 @@ _CSHARP_NAMES = {
 _NULLABLE = (Tag.STRING, Tag.BYTES, Tag.INT32_ARRAY, Tag.INT32_JAGGED, Tag.NDARRAY)
 _I32_RANGE = (-(2**31), 2**31 - 1)
 _I64_RANGE = (-(2**63), 2**63 - 1)
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def csharp_name(desc: TypeDesc) -> str:
@@ -215,6 +217,8 @@ def _decode_ndarray(r: _Reader) -> np.ndarray:
     shape = struct.unpack_from(f"<{ndim}Q", r.buf, start)
     r.align(64)
     dtype = np.dtype(DTYPE_NAMES[code]).newbyteorder("<")
+    if any(dim > _I64_RANGE[1] for dim in shape):
+        raise FrameError(start, f"shape {shape} has a dimension beyond int64")
     count = 1
     for dim in shape:
         count *= dim
@@ -222,7 +226,10 @@ def _decode_ndarray(r: _Reader) -> np.ndarray:
     if nbytes > len(r.buf) - r.pos:
         raise FrameError(r.pos, f"array of shape {shape} needs {nbytes} bytes, {len(r.buf) - r.pos} left")
     data = r.need(nbytes, "array data")
-    arr = np.frombuffer(r.buf, dtype=dtype, count=count, offset=data).reshape(shape)
+    try:
+        arr = np.frombuffer(r.buf, dtype=dtype, count=count, offset=data).reshape(shape)
+    except ValueError as e:  # e.g. an empty array whose other dimensions overflow NumPy's size
+        raise FrameError(at, f"shape {shape}: {e}") from None
     arr.flags.writeable = False
     return arr
 
@@ -348,8 +355,11 @@ def _as_int(value: Any, desc: TypeDesc, lo: int, hi: int) -> int:
 def _as_int32_array(value: Any, desc: TypeDesc) -> np.ndarray:
     if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple, np.ndarray, range)):
         raise CoercionError(value, desc)
-    arr = np.asarray(value)
-    if arr.size == 0:
+    try:
+        arr = np.asarray(value)
+    except ValueError as e:  # ragged nested lists
+        raise CoercionError(value, desc, str(e)) from None
+    if arr.size == 0 and arr.ndim == 1:
         return np.zeros(0, dtype="<i4")
     if arr.ndim != 1 or arr.dtype.kind not in "iub":
         raise CoercionError(value, desc, f"expected a 1-D sequence of integers, got shape {arr.shape} "
@@ -392,14 +402,22 @@ def coerce(value: Any, desc: TypeDesc) -> Any:
     if desc in (Tag.FLOAT32, Tag.FLOAT64):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise CoercionError(value, desc)
-        return float(value)
+        try:
+            f = float(value)
+        except OverflowError:
+            raise CoercionError(value, desc, "too large for a double") from None
+        if desc == Tag.FLOAT32 and math.isfinite(f) and abs(f) > _F32_MAX:
+            raise CoercionError(value, desc, f"{f} is outside the float range (±{_F32_MAX:.7g})")
+        return f
     if desc == Tag.STRING:
         if isinstance(value, (str, np.str_)):
             return str(value)
         raise CoercionError(value, desc)
     if desc == Tag.BYTES:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return memoryview(value).cast("B")
+        if isinstance(value, (bytes, bytearray)):
+            return memoryview(value)
+        if isinstance(value, memoryview):
+            return memoryview(value.tobytes()) if not value.contiguous or value.format != "B" else value
         if isinstance(value, np.ndarray) and value.dtype == np.uint8:
             return memoryview(np.ascontiguousarray(value).reshape(-1))
         raise CoercionError(value, desc)

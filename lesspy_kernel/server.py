@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import select
 import selectors
 import socket
 import threading
@@ -21,13 +23,14 @@ from .dispatch import Outcome, invoke
 from .executors import DirectExecutor, Executor
 from .mapping import Mapping
 from .namespaces import Namespace
-from .protocol import (HEADER, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, FrameError, decode_call, publish,
+from .protocol import (HEADER, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, decode_call, publish,
                        read_header, value_size, write_error, write_value)
 from .workfolder import KEY_FILE, PID_FILE, PORT_FILE, WorkFolder, pid_alive
 
 log = logging.getLogger("lesspy_kernel")
 
 DEFAULT_CAPACITY = 16 * 1024 * 1024
+MAX_HANDSHAKES = 8      # connections being verified at once; more are closed at once
 Observer = Callable[[Outcome], None]
 
 
@@ -65,6 +68,8 @@ class Server:
         self._thread: Optional[threading.Thread] = None
         self._client: Optional[socket.socket] = None
         self._listener: Optional[socket.socket] = None
+        self._verified: "queue.Queue[tuple]" = queue.Queue()
+        self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
         self._opened = False
 
     @property
@@ -80,18 +85,25 @@ class Server:
     def open(self) -> None:
         """Create the folder, key, mappings and listener, then publish pid and port (ready)."""
         self.folder.prepare()
-        self._key = self.folder.write_key()
-        self.request = Mapping(self.folder.request, self.capacity)
-        self.response = Mapping(self.folder.response, self.capacity)
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(8)
-        self.port = self._listener.getsockname()[1]
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._listener, selectors.EVENT_READ, "accept")
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self.folder.publish(os.getpid(), self.port)
+        self.request = self.response = None
+        self._listener = self._wake_r = self._wake_w = self._selector = None
+        try:
+            self._key = self.folder.write_key()
+            self.request = Mapping(self.folder.request, self.capacity)
+            self.response = Mapping(self.folder.response, self.capacity)
+            self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._listener.bind(("127.0.0.1", 0))
+            self._listener.listen(16)
+            self.port = self._listener.getsockname()[1]
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self._listener, selectors.EVENT_READ, "accept")
+            self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+            self.folder.publish(os.getpid(), self.port)
+        except BaseException:
+            self._release()
+            self.folder.remove()
+            raise
         self._opened = True
         log.info("lesspy serving %s on 127.0.0.1:%d (%s, capacity %d)", self.folder.path, self.port,
                  self.mode.name.lower(), self.capacity)
@@ -126,6 +138,7 @@ class Server:
                         self._on_client_byte()
                     else:
                         self._wake_r.recv(64)
+                self._admit_verified()
                 if self.parent_pid and not pid_alive(self.parent_pid):
                     log.info("parent process %d is gone: stopping", self.parent_pid)
                     break
@@ -136,11 +149,7 @@ class Server:
 
     def _close(self) -> None:
         self._drop_client()
-        self._selector.close()
-        for s in (self._listener, self._wake_r, self._wake_w):
-            s.close()
-        self.request.close()
-        self.response.close()
+        self._release()
         if self.keep_alive and self.mode == handshake.Mode.HEADLESS:
             # keep-alive leaves the mappings, as the original did; nothing may claim a live server any more
             for name in (PORT_FILE, PID_FILE, KEY_FILE):
@@ -150,27 +159,80 @@ class Server:
         self._stopped.set()
         log.info("lesspy server stopped")
 
+    def _release(self) -> None:
+        """Close sockets, selector and mappings (whatever exists)."""
+        while not self._verified.empty():
+            self._verified.get_nowait()[0].close()
+        if self._selector is not None:
+            self._selector.close()
+        for s in (self._listener, self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()
+        for m in (self.request, self.response):
+            if m is not None:
+                m.close()
+
     # ------------------------------------------------------------ connections
 
     def _accept(self) -> None:
+        """Verify a new connection on its own short-lived thread: a silent client must not stall calls."""
         try:
             conn, _ = self._listener.accept()
         except OSError:
             return
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        busy = f"pid {self.stats.client_pid}" if self._client is not None else ""
+        if not self._handshakes.acquire(blocking=False):
+            self.stats.refused += 1
+            conn.close()
+            return
+        threading.Thread(target=self._verify, args=(conn,), name="lesspy-handshake", daemon=True).start()
+
+    def _verify(self, conn: socket.socket) -> None:
         try:
-            pid = handshake.accept(conn, self._key, self.mode, busy)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pid = handshake.verify(conn, self._key, self.mode)
         except (handshake.HandshakeError, OSError) as e:
             self.stats.refused += 1
             log.info("refused a connection: %s", e)
             conn.close()
             return
-        self._client = conn
-        self.stats.client_pid = pid
-        self.stats.clients_seen += 1
-        self._selector.register(conn, selectors.EVENT_READ, "client")
-        log.info("client pid %d connected", pid)
+        finally:
+            self._handshakes.release()
+        self._verified.put((conn, pid))
+        try:
+            self._wake_w.send(b"v")
+        except OSError:
+            conn.close()
+
+    def _admit_verified(self) -> None:
+        """On the server thread: admit verified clients, or refuse them while another client is connected."""
+        while not self._verified.empty():
+            conn, pid = self._verified.get_nowait()
+            if self._client is not None and not self._client_alive():
+                self._drop_client()
+            if self._client is not None or self._stop.is_set():
+                handshake.refuse(conn, handshake.Result.BUSY, f"another client (pid {self.stats.client_pid}) is "
+                                 "connected; this server serves one client at a time")
+                self.stats.refused += 1
+                conn.close()
+                continue
+            try:
+                handshake.admit(conn)
+            except OSError:
+                conn.close()
+                continue
+            self._client = conn
+            self.stats.client_pid = pid
+            self.stats.clients_seen += 1
+            self._selector.register(conn, selectors.EVENT_READ, "client")
+            log.info("client pid %d connected", pid)
+
+    def _client_alive(self) -> bool:
+        """False when the current client has hung up but its EOF is not processed yet."""
+        try:
+            ready, _, _ = select.select([self._client], [], [], 0)
+            return not ready or self._client.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
 
     def _drop_client(self) -> None:
         if self._client is None:
@@ -203,17 +265,20 @@ class Server:
     # ------------------------------------------------------------ calls
 
     def _serve_call(self) -> None:
-        seq = 0
+        seq = HEADER.unpack_from(self.request.view)[4]
         try:
-            seq = HEADER.unpack_from(self.request.view)[4]
             _, length, _ = read_header(self.request.view)
             call = decode_call(self.request.payload(length))
-        except FrameError as e:
-            outcome = Outcome("?", 0, [], time.time(), error=ErrorReply(
-                ErrorKind.MALFORMED_REQUEST, "", f"the request could not be decoded ({e}): the client and "
-                "server disagree about docs/PROTOCOL.md; use matching versions", ""))
+        except Exception as e:  # FrameError, or anything a hostile frame provokes: never fatal
+            outcome = self._failed("?", ErrorKind.MALFORMED_REQUEST, f"the request could not be decoded ({e}): the "
+                                   "client and server disagree about docs/PROTOCOL.md; use matching versions")
         else:
-            outcome = self.executor.run(lambda: invoke(call, self.namespace), self._stop)
+            try:
+                outcome = self.executor.run(lambda: invoke(call, self.namespace), self._stop)
+            except BaseException as e:  # the executor gave up (server stopping) or something of ours broke
+                outcome = self._failed(call.name, ErrorKind.SERVER_ERROR,
+                                       f"the server could not run {call.name}: {e}" if not self._stop.is_set()
+                                       else f"the server is stopping, so {call.name} did not run")
         self._write_reply(seq, outcome)
         self.stats.calls += 1
         if log.isEnabledFor(logging.DEBUG):
@@ -233,6 +298,10 @@ class Server:
         except OSError:
             log.info("client went away before the reply to %s", outcome.name)
             self._drop_client()
+
+    @staticmethod
+    def _failed(name: str, kind: ErrorKind, message: str) -> Outcome:
+        return Outcome(name, 0, [], time.time(), error=ErrorReply(kind, "", message, ""))
 
     def _write_reply(self, seq: int, outcome: Outcome) -> None:
         buf = self.response.payload(self.response.payload_capacity)

@@ -48,14 +48,6 @@ def session_folder(name: str) -> Path:
     return jupyter_runtime_dir() / "lesspy" / name
 
 
-def resolve(folder_or_name: Union[str, os.PathLike]) -> Path:
-    """A path (contains a separator, or is an existing directory) as is; otherwise a session name."""
-    text = os.fspath(folder_or_name)
-    if os.sep in text or "/" in text or (os.altsep and os.altsep in text) or os.path.isdir(text):
-        return Path(text).absolute()
-    return session_folder(text)
-
-
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists (signal 0 on POSIX; on Windows os.kill would kill it)."""
     if pid <= 0:
@@ -100,17 +92,27 @@ class WorkFolder:
         return self.file(RESPONSE_FILE)
 
     def live_server_pid(self) -> Optional[int]:
-        """The pid of a server that is alive AND answering on its port; None when absent or stale."""
+        """The pid of a live server; None when the folder is empty or stale.
+
+        Stale means the pid is dead, or nothing listens on the port, or something else answers there.
+        A server that accepts but is slow to say hello is alive: it is busy in a call, not gone.
+        """
         pid = _read_int(self.file(PID_FILE))
         port = _read_int(self.file(PORT_FILE))
         if pid is None or port is None or not pid_alive(pid):
             return None
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                hello = s.recv(4)
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
         except OSError:
             return None
-        return pid if hello == b"LSPY" else None
+        with s:
+            try:
+                hello = s.recv(4)
+            except socket.timeout:
+                return pid
+            except OSError:
+                return None
+        return pid if hello in (b"LSPY", b"") else None
 
     def prepare(self) -> None:
         """Create the folder 0700 (or tighten ours), refuse one owned by someone else, clear stale files."""

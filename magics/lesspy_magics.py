@@ -27,7 +27,7 @@ from ..history import CallHistory, set_current_history
 from ..namespaces import DictNamespace
 from ..server import Server
 from ..stubgen import csharp_stub
-from ..workfolder import resolve, session_folder
+from ..workfolder import session_folder
 
 
 class ServerStatus:
@@ -35,7 +35,8 @@ class ServerStatus:
 
     def __init__(self, server: Optional[Server], connect_arg: str, interface: str) -> None:
         self.server = server
-        self.connect_line = f'var api = LessPythonInvoke.Connect<{interface}>("{connect_arg}");' if server else ""
+        literal = '@"' + connect_arg.replace('"', '""') + '"' if "\\" in connect_arg else f'"{connect_arg}"'
+        self.connect_line = f"var api = LessPythonInvoke.Connect<{interface}>({literal});" if server else ""
 
     def rows(self) -> list:
         s = self.server
@@ -128,7 +129,8 @@ class LessPyMagics(Magics):
         except Exception as e:
             raise UsageError(str(e)) from None
         if args.folder:
-            folder, self.connect_arg = resolve(args.folder), str(resolve(args.folder))
+            folder = Path(args.folder).expanduser().absolute()
+            self.connect_arg = str(folder)
         else:
             name = args.name or self.default_name
             try:

@@ -84,7 +84,7 @@ def test_coercion_errors_name_both_types(value, desc, words):
 @pytest.mark.parametrize("raw,where", [
     (b"", "name length"), (b"\x05\x00ab", "function name"), (b"\x01\x00f\x02\x01\x63", "type tag"),
     (b"\x01\x00f\x02\x01\x06\xff\xff\xff\xff", "string"), (b"\x01\x00f\x02\x01\x01\x07", "bool"),
-    (b"\x01\x00f\x0c", "descriptor"), (b"\x01\x00f\x02\x01\x0b\x0b\x01" + b"\xff" * 8 + bytes(64), "array of shape"),
+    (b"\x01\x00f\x0c", "descriptor"), (b"\x01\x00f\x02\x01\x0b\x0b\x01" + b"\xff" * 8 + bytes(64), "shape"),
     (b"\x01\x00f\x02\x01\x09\xff\xff\xff\x7f", "rows"), (b"\x01\x00f\x02\x00junk", "left"),
     (b"\x01\x00f\x02\x01\x0a\x09", "tuple"), (b"\x01\x00f\x02\x01\x0b\x63\x00", "dtype"),
 ])

@@ -5,7 +5,6 @@ The same behaviour is proven again from C# in test_csharp_client.py.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import stat
@@ -222,3 +221,63 @@ def test_log_file_receives_output(tmp_path):
             c.call("raises", I, ["logged"])
         c.close()
     assert "raises failed" in log.read_text() or "logged" in log.read_text()
+
+
+def test_hostile_results_and_frames_never_stop_the_server(server):
+    c = PyClient(server.folder)
+    cases = [
+        (("ragged", Tag.INT32_ARRAY, []), ErrorKind.RESULT_MISMATCH, "int[]"),
+        (("huge_int", D, []), ErrorKind.RESULT_MISMATCH, "double"),
+        (("big_float", Tag.FLOAT32, []), ErrorKind.RESULT_MISMATCH, "float range"),
+        (("calls_exit", I, []), ErrorKind.PYTHON_ERROR, "3"),
+        (("raises_unprintable", I, []), ErrorKind.PYTHON_ERROR, "str() failed"),
+    ]
+    for (name, ret, args), kind, words in cases:
+        with pytest.raises(RemoteError) as e:
+            c.call(name, ret, args)
+        assert e.value.reply.kind == kind and words in e.value.reply.message, e.value.reply
+        assert c.call("add_ints", I, [1, 1], [I, I]) == 2
+    assert bytes(c.call("strided_view", Tag.BYTES, [])) == bytes(range(0, 10, 2))
+    # an empty array whose other dimension is absurd: malformed, not fatal
+    c.send_raw(b"\x01\x00f\x00\x01\x0b\x06\x02" + (0).to_bytes(8, "little") + (2**64 - 1).to_bytes(8, "little")
+               + bytes(64))
+    with pytest.raises(RemoteError) as e:
+        c.receive()
+    assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST
+    assert c.call("add_ints", I, [20, 22], [I, I]) == 42
+    assert server.proc.poll() is None
+    c.close()
+
+
+def test_silent_connections_do_not_stall_calls(server):
+    port = int((server.folder / "notify.port").read_text())
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    try:
+        c = PyClient(server.folder)
+        t0 = time.monotonic()
+        assert c.call("add_ints", I, [1, 2], [I, I]) == 3
+        assert time.monotonic() - t0 < 2.0, "a connection that never answers the handshake must not block calls"
+        c.close()
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_a_busy_server_is_not_mistaken_for_stale(server):
+    c = PyClient(server.folder)
+    c.send_raw(encode_call("sleep_then", I, [3.0, 1], [D, I]))
+    time.sleep(0.3)
+    second = subprocess.run([sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(TYPES_MODULE),
+                             "--work-folder", str(server.folder)], capture_output=True, text=True, timeout=30)
+    assert second.returncode == 2 and "already serving" in second.stderr
+    assert c.receive() == 1
+    assert int((server.folder / "python.pid").read_text()) == server.pid
+    c.close()
+
+
+def test_only_the_modules_own_functions_are_exported(server):
+    c = PyClient(server.folder)
+    with pytest.raises(RemoteError) as e:
+        c.call("sleep", Tag.NONE, [0.0], [D])          # `from time import sleep` would be imported, not defined
+    assert e.value.reply.kind == ErrorKind.FUNCTION_NOT_FOUND
+    c.close()

@@ -159,7 +159,13 @@ namespace LessPy
             if (_server != null && _shutdownOnDispose)
             {
                 // give the server a moment to exit cleanly so its files are gone when Dispose returns
-                try { _server.WaitForExit(2000); } catch (InvalidOperationException) { } catch (SystemException) { }
+                try
+                {
+                    // and make sure it is gone: a function that never returns must not leave an orphan behind
+                    if (!_server.WaitForExit(2000)) _server.Kill();
+                }
+                catch (InvalidOperationException) { }
+                catch (SystemException) { }
             }
         }
     }

@@ -26,7 +26,7 @@ namespace LessPy
         /// <param name="pythonVenvPath">A venv root (its bin/python or Scripts\python.exe), a path to an interpreter,
         /// or "" for <c>python3</c> then <c>python</c> on PATH. The interpreter needs the lesspy-kernel package.</param>
         /// <param name="exportingPyPath">The Python module whose functions are called.</param>
-        /// <param name="debug">Echo the server's output to Console.Error and run it with --debug.</param>
+        /// <param name="debug">Run the server with --debug (it logs every call to lesspy_work/server.log) and echo its start-up output to Console.Error.</param>
         /// <param name="keepAlive">Leave the server running after this process ends, for the next run to reuse.
         /// Without it, disposing the proxy (or this process ending) stops the server.</param>
         /// <param name="capacity">The size in bytes of each mapping (request and response, 64-byte header included):
@@ -89,7 +89,8 @@ namespace LessPy
         static Channel TryReuse(WorkFolder folder)
         {
             if (!Directory.Exists(folder.Path) || !folder.HasServerFiles) return null;
-            if (WorkFolder.ProcessAlive(folder.ReadNumber(WorkFolder.PidFile)))
+            int pid = folder.ReadNumber(WorkFolder.PidFile);
+            if (WorkFolder.ProcessAlive(pid))
             {
                 try
                 {
@@ -99,10 +100,34 @@ namespace LessPy
                 {
                     if (e.Result == 3) throw;      // alive and serving someone else: starting a second server would clobber it
                 }
-                catch (LessPyException) { }
+                catch (LessPyException e)
+                {
+                    // only a dead process or a closed port makes a folder stale: a live server that is slow to answer
+                    // (busy in a long call) must not be clobbered by a second one
+                    if (PortListening(folder))
+                        throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") is running but did not "
+                            + "complete the handshake: " + e.Message + ". Wait for it, or stop it (kill " + pid + ")", e);
+                }
             }
             folder.RemoveServerFiles();
             return null;
+        }
+
+        static bool PortListening(WorkFolder folder)
+        {
+            try
+            {
+                int port = folder.ReadNumber(WorkFolder.PortFile);
+                using (var probe = new System.Net.Sockets.TcpClient())
+                {
+                    var connect = probe.BeginConnect(System.Net.IPAddress.Loopback, port, null, null);
+                    bool done = connect.AsyncWaitHandle.WaitOne(1000);
+                    if (!done) return false;
+                    probe.EndConnect(connect);
+                    return true;
+                }
+            }
+            catch (Exception) { return false; }
         }
 
         /// <summary>The interpreter for <paramref name="venv"/>: see <see cref="Initialize{T}"/>.</summary>
@@ -201,7 +226,11 @@ namespace LessPy
                     }
                     catch (LessPyException)
                     {
-                        if (p.HasExited || sw.Elapsed > StartTimeout) throw;
+                        if (p.HasExited || sw.Elapsed > StartTimeout)
+                        {
+                            try { if (!p.HasExited) p.Kill(); } catch (InvalidOperationException) { } catch (SystemException) { }
+                            throw;
+                        }
                     }
                 }
                 if (p.HasExited)
@@ -228,7 +257,7 @@ namespace LessPy
         {
             if (stderr.Contains("No module named lesspy_kernel") || stderr.Contains("No module named 'lesspy_kernel'"))
                 return "the Python interpreter " + python + " does not have the lesspy_kernel package. Install it with: "
-                    + python + " -m pip install lesspy-kernel";
+                    + python + " -m pip install lesspy-kernel (or, from a checkout: " + python + " -m pip install PATH_TO_LESSPY)";
             return "the Python server exited with code " + exitCode + " before it was ready. Command: " + command
                 + (stderr.Length > 0 ? Environment.NewLine + stderr : " (it printed nothing on stderr)");
         }

@@ -1,6 +1,7 @@
 """Functions the tests export: echoes for every type, coercions, and every kind of failure."""
 
 import time
+from time import sleep  # noqa: F401  (imported, so NOT exported: see test_server)
 
 import numpy as np
 
@@ -94,3 +95,35 @@ def _private():
 
 
 not_a_function = 42
+
+
+# results and behaviours that once escaped the error handling: each must come back as a clear error
+def ragged():
+    return [[1, 2], [3]]
+
+
+def huge_int():
+    return 10**400
+
+
+def strided_view():
+    return memoryview(bytes(range(10)))[::2]
+
+
+def calls_exit():
+    import sys
+
+    sys.exit(3)
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no str")
+
+
+def raises_unprintable():
+    raise _Unprintable()
+
+
+def big_float():
+    return 1e300
