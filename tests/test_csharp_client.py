@@ -42,7 +42,7 @@ def test_golden_vectors_in_csharp(csharp_bin, tmp_path):
     kind, ptype, message, tb = ERROR_CASE
     hexes = "|".join(s.encode().hex() for s in (ptype, message, tb))
     assert f"error_python error {int(kind)}|{hexes}" in lines
-    assert "call_add_ints encode ok" in lines
+    assert "call_add_ints encode ok" in lines and "call_scale3 encode ok" in lines
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,7 @@ def test_keep_alive_reuses_the_server_across_processes(app_dir):
     checks(first)
     pid = _pid(first)
     assert pid_alive(pid), "with keepAlive the server outlives the C# process"
+    assert os.getsid(pid) == pid, "a keep-alive server leads its own session: the app's Ctrl-C must not reach it"
     folder = app_dir / "lesspy_work"
     assert int((folder / "python.pid").read_text()) == pid
     second = run_mono(exe, TYPES_MODULE, sys.executable, "true")

@@ -10,7 +10,7 @@ import pytest
 
 from lesspy_kernel.protocol import (CoercionError, ErrorKind, FrameError, Tag, coerce, decode_call, decode_error,
                                     decode_value, encode_call, encode_value, value_size)
-from vectors.generate import ERROR_CASE, HERE, VALUE_CASES, render
+from vectors.generate import ERROR_CASE, HERE, SCALE3_CALL, VALUE_CASES, render
 
 EXPECTED = dict(line.split(" ", 1) for line in (HERE / "expected.txt").read_text("utf-8").splitlines())
 
@@ -33,6 +33,13 @@ def test_golden_error_and_call():
     assert (err.kind, err.python_type, err.message, err.traceback) == ERROR_CASE
     call = decode_call((HERE / "call_add_ints.bin").read_bytes())
     assert (call.name, call.returns, call.args) == ("add_ints", Tag.INT32, [2, 40])
+    raw = (HERE / "call_scale3.bin").read_bytes()
+    assert encode_call(*SCALE3_CALL) == raw
+    call = decode_call(raw)
+    assert (call.name, call.returns) == ("scale3", (Tag.NDARRAY, Tag.FLOAT64))
+    np.testing.assert_array_equal(call.args[0], SCALE3_CALL[2][0])
+    assert call.args[1:2] == [2.5] and call.args[2].tolist() == [1, 2, 3] and call.args[3] == "é"
+    assert raw.index(SCALE3_CALL[2][0].tobytes()) % 64 == 0
 
 
 def test_arrays_decode_as_readonly_zero_copy_views():

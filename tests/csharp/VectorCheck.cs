@@ -26,7 +26,14 @@ static class VectorCheck
             {
                 if (name.StartsWith("value_")) ok &= CheckValue(name, bytes);
                 else if (name.StartsWith("error_")) CheckError(name, bytes);
-                else if (name == "call_add_ints") ok &= CheckCall(name, bytes);
+                else if (name == "call_add_ints")
+                    ok &= CheckCall(name, bytes, "add_ints", typeof(int), new object[] { 2, 40 }, typeof(int), typeof(int));
+                else if (name == "call_scale3")
+                    // odd-length name and mixed arguments: every alignment rule is measured from the payload start
+                    ok &= CheckCall(name, bytes, "scale3", typeof(ValueTuple<NdArray, double>),
+                        new object[] { NdArray.FromArray(new float[] { 0f, 0.25f, 0.5f, 0.75f, 1f, 1.25f }, 2, 3), 2.5,
+                                       new[] { 1, 2, 3 }, "\u00e9" },
+                        typeof(NdArray), typeof(double), typeof(int[]), typeof(string));
             }
             catch (Exception e)
             {
@@ -61,15 +68,13 @@ static class VectorCheck
             + Hex(Encoding.UTF8.GetBytes(e.Message)) + "|" + Hex(Encoding.UTF8.GetBytes(e.Traceback)));
     }
 
-    static bool CheckCall(string name, byte[] bytes)
+    static bool CheckCall(string name, byte[] bytes, string function, Type returns, object[] args, params Type[] argTypes)
     {
         Type unused;
-        WireType i32 = WireType.For(typeof(int), false, out unused);
-        var args = new object[] { 2, 40 };
-        var types = new[] { i32, i32 };
+        var types = argTypes.Select(t => WireType.For(t, false, out unused)).ToArray();
         var descriptor = new System.Collections.Generic.List<byte>();
-        i32.WriteDescriptor(descriptor);
-        byte[] fn = Encoding.UTF8.GetBytes("add_ints");
+        WireType.For(returns, true, out unused).WriteDescriptor(descriptor);
+        byte[] fn = Encoding.UTF8.GetBytes(function);
         long size = Codec.MeasureCall(fn, descriptor.ToArray(), args, types);
         var buf = new byte[size];
         int len = Codec.WriteCall(buf, fn, descriptor.ToArray(), args, types);

@@ -96,6 +96,12 @@ ERROR_CASE = (ErrorKind.PYTHON_ERROR, "ValueError", "bad value: ü",
               'Traceback (most recent call last):\n  File "m.py", line 2, in f\nValueError: bad value: ü\n')
 
 
+# an odd-length name and mixed arguments, so every padding rule lands somewhere other than offset 0
+SCALE3_CALL = ("scale3", (T.NDARRAY, T.FLOAT64),
+               [np.arange(6, dtype=np.float32).reshape(2, 3) / 4, 2.5, [1, 2, 3], "é"],
+               [T.NDARRAY, T.FLOAT64, T.INT32_ARRAY, T.STRING])
+
+
 def main() -> None:
     lines = []
     for name, value, desc in VALUE_CASES:
@@ -104,6 +110,7 @@ def main() -> None:
         lines.append(f"value_{name} {render(decode_value(raw), desc)}")
     (HERE / "error_python.bin").write_bytes(encode_error(*ERROR_CASE))
     (HERE / "call_add_ints.bin").write_bytes(encode_call("add_ints", T.INT32, [2, 40], [T.INT32, T.INT32]))
+    (HERE / "call_scale3.bin").write_bytes(encode_call(*SCALE3_CALL))
     (HERE / "expected.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
