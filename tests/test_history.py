@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from lesspy_kernel import history as hist
+from lesspy_kernel import render
 from lesspy_kernel.dispatch import Outcome
 from lesspy_kernel.history import (SMALL_ARRAY_BYTES, CallHistory, CallList, CallRecord, DroppedArray, calls,
                                    current_history, set_current_history, to_html, to_text)
@@ -310,13 +311,13 @@ def test_text_table(region):
     assert repr(h.records()) == text and h.records().to_text() == text
     assert repr(h.records()[0]).startswith("<call #1 13:04:05.678 scale(")
     assert "raised ValueError: bad value" in repr(h.records()[1])
-    assert [hist._duration(d) for d in (0.0000045, 0.000456, 0.0456, 0.456, 45.6)] == [
+    assert [render._duration(d) for d in (0.0000045, 0.000456, 0.0456, 0.456, 45.6)] == [
         "4.5 µs", "456 µs", "45.6 ms", "456 ms", "45.60 s"]
     assert to_text([]) == "no lesspy calls recorded" and "no lesspy calls" in to_html([])
 
 
 def test_array_summaries_edge_cases():
-    s = hist._summary
+    s = render._summary
     assert s(np.zeros((0, 3), np.float32)) == "float32 (0, 3)"
     assert s(np.array([np.nan, 2.0, 4.0])) == "float64 (3,) min 2 max 4 mean 3 nan 1"
     assert s(np.array([np.nan, np.nan])) == "float64 (2,) nan 2"
@@ -385,20 +386,20 @@ def test_html_thumbnail_png_decodes(region):
 def test_html_thumbnail_rgb_bool_nd_and_big(region):
     rgb = np.zeros((100, 80, 3), np.uint8)
     rgb[..., 0] = 255
-    png = hist.thumbnail_png(rgb)
+    png = render.thumbnail_png(rgb)
     assert _png_header(png)[:4] == (40, 50, 8, 2)
     assert (_png_pixels(png, 3)[..., 0] == 255).all() and (_png_pixels(png, 3)[..., 1] == 0).all()
     rgba = np.random.default_rng(0).random((3, 10, 10, 4))
-    assert _png_header(hist.thumbnail_png(rgba))[:4] == (10, 10, 8, 6)
-    assert _png_header(hist.thumbnail_png(np.eye(4, dtype=bool)))[:2] == (4, 4)
-    assert (_png_pixels(hist.thumbnail_png(np.eye(4, dtype=bool)), 1) == np.eye(4) * 255).all()
-    assert _png_header(hist.thumbnail_png(np.ones((2, 7, 9, 5))))[:2] == (5, 9)      # the first 2-D slice, a[0, 0]
-    assert _png_header(hist.thumbnail_png(np.ones((4096, 4096), np.float32)))[:2] == (64, 64)
-    assert _png_header(hist.thumbnail_png(np.ones((1000, 3))))[:2] == (1, 63)     # aspect ratio kept
-    assert hist.thumbnail_png(np.zeros((0, 5))) is None
-    assert hist.thumbnail_png(np.zeros(5)) is None
-    assert hist.thumbnail_png(np.array([["a"]])) is None
-    const = _png_pixels(hist.thumbnail_png(np.full((3, 3), 7.0)), 1)
+    assert _png_header(render.thumbnail_png(rgba))[:4] == (10, 10, 8, 6)
+    assert _png_header(render.thumbnail_png(np.eye(4, dtype=bool)))[:2] == (4, 4)
+    assert (_png_pixels(render.thumbnail_png(np.eye(4, dtype=bool)), 1) == np.eye(4) * 255).all()
+    assert _png_header(render.thumbnail_png(np.ones((2, 7, 9, 5))))[:2] == (5, 9)      # the first 2-D slice, a[0, 0]
+    assert _png_header(render.thumbnail_png(np.ones((4096, 4096), np.float32)))[:2] == (64, 64)
+    assert _png_header(render.thumbnail_png(np.ones((1000, 3))))[:2] == (1, 63)     # aspect ratio kept
+    assert render.thumbnail_png(np.zeros((0, 5))) is None
+    assert render.thumbnail_png(np.zeros(5)) is None
+    assert render.thumbnail_png(np.array([["a"]])) is None
+    const = _png_pixels(render.thumbnail_png(np.full((3, 3), 7.0)), 1)
     assert (const == 128).all()
     try:
         from PIL import Image
@@ -421,8 +422,8 @@ def test_html_sparkline_for_1d(region):
     assert xy[:, 0].min() >= 0 and xy[:, 0].max() <= 100 and xy[:, 1].min() >= 0 and xy[:, 1].max() <= 20
     assert (np.diff(xy[:, 0]) > 0).all()
     assert "<img" not in page                                           # no PNG for 1-D
-    assert hist.sparkline_svg(np.array([np.nan, 1.0, np.nan, 2.0])).count(",") == 2   # NaN skipped
-    assert hist.sparkline_svg(np.array([1.0])) == ""
+    assert render.sparkline_svg(np.array([np.nan, 1.0, np.nan, 2.0])).count(",") == 2   # NaN skipped
+    assert render.sparkline_svg(np.array([1.0])) == ""
 
 
 def test_html_error_rows_and_escaping():
