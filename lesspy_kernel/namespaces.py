@@ -7,6 +7,7 @@ the new `f`.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -54,7 +55,8 @@ class ModuleNamespace(Namespace):
     def __init__(self, module: ModuleType, only: Optional[Collection[str]] = None) -> None:
         super().__init__(only)
         self.module = module
-        self.where = f"module {module.__name__} ({getattr(module, '__file__', '?')})"
+        self.path = str(getattr(module, "__file__", "") or "")
+        self.where = f"module {module.__name__} ({self.path or '?'})"
 
     def _get(self, name: str) -> Any:
         try:
@@ -97,7 +99,7 @@ class DictNamespace(Namespace):
 
 def load_module(path: str) -> ModuleType:
     """Import a module from its file path, with its folder on sys.path so its own imports work."""
-    file = Path(path).absolute()
+    file = Path(os.path.abspath(path))      # normalised like the C# client's Path.GetFullPath
     if not file.is_file():
         raise FileNotFoundError(f"no Python module at {file}")
     folder = str(file.parent)

@@ -25,7 +25,7 @@ from .mapping import Mapping
 from .namespaces import Namespace
 from .protocol import (HEADER, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, decode_call, publish,
                        read_header, value_size, write_error, write_value)
-from .workfolder import KEY_FILE, PID_FILE, PORT_FILE, WorkFolder, pid_alive
+from .workfolder import KEY_FILE, MODULE_FILE, PID_FILE, PORT_FILE, WorkFolder, pid_alive
 
 log = logging.getLogger("lesspy_kernel")
 
@@ -99,7 +99,7 @@ class Server:
             self._selector = selectors.DefaultSelector()
             self._selector.register(self._listener, selectors.EVENT_READ, "accept")
             self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-            self.folder.publish(os.getpid(), self.port)
+            self.folder.publish(os.getpid(), self.port, getattr(self.namespace, "path", ""))
         except BaseException:
             self._release()
             self.folder.remove()
@@ -152,7 +152,7 @@ class Server:
         self._release()
         if self.keep_alive and self.mode == handshake.Mode.HEADLESS:
             # keep-alive leaves the mappings, as the original did; nothing may claim a live server any more
-            for name in (PORT_FILE, PID_FILE, KEY_FILE):
+            for name in (PORT_FILE, PID_FILE, KEY_FILE, MODULE_FILE):
                 self.folder.file(name).unlink(missing_ok=True)
         else:
             self.folder.remove()

@@ -22,7 +22,8 @@ PID_FILE = "python.pid"
 PORT_FILE = "notify.port"
 KEY_FILE = "session.key"
 LOG_FILE = "server.log"
-SERVER_FILES = (PORT_FILE, PID_FILE, KEY_FILE, REQUEST_FILE, RESPONSE_FILE)
+MODULE_FILE = "python.module"
+SERVER_FILES = (PORT_FILE, PID_FILE, KEY_FILE, MODULE_FILE, REQUEST_FILE, RESPONSE_FILE)
 
 
 def jupyter_runtime_dir() -> Path:
@@ -140,9 +141,11 @@ class WorkFolder:
             os.chmod(path, 0o600)
         return key.encode("ascii")
 
-    def publish(self, pid: int, port: int) -> None:
-        """Write python.pid, then notify.port atomically: its presence means the server is ready."""
+    def publish(self, pid: int, port: int, module: str = "") -> None:
+        """Write python.pid (and python.module), then notify.port atomically: its presence means ready."""
         self.file(PID_FILE).write_text(str(pid))
+        if module:
+            self.file(MODULE_FILE).write_text(module, encoding="utf-8")
         tmp = self.file(PORT_FILE + ".tmp")
         tmp.write_text(str(port))
         os.replace(tmp, self.file(PORT_FILE))

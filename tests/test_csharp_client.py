@@ -172,3 +172,17 @@ def test_wrong_key_is_refused_with_a_clear_exception(csharp_bin, tmp_path):
         key.write_text(real)
         run = run_mono(exe, server.folder, input="ping\nquit\n")
         assert run.stdout.startswith("OK connected"), run.stdout
+
+
+def test_keep_alive_server_of_another_module_is_replaced(app_dir):
+    exe = app_dir / "KeepAliveClient.exe"
+    first = run_mono(exe, TYPES_MODULE, sys.executable, "true")
+    checks(first)
+    old = _pid(first)
+    assert (app_dir / "lesspy_work" / "python.module").read_text() == str(TYPES_MODULE)
+    other = ROOT / "csharp" / "Demo" / "exporting_module.py"
+    second = run_mono(exe, other, sys.executable, "false")
+    checks(second)
+    assert _pid(second) != old, "a server of another module must not answer for this one"
+    assert not pid_alive(old)
+    wait_for(lambda: not pid_alive(_pid(second)), timeout=15, what="the replacement server to stop with its app")

@@ -45,7 +45,7 @@ namespace LessPy
             if (!File.Exists(module)) throw new FileNotFoundException("the exporting Python module " + module + " does not exist", module);
 
             var folder = new WorkFolder(Path.Combine(AppDomain.CurrentDomain.BaseDirectory, "lesspy_work"));
-            Channel channel = TryReuse(folder);
+            Channel channel = TryReuse(folder, module);
             Process server = null;
             if (channel == null)
                 channel = StartServer(folder, FindPython(pythonVenvPath ?? ""), module, debug, keepAlive, capacity, out server);
@@ -86,7 +86,7 @@ namespace LessPy
         }
 
         /// <summary>The folder's live server, or null after removing a stale one's files.</summary>
-        static Channel TryReuse(WorkFolder folder)
+        static Channel TryReuse(WorkFolder folder, string module)
         {
             if (!Directory.Exists(folder.Path) || !folder.HasServerFiles) return null;
             int pid = folder.ReadNumber(WorkFolder.PidFile);
@@ -94,7 +94,18 @@ namespace LessPy
             {
                 try
                 {
-                    return Channel.Open(folder);
+                    var channel = Channel.Open(folder);
+                    string served = ServedModule(folder);
+                    if (served == null || served == module) return channel;
+                    // a kept-alive server of another module: stop it, then start ours in its place
+                    channel.Dispose(true);
+                    var sw = Stopwatch.StartNew();
+                    while (WorkFolder.ProcessAlive(pid) && sw.Elapsed < StartTimeout) Thread.Sleep(20);
+                    if (WorkFolder.ProcessAlive(pid))
+                        throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") serves " + served
+                            + ", not " + module + ", and did not stop when asked: stop it (kill " + pid + ")");
+                    folder.RemoveServerFiles();
+                    return null;
                 }
                 catch (HandshakeException e)
                 {
@@ -111,6 +122,14 @@ namespace LessPy
             }
             folder.RemoveServerFiles();
             return null;
+        }
+
+        /// <summary>The module a headless server serves (python.module), or null when the file is absent.</summary>
+        static string ServedModule(WorkFolder folder)
+        {
+            try { return Path.GetFullPath(File.ReadAllText(folder.File(WorkFolder.ModuleFile), Encoding.UTF8).Trim()); }
+            catch (IOException) { return null; }
+            catch (UnauthorizedAccessException) { return null; }
         }
 
         static bool PortListening(WorkFolder folder)

@@ -15,7 +15,8 @@ namespace LessPy
         public const string PortFile = "notify.port";
         public const string KeyFile = "session.key";
         public const string LogFile = "server.log";
-        static readonly string[] ServerFiles = { PortFile, PidFile, KeyFile, ReqFile, RespFile };
+        public const string ModuleFile = "python.module";
+        static readonly string[] ServerFiles = { PortFile, PidFile, KeyFile, ModuleFile, ReqFile, RespFile };
 
         public WorkFolder(string path) { Path = System.IO.Path.GetFullPath(path); }
 
