@@ -15,7 +15,7 @@ import selectors
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Union
 
 from . import handshake
@@ -25,7 +25,7 @@ from .mapping import Mapping
 from .namespaces import Namespace
 from .protocol import (HEADER, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, decode_call, publish,
                        read_header, value_size, write_error, write_value)
-from .workfolder import KEY_FILE, MODULE_FILE, PID_FILE, PORT_FILE, WorkFolder, pid_alive
+from .workfolder import WorkFolder, pid_alive
 
 log = logging.getLogger("lesspy_kernel")
 
@@ -44,7 +44,6 @@ class ServerStats:
     clients_seen: int = 0
     refused: int = 0
     last_error: str = ""
-    started: float = field(default_factory=time.time)
 
 
 class Server:
@@ -151,9 +150,7 @@ class Server:
         self._drop_client()
         self._release()
         if self.keep_alive and self.mode == handshake.Mode.HEADLESS:
-            # keep-alive leaves the mappings, as the original did; nothing may claim a live server any more
-            for name in (PORT_FILE, PID_FILE, KEY_FILE, MODULE_FILE):
-                self.folder.file(name).unlink(missing_ok=True)
+            self.folder.remove_files(keep_mappings=True)   # nothing may claim a live server any more
         else:
             self.folder.remove()
         self._stopped.set()
@@ -323,6 +320,3 @@ class Server:
         e = outcome.error
         n = write_error(buf, e.kind, e.python_type, e.message, e.traceback)
         publish(self.response.header, seq, n, STATUS_ERROR)
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        return self._stopped.wait(timeout)

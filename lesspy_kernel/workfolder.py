@@ -150,12 +150,12 @@ class WorkFolder:
         tmp.write_text(str(port))
         os.replace(tmp, self.file(PORT_FILE))
 
-    def remove_files(self) -> None:
+    def remove_files(self, keep_mappings: bool = False) -> None:
+        """Remove the server's files; `keep_mappings` leaves req.mmf and resp.mmf (keep-alive, as the original)."""
+        kept = (REQUEST_FILE, RESPONSE_FILE) if keep_mappings else ()
         for name in SERVER_FILES + (PORT_FILE + ".tmp",):
-            try:
-                self.file(name).unlink()
-            except FileNotFoundError:
-                pass
+            if name not in kept:
+                self.file(name).unlink(missing_ok=True)
 
     def remove(self) -> None:
         """Remove the server's files, and the folder itself when nothing else is left in it."""

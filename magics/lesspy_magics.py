@@ -48,7 +48,8 @@ class ServerStatus:
             ("folder", str(s.folder.path)),
             ("mode", {Mode.NOTEBOOK: "main thread, between cells", Mode.NOTEBOOK_THREADED: "threaded (server thread)",
                       Mode.HEADLESS: "direct"}[s.mode]),
-            ("client", f"connected (pid {st.client_pid})" if st.client_pid else "none connected"),
+            ("client", (f"connected (pid {st.client_pid})" if st.client_pid else "none connected")
+                       + f"; {st.clients_seen} so far, {st.refused} refused"),
             ("calls", f"{st.calls} served, {st.errors} errors" + (f" (last: {st.last_error})" if st.last_error else "")),
             ("mappings", f"req.mmf and resp.mmf, {s.capacity:,} bytes each"),
             ("exported", ", ".join(sorted(s.namespace.only)) if s.namespace.only else "every function in the notebook"),

@@ -56,6 +56,7 @@ def test_serve_redefine_inspect_stop_and_serve_again(k):
     assert "total" in out and "float32 (10, 10)" in out
     out = k.run("%lesspy status")
     assert "connected" in out and "calls" in out and "main thread" in out
+    assert "1 so far, 0 refused" in out
     # a Python error reaches the caller with its traceback, and is shown in the notebook
     k.run("def fails(x):\n    raise KeyError('missing ' + str(x))")
     with pytest.raises(RemoteError) as e:
