@@ -5,16 +5,22 @@ In a notebook::
     %load_ext lesspy_kernel
     %lesspy serve --name demo
 
-Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts)::
+Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts; by hand it serves until stopped)::
 
-    python -m lesspy_kernel serve --module exporting_module.py --work-folder lesspy_work
+    lesspy serve --module exporting_module.py --work-folder lesspy_work
+
+``lesspy --help`` lists the other commands (stub, status, stop, csharp).
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+# The one version of the Python package and the C# library: pyproject.toml, csharp/build.sh and
+# LessPy.csproj all read this line.
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "calls", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def calls(n: Optional[int] = None) -> Any:
