@@ -111,7 +111,8 @@ def serve(args: argparse.Namespace) -> int:
         except OSError:
             pass
     server = Server(ModuleNamespace(module, only), Path(args.work_folder).absolute(), capacity=args.capacity,
-                    keep_alive=not args.exit_when_idle, parent_pid=args.parent_pid)
+                    keep_alive=not args.exit_when_idle, parent_pid=args.parent_pid, max_clients=args.max_clients,
+                    lock_held=args.lock_held, log_file=args.log_file)
     try:
         server.open()
     except (OSError, ValueError) as e:
@@ -119,12 +120,17 @@ def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.stop(timeout=0))
     until = "its last client leaves" if args.exit_when_idle else "stopped (Ctrl-C, or `lesspy stop FOLDER`)"
-    print(f"lesspy: serving {module.__name__} in {server.folder.path} on port {server.port} until {until}",
+    print(f"lesspy: serving {module.__name__} in {server.folder.path} on {server.address} until {until}",
           flush=True)
     if args.log_file:
         _redirect_output(args.log_file)
     server.serve_forever()
-    return EXIT_OK
+    # the files are gone; a call stuck in C code must not keep the process alive (lane threads are daemons,
+    # but interpreter shutdown would still wait for the GIL they hold)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_OK)
 
 
 # ------------------------------------------------------------------------------------------------ stub
@@ -260,7 +266,7 @@ def csharp(args: argparse.Namespace) -> int:
 
 
 def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
-    from .server import DEFAULT_CAPACITY
+    from .server import DEFAULT_CAPACITY, DEFAULT_MAX_CLIENTS
 
     parser = argparse.ArgumentParser(
         prog=prog, description="lesspy: serve Python functions to a C# app through shared memory.",
@@ -286,7 +292,10 @@ def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
                       help="stop when the last client has left (what Initialize(keepAlive: false) passes)")
     p.add_argument("--parent-pid", type=int, help="also stop when this process exits (set by the C# client)")
     p.add_argument("--only", help="comma-separated function names: export only these")
-    p.add_argument("--log-file", help="after start-up, write all output here")
+    p.add_argument("--log-file", help="after start-up, write all output here (capped, rotated to FILE.1)")
+    p.add_argument("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS,
+                   help=f"how many clients (apps) may connect at once (default: {DEFAULT_MAX_CLIENTS})")
+    p.add_argument("--lock-held", action="store_true", help=argparse.SUPPRESS)  # the starter holds lesspy.lock
     p.add_argument("--debug", action="store_true", help="log every call")
     p.set_defaults(run=serve)
 
