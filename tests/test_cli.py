@@ -1,6 +1,7 @@
 """The `lesspy` command: exit codes, serve (by hand: until stopped), stub, status, stop, csharp --out.
 
-Every server here is a real `lesspy serve` process and every client a real Mono program."""
+Every server here is a real `lesspy serve` process; clients are lesspy_kernel.client lanes (the protocol's
+Python client) or, for the C# sources `lesspy csharp` writes, a real Mono program."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 
 import lesspy_kernel
 from conftest import ROOT, compile_csharp, run_mono
+from lesspy_kernel.client import Lane
+from lesspy_kernel.protocol import Tag
 from servers import TYPES_MODULE, wait_for
 
 LESSPY = Path(sys.executable).parent / "lesspy"
@@ -68,11 +71,10 @@ class Served:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def client(csharp_bin, tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("cli") / "CliClient.cs"
-    src.write_text(CLIENT)
-    return compile_csharp(csharp_bin, [src], "CliClient.exe")
+def call_and_leave(folder: Path) -> None:
+    """One client: a lane, one call, then it leaves."""
+    with Lane(folder) as lane:
+        assert lane.call("add_ints", Tag.INT32, [40, 2], [Tag.INT32, Tag.INT32]) == 42
 
 
 def call_from_mono(exe: Path, folder: Path) -> str:
@@ -119,11 +121,12 @@ def test_help_lists_every_command():
 # ------------------------------------------------------------------------------------------------ serve
 
 
-def test_a_hand_started_server_serves_client_after_client_until_interrupted(client, tmp_path):
+def test_a_hand_started_server_serves_client_after_client_until_interrupted(tmp_path):
     with Served(tmp_path / "w") as s:
-        for _ in range(2):      # before the change, the server exited when its first client left
-            assert f"pid {s.proc.pid}" in call_from_mono(client, s.folder)
-            assert s.proc.poll() is None, "a server started by hand keeps serving after its client leaves"
+        for _ in range(3):      # before the change, the server exited when its first client left
+            call_and_leave(s.folder)
+            with pytest.raises(subprocess.TimeoutExpired):
+                s.proc.wait(0.5)    # a server started by hand keeps serving after its client leaves
         assert "until stopped" in s.output()
         assert os.getsid(s.proc.pid) != s.proc.pid, "stays in the terminal's session, so Ctrl-C reaches it"
         s.proc.send_signal(signal.SIGINT)
@@ -131,15 +134,19 @@ def test_a_hand_started_server_serves_client_after_client_until_interrupted(clie
     assert not (tmp_path / "w" / "notify.port").exists()
 
 
-def test_exit_when_idle_stops_with_the_last_client(client, tmp_path):
+def test_exit_when_idle_stops_with_the_last_client(tmp_path):
     with Served(tmp_path / "w", "--exit-when-idle") as s:
-        call_from_mono(client, s.folder)
+        first, second = Lane(s.folder), Lane(s.folder)
+        first.close()
+        with pytest.raises(subprocess.TimeoutExpired):
+            s.proc.wait(0.5)        # one client is still connected
+        second.close()
         assert s.proc.wait(15) == 0, s.output()
 
 
-def test_keep_alive_detaches_into_its_own_session(client, tmp_path):
+def test_keep_alive_detaches_into_its_own_session(tmp_path):
     with Served(tmp_path / "w", "--keep-alive") as s:
-        call_from_mono(client, s.folder)
+        call_and_leave(s.folder)
         assert s.proc.poll() is None
         assert os.getsid(s.proc.pid) == s.proc.pid
         s.proc.terminate()
@@ -211,9 +218,9 @@ def test_status_and_stop_of_a_folder_without_a_server_exit_1(tmp_path):
         assert p.returncode == 1 and str(tmp_path / "empty") in p.stderr, p
 
 
-def test_status_then_stop_a_live_server(client, tmp_path):
+def test_status_then_stop_a_live_server(tmp_path):
     with Served(tmp_path / "w") as s:
-        call_from_mono(client, s.folder)
+        call_and_leave(s.folder)
         p = lesspy("status", s.folder, "--json", timeout=30)
         assert p.returncode == 0, p
         info = json.loads(p.stdout)
