@@ -112,7 +112,7 @@ def serve(args: argparse.Namespace) -> int:
             pass
     server = Server(ModuleNamespace(module, only), Path(args.work_folder).absolute(), capacity=args.capacity,
                     keep_alive=not args.exit_when_idle, parent_pid=args.parent_pid, max_clients=args.max_clients,
-                    lock_held=args.lock_held, log_file=args.log_file)
+                    lock_held=args.lock_held, log_file=args.log_file, log_cap=args.log_max_bytes)
     try:
         server.open()
     except (OSError, ValueError) as e:
@@ -266,7 +266,7 @@ def csharp(args: argparse.Namespace) -> int:
 
 
 def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
-    from .server import DEFAULT_CAPACITY, DEFAULT_MAX_CLIENTS
+    from .server import DEFAULT_CAPACITY, DEFAULT_LOG_CAP, DEFAULT_MAX_CLIENTS
 
     parser = argparse.ArgumentParser(
         prog=prog, description="lesspy: serve Python functions to a C# app through shared memory.",
@@ -293,6 +293,8 @@ def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
     p.add_argument("--parent-pid", type=int, help="also stop when this process exits (set by the C# client)")
     p.add_argument("--only", help="comma-separated function names: export only these")
     p.add_argument("--log-file", help="after start-up, write all output here (capped, rotated to FILE.1)")
+    p.add_argument("--log-max-bytes", type=parse_size, default=DEFAULT_LOG_CAP,
+                   help="rotate the log file to FILE.1 past this size (default 10M)")
     p.add_argument("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS,
                    help=f"how many clients (apps) may connect at once (default: {DEFAULT_MAX_CLIENTS})")
     p.add_argument("--lock-held", action="store_true", help=argparse.SUPPRESS)  # the starter holds lesspy.lock

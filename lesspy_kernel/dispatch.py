@@ -34,6 +34,8 @@ class Outcome:
     value: Any = None           # the result coerced to the declared C# type
     error: Optional[ErrorReply] = None
     awaitable: Any = None       # an `async def` result the executor's event loop must await, then `complete`
+    stream: Any = None          # the iterator a stream call opened (IEnumerable<T> in C#)
+    end: bool = False           # the stream has no more items
 
 
 _signatures: "weakref.WeakKeyDictionary[Any, Optional[inspect.Signature]]" = weakref.WeakKeyDictionary()
@@ -111,10 +113,11 @@ def stopped_error(name: str, exc: BaseException, reason: Optional[str]) -> Error
     return ErrorReply(kind, "", f"{name} was interrupted: {why}", "")
 
 
-def invoke(call: Call, namespace: Namespace, reason: Any = None) -> Outcome:
+def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = False) -> Outcome:
     """Run `call` against `namespace`. Runs on whatever thread the executor chose.
 
-    `reason` (a callable) says why the call was stopped when a CallCancelled arrives.
+    `reason` (a callable) says why the call was stopped when a CallCancelled arrives. With `stream` the
+    result is an iterable whose items are sent one at a time (a C# IEnumerable<T>); the first is taken now.
     """
     out = Outcome(call.name, call.returns, call.args, time.time())
     t0 = time.perf_counter()
@@ -143,7 +146,52 @@ def invoke(call: Call, namespace: Namespace, reason: Any = None) -> Outcome:
         out.duration = time.perf_counter() - t0
         return out
     out.duration = time.perf_counter() - t0
+    if stream:
+        return _open_stream(out, reason)
     return complete(out)
+
+
+def _open_stream(out: Outcome, reason: Any) -> Outcome:
+    try:
+        iterator = iter(out.result)
+    except TypeError:
+        out.error = ErrorReply(ErrorKind.RESULT_MISMATCH, "",
+                               f"{out.name} returned Python {python_type_name(out.result)}, which is not iterable, "
+                               f"but the C# method returns IEnumerable<{csharp_name(out.returns)}>: return a "
+                               "generator, list or other iterable", "")
+        return out
+    return next_item(out.name, out.returns, iterator, reason)
+
+
+def next_item(name: str, returns: Any, iterator: Any, reason: Any = None) -> Outcome:
+    """The next item of an open stream, coerced to the item type; `end` when there are no more."""
+    out = Outcome(name, returns, [], time.time())
+    out.stream = iterator
+    t0 = time.perf_counter()
+    try:
+        out.result = next(iterator)
+    except StopIteration:
+        out.end = True
+        out.stream = None
+        return out
+    except (CallCancelled, KeyboardInterrupt) as e:
+        out.error = stopped_error(name, e, reason() if reason else None)
+        out.stream = None
+        return out
+    except BaseException as e:  # raised inside the generator: it surfaces at this item in C#
+        out.error = _python_error(name, e)
+        out.stream = None
+        return out
+    finally:
+        out.duration = time.perf_counter() - t0
+    return complete(out)
+
+
+def close_stream(iterator: Any) -> None:
+    """Close a stream the client gave up on (a generator's `finally` blocks run now)."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
 
 
 async def _await(awaitable: Any) -> Any:

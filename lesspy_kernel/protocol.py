@@ -46,6 +46,12 @@ _F64 = struct.Struct("<d")
 
 STATUS_OK = 0
 STATUS_ERROR = 1
+STATUS_END = 2                  # response: the stream has no more items (or was closed)
+# request statuses: what the lane's request file asks for
+REQUEST_CALL = 0
+REQUEST_NEXT = 1                # the next item of the lane's open stream
+REQUEST_CLOSE = 2               # close the lane's open stream
+REQUEST_STREAM = 3              # a call whose result is streamed item by item (C# IEnumerable<T>)
 
 
 class Tag(IntEnum):
