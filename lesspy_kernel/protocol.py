@@ -435,7 +435,7 @@ def coerce(value: Any, desc: TypeDesc) -> Any:
         if isinstance(value, memoryview):
             return memoryview(value.tobytes()) if not value.contiguous or value.format != "B" else value
         if isinstance(value, np.ndarray) and value.dtype == np.uint8:
-            return memoryview(np.ascontiguousarray(value).reshape(-1))
+            return np.ascontiguousarray(value).reshape(-1).data
         raise CoercionError(value, desc)
     if desc == Tag.INT32_ARRAY:
         return _as_int32_array(value, desc)
@@ -498,7 +498,7 @@ def _emit_int32_array(arr: np.ndarray, buf: Optional[memoryview], pos: int) -> i
     pad = -pos % 8
     if buf is not None:
         buf[pos:pos + pad] = bytes(pad)
-        buf[pos + pad:pos + pad + arr.nbytes] = arr.view(np.uint8).reshape(-1)
+        buf[pos + pad:pos + pad + arr.nbytes] = arr.view(np.uint8).reshape(-1).data
     pos += pad + arr.nbytes
     pad = -pos % 8
     if buf is not None:
@@ -526,7 +526,7 @@ def _emit(value: Any, desc: TypeDesc, buf: Optional[memoryview], pos: int) -> in
             s.pack_into(buf, pos, value)
         return pos + s.size
     if tag in (Tag.STRING, Tag.BYTES):
-        raw = value.encode("utf-8") if isinstance(value, str) else value
+        raw: Any = value.encode("utf-8") if isinstance(value, str) else value
         n = len(raw) if tag == Tag.STRING else raw.nbytes
         if buf is not None:
             _U32.pack_into(buf, pos, n)
@@ -542,6 +542,7 @@ def _emit(value: Any, desc: TypeDesc, buf: Optional[memoryview], pos: int) -> in
             pos = _emit_int32_array(row, buf, pos)
         return pos
     if tag == Tag.TUPLE:
+        assert isinstance(desc, tuple)
         if buf is not None:
             _U8.pack_into(buf, pos, len(desc))
         pos += 1

@@ -176,7 +176,7 @@ def _map(hint: Any, notes: Dict[str, bool]) -> str:
         raise _Unmappable("which has no C# counterpart in lesspy without an element type: lists of int map to "
                           "int[] (list[int]); annotate numpy.ndarray for other element types")
     if origin in _UNION_TYPES:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        args = tuple(a for a in typing.get_args(hint) if a is not type(None))
         if len(args) == 1 and len(args) < len(typing.get_args(hint)):  # Optional[X]
             inner = _map(args[0], notes)
             if inner in _NULLABLE:

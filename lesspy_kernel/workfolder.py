@@ -70,7 +70,7 @@ def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists (signal 0 on POSIX; on Windows os.kill would kill it)."""
     if pid <= 0:
         return False
-    if os.name == "nt":
+    if sys.platform == "win32":
         import ctypes
 
         handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
@@ -218,7 +218,7 @@ class WorkFolder:
             pass
 
 
-if os.name == "posix":
+if sys.platform != "win32":
     import fcntl
 
     def _lock(fd: int) -> None:
