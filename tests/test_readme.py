@@ -6,7 +6,9 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -95,8 +97,17 @@ def app(csharp_bin, tmp_path_factory) -> Path:
     return compile_csharp(csharp_bin, [src], "ReadmeApp.exe")
 
 
-def test_the_csharp_quick_start_calls_the_notebook_quick_start(app, tmp_path):
-    with kernel(tmp_path) as k:
+@pytest.fixture
+def short_tmp():
+    """A short temporary folder: the session's socket path must stay well under the 108 bytes of sun_path
+    (Mono refuses a 107-byte one that Python accepts)."""
+    path = Path(tempfile.mkdtemp(prefix="lpr"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_csharp_quick_start_calls_the_notebook_quick_start(app, short_tmp):
+    with kernel(short_tmp) as k:
         served = k.run(notebook_cells()[0])
         assert 'LessPythonInvoke.Connect<IMyApi>("quickstart")' in served, served
         k.run(notebook_cells()[1])
