@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -233,3 +235,20 @@ def test_status_then_stop_a_live_server(tmp_path):
         assert s.proc.wait(15) == 0, s.output()
         p = lesspy("status", s.folder, timeout=30)
         assert p.returncode == 1, p
+
+
+def test_status_of_a_notebook_session_by_name(tmp_path):
+    from kernels import kernel
+
+    short = Path(tempfile.mkdtemp(prefix="lpc"))      # keeps the socket path short
+    try:
+        with kernel(short) as k:
+            k.run("%load_ext lesspy_kernel\n%lesspy serve --name clitest")
+            env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(k.runtime_dir))
+            p = lesspy("status", "clitest", "--json", env=env, timeout=30)
+            assert p.returncode == 0, p
+            info = json.loads(p.stdout)
+            assert info["mode"] in (1, "notebook", "NOTEBOOK") or "notebook" in str(info["mode"]).lower(), info
+            assert Path(info["folder"]) == k.folder("clitest"), info
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
