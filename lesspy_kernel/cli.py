@@ -58,7 +58,17 @@ def resolve_folder(text: str) -> Path:
 
     if os.sep in text or (os.altsep and os.altsep in text) or Path(text).is_dir():
         return Path(text).absolute()
-    return session_folder(text)
+    try:
+        return session_folder(text)
+    except ValueError as e:     # not a usable session name
+        raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
+
+
+def _no_server(command: str, folder: Path, e: Exception) -> CommandError:
+    if not folder.is_dir():
+        return CommandError(f"lesspy {command}: nothing serves {folder}: there is no such folder (a session name "
+                            "is looked up in <jupyter runtime dir>/lesspy/NAME; `jupyter --runtime-dir` shows it)")
+    return CommandError(f"lesspy {command}: no lesspy server answers in {folder}: {type(e).__name__}: {e}")
 
 
 def _load(module_path: str) -> Any:
@@ -178,7 +188,7 @@ def status(args: argparse.Namespace) -> int:
     try:
         info = client.status(folder)
     except Exception as e:  # whatever the reason, the answer is "no server answered": say why
-        raise CommandError(f"lesspy status: no lesspy server answers in {folder}: {type(e).__name__}: {e}")
+        raise _no_server("status", folder, e) from None
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return EXIT_OK
@@ -197,7 +207,7 @@ def stop(args: argparse.Namespace) -> int:
     try:
         client.stop(folder)
     except Exception as e:
-        raise CommandError(f"lesspy stop: could not stop a server in {folder}: {type(e).__name__}: {e}")
+        raise _no_server("stop", folder, e) from None
     print(f"lesspy: stopped the server in {folder}")
     return EXIT_OK
 
