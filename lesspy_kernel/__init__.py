@@ -20,7 +20,7 @@ from typing import Any, Optional
 # LessPy.csproj all read this line.
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "calls", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["__version__", "calls", "result_array", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def calls(n: Optional[int] = None) -> Any:
