@@ -151,3 +151,9 @@ def test_the_stress_marker_is_registered_and_make_test_excludes_it():
     assert any(m.startswith("stress:") for m in PYPROJECT["tool"]["pytest"]["ini_options"]["markers"])
     makefile = (ROOT / "Makefile").read_text()
     assert '-m "not stress"' in makefile and "-m stress" in makefile
+
+
+def test_the_package_exports_what_it_names():
+    assert lesspy_kernel.__all__ and "__version__" in lesspy_kernel.__all__
+    missing = [name for name in lesspy_kernel.__all__ if not hasattr(lesspy_kernel, name)]
+    assert not missing, missing
