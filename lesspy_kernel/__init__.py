@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from .namespaces import export, unexport
+
 __version__ = "0.1.0"
 
 
