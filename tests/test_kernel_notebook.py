@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import queue
 import time
+from pathlib import Path
 
 import pytest
 
+from conftest import compile_csharp, run_mono
 from kernels import FLAVOURS, kernel
 from lesspy_kernel.protocol import ErrorKind, Tag
 from pyclient import PyClient, RemoteError
@@ -180,3 +182,33 @@ def test_repeated_tracebacks_are_summarised(k):
     assert "bad raised ValueError 200 times so far" in text and "300 times" not in text
     assert "KeyError" in text
     assert "250" in k.run("import lesspy_kernel\nprint(sum(r.function == 'bad' for r in lesspy_kernel.calls()))")
+
+
+RSS = "import re\nprint('RSS', re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+
+
+def _rss_kib(k) -> int:
+    out = k.run(RSS)
+    return int(out.split("RSS")[1].split()[0])
+
+
+def test_history_memory_stays_within_budget_under_real_csharp_calls(k7, csharp_bin):
+    """A Mono app sends 1 MiB byte[], strings and arrays, 450 MiB in all; the kernel's history holds at most its
+    budget and the kernel grows by at most budget + 64 MiB."""
+    exe = compile_csharp(csharp_bin, [Path(__file__).parent / "csharp" / "HistoryFlood.cs"], "HistoryFlood.exe")
+    budget = 16 * 1024 * 1024
+    k7.run(f"%load_ext lesspy_kernel\n%config LessPyMagics.history_budget = {budget}\n%lesspy serve --name mem\n"
+           "def take_bytes(data):\n    return len(data)\n"
+           "def take_text(text):\n    return len(text)\n"
+           "def echo(a):\n    return a")
+    warm = run_mono(exe, k7.folder("mem"), 5)                      # mappings touched, code paths warm
+    assert warm.stdout.startswith("OK 15"), warm.stdout + warm.stderr
+    before = _rss_kib(k7)
+    p = run_mono(exe, k7.folder("mem"), 150, timeout=300)
+    assert p.stdout.startswith("OK 450"), p.stdout + p.stderr
+    grown = (_rss_kib(k7) - before) * 1024
+    out = k7.run("import lesspy_kernel\nfrom lesspy_kernel.history import current_history\n"
+                 "h = current_history()\nprint('held', h.nbytes, 'calls', len(h))")
+    held, calls = int(out.split("held")[1].split()[0]), int(out.split("calls")[1].split()[0])
+    assert calls == 465 and held <= budget
+    assert grown <= budget + 64 * 1024 * 1024, f"the kernel grew by {grown / 2**20:.0f} MiB"
