@@ -46,9 +46,9 @@ def array_stats(a: np.ndarray) -> Stats:
             if kind in "iu":
                 return Stats(scalar(a.min()), scalar(a.max()), float(a.mean(dtype=np.float64)))
             if kind == "c":
-                mean = complex(a.mean(dtype=np.complex128))
+                mean: Optional[complex] = complex(a.mean(dtype=np.complex128))
                 nans = 0
-                if math.isnan(mean.real) or math.isnan(mean.imag):
+                if mean is not None and (math.isnan(mean.real) or math.isnan(mean.imag)):
                     nanmask = np.isnan(a)
                     nans = int(np.count_nonzero(nanmask))
                     rest = a[~nanmask]

@@ -132,6 +132,12 @@ class LessPyMagics(Magics):
         self.observe(self._budget_changed, names="history_budget")
         atexit.register(self.stop_server)
 
+    @property
+    def _user_ns(self) -> dict:
+        if self.shell is None:
+            raise UsageError("%lesspy needs an IPython shell")
+        return self.shell.user_ns
+
     def _budget_changed(self, change: dict) -> None:
         self.history.budget = change["new"]
 
@@ -155,7 +161,7 @@ class LessPyMagics(Magics):
         """
         command, _, rest = line.strip().partition(" ")
         if command in ("", "help", "-h", "--help"):
-            print(inspect.cleandoc(self.lesspy.__doc__ or ""))
+            print(inspect.cleandoc(getattr(type(self), "lesspy").__doc__ or ""))
             return None
         handler = {"serve": self._serve, "stop": self._stop, "status": self._status, "calls": self._calls,
                    "stub": self._stub}.get(command)
@@ -199,7 +205,7 @@ class LessPyMagics(Magics):
         max_clients = self.max_clients if args.max_clients is None else args.max_clients
         if max_clients < 1:
             raise UsageError(f"--max-clients must be at least 1, not {max_clients}")
-        namespace = DictNamespace(self.shell.user_ns, _names(args.only), export=_names(args.export))
+        namespace = DictNamespace(self._user_ns, _names(args.only), export=_names(args.export))
         kernel = getattr(self.shell, "kernel", None)
         threaded = args.threaded or self.threaded
         executor = KernelExecutor(kernel, threaded) if kernel is not None else DirectExecutor(Mode.NOTEBOOK_THREADED)
@@ -250,8 +256,8 @@ class LessPyMagics(Magics):
         if args is None:
             return
         ns = self.server.namespace if self.server is not None and self.server.running else \
-            DictNamespace(self.shell.user_ns)
-        functions = {name: self.shell.user_ns[name] for name in ns.names()}
+            DictNamespace(self._user_ns)
+        functions = {name: self._user_ns[name] for name in ns.names()}
         try:
             code = csharp_stub(functions, interface=args.interface or self.interface, namespace=args.namespace)
         except ValueError as e:

@@ -82,7 +82,9 @@ def test_the_notebook_exports_only_what_it_defines(k7, tmp_path):
 
 
 def test_magic_parsing_quotes_help_and_calls_n(k7):
-    out = k7.run('%load_ext lesspy_kernel\n%lesspy serve --name "my session"')
+    out = k7.run("%load_ext lesspy_kernel\n%lesspy serve --name x --max-clients 0", allow_error=True)
+    assert "UsageError" in out and "--max-clients must be at least 1" in out
+    out = k7.run('%lesspy serve --name "my session"')
     assert 'LessPythonInvoke.Connect<IMyApi>("my session");' in out
     assert k7.folder("my session").is_dir() and not k7.folder('"my session"').exists()
     out = k7.run("%lesspy serve --help")
