@@ -81,6 +81,25 @@ def test_the_notebook_exports_only_what_it_defines(k7, tmp_path):
         c.close()
 
 
+def test_a_csharp_app_cannot_call_imports_builtins_or_classes(k7, csharp_bin, tmp_path):
+    """The issue's case with the real client: a C# call to `remove` (imported from os) must not delete a file."""
+    exe = compile_csharp(csharp_bin, [Path(__file__).parent / "csharp" / "ExportCheck.cs"], "ExportCheck.exe")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    k7.run("%load_ext lesspy_kernel\n%lesspy serve --name cs\nfrom os import remove\n"
+           "class Point:\n    def __init__(self, x):\n        self.x = x\n"
+           "def mine():\n    return 5")
+    p = run_mono(exe, k7.folder("cs"), victim)
+    lines = p.stdout.splitlines()
+    assert p.returncode == 0 and len(lines) == 5, p.stdout + p.stderr
+    assert lines[0].startswith("ERR FunctionNotFoundException") and "lesspy_kernel.export(remove)" in lines[0]
+    assert victim.read_text() == "keep me"
+    assert lines[1].startswith("ERR FunctionNotFoundException") and "'open'" in lines[1]
+    assert lines[2].startswith("ERR FunctionNotFoundException") and "'get_ipython'" in lines[2]
+    assert lines[3].startswith("ERR FunctionNotFoundException") and "is a class, not a function" in lines[3]
+    assert lines[4] == "OK 5"
+
+
 def test_magic_parsing_quotes_help_and_calls_n(k7):
     out = k7.run("%load_ext lesspy_kernel\n%lesspy serve --name x --max-clients 0", allow_error=True)
     assert "UsageError" in out and "--max-clients must be at least 1" in out
