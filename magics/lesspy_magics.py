@@ -3,7 +3,8 @@
 Configure in ipython_config.py or with %config, e.g.::
 
     c.LessPyMagics.capacity = 256 * 1024 * 1024
-    %config LessPyMagics.history_budget = 64 * 1024 * 1024
+    %config LessPyMagics.history_budget = 64 * 1024 * 1024     # 0: record calls without their payloads
+    %config LessPyMagics.max_clients = 4
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ class LessPyMagics(Magics):
 
     capacity = Int(16 * 1024 * 1024, help="Bytes in each of req.mmf and resp.mmf: the largest request or "
                                           "result that fits.").tag(config=True)
-    history_budget = Int(256 * 1024 * 1024, help="Bytes of recorded argument/result arrays kept by "
-                                                 "%lesspy calls; the oldest are dropped first.").tag(config=True)
+    history_budget = Int(256 * 1024 * 1024, help="Bytes of recorded payloads (arrays, bytes, strings, lists, "
+                                                 "...) kept for %lesspy calls; the oldest are summarised first. "
+                                                 "0 keeps none and copies nothing.").tag(config=True)
     default_name = Unicode("default", help="Session name used by %lesspy serve without --name/--folder; "
                                            "C# connects with Connect<T>(name).").tag(config=True)
     threaded = Bool(False, help="Run calls on the server thread instead of the kernel's main thread "
