@@ -117,7 +117,7 @@ class Namespace:
         return getattr(value, "__module__", None) == self.home
 
     def lookup(self, name: str) -> Callable[..., Any]:
-        if self.only is not None and name not in self.only or name.startswith("_"):
+        if (self.only is not None and name not in self.only) or name.startswith("_"):
             raise FunctionNotFound(self.refusal(name, None))
         try:
             value = self._get(name)
