@@ -680,6 +680,13 @@ def _as_typed_array(value: Any, desc: TypeDesc, dtype_name: str, ndim: int) -> n
         raise CoercionError(value, desc, f"expected {ndim} dimension(s), got shape {arr.shape}")
     if arr.size == 0:
         return np.zeros(arr.shape, dtype=target)
+    if target.kind in "iu" and arr.dtype.kind in "fO" and ndim == 1 and not isinstance(value, np.ndarray):
+        # Python ints beyond int64 (a ulong[] near its top) make NumPy guess float or object: check them as ints
+        if all(isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in value):
+            lo, hi = _INT_RANGES[target.name]
+            if min(value) < lo or max(value) > hi:
+                raise CoercionError(value, desc, f"an element is outside the {dtype_name} range {lo}..{hi}")
+            return np.array([int(x) for x in value], dtype=target)
     if arr.dtype.kind not in _KINDS_ACCEPTED[target.kind]:
         raise CoercionError(value, desc, f"its elements are {arr.dtype}, which cannot become {dtype_name} "
                                          "without losing information")

@@ -246,8 +246,8 @@ namespace LessPy
         }
 
         /// <summary>
-        /// The members a record carries: public instance fields and public properties with a getter and a setter (any
-        /// visibility), in declaration order; or, for a type without a parameterless constructor, the members named by the
+        /// The members a record carries: public properties with a getter and a setter (any visibility), then public
+        /// instance fields, each in declaration order; or, for a type without a parameterless constructor, the members named by the
         /// parameters of its public constructor (positional records and immutable classes).
         /// </summary>
         static string RecordMembers(Type t, out MemberInfo[] members, out ConstructorInfo ctor)
@@ -262,7 +262,8 @@ namespace LessPy
                 if (f != null) all.Add(f);
                 else if (p != null && p.GetIndexParameters().Length == 0 && p.GetGetMethod() != null) all.Add(p);
             }
-            all.Sort((a, b) => a.MetadataToken.CompareTo(b.MetadataToken));
+            // properties, then fields, each in declaration order (metadata order; the two live in separate tables)
+            all.Sort((a, b) => a is PropertyInfo != b is PropertyInfo ? (a is PropertyInfo ? -1 : 1) : a.MetadataToken.CompareTo(b.MetadataToken));
             var chosen = new List<MemberInfo>();
             if (t.IsValueType || t.GetConstructor(Type.EmptyTypes) != null)
             {
