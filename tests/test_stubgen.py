@@ -739,3 +739,319 @@ def test_empty_and_all_skipped_stubs_compile(tmp_path, csharp_bin):
         p.write_text(csharp_stub(functions, **kw))
         sources.append(p)
     compile_csharp(csharp_bin, sources, "StubEmpty.dll", extra=["-target:library"])
+
+
+# ------------------------------------------------------------------------------------------------ idiomatic C#
+
+
+@pytest.mark.parametrize("py, pascal, camel", [
+    ("add_ints", "AddInts", "addInts"), ("x", "X", "x"), ("RED", "Red", "red"), ("max_value_2", "MaxValue2", "maxValue2"),
+    ("getHTTP", "GetHTTP", "getHTTP"), ("größe_wert", "GrößeWert", "größeWert"), ("a__b", "AB", "aB"),
+])
+def test_case_conversions(py, pascal, camel):
+    assert (pascal_case(py), camel_case(py)) == (pascal, camel)
+
+
+def test_methods_are_pascal_case_and_parameters_camel_case():
+    assert one("max_value: int, min_value: float", "int", name="clip_values") == \
+        '[PythonImport("clip_values")] long ClipValues(long maxValue, double minValue);'
+
+
+def test_two_functions_with_one_csharp_name():
+    f = hinted("a: int", "int")
+    assert members({"add_ints": f, "addInts": f}) == [
+        '[PythonImport("addInts")] long AddInts(long a);',
+        "// skipped add_ints: its C# name AddInts is already the name of addInts; rename one"]
+
+
+@pytest.mark.parametrize("params, cs", [
+    ("a: bool = True, b: int = -3, c: float = float('inf')",
+     "bool a = true, long b = -3, double c = double.PositiveInfinity"),
+    ("a: np.float32 = 0.25, b: float = float('nan'), c: np.uint8 = 255", "float a = 0.25f, double b = double.NaN, byte c = 255"),
+    ("a: str = 'tab\\there', b: Optional[str] = None", 'string a = "tab\\there", string b = null'),
+    ("a: int = 2**70, b: int = 1", "long a, long b = 1"),
+    ("a: list[int] = [], b: float = 1.0", "List<long> a, double b = 1.0"),
+    ("a: datetime.timedelta = datetime.timedelta(1)", "TimeSpan a"),
+    ("a: float = 1", "double a = 1.0"),
+])
+def test_defaults(params, cs):
+    line = stub_of(hinted(params, "int"))[-1]
+    assert line == f'[PythonImport("f")] long F({cs});'
+
+
+def test_dropped_defaults_are_explained():
+    assert stub_of(hinted("a: list[int] = [], b: float = 1.0", "int")) == [
+        "// f(a, b): the default of a cannot be written as a C# constant, so C# must pass it",
+        '[PythonImport("f")] long F(List<long> a, double b = 1.0);']
+
+
+@dataclasses.dataclass
+class Vec:
+    """A vector.
+
+    More text."""
+    x: float
+    y: float = 0.0
+
+
+@dataclasses.dataclass
+class Body:
+    name: str
+    where: Vec
+    path: List[Vec]
+    weight: Optional[float] = None
+    by_name: Dict[str, Vec] = dataclasses.field(default_factory=dict)
+
+
+class Score(typing.NamedTuple):
+    player_name: str
+    points: int = 10
+
+
+class Mood(enum.IntEnum):
+    HAPPY = 1
+    VERY_SAD = -2
+
+
+class Perm(enum.IntFlag):
+    READ = 1
+    WRITE = 2
+
+
+class Big(enum.IntEnum):
+    HUGE = 2**40
+
+
+class Text(enum.Enum):
+    A = "a"
+
+
+@dataclasses.dataclass
+class Node:
+    value: int
+    next: Optional["Node"] = None
+
+
+@dataclasses.dataclass
+class HasSet:
+    items: set
+
+
+def test_dataclasses_become_classes_declared_once():
+    text = csharp_stub({"f": hinted("b: Body, v: Vec", "list[Body]", Body=Body, Vec=Vec)})
+    assert text.count("public class Vec") == 1 and text.index("public class Vec") < text.index("public class Body")
+    assert ("/// <summary>A vector.</summary>\n/// <remarks>The Python dataclass test_stubgen.Vec.</remarks>\n"
+            "public class Vec\n{\n    public double X { get; set; }\n    public double Y { get; set; } = 0.0;\n}") in text
+    for line in ["    public string Name { get; set; }", "    public Vec Where { get; set; }",
+                 "    public List<Vec> Path { get; set; }", "    public double? Weight { get; set; }",
+                 "    public Dictionary<string, Vec> ByName { get; set; }",
+                 '[PythonImport("f")] List<Body> F(Body b, Vec v);']:
+        assert line in text, line
+
+
+def test_namedtuple_and_enums():
+    text = csharp_stub({"f": hinted("s: Score, m: Mood = Mood.VERY_SAD, p: Perm = Perm.READ", "Big",
+                                    Score=Score, Mood=Mood, Perm=Perm, Big=Big)})
+    for line in ["public class Score", "    public string PlayerName { get; set; }", "    public long Points { get; set; } = 10;",
+                 "public enum Mood\n{\n    Happy = 1,\n    VerySad = -2,\n}", "[Flags]\npublic enum Perm\n",
+                 "public enum Big : long", '[PythonImport("f")] Big F(Score s, Mood m = Mood.VerySad, Perm p = Perm.Read);',
+                 "using System;"]:
+        assert line in text, line
+
+
+@pytest.mark.parametrize("hint, names, why", [
+    ("Node", {"Node": Node}, "Node, which contains itself"),
+    ("HasSet", {"HasSet": HasSet}, "HasSet, whose field 'items' is annotated set"),
+    ("Text", {"Text": Text}, "an Enum whose values are not all int (Text): use enum.IntEnum"),
+])
+def test_unmappable_records_and_enums_say_why(hint, names, why):
+    line = stub_of(hinted(f"a: {hint}", "int", **names))[0]
+    assert line.startswith("// skipped f(a): parameter 'a' is annotated ") and why in line, line
+
+
+def test_a_record_named_like_a_used_type_is_refused():
+    List_ = dataclasses.make_dataclass("List", [("x", int)])
+    line = stub_of(hinted("a: L", "int", L=List_))[0]
+    assert "would hide the LessPy/System type" in line
+
+
+def test_async_functions_return_tasks_with_a_cancellation_token():
+    async def fetch(url: str, cancellation_token: int = 0) -> Optional[Vec]:
+        """Fetch it."""
+
+    async def ping() -> None:
+        pass
+
+    assert members({"fetch": fetch, "ping": ping}) == [
+        "/// <summary>Fetch it.</summary>",
+        '/// <param name="cancellationToken">Abandons the call: C# stops waiting and the server cancels the Python '
+        'call (or interrupts it where it can).</param>',
+        '[PythonImport("fetch")] Task<Vec> Fetch(string url, long cancellation_token = 0, '
+        'CancellationToken cancellationToken = default(CancellationToken));',
+        '/// <param name="cancellationToken">Abandons the call: C# stops waiting and the server cancels the Python '
+        'call (or interrupts it where it can).</param>',
+        '[PythonImport("ping")] Task Ping(CancellationToken cancellationToken = default(CancellationToken));']
+    text = csharp_stub({"ping": ping})
+    assert "using System.Threading;\nusing System.Threading.Tasks;\n" in text
+    assert asyncio.iscoroutinefunction(ping)
+
+
+def test_google_and_numpy_docstrings():
+    google = '''Scale a & b.
+
+    Args:
+        a: the array,
+            scaled in place.
+        k (float): the factor.
+
+    Returns:
+        the array <scaled>.
+    '''
+    numpy_doc = '''Scale.
+
+    Parameters
+    ----------
+    a : ndarray
+        The array.
+    k : float
+        The factor.
+
+    Returns
+    -------
+    ndarray
+    '''
+    assert stub_of(hinted("a: npt.NDArray[np.float32], k: float", "int", doc=google)) == [
+        "/// <summary>Scale a &amp; b.</summary>",
+        '/// <param name="a">float32 array: the array, scaled in place.</param>',
+        '/// <param name="k">the factor.</param>',
+        "/// <returns>the array &lt;scaled&gt;.</returns>",
+        '[PythonImport("f")] long F(NdArray a, double k);']
+    assert stub_of(hinted("a: np.ndarray, k: float", "int", doc=numpy_doc)) == [
+        "/// <summary>Scale.</summary>",
+        '/// <param name="a">The array.</param>',
+        '/// <param name="k">The factor.</param>',
+        "/// <returns>ndarray</returns>",
+        '[PythonImport("f")] long F(NdArray a, double k);']
+
+
+def test_stub_for_module_exports_what_the_server_exports(tmp_path):
+    path = tmp_path / "my_module.py"
+    path.write_text("from os.path import join\nfrom dataclasses import dataclass\n\n"
+                    "@dataclass\nclass P:\n    x: int\n\n"
+                    "def _hidden(a: int) -> int: ...\n"
+                    "def shown(p: P) -> P: ...\n")
+    text = stub_for_module(str(path), "IThing")
+    assert '[PythonImport("shown")] P Shown(P p);' in text and "public class P" in text
+    assert "join" not in text and "_hidden" not in text and "public interface IThing" in text
+    assert "my_module" not in sys.modules and "_lesspy_stub_my_module" not in sys.modules
+    with pytest.raises(FileNotFoundError):
+        stub_for_module(str(tmp_path / "nope.py"))
+
+
+# ------------------------------------------------------------------------------------------------ for real
+
+
+E2E_MODULE = '''
+from __future__ import annotations
+
+import datetime
+import enum
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Color(enum.IntEnum):
+    RED = 1
+    DARK_BLUE = 2
+
+
+@dataclass
+class Point:
+    x: float
+    y: float = 0.5
+
+
+@dataclass
+class Shape:
+    name: str
+    origin: Point
+    corners: List[Point]
+    color: Color = Color.RED
+    parent: Optional[Point] = None
+    weights: Dict[str, float] = field(default_factory=dict)
+
+
+def make_shape(name: str, origin: Optional[Point] = None, color: Color = Color.DARK_BLUE, sides: int = 3) -> Shape:
+    """Builds a shape."""
+    origin = origin or Point(0.0)
+    corners = [Point(origin.x + i, origin.y) for i in range(sides)]
+    return Shape(name, origin, corners, color, None, {"w": 1.5})
+
+
+def describe(s: Shape) -> str:
+    return f"{type(s).__name__}:{type(s.origin).__name__}:{s.color!r}:{len(s.corners)}:{s.weights}"
+
+
+def maybe_half(x: Optional[int] = None) -> Optional[float]:
+    return None if x is None else x / 2
+
+
+def shift(days: List[datetime.datetime], by: datetime.timedelta) -> List[datetime.datetime]:
+    return [d + by for d in days]
+
+
+def total(a: npt.NDArray[np.float64]) -> float:
+    return float(a.sum())
+'''
+
+E2E_APP = '''
+using System;
+using System.Collections.Generic;
+using LessPy;
+using Generated;
+
+static class App
+{
+    static int Main(string[] args)
+    {
+        var api = LessPythonInvoke.Connect<IShapes>(args[0]);
+        Shape s = api.MakeShape("tri");
+        Console.WriteLine("shape " + s.Name + " " + s.Color + " " + s.Corners.Count + " " + s.Origin.Y + " " + s.Weights["w"] + " " + (s.Parent == null));
+        Shape q = api.MakeShape("sq", new Point { X = 2 }, Color.Red, 4);
+        Console.WriteLine("square " + q.Corners[3].X + " " + q.Color);
+        Console.WriteLine("describe " + api.Describe(q));
+        Console.WriteLine("half " + api.MaybeHalf(5) + " " + (api.MaybeHalf() == null));
+        var when = new DateTime(2024, 1, 31, 0, 0, 0, DateTimeKind.Utc);
+        Console.WriteLine("shift " + api.Shift(new List<DateTime> { when }, TimeSpan.FromDays(1))[0].ToString("o"));
+        Console.WriteLine("total " + api.Total(NdArray.FromArray(new[] { 1.5, 2.5 })));
+        ((IDisposable)api).Dispose();
+        return 0;
+    }
+}
+'''
+
+
+def test_generated_stub_talks_to_a_real_server(tmp_path, csharp_bin):
+    """The generated classes, enums, nullables and defaults work end to end: mcs, Mono, a headless server."""
+    from conftest import compile_csharp, run_mono
+    from servers import Headless
+
+    module = tmp_path / "shapes_module.py"
+    module.write_text(E2E_MODULE)
+    stub = stub_for_module(str(module), "IShapes", namespace="Generated")
+    (tmp_path / "IShapes.cs").write_text(stub)
+    (tmp_path / "App.cs").write_text(E2E_APP)
+    exe = compile_csharp(csharp_bin, [tmp_path / "IShapes.cs", tmp_path / "App.cs"], "StubApp.exe")
+    with Headless(tmp_path / "work", module, "--keep-alive") as server:
+        run = run_mono(exe, server.folder)
+    assert run.returncode == 0, stub + run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert "shape tri DarkBlue 3 0.5 1.5 True" in lines, run.stdout
+    assert "square 5 Red" in lines
+    assert "describe Shape:Point:<Color.RED: 1>:4:{'w': 1.5}" in lines, run.stdout
+    assert "half 2.5 True" in lines
+    assert "shift 2024-02-01T00:00:00.0000000Z" in lines
+    assert "total 4" in lines
