@@ -519,7 +519,8 @@ def _decode_value(r: _Reader, depth: int = 0) -> Any:
                 raise FrameError(name_at, f"RECORD field {name!r} appears twice")
             fields[name] = _decode_value(r, depth + 1)
         return types.SimpleNamespace(**fields)
-    raise FrameError(at, f"unknown type tag 0x{tag:02x}")
+    raise FrameError(at, f"unknown type tag 0x{tag:02x} (this server knows 0x00..0x{max(Tag) - 2:02x}: is the "
+                         "client newer than the server? Update lesspy-kernel)")
 
 
 def _check_end(r: _Reader, what: str) -> None:
@@ -587,7 +588,8 @@ def _decode_desc(r: _Reader, depth: int = 0) -> TypeDesc:
             fields.append((fname, _decode_desc(r, depth + 1)))
         return Record(tuple(fields), name, flags == 1)
     if tag not in _SIMPLE_DESCS:
-        raise FrameError(at, f"unknown type descriptor 0x{tag:02x}")
+        raise FrameError(at, f"unknown type descriptor 0x{tag:02x} (this server knows 0x00..0x{max(Tag):02x}: is "
+                             "the client newer than the server? Update lesspy-kernel)")
     return Tag(tag)
 
 
@@ -871,7 +873,7 @@ def coerce(value: Any, desc: TypeDesc) -> Any:
         if isinstance(value, memoryview):
             return memoryview(value.tobytes()) if not value.contiguous or value.format != "B" else value
         if isinstance(value, np.ndarray) and value.dtype == np.uint8:
-            return memoryview(np.ascontiguousarray(value).reshape(-1))
+            return np.ascontiguousarray(value).reshape(-1).data
         raise CoercionError(value, desc)
     if desc == Tag.INT32_ARRAY:
         return _as_int32_array(value, desc)
@@ -964,7 +966,7 @@ def _emit_int32_array(arr: np.ndarray, buf: Optional[memoryview], pos: int) -> i
     pad = -pos % 8
     if buf is not None:
         buf[pos:pos + pad] = bytes(pad)
-        buf[pos + pad:pos + pad + arr.nbytes] = arr.view(np.uint8).reshape(-1)
+        buf[pos + pad:pos + pad + arr.nbytes] = arr.view(np.uint8).reshape(-1).data
     pos += pad + arr.nbytes
     pad = -pos % 8
     if buf is not None:
@@ -992,7 +994,7 @@ def _emit_text(raw: bytes, length: struct.Struct, buf: Optional[memoryview], pos
     return pos + length.size + len(raw)
 
 
-def _emit(value: Any, desc: TypeDesc, buf: Optional[memoryview], pos: int) -> int:
+def _emit(value: Any, desc: Any, buf: Optional[memoryview], pos: int) -> int:
     """Write a normalized value at `pos` (or only measure it when `buf` is None); return the end."""
     if value is None:
         if buf is not None:
@@ -1045,7 +1047,7 @@ def _emit(value: Any, desc: TypeDesc, buf: Optional[memoryview], pos: int) -> in
         pad = -pos % 8
         if buf is not None:
             buf[pos:pos + pad] = bytes(pad)
-            buf[pos + pad:pos + pad + value.nbytes] = value.view(np.uint8).reshape(-1)
+            buf[pos + pad:pos + pad + value.nbytes] = value.view(np.uint8).reshape(-1).data
         pos += pad + value.nbytes
         pad = -pos % 8
         if buf is not None:

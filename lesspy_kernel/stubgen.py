@@ -235,7 +235,8 @@ def _record(cls: type, ctx: _Context) -> str:
         else:
             defaults = getattr(cls, "_field_defaults", {})
             fields = [(f, defaults.get(f, inspect.Parameter.empty)) for f in cls._fields]  # type: ignore[attr-defined]
-        body, seen = [], {}
+        body: List[str] = []
+        seen: Dict[str, str] = {}
         for fname, default in fields:
             hint = hints.get(fname)
             if hint is None:
@@ -269,7 +270,7 @@ def _record(cls: type, ctx: _Context) -> str:
     return name
 
 
-def _enum(cls: type, ctx: _Context) -> str:
+def _enum(cls: Any, ctx: _Context) -> str:
     """An int-valued Enum (IntEnum, IntFlag) as a C# enum."""
     name = ctx.claim(cls)
     if cls in ctx.decls:
@@ -356,9 +357,9 @@ def _map(hint: Any, ctx: _Context) -> str:
         raise _Unmappable("which has no C# counterpart in lesspy without element types: say them, "
                           "e.g. list[float] or dict[str, int]")
     if origin in _UNION_TYPES:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) == 1 and len(args) < len(typing.get_args(hint)):  # Optional[X]
-            inner = _map(args[0], ctx)
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(options) == 1 and len(options) < len(typing.get_args(hint)):  # Optional[X]
+            inner = _map(options[0], ctx)
             if inner == "void":
                 return inner
             return inner + "?" if ctx.is_value_type(inner) and not inner.endswith("?") else inner

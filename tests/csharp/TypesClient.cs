@@ -125,6 +125,7 @@ public interface ITypes
     [PythonImport] Point record_extra_field();
     [PythonImport] DateTime not_a_datetime();
     [PythonImport("echo")] Point echo_point(Point p);
+    [PythonImport] List<NdArray> nd_list(int n);
 }
 
 public enum Color { Red = 1, Green = 2, Blue = 4 }
@@ -386,6 +387,14 @@ static class TypesClient
             SeqEq(new long[] { 1, 2, 3, 4, 5, 6 }, api.matrix_from_lists().Cast<long>(), "nested lists become long[,]");
             True(Throws<ResultMismatchException>(() => api.wrong_rank()).Message.Contains("float[,,]"), "rank mismatch names the type");
             StillWorks();
+        });
+        Check("ndarrays_inside_a_list", () =>
+        {
+            List<NdArray> l = api.nd_list(3);
+            SeqEq(new[] { 0f, 1f, 2f }, l[0].ToArray<float>());
+            Eq(null, l[1], "None");
+            Eq("NdArray(float64, [2, 2])", l[2].ToString());
+            SeqEq(new[] { 1.0, 1, 1, 1 }, l[2].ToArray<double>());
         });
         Check("records", () =>
         {

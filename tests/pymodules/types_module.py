@@ -315,3 +315,7 @@ def record_extra_field():
 
 def not_a_datetime():
     return "2024-01-01"
+
+
+def nd_list(n):
+    return [np.arange(n, dtype=np.float32), None, np.ones((2, 2))]
