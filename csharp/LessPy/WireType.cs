@@ -239,6 +239,8 @@ namespace LessPy
                 || typeof(Delegate).IsAssignableFrom(t))
                 return "";
             if (t.IsInterface || t.IsAbstract) return "it is an interface or abstract class: declare a concrete class or struct";
+            if (typeof(System.Collections.IEnumerable).IsAssignableFrom(t))
+                return "it is a collection: declare it as T[], List<T> or Dictionary<string, T>";
             if (visiting.Contains(t)) return "it contains itself, and a type that refers to itself cannot be carried by value";
             MemberInfo[] members;
             ConstructorInfo ctor;

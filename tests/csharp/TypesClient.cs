@@ -149,6 +149,8 @@ public interface IBadDictKey { [PythonImport] void f(Dictionary<int, string> d);
 public interface IBadRecursive { [PythonImport] void f(Node n); }
 public interface IBadRectStrings { [PythonImport] string[,] f(); }
 public interface IBadEnumerable { [PythonImport] IEnumerable<int> f(); }
+public class MyList : List<int> { }
+public interface IBadCollection { [PythonImport] void f(MyList l); }
 
 public interface INoAttribute { int add_ints(int a, int b); }
 public interface IBadType { [PythonImport] decimal add_ints(decimal a, int b); }
@@ -449,6 +451,7 @@ static class TypesClient
         CheckUnsupported<IBadRecursive>(folder, "Node (as a record, it contains itself");
         CheckUnsupported<IBadRectStrings>(folder, "string[,] (rectangular arrays carry numbers and bool only");
         CheckUnsupported<IBadEnumerable>(folder, "IEnumerable<int> (use int[] or List<int>)");
+        CheckUnsupported<IBadCollection>(folder, "MyList (use T[], List<T> or Dictionary<string, T>)");
         Check("connect_missing_folder", () => True(Throws<ServerUnavailableException>(() => LessPythonInvoke.Connect<ITypes>(folder + "_nothing_here")).Message.Contains("no lesspy server is serving"), "message"));
         Check("connect_missing_name", () =>
         {
