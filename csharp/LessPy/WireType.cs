@@ -504,11 +504,11 @@ namespace LessPy
         public static string Hint(Type bad)
         {
             if (bad == null) return "";
-            if (bad == typeof(decimal)) return "use double (or string for exact decimal values)";
+            if (bad == typeof(decimal)) return "use double, or string for exact decimal values";
             if (bad == typeof(char)) return "use string";
             if (bad == typeof(object)) return "declare a concrete type";
             if (bad == typeof(void)) return "void is only a return type";
-            if (bad == typeof(DateTimeOffset)) return "use DateTime (a UTC DateTime becomes an aware UTC datetime)";
+            if (bad == typeof(DateTimeOffset)) return "use DateTime: a UTC DateTime becomes an aware UTC datetime";
             if (bad == typeof(IntPtr) || bad == typeof(UIntPtr) || bad.IsPointer) return "pointers cannot cross processes; use long or NdArray";
             if (bad.IsByRef) return "ref/out/in parameters cannot be carried";
             if (bad.IsArray)
@@ -521,7 +521,7 @@ namespace LessPy
             {
                 Type def = bad.GetGenericTypeDefinition();
                 Type[] args = bad.GetGenericArguments();
-                if (Array.IndexOf(DictDefinitions, def) >= 0) return "dictionary keys must be string (Python dict keys become str)";
+                if (Array.IndexOf(DictDefinitions, def) >= 0) return "dictionary keys must be string: Python dict keys become str";
                 if (def == typeof(IEnumerable<>) || def == typeof(IEnumerator<>) || def == typeof(ISet<>) || def == typeof(HashSet<>))
                     return "use " + CSharpName(args[0]) + "[] or List<" + CSharpName(args[0]) + ">";
                 if (def.FullName != null && def.FullName.StartsWith("System.Threading.Tasks.", StringComparison.Ordinal))
