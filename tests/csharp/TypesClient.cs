@@ -126,6 +126,17 @@ public interface ITypes
     [PythonImport] DateTime not_a_datetime();
     [PythonImport("echo")] Point echo_point(Point p);
     [PythonImport] List<NdArray> nd_list(int n);
+    [PythonImport("echo")] Immutable echo_immutable(Immutable p);
+    [PythonImport("untyped_record")] string untyped_immutable(Immutable p);
+}
+
+/// <summary>No parameterless constructor: built through the constructor whose parameters match its properties.</summary>
+public sealed class Immutable
+{
+    public Immutable(string label, double[] values) { Label = label; Values = values; }
+    public string Label { get; }
+    public double[] Values { get; }
+    public int Count { get { return Values == null ? 0 : Values.Length; } }
 }
 
 public enum Color { Red = 1, Green = 2, Blue = 4 }
@@ -428,6 +439,9 @@ static class TypesClient
             Eq(px, api.echo_nullable_pixel(px));
             Eq(null, api.echo_point(null), "null record");
             Eq(3.0, api.echo_point(new Point { X = 3 }).X, "an untyped echo returns the SimpleNamespace, encoded by field");
+            Immutable im = api.echo_immutable(new Immutable("é", new[] { 1.5, 2.5 }));
+            Eq("é", im.Label); SeqEq(new[] { 1.5, 2.5 }, im.Values, "values"); Eq(2, im.Count, "count");
+            Eq("SimpleNamespace(label, values)", api.untyped_immutable(new Immutable("x", null)), "constructor parameters are the fields");
             True(Throws<ResultMismatchException>(() => api.record_missing_field()).Message.Contains("no field 'y'"), "missing field");
             True(Throws<ResultMismatchException>(() => api.record_extra_field()).Message.Contains("z"), "extra field");
             var bad = new Shape { Name = "x", Origin = null, Samples = new double[0], Corners = new List<Point>(), Color = Color.Red };
