@@ -52,10 +52,6 @@ class ServerStats:
     refused: int = 0
     last_error: str = ""
 
-    @property
-    def client_pid(self) -> Optional[int]:  # kept for older displays
-        return None
-
 
 @dataclass
 class Client:

@@ -47,22 +47,13 @@ class ServerStatus:
             return [("state", "not serving: run %lesspy serve")]
         mode = {Mode.NOTEBOOK: "main thread, between cells", Mode.NOTEBOOK_THREADED: "threaded (server thread)",
                 Mode.HEADLESS: "direct"}.get(s.mode, str(s.mode))
-        status = getattr(s, "status", None)
-        if callable(status):                         # the server's own summary, where it has one
-            st = status()
-            clients = st.get("clients", 0)
-            client = (f"{len(clients) if isinstance(clients, (list, tuple)) else clients} connected"
-                      + (f" (at most {st['max_clients']})" if st.get("max_clients") else ""))
-            calls = f"{st.get('calls', 0)} served, {st.get('errors', 0)} errors"
-            lanes = st.get("lanes")
-            mappings = f"{lanes} lanes, {s.capacity:,} bytes a mapping" if lanes else \
-                f"{s.capacity:,} bytes a mapping"
-        else:
-            st = s.stats
-            client = ((f"connected (pid {st.client_pid})" if st.client_pid else "none connected")
-                      + f"; {st.clients_seen} so far, {st.refused} refused")
-            calls = f"{st.calls} served, {st.errors} errors" + (f" (last: {st.last_error})" if st.last_error else "")
-            mappings = f"req.mmf and resp.mmf, {s.capacity:,} bytes each"
+        st = s.status()
+        pids = ", ".join(str(c["pid"]) for c in st["client_list"])
+        client = (f"{st['clients']} connected" + (f" (pid {pids})" if pids else "")
+                  + f", at most {st['max_clients']}; {st['clients_seen']} so far, {st['refused']} refused")
+        calls = f"{st['calls']} served, {st['errors']} errors" + \
+            (f" (last: {_clip(st['last_error'], 200)})" if st["last_error"] else "")
+        mappings = f"{st['lanes']} lanes, each starting at {s.capacity:,} bytes a mapping (grown on demand)"
         ns = s.namespace
         exported = ", ".join(ns.names()) or "nothing yet: define a function in a cell"
         return [

@@ -67,7 +67,7 @@ def test_quickstart(tmp_path, monkeypatch, demo_app):
     assert "scale([1, 2, 3, 4], 2.0) = [3, 5, 7, 9]" in runs[1], "the redefined function must answer the next call"
     out = "".join(text_of(c) for c in nb.cells)
     assert 'LessPythonInvoke.Connect<IMyApi>("quickstart")' in out
-    assert '[PythonImport("add_ints")]' in out and "long add_ints(long a, long b);" in out
+    assert '[PythonImport("add_ints")]' in out and "long AddInts(long a, long b);" in out
     calls_cell = next(c for c in nb.cells if "after-csharp-calls" in c.metadata.get("tags", []))
     assert "scale" in text_of(calls_cell) and "float32" in text_of(calls_cell)
 
