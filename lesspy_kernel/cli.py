@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, List, Optional
 
 from . import __version__
 
@@ -146,18 +146,18 @@ def serve(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ stub
 
 
-def module_stub(module_path: str, interface: str = "IMyApi", namespace: Optional[str] = None,
-                only: Optional[List[str]] = None) -> str:
-    """The C# interface for what a module exports, as `lesspy serve --module` would serve it."""
-    from .namespaces import ModuleNamespace
-    from .stubgen import csharp_stub
+def module_stub(module_path: str, interface: str = "IMyApi", namespace: Optional[str] = None) -> str:
+    """The C# interface for what `lesspy serve --module` exports from a module (the stub generator's entry point)."""
+    from .stubgen import stub_for_module
 
-    ns = ModuleNamespace(_load(module_path), only)
-    functions: Dict[str, Callable[..., Any]] = {name: ns.lookup(name) for name in ns.names()}
     try:
-        return csharp_stub(functions, interface=interface, namespace=namespace)
-    except ValueError as e:  # a bad interface or namespace name
-        raise CommandError(f"lesspy stub: {e}", EXIT_USAGE) from None
+        return stub_for_module(module_path, interface, namespace)
+    except FileNotFoundError as e:
+        raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
+    except BaseException as e:  # a bad interface or namespace name, or whatever the module's top level raises
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise CommandError(f"lesspy stub: cannot stub {module_path}: {type(e).__name__}: {e}", EXIT_USAGE) from None
 
 
 def stub(args: argparse.Namespace) -> int:
@@ -165,8 +165,7 @@ def stub(args: argparse.Namespace) -> int:
     if interface is None:  # -o IMyApi.cs names the interface IMyApi
         stem = Path(args.output).stem if args.output else ""
         interface = stem if stem.isidentifier() and stem[:1].isupper() else "IMyApi"
-    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    code = module_stub(args.module, interface, args.namespace, only)
+    code = module_stub(args.module, interface, args.namespace)
     if not args.output or args.output == "-":
         sys.stdout.write(code)
         return EXIT_OK
@@ -319,7 +318,6 @@ def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
                                           "its name is the interface's unless --interface is given")
     p.add_argument("--interface", help="the interface's name (default: from -o, else IMyApi)")
     p.add_argument("--namespace", help="a C# namespace to put it in")
-    p.add_argument("--only", help="comma-separated function names: only these")
     p.set_defaults(run=stub)
 
     p = sub.add_parser("status", help="is a server serving this folder? pid, version, clients, calls",
