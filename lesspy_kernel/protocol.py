@@ -613,7 +613,7 @@ def _decode_desc(r: _Reader, depth: int = 0) -> TypeDesc:
 _PREFIXES: dict = {}
 _MAX_PREFIXES = 4096
 # Scalar arguments decoded inline on the fast path: tag -> (struct, size)
-_INLINE = {Tag.INT32: _I32, Tag.INT64: _I64, Tag.FLOAT64: _F64, Tag.FLOAT32: _F32}
+_INLINE: Dict[int, struct.Struct] = {Tag.INT32: _I32, Tag.INT64: _I64, Tag.FLOAT64: _F64, Tag.FLOAT32: _F32}
 
 
 def decode_call(payload: Union[bytes, memoryview]) -> Call:
