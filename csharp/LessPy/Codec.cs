@@ -176,6 +176,7 @@ namespace LessPy
                 case Tag.NdArray:
                 {
                     var nd = (NdArray)v;
+                    if (nd.IsRequestArray) return MeasureNdArrayAt(nd, pos);
                     return Pad(pos + 3 + 8L * nd.Rank, 64) + (long)nd.Length * nd.ElementSize;
                 }
             }
@@ -196,6 +197,7 @@ namespace LessPy
                 buf[pos] = (byte)Tag.None;
                 return pos + 1;
             }
+            if (t.Tag == Tag.NdArray && ((NdArray)v).IsRequestArray) return WriteNdArrayAt(buf, pos, (NdArray)v);
             buf[pos++] = (byte)t.Tag;
             switch (t.Tag)
             {
@@ -290,6 +292,33 @@ namespace LessPy
             }
             return start + len;
         }
+
+        // ---------------------------------------------------------------- NDARRAY_AT (an in-place request array)
+        // u8 tag 0x0C, u8 dtype, u8 ndim, ndim x u64 shape, zero padding to a multiple of 8,
+        // u64 offset of the data from the payload start (a multiple of 64). The data is already in the request file.
+
+        const byte NdArrayAtTag = 0x0C;
+
+        static long MeasureNdArrayAt(NdArray nd, long pos)
+        {
+            return Pad(pos + 3 + 8L * nd.Rank, 8) + 8;
+        }
+
+        static int WriteNdArrayAt(Span<byte> buf, int pos, NdArray nd)
+        {
+            int[] shape = nd.ShapeNoCopy;
+            buf[pos++] = NdArrayAtTag;
+            buf[pos++] = nd.DType.Code;
+            buf[pos++] = (byte)shape.Length;
+            for (int i = 0; i < shape.Length; i++, pos += 8)
+                BinaryPrimitives.WriteUInt64LittleEndian(buf.Slice(pos), (ulong)shape[i]);
+            int start = (int)Pad(pos, 8);
+            buf.Slice(pos, start - pos).Clear();
+            BinaryPrimitives.WriteUInt64LittleEndian(buf.Slice(start), (ulong)nd.RequestOffset);
+            return start + 8;
+        }
+
+        // ----------------------------------------------------------------
 
         static void CopyBytes(ReadOnlySpan<byte> src, Span<byte> buf, int pos)
         {
