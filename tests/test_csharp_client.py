@@ -56,9 +56,9 @@ def test_every_type_and_every_error(types_client, tmp_path):
         assert server.proc.poll() is None, "bad input must never stop the server"
     assert len(result) >= 45
     for name in ("add_ints", "inc_ndarray", "error_python_exception", "error_unknown_function",
-                 "error_argument_count", "error_request_too_large", "error_result_too_large", "stale_view",
+                 "error_argument_count", "request_grows", "result_grows", "stale_view",
                  "error_wrong_type", "error_overflow", "error_bad_void", "nested_tuple", "jagged", "ndarray_0d",
-                 "timeout_then_late_reply_dropped", "second_client_refused"):
+                 "timeout_then_late_reply_dropped", "timeout_next_call_at_once", "second_client_connects"):
         assert name in result, f"no CHECK covering {name}: {sorted(result)}"
 
 

@@ -163,19 +163,25 @@ namespace LessPy
                 while (true)
                 {
                     if (_disposed) throw Disposed();
+                    // a lane this thread holds is its to reuse; its views (and those of any other lane it holds) stay
+                    // valid while the arguments are encoded (a result view may be an argument) and die before the
+                    // call is published (Send)
                     Lane mine = null;
                     for (int i = 0; i < _lanes.Count; i++)
                     {
                         Lane l = _lanes[i];
                         if (l.State == LaneState.Held && l.Holder == me)
                         {
-                            if (l.InPlaceLow >= 0) mine = l;            // this thread's in-place request arrays live here
-                            else Release(l);
+                            if (mine == null || l.InPlaceLow >= 0) mine = l;   // in-place request arrays pin the lane
                         }
                         else if (l.State == LaneState.SetAside && l.ReplyCameFor(l.Abandoned))
                             l.State = LaneState.Free;
                     }
-                    if (mine != null) return Take(mine, me);
+                    if (mine != null)
+                    {
+                        mine.KeepsViews = true;
+                        return Take(mine, me);
+                    }
                     Lane pick = null;
                     for (int i = 0; i < _lanes.Count; i++)
                     {
@@ -239,8 +245,32 @@ namespace LessPy
             l.State = LaneState.Busy;
             l.Holder = me;
             l.LastThread = me;
-            l.Results.Bump();                 // the response file is about to change: earlier views die now
             return l;
+        }
+
+        /// <summary>
+        /// Just before a call is published: the views of the lane it uses die (its response file is about to change),
+        /// and so do those of every other lane this thread holds (they are free for other threads from now on).
+        /// </summary>
+        void ReleaseHeldBefore(Lane lane, Thread me)
+        {
+            lane.Results.Bump();
+            if (!lane.KeepsViews) return;            // this thread held no lane when the call started
+            lane.KeepsViews = false;
+            lock (_lock)
+            {
+                bool freed = false;
+                for (int i = 0; i < _lanes.Count; i++)
+                {
+                    Lane l = _lanes[i];
+                    if (l != lane && l.State == LaneState.Held && l.Holder == me && l.InPlaceLow < 0)
+                    {
+                        Release(l);
+                        freed = true;
+                    }
+                }
+                if (freed && _waiters > 0) Monitor.PulseAll(_lock);
+            }
         }
 
         static void Release(Lane l)
@@ -361,6 +391,7 @@ namespace LessPy
                     m.NameUtf8, m.Descriptor, args, m.ArgTypes);
                 lane.Requests.Bump();                    // in-place request arrays are now the server's: no more writes
                 lane.InPlaceLow = -1;
+                ReleaseHeldBefore(lane, lane.Holder);
                 bool sent;
                 ulong seq = lane.Publish(len, out sent);
                 published = true;
@@ -375,8 +406,10 @@ namespace LessPy
             {
                 if (!published)
                 {
-                    // nothing went out: the lane is unchanged (and keeps this thread's in-place arrays, if any)
-                    Return(lane, lane.InPlaceLow >= 0);
+                    // nothing went out: the lane is unchanged (and keeps this thread's views and in-place arrays, if any)
+                    bool keep = lane.InPlaceLow >= 0 || lane.KeepsViews;
+                    lane.KeepsViews = false;
+                    Return(lane, keep);
                 }
                 throw;
             }
@@ -543,7 +576,11 @@ namespace LessPy
                 if (_disposed) throw Disposed();
                 for (int i = 0; i < _lanes.Count; i++)
                     if (_lanes[i].State == LaneState.Held && _lanes[i].Holder == me) { lane = _lanes[i]; break; }
-                if (lane != null) lane.State = LaneState.Busy;      // keeps its result views: only the request file changes
+                if (lane != null)
+                {
+                    lane.State = LaneState.Busy;      // keeps its result views: only the request file changes
+                    lane.KeepsViews = true;
+                }
             }
             if (lane == null) lane = Acquire(Deadline(), CancellationToken.None, "an in-place request array");
             try
@@ -565,6 +602,7 @@ namespace LessPy
             }
             finally
             {
+                lane.KeepsViews = false;
                 Return(lane, true);
             }
         }

@@ -132,6 +132,17 @@ static class AsyncClient
             try { api.add_ints_sync(1, 1); return false; }
             catch (ObjectDisposedException) { return true; }
         });
+        Check("dispose_during_a_call", () =>
+        {
+            // Dispose never writes into what a running call reads; the running call ends with ObjectDisposedException
+            var other = LessPythonInvoke.Connect<IAsync>(args[0]);
+            Task t = other.spin_forever("d", CancellationToken.None);
+            Thread.Sleep(300);
+            other.Dispose();
+            bool ended = ((IAsyncResult)t).AsyncWaitHandle.WaitOne(10000);
+            Exception e = Fault(t);
+            return ended && e is ObjectDisposedException;
+        });
         return failures == 0 ? 0 : 1;
     }
 }
