@@ -20,7 +20,7 @@ from servers import Headless, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CS = ROOT / "tests" / "csharp"
-LANES_MODULE = ROOT / "tests" / "pymodules" / "lanes_module.py"
+LANES_MODULE = ROOT / "tests" / "pymodules" / "cs_lanes_module.py"
 
 
 def checks(proc: subprocess.CompletedProcess) -> dict:

@@ -1,4 +1,4 @@
-"""Functions the lane tests export: tagged arrays, slow and endless calls, and a record of which calls ran."""
+"""Functions the C# lane tests export (tests/test_csharp_lanes.py): tagged arrays, slow and endless calls, a record of which calls ran."""
 
 import os
 import time
