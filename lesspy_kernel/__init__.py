@@ -27,6 +27,14 @@ def calls(n: Optional[int] = None) -> Any:
     return _calls(n)
 
 
+def result_array(shape: Any, dtype: Any = "float64") -> Any:
+    """A NumPy array to fill and return from a function C# calls: it is placed in the response mapping, so
+    returning it as an NdArray costs no copy (docs/PERFORMANCE.md). Outside a call it is a plain new array."""
+    from .lane import result_array as _result_array
+
+    return _result_array(shape, dtype)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext lesspy_kernel`: register the %lesspy magics."""
     from .magics import load_ipython_extension as load

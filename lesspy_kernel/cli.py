@@ -60,7 +60,8 @@ def serve(args: argparse.Namespace) -> int:
         except OSError:
             pass
     server = Server(ModuleNamespace(module, only), Path(args.work_folder).absolute(), capacity=args.capacity,
-                    keep_alive=args.keep_alive, parent_pid=args.parent_pid)
+                    keep_alive=args.keep_alive, parent_pid=args.parent_pid, max_clients=args.max_clients,
+                    lock_held=args.lock_held, log_file=args.log_file)
     try:
         server.open()
     except (OSError, ValueError) as e:
@@ -68,11 +69,16 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.stop(timeout=0))
-    print(f"lesspy: serving {module.__name__} in {server.folder.path} on port {server.port}", flush=True)
+    print(f"lesspy: serving {module.__name__} in {server.folder.path} on {server.address}", flush=True)
     if args.log_file:
         _redirect_output(args.log_file)
     server.serve_forever()
-    return 0
+    # the files are gone; a call stuck in C code must not keep the process alive (lane threads are daemons,
+    # but interpreter shutdown would still wait for the GIL they hold)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -88,7 +94,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="keep serving after the client disconnects (the next client reuses this server)")
     p.add_argument("--only", help="comma-separated function names: export only these")
     p.add_argument("--parent-pid", type=int, help="stop when this process exits (set by the C# client)")
-    p.add_argument("--log-file", help="after start-up, write all output here")
+    p.add_argument("--log-file", help="after start-up, write all output here (capped, rotated to FILE.1)")
+    p.add_argument("--max-clients", type=int, default=8, help="how many clients (apps) may connect at once")
+    p.add_argument("--lock-held", action="store_true", help=argparse.SUPPRESS)  # the starter holds lesspy.lock
     p.add_argument("--debug", action="store_true", help="log every call")
     args = parser.parse_args(argv)
     return serve(args)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import signal
 import sys
 import threading
 from typing import Callable, TypeVar
 
+from .dispatch import complete_awaitable
 from .handshake import Mode
 from .protocol import ErrorKind
 
@@ -65,9 +67,9 @@ class KernelExecutor(Executor):
             try:
                 if lock is not None:
                     async with lock:
-                        done.set_result(self._with_output(fn))
+                        done.set_result(await self._on_main_thread(fn))
                 else:
-                    done.set_result(self._with_output(fn))
+                    done.set_result(await self._on_main_thread(fn))
             except BaseException as e:  # handed to the server thread, which reports it
                 done.set_exception(e)
 
@@ -82,6 +84,18 @@ class KernelExecutor(Executor):
             except concurrent.futures.TimeoutError:
                 if stop.is_set() and done.cancel():
                     raise RuntimeError("the server stopped before the notebook ran the call") from None
+
+    async def _on_main_thread(self, fn: Callable[[], R]) -> R:
+        """Run a call between cells with Jupyter's interrupt armed: the stop button raises KeyboardInterrupt in
+        the call (ipykernel ignores SIGINT outside cells), and the C# caller gets an INTERRUPTED error."""
+        previous = _arm_interrupt()
+        try:
+            result = self._with_output(fn)
+        finally:
+            _disarm_interrupt(previous)
+        if getattr(result, "awaitable", None) is not None:      # an `async def`: await it on the kernel's loop
+            result = await complete_awaitable(result)  # type: ignore[arg-type]
+        return result
 
     def _with_output(self, fn: Callable[[], R]) -> R:
         """Send what the call prints to the serving cell's output, and show Python errors there too."""
@@ -104,3 +118,23 @@ class KernelExecutor(Executor):
                         s.parent_header = header
                 except Exception:
                     pass
+
+
+def _arm_interrupt() -> object:
+    """Install Python's default SIGINT handler (raise KeyboardInterrupt) for the duration of a call."""
+    try:
+        return signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):     # not the main thread: nothing to arm
+        return None
+
+
+def _disarm_interrupt(previous: object) -> None:
+    """Restore the kernel's handler; a KeyboardInterrupt arriving right now is dropped, the call is over."""
+    if previous is None:
+        return
+    while True:
+        try:
+            signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
+            return
+        except KeyboardInterrupt:
+            continue

@@ -16,18 +16,26 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER_SIZE = 64
 MAPPING_MAGIC = b"LPYM"
 MAX_NAME_BYTES = 1024
 MAX_NDIM = 32
 MAX_TUPLE = 7
 
-# magic, version, header size, capacity, sequence, payload length, status, 28 reserved bytes
-HEADER = struct.Struct("<4sHHQQQI28x")
+# magic, version, header size, capacity, sequence, payload length, status, waiting, session id, cancel, reserved
+HEADER = struct.Struct("<4sHHQQQIIQQ8x")
+CAPACITY_OFFSET = 8
 SEQUENCE_OFFSET = 16
+WAITING_OFFSET = 36
+SESSION_OFFSET = 40
+CANCEL_OFFSET = 48
 _SEQ = struct.Struct("<Q")
 _LEN_STATUS = struct.Struct("<QI")
+# what an error reply keeps at most of each part (issue: a hostile exception must not outgrow the reply)
+MAX_ERROR_TYPE = 256
+MAX_ERROR_MESSAGE = 64 * 1024
+MAX_ERROR_TRACEBACK = 256 * 1024
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -38,6 +46,12 @@ _F64 = struct.Struct("<d")
 
 STATUS_OK = 0
 STATUS_ERROR = 1
+STATUS_END = 2                  # response: the stream has no more items (or was closed)
+# request statuses: what the lane's request file asks for
+REQUEST_CALL = 0
+REQUEST_NEXT = 1                # the next item of the lane's open stream
+REQUEST_CLOSE = 2               # close the lane's open stream
+REQUEST_STREAM = 3              # a call whose result is streamed item by item (C# IEnumerable<T>)
 
 
 class Tag(IntEnum):
@@ -67,6 +81,8 @@ class ErrorKind(IntEnum):
     PAYLOAD_TOO_LARGE = 5
     MALFORMED_REQUEST = 6
     SERVER_ERROR = 7
+    CANCELLED = 8
+    INTERRUPTED = 9
 
 
 DTYPE_CODES = {
@@ -146,16 +162,16 @@ class ErrorReply:
 
 # ---------------------------------------------------------------- header
 
-def write_header(buf: memoryview, capacity: int) -> None:
-    """Initialise a fresh mapping's header (magic, version, header size, capacity)."""
-    HEADER.pack_into(buf, 0, MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, capacity, 0, 0, 0)
+def write_header(buf: memoryview, capacity: int, session: int = 0) -> None:
+    """Initialise a fresh mapping's header (magic, version, header size, capacity, session id)."""
+    HEADER.pack_into(buf, 0, MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, capacity, 0, 0, 0, 0, session, 0)
 
 
 def read_header(buf: memoryview) -> Tuple[int, int, int]:
     """Check a mapping's header and return (sequence, payload length, status)."""
     if len(buf) < HEADER_SIZE:
         raise FrameError(0, f"a mapping needs at least {HEADER_SIZE} bytes, this one has {len(buf)}")
-    magic, version, hsize, capacity, seq, length, status = HEADER.unpack_from(buf, 0)
+    magic, version, hsize, capacity, seq, length, status = HEADER.unpack_from(buf, 0)[:7]
     if magic != MAPPING_MAGIC:
         raise FrameError(0, f"mapping magic {magic!r}, expected {MAPPING_MAGIC!r}")
     if version != PROTOCOL_VERSION or hsize != HEADER_SIZE:
@@ -592,23 +608,40 @@ def encode_call(name: str, returns: TypeDesc, args: list, arg_descs: Optional[li
     return bytes(out)
 
 
+def _cut(text: str, limit: int) -> str:
+    raw = text.encode("utf-8", errors="replace")
+    if len(raw) <= limit:
+        return text
+    return raw[:max(0, limit - 3)].decode("utf-8", errors="ignore") + "..."
+
+
+def fit_error(python_type: str, message: str, traceback: str) -> Tuple[str, str, str]:
+    """Each part of an error reply cut to its limit, so no exception can make a reply too large to send."""
+    return (_cut(str(python_type), MAX_ERROR_TYPE), _cut(str(message), MAX_ERROR_MESSAGE),
+            _cut(str(traceback), MAX_ERROR_TRACEBACK))
+
+
 def error_size(python_type: str, message: str, traceback: str) -> int:
-    return 1 + 12 + sum(len(s.encode("utf-8")) for s in (python_type, message, traceback))
+    return 1 + 12 + sum(len(s.encode("utf-8", errors="replace")) for s in (python_type, message, traceback))
 
 
 def write_error(buf: memoryview, kind: ErrorKind, python_type: str, message: str, traceback: str) -> int:
-    """Write an error frame, shortening the traceback then the message if the mapping is small."""
+    """Write an error frame, every part cut to fit `buf` (traceback first, then message, then type)."""
+    python_type, message, traceback = fit_error(python_type, message, traceback)
     room = len(buf)
     if error_size(python_type, message, traceback) > room:
         traceback = ""
     if error_size(python_type, message, traceback) > room:
-        keep = max(0, room - error_size(python_type, "", ""))
-        message = message.encode("utf-8")[:keep].decode("utf-8", errors="ignore")
+        message = _cut(message, max(0, room - error_size(python_type, "", "")))
+    if error_size(python_type, message, traceback) > room:
+        python_type, message = "", ""
+    if room < error_size("", "", ""):
+        raise ValueError(f"an error reply needs at least {error_size('', '', '')} bytes, the buffer has {room}")
     pos = 0
     _U8.pack_into(buf, pos, kind)
     pos += 1
     for text in (python_type, message, traceback):
-        raw = text.encode("utf-8")
+        raw = text.encode("utf-8", errors="replace")
         _U32.pack_into(buf, pos, len(raw))
         buf[pos + 4:pos + 4 + len(raw)] = raw
         pos += 4 + len(raw)

@@ -1,0 +1,100 @@
+"""Stopping a call from another thread: never start a call its caller abandoned, interrupt one that runs.
+
+A running call is interrupted the way Python allows it: an exception raised asynchronously in the thread
+that runs it (`PyThreadState_SetAsyncExc`), which takes effect at the next bytecode of pure-Python code.
+Code blocked inside C (a long NumPy operation, a system call) sees it when it returns to Python.
+
+The exception must never escape into code that is not the call (the kernel's own loop, the next call): it
+is only raised under a lock while the call is marked running, and the end of a call clears any pending one
+under the same lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any, Optional
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+_set_async_exc.restype = ctypes.c_int
+_current = threading.local()
+
+
+class CallCancelled(BaseException):
+    """Raised inside a running call that its C# caller abandoned (cancelled, timed out, gone) or that a
+    stopping server ends. A BaseException, like asyncio.CancelledError, so `except Exception` lets it pass."""
+
+
+def _raise_in(thread_id: int, exc: Optional[type]) -> None:
+    _set_async_exc(thread_id, exc if exc is not None else ctypes.py_object())
+
+
+class RunningCall:
+    """The call one lane is running. The lane thread prepares it; any thread may cancel it."""
+
+    def __init__(self, lane: Any = None) -> None:
+        self.lane = lane
+        self._lock = threading.Lock()
+        self._thread: Optional[int] = None
+        self.sequence = 0
+        self.reason: Optional[str] = None
+        self.started = False
+        self.active = False
+        self._raised = False
+
+    def prepare(self, sequence: int) -> None:
+        """A new call arrived on the lane (called by the lane thread before handing it to the executor)."""
+        with self._lock:
+            self.sequence = sequence
+            self.reason = None
+            self.started = False
+            self.active = True
+            self._raised = False
+
+    def begin(self) -> bool:
+        """On the thread that will run the call: False when it was cancelled before it started."""
+        with self._lock:
+            if self.reason is not None:
+                return False
+            self._thread = threading.get_ident()
+            self.started = True
+        _current.lane = self.lane
+        return True
+
+    def end(self) -> None:
+        """On the running thread, after the call: from here on no interrupt can reach this thread."""
+        _current.lane = None
+        while True:
+            try:
+                with self._lock:
+                    if self._thread is not None:
+                        _raise_in(self._thread, None)      # drop one that was set but has not fired
+                    self._thread = None
+                return
+            except CallCancelled:                          # it fired inside this method: done with it now
+                continue
+
+    def finish(self) -> None:
+        """The lane thread has sent the reply."""
+        with self._lock:
+            self.active = False
+
+    def cancel(self, reason: str) -> str:
+        """Abandon the call: 'not started' (it never will), 'interrupted' (raised in it), or 'idle'."""
+        with self._lock:
+            if not self.active:
+                return "idle"
+            if self.reason is None:
+                self.reason = reason
+            if self._thread is not None:
+                if not self._raised:                        # once: code that swallows it is left alone
+                    self._raised = True
+                    _raise_in(self._thread, CallCancelled)
+                return "interrupted"
+            return "running" if self.started else "not started"
+
+
+def current_lane() -> Any:
+    """The lane whose call runs on this thread (None outside a call)."""
+    return getattr(_current, "lane", None)
