@@ -373,14 +373,14 @@ namespace LessPy
         }
 
         /// <summary>
-        /// Abandons call <paramref name="seq"/>: writes it into the request header's <c>cancel</c> field and sends a
-        /// CALL byte as a hint, so the server drops it if not started and interrupts it if running.
+        /// Abandons call <paramref name="seq"/>: writes it into the request header's <c>cancel</c> field, which the
+        /// server watches: it drops the call if not started and interrupts it if running. No byte is sent (the
+        /// server's lane thread is busy with the call; a byte would only sit in the socket).
         /// </summary>
         public void Cancel(ulong seq)
         {
             Volatile.Write(ref *(long*)(Request.Base + Wire.OffCancel), (long)seq);
             Interlocked.MemoryBarrier();
-            SendByte(CallByte);
         }
 
         /// <summary>

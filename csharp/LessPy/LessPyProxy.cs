@@ -16,21 +16,19 @@ namespace LessPy
     {
         Channel _channel;
         Dictionary<MethodInfo, MethodBinding> _bindings;
-        bool _shutdownOnDispose;
         EventHandler _onExit;
         int _disposed;
 
         /// <summary>Do not use: proxies are made by <see cref="LessPythonInvoke"/> (DispatchProxy needs this public constructor).</summary>
         public LessPyProxy() { }
 
-        internal static T Create<T>(Channel channel, Dictionary<MethodInfo, MethodBinding> bindings, bool shutdownOnDispose)
+        internal static T Create<T>(Channel channel, Dictionary<MethodInfo, MethodBinding> bindings)
             where T : class
         {
             T proxy = DispatchProxy.Create<T, LessPyProxy>();
             var p = (LessPyProxy)(object)proxy;
             p._channel = channel;
             p._bindings = bindings;
-            p._shutdownOnDispose = shutdownOnDispose;
             p._onExit = p.OnProcessExit;
             AppDomain.CurrentDomain.ProcessExit += p._onExit;
             return proxy;
@@ -111,14 +109,18 @@ namespace LessPy
 
         void OnProcessExit(object sender, EventArgs e) { Dispose(); }
 
-        /// <summary>Closes the connection (asking a server this proxy started without keepAlive to stop). Idempotent.</summary>
+        /// <summary>
+        /// Closes the connection: its lanes close (a running call's lane as soon as that call returns, throwing
+        /// ObjectDisposedException to its caller). A server started by Initialize without keepAlive stops once its last
+        /// client has gone and the app has ended. Idempotent; every call after it throws ObjectDisposedException.
+        /// </summary>
         void IDisposable.Dispose() { Dispose(); }
 
         internal void Dispose()
         {
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
             AppDomain.CurrentDomain.ProcessExit -= _onExit;
-            _channel.Dispose(_shutdownOnDispose);
+            _channel.Dispose(false);
         }
     }
 }

@@ -51,7 +51,6 @@ namespace LessPy
             var folder = new WorkFolder(Path.Combine(AppDomain.CurrentDomain.BaseDirectory, "lesspy_work"));
             folder.Create();
             Channel channel;
-            bool started = false;
             // one process at a time finds, replaces or starts the folder's server: N apps starting together share one
             using (StartLock.Acquire(folder, StartTimeout + StartTimeout))
             {
@@ -59,10 +58,11 @@ namespace LessPy
                 if (channel == null)
                 {
                     channel = StartServer(folder, FindPython(pythonVenvPath ?? ""), module, debug, keepAlive, capacity);
-                    started = true;
                 }
             }
-            return LessPyProxy.Create<T>(channel, bindings, started && !keepAlive);
+            // No SHUTDOWN on Dispose: a server started without --keep-alive stops by itself once its last client has
+            // gone and this process has ended (--parent-pid); SHUTDOWN would stop it under another app sharing it.
+            return LessPyProxy.Create<T>(channel, bindings);
         }
 
         /// <summary>
@@ -96,7 +96,7 @@ namespace LessPy
                     + ") is no longer running: its files are stale; " + how);
             }
             Channel channel = Channel.Open(folder);
-            return LessPyProxy.Create<T>(channel, bindings, false);
+            return LessPyProxy.Create<T>(channel, bindings);
         }
 
         static void CheckPlatform()
