@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compile_csharp, run_mono
+from lesspy_kernel import protocol
 from lesspy_kernel.workfolder import pid_alive
 from servers import Headless, wait_for
 
@@ -47,10 +48,18 @@ def server(tmp_path):
 def test_threads_share_one_proxy_and_keep_their_own_results(programs, server, calls, elements):
     result = checks(run_mono(programs["ThreadsClient"], server.folder, 8, calls, elements, timeout=300))
     for name in ("threads_results_correct", "threads_results_unchanged_until_next_call", "threads_stale_views_throw",
-                 "derived_interface_timeout", "derived_interface_call", "in_place_request_array",
-                 "in_place_big_request_array", "request_array_of_another_thread_refused"):
+                 "derived_interface_timeout", "derived_interface_call"):
         assert name in result, sorted(result)
     assert server.proc.poll() is None
+
+
+@pytest.mark.skipif(not hasattr(protocol.Tag, "NDARRAY_AT"), reason="this server's decoder has no NDARRAY_AT (0x0C) yet")
+def test_in_place_request_arrays(programs, server):
+    result = checks(run_mono(programs["ThreadsClient"], server.folder, 2, 10, 100, "inplace", timeout=120))
+    for name in ("in_place_request_array", "in_place_array_dead_after_call", "in_place_array_sent_once",
+                 "held_view_survives_new_request_array", "in_place_big_request_array", "held_view_dies_on_next_call",
+                 "request_array_of_another_thread_refused"):
+        assert name in result, sorted(result)
 
 
 def test_async_cancellation_and_timeouts(programs, server):

@@ -1,6 +1,7 @@
 // Many threads on ONE proxy: each thread's NdArray results are its own, correct, and unchanged until that thread's
 // next call; then the old view throws. Also the IDisposable / ILessPyConnection-derived interface (issue 9 item 1).
-//   mono ThreadsClient.exe <work folder> <threads> <calls per thread> <elements per result>
+//   mono ThreadsClient.exe <work folder> <threads> <calls per thread> <elements per result> [inplace]
+// With "inplace" it also checks in-place request arrays (NDARRAY_AT: needs a server whose decoder has that tag).
 // Prints CHECK lines; exits 0 only when all passed.
 using System;
 using System.Collections.Generic;
@@ -92,6 +93,14 @@ static class ThreadsClient
             Check("threads_results_unchanged_until_next_call", changed == 0, changed + " results changed under their reader");
             Check("threads_stale_views_throw", staleDidNotThrow == 0, staleDidNotThrow + " stale views readable");
 
+            if (args.Length > 4 && args[4] == "inplace") InPlace(api);
+        }
+        return failures == 0 ? 0 : 1;
+    }
+
+    static void InPlace(ILanes api)
+    {
+        {
             // in-place request arrays: filled here, sent without a copy, dead after the call
             NdArray req = api.NewRequestArray<double>(1000);
             var w = req.AsWritableSpan<double>();
@@ -127,6 +136,5 @@ static class ThreadsClient
             th2.Join();
             Check("request_array_of_another_thread_refused", other is ArgumentException, other == null ? "no exception" : other.GetType().Name);
         }
-        return failures == 0 ? 0 : 1;
     }
 }
