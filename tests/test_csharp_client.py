@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -87,11 +88,14 @@ def test_keep_alive_reuses_the_server_across_processes(app_dir):
     second = run_mono(exe, TYPES_MODULE, sys.executable, "true")
     checks(second)
     assert _pid(second) == pid, "the second run must reuse the same server"
-    # a run without keepAlive reuses it too, and stops it when it ends
+    # a run without keepAlive reuses it too, and leaves it running: a kept-alive server is shared (protocol v2: other
+    # apps may be using it), and only a server an app started without keepAlive ends with its last client
     third = run_mono(exe, TYPES_MODULE, sys.executable, "false")
     checks(third)
     assert _pid(third) == pid
-    wait_for(lambda: not pid_alive(pid), timeout=15, what="the server to stop after a non-keepAlive run")
+    assert pid_alive(pid)
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(pid), timeout=15, what="the kept-alive server to stop on SIGTERM")
 
 
 def test_without_keep_alive_the_server_ends_with_the_app(app_dir):
