@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -128,3 +129,61 @@ def test_four_apps_initialize_one_folder_together(app_dir):
                 os.kill(pid, signal.SIGTERM)
         for pid in pids:
             wait_for(lambda: not pid_alive(pid), timeout=15, what=f"server {pid} to stop")
+
+
+NOTEBOOK_DEFS = """
+%load_ext lesspy_kernel
+import time
+order = []
+def spin():
+    n = 0
+    while True:
+        n += 1
+def add(a, b):
+    return a + b
+def note(tag, seconds):
+    order.append(tag)
+    time.sleep(seconds)
+    return tag
+"""
+
+
+def test_notebook_interrupt_and_cancel_while_queued(csharp_bin, tmp_path):
+    from kernels import kernel
+
+    exe = compile_csharp(csharp_bin, [CS / "InterruptClient.cs"], "InterruptClient.exe")
+    with kernel(tmp_path) as k:
+        k.run(NOTEBOOK_DEFS + "%lesspy serve --name intr")
+        env = dict(os.environ, MONO_PATH=str(csharp_bin), JUPYTER_RUNTIME_DIR=str(k.runtime_dir))
+        app = subprocess.Popen(["mono", "--debug", str(exe), "intr"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+
+        def send(command: str) -> None:
+            app.stdin.write(command + "\n")
+            app.stdin.flush()
+
+        try:
+            assert app.stdout.readline().strip() == "READY"
+            send("spin")
+            time.sleep(0.7)                                   # spin() now holds the kernel's main thread
+            k.km.interrupt_kernel()
+            line = app.stdout.readline().strip()
+            assert line.startswith("SPIN CallInterruptedException") and "interrupt" in line, line
+            assert app.stdout.readline().strip() == "ADD 42", "the next call runs"
+            assert "3" in k.run("print(1 + 2)", timeout=20), "the next cell runs"
+
+            msg = k.start("time.sleep(2)")                    # the main thread is busy: the call queues
+            time.sleep(0.3)
+            send("queue")
+            assert app.stdout.readline().strip() == "QUEUED"
+            send("cancel")
+            line = app.stdout.readline().strip()
+            assert line.startswith("CANCELLED") and "Canceled" in line, line
+            k.wait_idle(msg)
+            assert "[]" in k.run("print(order)"), "a call cancelled while queued never runs"
+            send("quit")
+            assert app.stdout.readline().strip() == "BYE"
+        finally:
+            if app.poll() is None:
+                app.kill()
+            app.wait(10)
