@@ -399,6 +399,7 @@ namespace LessPy
                 if (!sent)
                 {
                     Drop(lane);
+                    if (_disposed) throw Disposed();
                     throw new ServerUnavailableException("cannot send the call to " + m.PyName + ": " + GoneText());
                 }
                 return seq;
