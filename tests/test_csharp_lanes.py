@@ -187,3 +187,25 @@ def test_notebook_interrupt_and_cancel_while_queued(csharp_bin, tmp_path):
             if app.poll() is None:
                 app.kill()
             app.wait(10)
+
+
+def test_a_dead_headless_server_is_named_as_such(programs, tmp_path):
+    server = Headless(tmp_path / "work", LANES_MODULE, "--keep-alive")
+    exe = programs["ManyAppsClient"]
+    env = dict(os.environ, MONO_PATH=str(exe.parent))
+    app = subprocess.Popen(["mono", "--debug", str(exe), str(server.folder), "5"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        for line in app.stdout:
+            if line.startswith("CHECK"):
+                assert line.strip() == "CHECK calls ok", line
+                break
+        server.stop(signal.SIGKILL)
+        out, _ = app.communicate("\n", timeout=60)
+        last = next(l for l in out.splitlines() if l.startswith("last call: "))
+        assert "headless server" in last and "server.log" in last and "notebook" not in last, last
+        assert "CHECK still_connected FAIL" in out
+    finally:
+        if app.poll() is None:
+            app.kill()
+        server.stop()

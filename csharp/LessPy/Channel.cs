@@ -108,6 +108,12 @@ namespace LessPy
                 Hello hello;
                 Lane lane;
                 try { lane = Lane.Open(_folder, key, _clientId, out hello); }
+                catch (ServerUnavailableException e)
+                {
+                    if (_session == 0) throw;                 // never connected: the caller's message says what to start
+                    throw new ServerUnavailableException("the server this connection used is gone and no other answers: " + GoneText()
+                        + (_mode == ServerMode.Headless ? " (LessPythonInvoke.Initialize starts a new one)" : "") + ". " + e.Message, e);
+                }
                 catch (SessionChangedException e)
                 {
                     // the server restarted between its hello and our mapping: try once more with the new run
