@@ -383,7 +383,6 @@ namespace LessPy
             bool published = false;
             try
             {
-                long inPlaceEnd = m.ArgsHaveArrays ? CheckRequestArrays(lane, args, m.ArgTypes) : 0;
                 long payload = Codec.MeasureCall(m.NameUtf8, m.Descriptor, args, m.ArgTypes);
                 if (lane.InPlaceLow >= 0)
                 {
@@ -393,9 +392,16 @@ namespace LessPy
                             + "or pass fewer copied arguments", payload + Wire.HeaderSize, lane.Request.Capacity);
                 }
                 else lane.Request.EnsurePayload(payload);
-                int len = Codec.WriteCall(new Span<byte>(lane.Request.Base + Wire.HeaderSize, lane.Request.PayloadCapacity),
-                    m.NameUtf8, m.Descriptor, args, m.ArgTypes);
-                if (inPlaceEnd > len) len = (int)inPlaceEnd;   // the payload covers the in-place arrays' data (NDARRAY_AT)
+                int len;
+                lane.Encoder = Thread.CurrentThread;        // in-place request arrays check they are this call's (Codec)
+                lane.SentEnd = 0;
+                try
+                {
+                    len = Codec.WriteCall(new Span<byte>(lane.Request.Base + Wire.HeaderSize, lane.Request.PayloadCapacity),
+                        m.NameUtf8, m.Descriptor, args, m.ArgTypes);
+                }
+                finally { lane.Encoder = null; }
+                if (lane.SentEnd > len) len = (int)lane.SentEnd;   // the payload covers the in-place arrays' data (NDARRAY_AT)
                 lane.Requests.Bump();                    // in-place request arrays are now the server's: no more writes
                 lane.InPlaceLow = -1;
                 ReleaseHeldBefore(lane, lane.Holder);
@@ -421,34 +427,6 @@ namespace LessPy
                 }
                 throw;
             }
-        }
-
-        /// <summary>
-        /// Every in-place request array among the arguments must be this lane's, made for this call. Returns the end of
-        /// the highest one's data (payload offset), 0 when there is none.
-        /// </summary>
-        static long CheckRequestArrays(Lane lane, object[] args, WireType[] types)
-        {
-            long end = 0;
-            for (int i = 0; i < types.Length; i++) end = CheckRequestArray(lane, args[i], types[i], end);
-            return end;
-        }
-
-        static long CheckRequestArray(Lane lane, object v, WireType t, long end)
-        {
-            if (v == null) return end;
-            if (t.Tag == Tag.Tuple)
-            {
-                for (int i = 0; i < t.Items.Length; i++) end = CheckRequestArray(lane, t.GetItem(v, i), t.Items[i], end);
-                return end;
-            }
-            var nd = v as NdArray;
-            if (nd == null || nd.RequestLane == null) return end;
-            if (nd.RequestLane != lane || nd.RequestGeneration != lane.Requests.Value)
-                throw new ArgumentException("an in-place request array can be sent only by the next call of the thread that made it, on the same "
-                    + "connection; this one was made for another thread or connection, or an earlier call already sent it: make a new one with "
-                    + "ILessPyConnection.NewRequestArray");
-            return Math.Max(end, nd.RequestOffset + (long)nd.Length * nd.ElementSize);
         }
 
         /// <summary>Waits for the reply, decodes it and gives the lane back (held when the result has views).</summary>

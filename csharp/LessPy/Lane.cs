@@ -80,6 +80,8 @@ namespace LessPy
         public bool CloseWhenDone;      // Dispose or a server change came while a call was running
         public long InPlaceLow = -1;    // the lowest payload offset of this call's in-place request arrays, -1 none
         public bool Closed;
+        public Thread Encoder;          // the thread writing a call frame into the request file right now, else null
+        public long SentEnd;            // the end of the highest in-place request array the frame being written sends
         public bool KeepsViews;         // Busy, taken from its holder: its views stay valid until the call is published
 
         Lane(int id, Socket socket, Mapping req, Mapping resp, ulong session)

@@ -21,8 +21,6 @@ namespace LessPy
         public WireType ReturnType;
         /// <summary>An NdArray somewhere in the result: decoded over a view that can expire, and the lane is held.</summary>
         public bool ReturnsArrays;
-        /// <summary>An NdArray somewhere in the arguments: in-place request arrays are checked.</summary>
-        public bool ArgsHaveArrays;
         /// <summary>The last parameter is a CancellationToken (at this index), or -1.</summary>
         public int TokenIndex = -1;
         /// <summary>For Task / Task&lt;T&gt; methods: starts the call and returns the task; null for synchronous methods.</summary>
@@ -96,9 +94,8 @@ namespace LessPy
                 if (b.ArgTypes[i] == null)
                     throw new NotSupportedException(where + ": parameter " + ps[i].Name + " is " + Describe(ps[i].ParameterType, bad)
                         + ", which LessPy cannot carry. " + Supported);
-                if (ContainsArrays(b.ArgTypes[i])) b.ArgsHaveArrays = true;
             }
-            b.ReturnsArrays = ContainsArrays(b.ReturnType);
+            b.ReturnsArrays = ContainsArrays(b.ReturnType) || MayHoldArrays(result, 0);
             var d = new List<byte>();
             b.ReturnType.WriteDescriptor(d);
             b.Descriptor = d.ToArray();
@@ -123,6 +120,29 @@ namespace LessPy
             if (t.Tag != Tag.Tuple) return false;
             foreach (var item in t.Items)
                 if (ContainsArrays(item)) return true;
+            return false;
+        }
+
+        /// <summary>
+        /// True when a value of <paramref name="t"/> may hold an NdArray anywhere inside (an array or generic argument of
+        /// it, a property or field of a record): decided from the CLR type, so every container the codec carries counts.
+        /// </summary>
+        static bool MayHoldArrays(Type t, int depth)
+        {
+            if (t == typeof(NdArray)) return true;
+            if (depth > 8 || t.IsPrimitive || t.IsEnum || t == typeof(string) || t == typeof(void) || t.IsPointer) return false;
+            if (t.IsArray) return MayHoldArrays(t.GetElementType(), depth + 1);
+            if (t.IsGenericType)
+            {
+                foreach (Type a in t.GetGenericArguments())
+                    if (MayHoldArrays(a, depth + 1)) return true;
+                return false;
+            }
+            if (t.Namespace != null && t.Namespace.StartsWith("System", StringComparison.Ordinal)) return false;
+            foreach (PropertyInfo p in t.GetProperties(BindingFlags.Public | BindingFlags.Instance))
+                if (MayHoldArrays(p.PropertyType, depth + 1)) return true;
+            foreach (FieldInfo f in t.GetFields(BindingFlags.Public | BindingFlags.Instance))
+                if (MayHoldArrays(f.FieldType, depth + 1)) return true;
             return false;
         }
 
