@@ -11,8 +11,11 @@ namespace LessPy
 {
     /// <summary>
     /// Entry point: turns an interface whose methods carry <see cref="PythonImportAttribute"/> into calls to Python
-    /// functions, through two shared-memory files and a one-byte notify socket (docs/PROTOCOL.md).
-    /// The returned object implements the interface, <see cref="IDisposable"/> and <see cref="ILessPyConnection"/>.
+    /// functions, through shared-memory files and a notify socket (docs/PROTOCOL.md): each concurrent call uses a lane
+    /// of its own (a request and a response mapping), so one proxy serves many threads. Methods may return
+    /// <c>Task</c> / <c>Task&lt;T&gt;</c> (they do not block the caller) and take a <c>CancellationToken</c> as their last
+    /// parameter (not sent to Python). The returned object implements the interface, <see cref="IDisposable"/> and
+    /// <see cref="ILessPyConnection"/>; your interface may also derive from either.
     /// </summary>
     public static class LessPythonInvoke
     {
