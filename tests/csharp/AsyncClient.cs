@@ -36,6 +36,17 @@ static class AsyncClient
         Console.WriteLine("CHECK " + name + (ok ? " ok" : " FAIL " + detail));
     }
 
+    static bool Eventually(Func<bool> condition)
+    {
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            if (condition()) return true;
+            Thread.Sleep(50);
+        }
+        return false;
+    }
+
     static Exception Fault(Task t)
     {
         try { t.GetAwaiter().GetResult(); return null; }
@@ -75,7 +86,8 @@ static class AsyncClient
             api.CallTimeout = TimeSpan.FromSeconds(5);
             int r = api.add_ints_sync(1, 2);
             api.CallTimeout = TimeSpan.FromSeconds(30);
-            return running && t.IsCanceled && e is OperationCanceledException && r == 3 && api.ran().Result.Contains("spin-start-a");
+            return running && t.IsCanceled && e is OperationCanceledException && r == 3 && api.ran().Result.Contains("spin-start-a")
+                && Eventually(() => api.ran().Result.Contains("spin-end-a"));     // the endless loop was interrupted
         });
         Check("sync_timeout_then_next_call", () =>
         {
@@ -93,7 +105,7 @@ static class AsyncClient
             Exception e = null;
             try { api.spin_forever_sync("b"); } catch (Exception x) { e = x; }
             api.CallTimeout = TimeSpan.FromSeconds(30);
-            return e is CallTimeoutException && api.add_ints_sync(4, 5) == 9;
+            return e is CallTimeoutException && api.add_ints_sync(4, 5) == 9 && Eventually(() => api.ran().Result.Contains("spin-end-b"));
         });
         Check("cancel_during_sleep_recorded_call_never_finishes", () =>
         {

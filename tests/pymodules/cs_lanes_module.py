@@ -54,8 +54,11 @@ def spin_forever(tag):
     """Pure Python that never returns: only an interrupt stops it."""
     _ran.append("spin-start-" + str(tag))
     n = 0
-    while True:
-        n += 1
+    try:
+        while True:
+            n += 1
+    finally:
+        _ran.append("spin-end-" + str(tag))     # only an exception raised in this thread (the interrupt) gets here
 
 
 def server_pid():
