@@ -7,15 +7,18 @@ nothing here raises to the server loop.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import time
 import traceback
+import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
+from .convert import ConversionError, convert, plan
 from .interrupts import CallCancelled
 from .namespaces import FunctionNotFound, Namespace
 from .protocol import Call, CoercionError, ErrorKind, ErrorReply, TypeDesc, coerce, csharp_name, python_type_name
@@ -39,8 +42,11 @@ class Outcome:
 
 
 _signatures: "weakref.WeakKeyDictionary[Any, Optional[inspect.Signature]]" = weakref.WeakKeyDictionary()
+_plans: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 _SIMPLE_HINTS = {int: (int, np.integer), float: (float, int, np.floating), str: (str,), bytes: (bytes,),
-                 bool: (bool,), np.ndarray: (np.ndarray,), tuple: (tuple,)}
+                 bool: (bool,), np.ndarray: (np.ndarray,), tuple: (tuple,), dict: (dict,),
+                 datetime.datetime: (datetime.datetime,), datetime.timedelta: (datetime.timedelta,),
+                 uuid.UUID: (uuid.UUID,)}
 
 
 def _signature(fn: Any) -> Optional[inspect.Signature]:
@@ -59,8 +65,31 @@ def _signature(fn: Any) -> Optional[inspect.Signature]:
     return sig
 
 
+def _conversions(fn: Any, sig: inspect.Signature) -> Any:
+    """Which positional arguments need converting to a record or enum type their hint names (cached per function)."""
+    try:
+        return _plans[fn]
+    except (KeyError, TypeError):
+        pass
+    P = inspect.Parameter
+    names = tuple(p.name for p in sig.parameters.values() if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD))
+    try:
+        found = plan(fn, names)
+    except Exception:  # hints that cannot even be inspected: nothing to convert
+        found = None
+    try:
+        _plans[fn] = found
+    except TypeError:
+        pass
+    return found
+
+
 def check_arguments(name: str, fn: Any, args: list) -> Optional[str]:
-    """Why these arguments cannot be passed to `fn`, or None. Only plain type hints are checked."""
+    """Why these arguments cannot be passed to `fn`, or None. Only plain type hints are checked.
+
+    Converts, in place, the arguments whose hint names a dataclass, a NamedTuple or an enum (a C# record arrives
+    as a SimpleNamespace, a C# enum as an int: docs/PROTOCOL.md section 4).
+    """
     sig = _signature(fn)
     if sig is None:
         return None
@@ -78,6 +107,14 @@ def check_arguments(name: str, fn: Any, args: list) -> Optional[str]:
                 continue
             return (f"argument '{pname}' of {name} is annotated {hint.__name__} but the C# method sends "
                     f"{python_type_name(value)}: change the C# parameter type or the Python annotation")
+    conversions = _conversions(fn, sig)
+    if conversions:
+        for i, (pname, hint) in conversions.items():
+            if i < len(args):
+                try:
+                    args[i] = convert(args[i], hint, f"argument '{pname}' of {name}")
+                except ConversionError as e:
+                    return f"{e}"
     return None
 
 

@@ -52,10 +52,6 @@ class ServerStats:
     refused: int = 0
     last_error: str = ""
 
-    @property
-    def client_pid(self) -> Optional[int]:  # kept for older displays
-        return None
-
 
 @dataclass
 class Client:
@@ -424,13 +420,15 @@ class Server:
         last_slow = 0.0
         while not self._stop.wait(WATCH_INTERVAL):
             for lane in self.lanes():
-                if not lane.busy:
+                try:
+                    if not lane.busy:
+                        continue
+                    if lane.req.cancel == lane.call.sequence:
+                        lane.call.cancel("its caller cancelled it or timed out")
+                    elif lane.connection_lost():
+                        lane.call.cancel("its caller disconnected")
+                except (ValueError, OSError):      # the lane was remapped or closed under us: look next time
                     continue
-                seq = lane.call.sequence
-                if lane.req.cancel == seq:
-                    lane.call.cancel("its caller cancelled it or timed out")
-                elif lane.connection_lost():
-                    lane.call.cancel("its caller disconnected")
             now = time.monotonic()
             if now - last_slow < 1.0:
                 continue

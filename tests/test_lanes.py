@@ -229,3 +229,16 @@ def test_generators_stream_lazily_and_close_when_abandoned(server):
             list(lane.stream("not_iterable", I))
         assert e.value.reply.kind == ErrorKind.RESULT_MISMATCH and "IEnumerable<int>" in e.value.reply.message
         assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+
+
+def test_the_log_file_is_rotated_at_its_cap(tmp_path):
+    log = tmp_path / "server.log"
+    with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive", "--log-file", str(log), "--log-max-bytes",
+                  "64K") as s, Lane(s.folder) as lane:
+        for _ in range(10):
+            assert lane.call("chatty", I, [2000], [I]) == 2000      # about 230 KB each
+            time.sleep(0.15)
+        wait_for(lambda: log.stat().st_size < 300_000, timeout=5, what="the log to be rotated")
+        backup = tmp_path / "server.log.1"
+        assert backup.exists() and backup.stat().st_size <= 64 * 1024
+        assert lane.call("add_ints", I, [1, 2], [I, I]) == 3

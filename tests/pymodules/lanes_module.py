@@ -109,3 +109,9 @@ def fails_at(n):
 
 def not_iterable():
     return 42
+
+
+def chatty(n):
+    for i in range(n):
+        print(f"line {i} " + "x" * 100)
+    return n
