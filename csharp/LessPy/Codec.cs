@@ -314,8 +314,6 @@ namespace LessPy
         // u8 tag 0x0C, u8 dtype, u8 ndim, ndim x u64 shape, zero padding to a multiple of 8,
         // u64 offset of the data from the payload start (a multiple of 64). The data is already in the request file.
 
-        const byte NdArrayAtTag = 0x0C;
-
         static long MeasureNdArrayAt(NdArray nd, long pos)
         {
             return Pad(pos + 3 + 8L * nd.Rank, 8) + 8;
@@ -330,7 +328,7 @@ namespace LessPy
                     + "ILessPyConnection.NewRequestArray");
             lane.SentEnd = Math.Max(lane.SentEnd, nd.RequestOffset + (long)nd.Length * nd.ElementSize);
             int[] shape = nd.ShapeNoCopy;
-            buf[pos++] = NdArrayAtTag;
+            buf[pos++] = (byte)Tag.NdArrayAt;
             buf[pos++] = nd.DType.Code;
             buf[pos++] = (byte)shape.Length;
             for (int i = 0; i < shape.Length; i++, pos += 8)
