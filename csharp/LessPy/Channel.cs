@@ -15,7 +15,8 @@ namespace LessPy
     /// The pool rule (data integrity): a thread starting a call first releases the lanes it holds (their result views
     /// die), reclaims set-aside lanes whose late reply has come, then takes a free lane (its own last one first), else
     /// opens a new lane, else takes a lane held by a dead thread, else the least recently used held lane (its views
-    /// die: they throw, never show other data), else waits for a lane up to the call timeout. A result with NdArray
+    /// die: they throw, never show other data; but while a set-aside lane may come back, it first waits up to a second
+    /// for that), else waits for a lane up to the call timeout. A result with NdArray
     /// views keeps its lane held by the calling thread until that thread's next call; any other result frees it at once.
     /// </para>
     /// </summary>
@@ -24,6 +25,8 @@ namespace LessPy
         public const int DefaultMaxLanes = 16;
         /// <summary>A free lane idle this long is checked for a closed connection before use (a server restart).</summary>
         static readonly long IdleCheckTicks = Stopwatch.Frequency / 10;          // 100 ms
+        /// <summary>How long a caller waits for a set-aside lane before taking a lane another live thread holds.</summary>
+        static readonly long StealGraceTicks = Stopwatch.Frequency;              // 1 s
         /// <summary>Room left below in-place request arrays for the call frame itself.</summary>
         const long MinFrameRoom = 4096;
 
@@ -164,6 +167,7 @@ namespace LessPy
         Lane Acquire(long deadline, CancellationToken ct, string what)
         {
             Thread me = Thread.CurrentThread;
+            long stealAfter = 0;
             lock (_lock)
             {
                 while (true)
@@ -207,19 +211,28 @@ namespace LessPy
                     }
                     if (_lanes.Count + _opening < _maxLanes) break;    // open a new lane, outside the lock
                     Lane victim = null;
+                    bool dead = false, aside = false;
                     for (int i = 0; i < _lanes.Count; i++)
                     {
                         Lane l = _lanes[i];
-                        if (l.State != LaneState.Held) continue;
-                        if (!l.Holder.IsAlive) { victim = l; break; }
+                        if (l.State == LaneState.SetAside) aside = true;
+                        if (l.State != LaneState.Held || dead) continue;
+                        if (!l.Holder.IsAlive) { victim = l; dead = true; continue; }
                         if (victim == null || l.LastUsed < victim.LastUsed) victim = l;
+                    }
+                    long now = Stopwatch.GetTimestamp();
+                    // a live thread's views die only when no set-aside lane is about to come back (its late reply
+                    // usually follows the cancel within milliseconds): wait a little for one first
+                    if (victim != null && !dead && aside)
+                    {
+                        if (stealAfter == 0) stealAfter = now + StealGraceTicks;
+                        if (now < stealAfter && now < deadline) victim = null;
                     }
                     if (victim != null)
                     {
                         Release(victim);                             // its views throw from now on
                         return Take(victim, me);
                     }
-                    long now = Stopwatch.GetTimestamp();
                     if (deadline != long.MaxValue && now >= deadline)
                         throw new CallTimeoutException("no lane of the connection to " + _folder.Path + " came free for " + what + " within "
                             + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout): all " + _lanes.Count + " lanes carry calls that are "

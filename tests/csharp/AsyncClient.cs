@@ -20,6 +20,7 @@ public interface IAsync : ILessPyConnection
     [PythonImport] Task spin_forever(string tag, CancellationToken ct);
     [PythonImport("spin_forever")] void spin_forever_sync(string tag);
     [PythonImport] Task<NdArray> fill(int tag, int n);
+    [PythonImport("fill")] NdArray fill_sync(int tag, int n);
 }
 
 static class AsyncClient
@@ -142,6 +143,43 @@ static class AsyncClient
             for (int i = 0; i < 24; i++) tasks.Add(api.sleep_then(0.2, i));
             for (int i = 0; i < tasks.Count; i++) if (tasks[i].Result != i) return false;
             return true;
+        });
+        Check("mixed_threads_sync_async_and_cancel", () =>
+        {
+            // sync and async calls from several threads, with cancellations in between: every result is the caller's own
+            int bad = 0, cancelled = 0;
+            string error = null;
+            var threads = new List<Thread>();
+            for (int t = 0; t < 6; t++)
+            {
+                int me = t;
+                var th = new Thread(() =>
+                {
+                    for (int i = 0; i < 120; i++)
+                    {
+                        int tag = me * 100000 + i;
+                        try
+                        {
+                            if (i % 6 == 5)
+                            {
+                                var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(15));
+                                try { api.sleep_then(0.2, tag, cts.Token).GetAwaiter().GetResult(); }
+                                catch (OperationCanceledException) { Interlocked.Increment(ref cancelled); }
+                                continue;
+                            }
+                            NdArray r = i % 2 == 0 ? api.fill_sync(tag, 512) : api.fill(tag, 512).Result;
+                            var sp = r.AsSpan<int>();
+                            for (int k = 0; k < sp.Length; k++) if (sp[k] != tag) { Interlocked.Increment(ref bad); break; }
+                        }
+                        catch (Exception e) { if (error == null) error = e.ToString(); Interlocked.Increment(ref bad); }
+                    }
+                });
+                threads.Add(th);
+                th.Start();
+            }
+            foreach (var th in threads) th.Join();
+            if (error != null) Console.WriteLine("first error: " + error.Replace("\n", " | "));
+            return bad == 0 && cancelled == 6 * 20;
         });
         Check("dispose_then_disposed", () =>
         {
