@@ -94,6 +94,7 @@ class Lane:
             if m.session != self.session:
                 raise ConnectionError(f"{m.path.name} belongs to another server run")
         self.seq = 0
+        self._stream: object = None
 
     def send_raw(self, payload: bytes, status: int = REQUEST_CALL) -> int:
         """Write a request frame and hand it over (grow the request file first when it does not fit)."""
@@ -144,6 +145,8 @@ class Lane:
     def stream(self, name: str, item: Any, args: Any = (), arg_descs: Any = None) -> Iterator[Any]:
         """Call a function whose result is streamed (C# IEnumerable<T>): one round trip per item. Closing
         the iterator early closes the Python generator."""
+        token = object()
+        self._stream = token                  # a lane has one open stream: a newer call replaces this one
         self.send_raw(encode_call(name, item, list(args), arg_descs), REQUEST_STREAM)
         done = False
         try:
@@ -158,7 +161,7 @@ class Lane:
             done = True
             raise
         finally:
-            if not done:
+            if not done and self._stream is token:
                 self.send_raw(b"", REQUEST_CLOSE)
                 self.receive()
 

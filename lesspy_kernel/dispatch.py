@@ -84,12 +84,61 @@ def _conversions(fn: Any, sig: inspect.Signature) -> Any:
     return found
 
 
+_fast_plans: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def _fast_plan(fn: Any) -> Any:
+    """(fewest, most (-1: any) positional arguments, [(index, accepted types, hint is int)]) for a function
+    whose arguments need no conversion, or None: then check_arguments takes the full path every time."""
+    try:
+        return _fast_plans[fn]
+    except (KeyError, TypeError):
+        pass
+    sig = _signature(fn)
+    found: Any = None
+    if sig is not None and not _conversions(fn, sig):
+        P = inspect.Parameter
+        lo = hi = 0
+        checks = []
+        ok, var = True, False
+        for p in sig.parameters.values():
+            if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+                hint = p.annotation
+                accepted = _SIMPLE_HINTS.get(hint) if isinstance(hint, type) else None
+                if accepted:
+                    checks.append((hi, accepted, hint is int))
+                hi += 1
+                if p.default is P.empty:
+                    lo = hi
+            elif p.kind == P.VAR_POSITIONAL:
+                var = True
+            elif p.kind == P.KEYWORD_ONLY and p.default is P.empty:
+                ok = False
+        found = (lo, -1 if var else hi, tuple(checks)) if ok else None
+    try:
+        _fast_plans[fn] = found
+    except TypeError:
+        pass
+    return found
+
+
 def check_arguments(name: str, fn: Any, args: list) -> Optional[str]:
     """Why these arguments cannot be passed to `fn`, or None. Only plain type hints are checked.
 
     Converts, in place, the arguments whose hint names a dataclass, a NamedTuple or an enum (a C# record arrives
     as a SimpleNamespace, a C# enum as an int: docs/PROTOCOL.md section 4).
     """
+    fast = _fast_plan(fn)
+    if fast is not None:                 # the common case, checked without inspect (a few hundred ns)
+        lo, hi, checks = fast
+        if lo <= len(args) and (hi < 0 or len(args) <= hi):
+            for i, accepted, is_int in checks:
+                if i < len(args):
+                    value = args[i]
+                    if value is not None and not isinstance(value, accepted) and not (is_int and isinstance(value, bool)):
+                        break
+            else:
+                return None
     sig = _signature(fn)
     if sig is None:
         return None
@@ -116,6 +165,9 @@ def check_arguments(name: str, fn: Any, args: list) -> Optional[str]:
                 except ConversionError as e:
                     return f"{e}"
     return None
+
+
+_NOT_AWAITABLE = frozenset((int, float, bool, str, bytes, tuple, list, dict, type(None), np.ndarray))
 
 
 def _safe_str(obj: object) -> str:
@@ -169,7 +221,7 @@ def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = 
         return out
     try:
         out.result = fn(*call.args)
-        if inspect.isawaitable(out.result):
+        if type(out.result) not in _NOT_AWAITABLE and inspect.isawaitable(out.result):
             if _loop_running():
                 out.awaitable = out.result          # the executor awaits it on its own loop
                 return out

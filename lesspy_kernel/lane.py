@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("lesspy_kernel")
 _SEQ = struct.Struct("<Q")
 SPIN_SECONDS = 50e-6        # how long a lane thread spins for the next request before it blocks
+# scalar results written with one pack (tag + value), as protocol.write_value would write them
+_SMALL = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),
+          Tag.FLOAT32: struct.Struct("<Bf"), Tag.BOOL: struct.Struct("<B?")}
+_SMALL_TYPES = frozenset((int, float, bool))
 
 
 class Lane:
@@ -205,6 +209,11 @@ class Lane:
                 return
             if outcome.error is None:
                 if self._result_at is not None and self._write_in_place(outcome):
+                    return
+                small = _SMALL.get(outcome.returns) if type(outcome.returns) is Tag else None
+                if small is not None and type(outcome.value) in _SMALL_TYPES:     # the fast path: one pack
+                    small.pack_into(self.resp.view, HEADER_SIZE, outcome.returns, outcome.value)
+                    self._pending = (seq, small.size, STATUS_OK)
                     return
                 size = value_size(outcome.value, outcome.returns)
                 self.resp.grow(size)

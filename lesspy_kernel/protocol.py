@@ -609,22 +609,62 @@ def _decode_desc(r: _Reader, depth: int = 0) -> TypeDesc:
     return Tag(tag)
 
 
+# The start of a call frame (name and return descriptor) repeats call after call: remember what it decodes to.
+_PREFIXES: dict = {}
+_MAX_PREFIXES = 4096
+# Scalar arguments decoded inline on the fast path: tag -> (struct, size)
+_INLINE = {Tag.INT32: _I32, Tag.INT64: _I64, Tag.FLOAT64: _F64, Tag.FLOAT32: _F32}
+
+
 def decode_call(payload: Union[bytes, memoryview]) -> Call:
     """Decode a call frame; arrays in the arguments are read-only views over `payload`."""
     r = _Reader(memoryview(payload))
+    buf = r.buf
+    head = _prefix(r)
+    name, returns = head
+    argc = r.unpack(_U8, "argument count")
+    args = []
+    pos, size = r.pos, len(buf)
+    for _ in range(argc):
+        if pos < size:                       # scalars inline; everything else (and every error) the full way
+            s = _INLINE.get(buf[pos])
+            if s is not None and pos + 1 + s.size <= size:
+                args.append(s.unpack_from(buf, pos + 1)[0])
+                pos += 1 + s.size
+                continue
+        r.pos = pos
+        args.append(_decode_value(r))
+        pos = r.pos
+    r.pos = pos
+    _check_end(r, "the arguments")
+    return Call(name, returns, args)
+
+
+def _prefix(r: _Reader) -> Tuple[str, TypeDesc]:
+    """Decode (or recall) the name and the return descriptor; leaves `r` at the argument count."""
     n = r.unpack(_U16, "name length")
     if not 1 <= n <= MAX_NAME_BYTES:
         raise FrameError(0, f"function name of {n} bytes, expected 1..{MAX_NAME_BYTES}")
     start = r.need(n, "function name")
+    raw = bytes(r.buf[start:start + n])
+    known = _PREFIXES.get(raw)
+    if known is not None:
+        for desc_bytes, name, returns in known:
+            end = r.pos + len(desc_bytes)
+            if r.buf[r.pos:end] == desc_bytes:
+                r.pos = end
+                return name, returns
     try:
-        name = bytes(r.buf[start:start + n]).decode("utf-8")
+        name = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise FrameError(start, "function name is not valid UTF-8") from None
+    at = r.pos
     returns = _decode_desc(r)
-    argc = r.unpack(_U8, "argument count")
-    args = [_decode_value(r) for _ in range(argc)]
-    _check_end(r, "the arguments")
-    return Call(name, returns, args)
+    if len(_PREFIXES) < _MAX_PREFIXES:
+        entries = _PREFIXES.setdefault(raw, [])
+        if len(entries) < 8:
+            entries.append((bytes(r.buf[at:r.pos]), name, returns))
+    return name, returns
 
 
 def _decode_text(r: _Reader, what: str) -> str:

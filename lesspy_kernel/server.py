@@ -37,6 +37,7 @@ DEFAULT_MAX_CLIENTS = 8
 MAX_LANES_PER_CLIENT = 64
 MAX_PENDING = 256            # connections being verified at once; past it the oldest is dropped
 WATCH_INTERVAL = 0.05        # how often the watchdog looks at running calls (cancel words, lost clients)
+IDLE_WATCH_INTERVAL = 0.25   # how often it looks when no call was running
 STOP_GRACE = 3.0             # how long stop() waits for running calls to end after interrupting them
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
 Observer = Callable[[Outcome], None]
@@ -418,11 +419,14 @@ class Server:
     def _watch(self) -> None:
         """Cancel calls whose caller abandoned them or went away; stop when the parent is gone; cap the log."""
         last_slow = 0.0
-        while not self._stop.wait(WATCH_INTERVAL):
+        interval = WATCH_INTERVAL
+        while not self._stop.wait(interval):
+            interval = IDLE_WATCH_INTERVAL                 # nothing running: look less often (idle when idle)
             for lane in self.lanes():
                 try:
                     if not lane.busy:
                         continue
+                    interval = WATCH_INTERVAL
                     if lane.req.cancel == lane.call.sequence:
                         lane.call.cancel("its caller cancelled it or timed out")
                     elif lane.connection_lost():
