@@ -204,7 +204,8 @@ namespace LessPy
                     {
                         if (Stopwatch.GetTimestamp() - pick.LastUsed > IdleCheckTicks && !pick.LooksOpen())
                         {
-                            DropAllLocked();                         // the server closed it: stopped or restarted
+                            // the server closed it (it stopped or restarted): a new lane tells which (OpenLane)
+                            RemoveLocked(pick);
                             continue;
                         }
                         return Take(pick, me);
@@ -465,7 +466,6 @@ namespace LessPy
                 case WaitOutcome.Closed:
                     Drop(lane);
                     if (_disposed) throw Disposed();
-                    lock (_lock) DropAllLocked();
                     throw new ServerUnavailableException("the server closed the connection during the call to " + m.PyName + ": " + GoneText());
             }
             bool hold = false;
