@@ -163,10 +163,12 @@ namespace LessPy
             if (_waiters > 0) Monitor.PulseAll(_lock);
         }
 
-        /// <summary>Takes a lane for a call by the current thread (see the pool rule above). The lane is Busy.</summary>
-        Lane Acquire(long deadline, CancellationToken ct, string what)
+        /// <summary>
+        /// Takes a lane for a call by thread <paramref name="me"/> (see the pool rule above); the lane is Busy. Without
+        /// <paramref name="mayBlock"/> returns null where it would open a lane or wait for one.
+        /// </summary>
+        Lane Acquire(long deadline, CancellationToken ct, string what, Thread me, bool mayBlock)
         {
-            Thread me = Thread.CurrentThread;
             long stealAfter = 0;
             lock (_lock)
             {
@@ -210,7 +212,11 @@ namespace LessPy
                         }
                         return Take(pick, me);
                     }
-                    if (_lanes.Count + _opening < _maxLanes) break;    // open a new lane, outside the lock
+                    if (_lanes.Count + _opening < _maxLanes)
+                    {
+                        if (!mayBlock) return null;
+                        break;                                       // open a new lane, outside the lock
+                    }
                     Lane victim = null;
                     bool dead = false, aside = false;
                     for (int i = 0; i < _lanes.Count; i++)
@@ -239,6 +245,7 @@ namespace LessPy
                             + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout): all " + _lanes.Count + " lanes carry calls that are "
                             + "running, or abandoned calls still running in Python");
                     ct.ThrowIfCancellationRequested();
+                    if (!mayBlock) return null;
                     _waiters++;
                     try { Monitor.Wait(_lock, 10); }              // also polls set-aside lanes for their late replies
                     finally { _waiters--; }
@@ -350,25 +357,28 @@ namespace LessPy
         {
             ct.ThrowIfCancellationRequested();
             long deadline = Deadline();
-            Lane lane = Acquire(deadline, ct, m.PyName);
+            Lane lane = Acquire(deadline, ct, m.PyName, Thread.CurrentThread, true);
             ulong seq = Send(lane, m, args);
             return Complete(lane, m, seq, deadline, ct);
         }
 
         /// <summary>
-        /// An asynchronous call: the frame is written and published on the calling thread (so a result's lane is held
-        /// for it, and its in-place request arrays are found); the wait runs on a thread of its own.
+        /// An asynchronous call, on behalf of the calling thread (a result's lane is held for it, its in-place request
+        /// arrays are found). When a lane is free at once the frame is written and published on the calling thread;
+        /// otherwise (a lane must be opened, or waited for) that happens on the call's own thread too, which then waits
+        /// for the reply: the caller never blocks.
         /// </summary>
         public Task<T> InvokeAsync<T>(MethodBinding m, object[] args, CancellationToken ct)
         {
             if (ct.IsCancellationRequested) return Task.FromCanceled<T>(ct);
             long deadline = Deadline();
+            Thread caller = Thread.CurrentThread;
             Lane lane;
-            ulong seq;
+            ulong seq = 0;
             try
             {
-                lane = Acquire(deadline, ct, m.PyName);
-                seq = Send(lane, m, args);
+                lane = Acquire(deadline, ct, m.PyName, caller, false);
+                if (lane != null) seq = Send(lane, m, args);
             }
             catch (OperationCanceledException)
             {
@@ -381,7 +391,17 @@ namespace LessPy
             var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
             var waiter = new Thread(() =>
             {
-                try { tcs.TrySetResult((T)Complete(lane, m, seq, deadline, ct)); }
+                try
+                {
+                    Lane l = lane;
+                    ulong sq = seq;
+                    if (l == null)
+                    {
+                        l = Acquire(deadline, ct, m.PyName, caller, true);
+                        sq = Send(l, m, args);
+                    }
+                    tcs.TrySetResult((T)Complete(l, m, sq, deadline, ct));
+                }
                 catch (OperationCanceledException) { tcs.TrySetCanceled(ct); }
                 catch (Exception e) { tcs.TrySetException(e); }
             });
@@ -587,7 +607,7 @@ namespace LessPy
                     lane.KeepsViews = true;
                 }
             }
-            if (lane == null) lane = Acquire(Deadline(), CancellationToken.None, "an in-place request array");
+            if (lane == null) lane = Acquire(Deadline(), CancellationToken.None, "an in-place request array", me, true);
             try
             {
                 Mapping req = lane.Request;

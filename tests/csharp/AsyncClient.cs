@@ -181,6 +181,15 @@ static class AsyncClient
             if (error != null) Console.WriteLine("first error: " + error.Replace("\n", " | "));
             return bad == 0 && cancelled == 6 * 20;
         });
+        Check("more_async_calls_than_lanes_never_block_the_caller", () =>
+        {
+            // 24 one-second calls, 16 lanes: had the caller waited for a lane, the first calls would be done by now
+            var tasks = new List<Task<int>>();
+            for (int i = 0; i < 24; i++) tasks.Add(api.sleep_then(1.0, i));
+            bool noneDone = tasks.TrueForAll(t => !t.IsCompleted);
+            for (int i = 0; i < tasks.Count; i++) if (tasks[i].Result != i) return false;
+            return noneDone;
+        });
         Check("dispose_then_disposed", () =>
         {
             api.Dispose();
