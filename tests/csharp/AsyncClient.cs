@@ -17,6 +17,7 @@ public interface IAsync : ILessPyConnection
     [PythonImport] Task<string> ran();
     [PythonImport] Task<int> sleep_then(double seconds, int value, CancellationToken ct = default(CancellationToken));
     [PythonImport("sleep_then")] int sleep_then_sync(double seconds, int value);
+    [PythonImport("sleep_then")] int sleep_then_sync_ct(double seconds, int value, CancellationToken ct);
     [PythonImport] Task spin_forever(string tag, CancellationToken ct);
     [PythonImport("spin_forever")] void spin_forever_sync(string tag);
     [PythonImport] Task<NdArray> fill(int tag, int n);
@@ -99,6 +100,13 @@ static class AsyncClient
             int r = api.add_ints_sync(2, 3);
             api.CallTimeout = TimeSpan.FromSeconds(30);
             return e is CallTimeoutException && e.Message.Contains("sleep_then") && e.Message.Contains("CallTimeout") && r == 5;
+        });
+        Check("sync_call_with_a_token", () =>
+        {
+            var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+            Exception e = null;
+            try { api.sleep_then_sync_ct(2.0, 1, cts.Token); } catch (Exception x) { e = x; }
+            return e is OperationCanceledException && api.sleep_then_sync_ct(0.0, 6, CancellationToken.None) == 6;
         });
         Check("sync_timeout_interrupts_endless_call", () =>
         {
