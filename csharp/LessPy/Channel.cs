@@ -412,7 +412,7 @@ namespace LessPy
         }
 
         /// <summary>Encodes the call into the lane's request file and publishes it; gives the lane back on failure.</summary>
-        ulong Send(Lane lane, MethodBinding m, object[] args)
+        ulong Send(Lane lane, MethodBinding m, object[] args, RequestStatus status = RequestStatus.Call)
         {
             bool published = false;
             try
@@ -440,7 +440,7 @@ namespace LessPy
                 lane.InPlaceLow = -1;
                 ReleaseHeldBefore(lane, lane.Holder);
                 bool sent;
-                ulong seq = lane.Publish(len, out sent);
+                ulong seq = lane.Publish(len, status, out sent);
                 published = true;
                 if (!sent)
                 {
@@ -548,6 +548,82 @@ namespace LessPy
                         + (_mode == ServerMode.Headless ? " (the server is stopping)" : " in the notebook (Jupyter's interrupt / stop button, or the server is stopping)")
                         + (e.Message.Length > 0 ? ": " + e.Message : ""));
                 default: return new LessPyException("error kind " + e.Kind + " from the server: " + msg);
+            }
+        }
+
+        // ---------------------------------------------------------------- streams (IEnumerable<T>)
+
+        /// <summary>Takes a lane for a stream, sends its call (status Stream) and returns the lane, kept Busy until the stream ends, fails or is closed.</summary>
+        internal Lane OpenStream(MethodBinding m, object[] args, CancellationToken ct, out ulong seq)
+        {
+            ct.ThrowIfCancellationRequested();
+            Lane lane = Acquire(Deadline(), ct, m.PyName, Thread.CurrentThread, true);
+            seq = Send(lane, m, args, RequestStatus.Stream);
+            return lane;
+        }
+
+        /// <summary>Asks the stream's lane for its next item (status Next), or to close the stream (status Close).</summary>
+        internal ulong SendStreamRequest(Lane lane, MethodBinding m, RequestStatus status)
+        {
+            if (_disposed) throw Disposed();
+            lane.Results.Bump();                       // the previous item's views die now: the response file is about to change
+            bool sent;
+            ulong seq = lane.Publish(0, status, out sent);
+            if (!sent)
+            {
+                Drop(lane);
+                throw new ServerUnavailableException("cannot ask for the next item of " + m.PyName + ": " + GoneText());
+            }
+            return seq;
+        }
+
+        /// <summary>
+        /// Waits for a stream's reply: an item (returned), the end (<paramref name="end"/> true, the lane given back), or an
+        /// error (thrown, the lane given back: the server has dropped the stream). On a timeout or cancellation the lane is
+        /// set aside as for a call. When this throws, the stream's lane is no longer the caller's.
+        /// </summary>
+        internal object StreamStep(Lane lane, MethodBinding m, ulong seq, CancellationToken ct, out bool end)
+        {
+            end = false;
+            WaitOutcome outcome;
+            try { outcome = lane.Wait(seq, Deadline(), ct); }
+            catch (ProtocolException)
+            {
+                Drop(lane);
+                throw;
+            }
+            switch (outcome)
+            {
+                case WaitOutcome.TimedOut:
+                    SetAside(lane, seq);
+                    if (_disposed) throw Disposed();
+                    throw new CallTimeoutException(TimeoutMessage(m));
+                case WaitOutcome.Cancelled:
+                    SetAside(lane, seq);
+                    throw new OperationCanceledException("the stream of " + m.PyName + " was cancelled; the server was told to drop it", ct);
+                case WaitOutcome.Closed:
+                    Drop(lane);
+                    if (_disposed) throw Disposed();
+                    throw new ServerUnavailableException("the server closed the connection during the stream of " + m.PyName + ": " + GoneText());
+            }
+            lane.Response.Refresh();
+            if (*(uint*)(lane.Response.Base + Wire.OffStatus) == (uint)FrameStatus.End)
+            {
+                end = true;
+                Return(lane, false);
+                return null;
+            }
+            bool hold;
+            try { return Decode(lane, m, out hold); }
+            catch (ProtocolException)
+            {
+                Drop(lane);
+                throw;
+            }
+            catch
+            {
+                Return(lane, false);                  // an error reply: the server has dropped the stream
+                throw;
             }
         }
 

@@ -269,9 +269,15 @@ namespace LessPy
         /// </summary>
         public ulong Publish(int payloadLength, out bool sent)
         {
+            return Publish(payloadLength, RequestStatus.Call, out sent);
+        }
+
+        /// <summary>As <see cref="Publish(int, out bool)"/>, with the request's status (a stream's call, next or close).</summary>
+        public ulong Publish(int payloadLength, RequestStatus status, out bool sent)
+        {
             byte* h = Request.Base;
             *(ulong*)(h + Wire.OffLength) = (ulong)payloadLength;
-            *(uint*)(h + Wire.OffStatus) = (uint)FrameStatus.Value;
+            *(uint*)(h + Wire.OffStatus) = (uint)status;
             ulong seq = ++_sequence;
             Volatile.Write(ref *(long*)(h + Wire.OffSequence), (long)seq);
             Interlocked.MemoryBarrier();

@@ -29,7 +29,7 @@ namespace LessPy
         const string Supported = "Supported: bool, int, long, float, double, sbyte, byte, short, ushort, uint, ulong, string, DateTime, TimeSpan, Guid, enums, "
             + "nullable value types (int?, DateTime?), byte[], int[], int[][], 1-D arrays of numbers or bool (double[], bool[], ...), rectangular arrays (double[,]), NdArray, "
             + "T[], List<T>, IList<T>, IReadOnlyList<T>, Dictionary<string, T>, IReadOnlyDictionary<string, T>, classes and structs with public properties (records), "
-            + "ValueTuple of 1 to 7 of these (nested), void returns, Task and Task<T> returns (asynchronous), and a CancellationToken as the last parameter "
+            + "ValueTuple of 1 to 7 of these (nested), void returns, Task and Task<T> returns (asynchronous), IEnumerable<T> returns (streamed from a generator), and a CancellationToken as the last parameter "
             + "(docs/PROTOCOL.md section 4).";
 
         /// <summary>Checks every method of <paramref name="iface"/> and computes what its calls send.</summary>
@@ -73,6 +73,11 @@ namespace LessPy
                 result = declared.GetGenericArguments()[0];
                 b.StartAsync = MakeStarter(result);
             }
+            else if (declared.IsGenericType && declared.GetGenericTypeDefinition() == typeof(IEnumerable<>))
+            {
+                result = declared.GetGenericArguments()[0];          // a stream: one item per MoveNext
+                b.StartAsync = MakeStarter(result, "StartStream");
+            }
             Type bad;
             b.ReturnType = WireType.For(result, true, out bad);
             if (b.ReturnType == null)
@@ -105,9 +110,9 @@ namespace LessPy
             return b;
         }
 
-        static Func<Channel, MethodBinding, object[], CancellationToken, object> MakeStarter(Type result)
+        static Func<Channel, MethodBinding, object[], CancellationToken, object> MakeStarter(Type result, string how = "Start")
         {
-            MethodInfo start = typeof(MethodBinding).GetMethod("Start", BindingFlags.NonPublic | BindingFlags.Static).MakeGenericMethod(result);
+            MethodInfo start = typeof(MethodBinding).GetMethod(how, BindingFlags.NonPublic | BindingFlags.Static).MakeGenericMethod(result);
             return (Func<Channel, MethodBinding, object[], CancellationToken, object>)Delegate.CreateDelegate(
                 typeof(Func<Channel, MethodBinding, object[], CancellationToken, object>), start);
         }
@@ -115,6 +120,11 @@ namespace LessPy
         static object Start<T>(Channel channel, MethodBinding b, object[] args, CancellationToken ct)
         {
             return channel.InvokeAsync<T>(b, args, ct);
+        }
+
+        static object StartStream<T>(Channel channel, MethodBinding b, object[] args, CancellationToken ct)
+        {
+            return new PythonStream<T>(channel, b, args, ct);
         }
 
         static bool ContainsArrays(WireType t)
