@@ -104,13 +104,18 @@ class Lane:
             self.sock.sendall(handshake.CALL)
         return self.seq
 
-    def wait(self, seq: Optional[int] = None, spin: float = 50e-6) -> None:
-        """Wait until the reply to `seq` (default: the last call) is in the response file."""
+    def wait(self, seq: Optional[int] = None, spin: float = 50e-6, yield_for: float = 200e-6) -> None:
+        """Wait until the reply to `seq` (default: the last call) is in the response file: spin, then yield the
+        CPU between looks, then block on the socket (as the C# client does)."""
         seq = self.seq if seq is None else seq
-        end = time.perf_counter() + spin
+        now = time.perf_counter()
+        spin_end, yield_end = now + spin, now + spin + yield_for
         while self.resp.sequence < seq:
-            if time.perf_counter() > end:
-                break
+            now = time.perf_counter()
+            if now > spin_end:
+                if now > yield_end:
+                    break
+                os.sched_yield()
         while self.resp.sequence < seq:
             self.resp.waiting = 1
             full_fence()
