@@ -74,3 +74,14 @@ def proc_figures(pid: int) -> Dict[str, int]:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
     return {"fds": fds, "threads": threads, "rss_kib": rss}
+
+
+def settled_figures(pid: int, like: Dict[str, int], timeout: float = 10.0) -> Dict[str, int]:
+    """proc_figures once descriptors and threads are back to `like`'s (a lane's thread ends a moment after its
+    lane is gone from the status), or as they are after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = proc_figures(pid)
+        if (now["fds"], now["threads"]) == (like["fds"], like["threads"]) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)

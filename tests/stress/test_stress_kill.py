@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HERE, ROOT, proc_figures
+from conftest import HERE, ROOT, proc_figures, settled_figures
 from lesspy_kernel.client import Lane, status
 from lesspy_kernel.protocol import Tag, encode_call
 from servers import Headless, wait_for
@@ -62,8 +62,11 @@ def still_serves(folder: Path, tag: int) -> None:
 def kill_in_batches(folder: Path, server_pid: int, batches: int, per_batch: int, seed: int) -> dict:
     rng = random.Random(seed)
     figures = {"clients_killed": 0, "batches": batches, "per_batch": per_batch, "modes": Counter(),
-               "samples": [dict(proc_figures(server_pid), after="start")]}
+               "samples": []}
+    before = proc_figures(server_pid)
     still_serves(folder, 999)
+    wait_for(lambda: cleaned_up(folder), timeout=30, what="the check's lane to go")
+    figures["samples"].append(dict(settled_figures(server_pid, before), after="start (one lane used)"))
     for b in range(batches):
         modes = [MODES[(b * per_batch + k) % len(MODES)] for k in range(per_batch)]
         procs = start_clients(folder, modes, 1000 * (b + 1))
@@ -80,7 +83,8 @@ def kill_in_batches(folder: Path, server_pid: int, batches: int, per_batch: int,
             figures["clients_killed"] += 1
         wait_for(lambda: cleaned_up(folder), timeout=30, what="the killed clients' lanes and files to go")
         still_serves(folder, 2000 + b)
-        figures["samples"].append(dict(proc_figures(server_pid), after=f"batch {b + 1}"))
+        wait_for(lambda: cleaned_up(folder), timeout=30, what="the check's lane to go")
+        figures["samples"].append(dict(settled_figures(server_pid, figures["samples"][0]), after=f"batch {b + 1}"))
     figures["modes"] = dict(figures["modes"])
     figures["server_status"] = {k: v for k, v in status(folder).items()
                                 if k in ("calls", "errors", "clients_seen", "lanes", "clients")}
@@ -88,9 +92,12 @@ def kill_in_batches(folder: Path, server_pid: int, batches: int, per_batch: int,
 
 
 def check_flat(figures: dict) -> None:
-    base, last = figures["samples"][1], figures["samples"][-1]    # after the first batch: imports are done
-    assert last["fds"] == base["fds"], figures["samples"]
-    assert last["threads"] == base["threads"], figures["samples"]
+    first, base, last = figures["samples"][0], figures["samples"][1], figures["samples"][-1]
+    assert (last["fds"], last["threads"]) == (first["fds"], first["threads"]), figures["samples"]
+    # every batch ends where the first began; memory is compared from the end of the first batch on (the
+    # first lanes load what every later one reuses)
+    assert all((x["fds"], x["threads"]) == (first["fds"], first["threads"]) for x in figures["samples"]), \
+        figures["samples"]
     assert last["rss_kib"] - base["rss_kib"] <= RSS_SLACK_KIB, figures["samples"]
 
 
