@@ -5,6 +5,9 @@ In a notebook::
     %load_ext lesspy_kernel
     %lesspy serve --name demo
 
+C# may call the functions the notebook's cells define; anything else only once exported explicitly:
+``lesspy_kernel.export(fn)`` (also a decorator) or ``%lesspy serve --export name1,name2``.
+
 Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts)::
 
     python -m lesspy_kernel serve --module exporting_module.py --work-folder lesspy_work
@@ -13,6 +16,8 @@ Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts)::
 from __future__ import annotations
 
 from typing import Any, Optional
+
+from .namespaces import export, unexport
 
 __version__ = "0.1.0"
 

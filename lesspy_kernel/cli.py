@@ -61,7 +61,7 @@ def serve(args: argparse.Namespace) -> int:
             pass
     server = Server(ModuleNamespace(module, only), Path(args.work_folder).absolute(), capacity=args.capacity,
                     keep_alive=args.keep_alive, parent_pid=args.parent_pid, max_clients=args.max_clients,
-                    lock_held=args.lock_held, log_file=args.log_file)
+                    lock_held=args.lock_held, log_file=args.log_file, log_cap=args.log_max_bytes)
     try:
         server.open()
     except (OSError, ValueError) as e:
@@ -95,6 +95,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--only", help="comma-separated function names: export only these")
     p.add_argument("--parent-pid", type=int, help="stop when this process exits (set by the C# client)")
     p.add_argument("--log-file", help="after start-up, write all output here (capped, rotated to FILE.1)")
+    p.add_argument("--log-max-bytes", type=parse_size, default=10 * 1024 * 1024,
+                   help="rotate the log file to FILE.1 past this size (default 10M)")
     p.add_argument("--max-clients", type=int, default=8, help="how many clients (apps) may connect at once")
     p.add_argument("--lock-held", action="store_true", help=argparse.SUPPRESS)  # the starter holds lesspy.lock
     p.add_argument("--debug", action="store_true", help="log every call")

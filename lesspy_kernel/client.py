@@ -14,16 +14,18 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Iterator, Optional, Union
 
 from . import handshake
 from .mapping import Mapping, full_fence
-from .protocol import (CANCEL_OFFSET, HEADER_SIZE, STATUS_ERROR, ErrorReply, decode_error, decode_value,
-                       encode_call, publish, read_header)
+from .protocol import (CANCEL_OFFSET, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
+                       STATUS_END, STATUS_ERROR, ErrorReply, decode_error, decode_value, encode_call, publish,
+                       read_header)
 from .workfolder import KEY_FILE, connect_notify
 
 _U64 = struct.Struct("<Q")
 PathLike = Union[str, os.PathLike]
+END = object()                  # what `receive` returns when a stream has no more items
 
 
 class RemoteError(Exception):
@@ -92,13 +94,14 @@ class Lane:
             if m.session != self.session:
                 raise ConnectionError(f"{m.path.name} belongs to another server run")
         self.seq = 0
+        self._stream: object = None
 
-    def send_raw(self, payload: bytes) -> int:
+    def send_raw(self, payload: bytes, status: int = REQUEST_CALL) -> int:
         """Write a request frame and hand it over (grow the request file first when it does not fit)."""
         self.req.grow(len(payload))
         self.seq += 1
         self.req.view[HEADER_SIZE:HEADER_SIZE + len(payload)] = payload
-        publish(self.req.header, self.seq, len(payload), 0)
+        publish(self.req.header, self.seq, len(payload), status)
         full_fence()
         if self.req.waiting:
             self.sock.sendall(handshake.CALL)
@@ -131,11 +134,36 @@ class Lane:
         payload = bytes(self.resp.payload(length))
         if status == STATUS_ERROR:
             raise RemoteError(decode_error(payload))
+        if status == STATUS_END:
+            return END
         return decode_value(payload)
 
     def call(self, name: str, returns: Any, args: Any = (), arg_descs: Any = None) -> Any:
         self.send_raw(encode_call(name, returns, list(args), arg_descs))
         return self.receive()
+
+    def stream(self, name: str, item: Any, args: Any = (), arg_descs: Any = None) -> Iterator[Any]:
+        """Call a function whose result is streamed (C# IEnumerable<T>): one round trip per item. Closing
+        the iterator early closes the Python generator."""
+        token = object()
+        self._stream = token                  # a lane has one open stream: a newer call replaces this one
+        self.send_raw(encode_call(name, item, list(args), arg_descs), REQUEST_STREAM)
+        done = False
+        try:
+            while True:
+                value = self.receive()
+                if value is END:
+                    done = True
+                    return
+                yield value
+                self.send_raw(b"", REQUEST_NEXT)
+        except RemoteError:
+            done = True
+            raise
+        finally:
+            if not done and self._stream is token:
+                self.send_raw(b"", REQUEST_CLOSE)
+                self.receive()
 
     def cancel(self, seq: Optional[int] = None) -> None:
         """Abandon a call: the server does not start it, or interrupts it."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
-import sys
 import threading
 from typing import Callable, TypeVar
 
+from .celloutput import CellOutput
 from .dispatch import complete_awaitable
 from .handshake import Mode
-from .protocol import ErrorKind
 
 R = TypeVar("R")
 
@@ -50,8 +49,8 @@ class KernelExecutor(Executor):
         self.kernel = kernel
         self.threaded = threaded
         self.mode = Mode.NOTEBOOK_THREADED if threaded else Mode.NOTEBOOK
-        get_parent = getattr(kernel, "get_parent", None)
-        self.parent = get_parent("shell") if get_parent else getattr(kernel, "_parent_header", {})
+        self.output = CellOutput(kernel)            # calls print into the cell that ran %lesspy serve
+        self.parent = self.output.parent
         if not threaded and getattr(kernel, "io_loop", None) is None:
             raise RuntimeError("the kernel has no io_loop yet: run %lesspy serve in a cell, not at start-up")
 
@@ -98,26 +97,9 @@ class KernelExecutor(Executor):
         return result
 
     def _with_output(self, fn: Callable[[], R]) -> R:
-        """Send what the call prints to the serving cell's output, and show Python errors there too."""
-        streams = [s for s in (sys.stdout, sys.stderr) if hasattr(s, "set_parent")]
-        saved = [getattr(s, "parent_header", None) for s in streams]
-        for s in streams:
-            s.set_parent(self.parent)
-        try:
-            result = fn()
-            error = getattr(result, "error", None)
-            if error is not None and error.kind == ErrorKind.PYTHON_ERROR:
-                print(f"lesspy: {getattr(result, 'name', '?')} raised; the C# caller got a PythonException:\n"
-                      f"{error.traceback}", file=sys.stderr)
-            return result
-        finally:
-            for s, header in zip(streams, saved):
-                try:
-                    s.flush()
-                    if header is not None:
-                        s.parent_header = header
-                except Exception:
-                    pass
+        """Send what the call prints to the serving cell's output, and show Python errors there too
+        (repeats summarised): see celloutput.py."""
+        return self.output.run(fn)
 
 
 def _arm_interrupt() -> object:

@@ -26,8 +26,19 @@ class CallCancelled(BaseException):
     stopping server ends. A BaseException, like asyncio.CancelledError, so `except Exception` lets it pass."""
 
 
-def _raise_in(thread_id: int, exc: Optional[type]) -> None:
-    _set_async_exc(thread_id, exc if exc is not None else ctypes.py_object())
+def _raise_in(thread_id: int, exc: type) -> None:
+    _set_async_exc(thread_id, exc)
+
+
+def _let_it_fire() -> None:
+    """Run a few backward jumps (each checks for a pending asynchronous exception) and drop a CallCancelled."""
+    for _ in range(3):
+        try:
+            for _ in range(100):
+                pass
+            return
+        except CallCancelled:
+            continue
 
 
 class RunningCall:
@@ -63,17 +74,18 @@ class RunningCall:
         return True
 
     def end(self) -> None:
-        """On the running thread, after the call: from here on no interrupt can reach this thread."""
+        """On the running thread, after the call: from here on no interrupt can reach this thread.
+
+        A CallCancelled that was set but has not fired yet is made to fire here and dropped (the call is over).
+        It is never cleared with SetAsyncExc(NULL): that leaves CPython's interpreter-wide "async exception
+        pending" flag set, which slows every thread down and hangs a thread that runs under a profiler.
+        """
         _current.lane = None
-        while True:
-            try:
-                with self._lock:
-                    if self._thread is not None:
-                        _raise_in(self._thread, None)      # drop one that was set but has not fired
-                    self._thread = None
-                return
-            except CallCancelled:                          # it fired inside this method: done with it now
-                continue
+        with self._lock:
+            self._thread = None
+            pending = self._raised
+        if pending:
+            _let_it_fire()
 
     def finish(self) -> None:
         """The lane thread has sent the reply."""

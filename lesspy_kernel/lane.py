@@ -14,16 +14,16 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 import numpy as np
 
 from . import handshake
-from .dispatch import Outcome, invoke
+from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .mapping import Mapping, full_fence
-from .protocol import (DTYPE_CODES, HEADER_SIZE, SEQUENCE_OFFSET, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply,
-                       Tag, decode_call, error_size, fit_error, publish, read_header, value_size, write_error,
+from .protocol import (DTYPE_CODES, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
+                       SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, decode_call, error_size, fit_error, publish, read_header, value_size, write_error,
                        write_value)
 
 if TYPE_CHECKING:
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("lesspy_kernel")
 _SEQ = struct.Struct("<Q")
 SPIN_SECONDS = 50e-6        # how long a lane thread spins for the next request before it blocks
+# scalar results written with one pack (tag + value), as protocol.write_value would write them
+_SMALL = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),
+          Tag.FLOAT32: struct.Struct("<Bf"), Tag.BOOL: struct.Struct("<B?")}
+_SMALL_TYPES = frozenset((int, float, bool))
 
 
 class Lane:
@@ -55,6 +59,7 @@ class Lane:
         self._last = 0
         self._result_at: Optional[int] = None     # address of a result_array() made during the current call
         self._pending = (0, 0, STATUS_OK)         # the reply to publish: sequence, length, status
+        self.stream: Optional[Tuple[str, Any, Any]] = None    # (name, item type, iterator) of an open stream
         self.thread = threading.Thread(target=self._run, name=f"lesspy-lane-{lane_id}", daemon=True)
 
     def start(self) -> None:
@@ -126,42 +131,89 @@ class Lane:
     def _run_call(self, seq: int) -> Outcome:
         try:
             self.req.refresh()
-            _, length, _ = read_header(self.req.view)
+            _, length, status = read_header(self.req.view)
+            if status in (REQUEST_NEXT, REQUEST_CLOSE):
+                return self._stream_request(seq, status)
+            if status not in (REQUEST_CALL, REQUEST_STREAM):
+                raise ValueError(f"request status {status} is not 0 (call), 1 (next), 2 (close) or 3 (stream)")
             call = decode_call(self.req.payload(length))
         except Exception as e:  # FrameError, or anything a hostile frame provokes: never fatal
             return failed("?", ErrorKind.MALFORMED_REQUEST, f"the request could not be decoded ({e}): the client "
                           "and server disagree about docs/PROTOCOL.md; use matching versions")
+        self._drop_stream()                       # a new call: the client gave up on an open stream
         if self.req.cancel == seq:
             return failed(call.name, ErrorKind.CANCELLED, f"{call.name} was not run: its caller abandoned it first")
+        streaming = status == REQUEST_STREAM
+        outcome = self._execute(call.name, lambda reason: invoke(call, self.server.namespace, reason, streaming))
+        if streaming and outcome.stream is not None:
+            self.stream = (call.name, call.returns, outcome.stream)
+        return outcome
+
+    def _stream_request(self, seq: int, status: int) -> Outcome:
+        """NEXT: the next item of the open stream; CLOSE: close it (its generator's finally blocks run)."""
+        if self.stream is None:
+            if status == REQUEST_CLOSE:
+                return Outcome("?", 0, [], time.time(), end=True)
+            return failed("?", ErrorKind.SERVER_ERROR, "no stream is open on this lane (it ended, failed, or was "
+                          "closed): call the method again for a new one")
+        name, returns, iterator = self.stream
+        if self.req.cancel == seq:
+            status = REQUEST_CLOSE
+        if status == REQUEST_CLOSE:
+            self.stream = None
+            out = self._execute(name, lambda reason: _closed(name, iterator))
+            return out
+        outcome = self._execute(name, lambda reason: next_item(name, returns, iterator, reason))
+        if outcome.stream is None:
+            self.stream = None
+        return outcome
+
+    def _execute(self, name: str, body: Callable[[Callable[[], Optional[str]]], Outcome]) -> Outcome:
+        """Run `body` through the server's executor with this lane's call marked running (so it can be
+        cancelled before it starts or interrupted while it runs)."""
         control = self.call
 
         def run_call() -> Outcome:
             if not control.begin():
-                return failed(call.name, ErrorKind.CANCELLED,
-                              f"{call.name} was not run: {control.reason or 'its caller abandoned it'}")
+                return failed(name, ErrorKind.CANCELLED, f"{name} was not run: {control.reason or 'its caller abandoned it'}")
             try:
-                return invoke(call, self.server.namespace, lambda: control.reason)
+                return body(lambda: control.reason)
             finally:
                 control.end()
 
         try:
             return self.server.executor.run(run_call, self.server.stop_event)
         except (CallCancelled, KeyboardInterrupt) as e:
-            from .dispatch import stopped_error
-
-            out = failed(call.name, ErrorKind.CANCELLED, "")
-            out.error = stopped_error(call.name, e, control.reason)
+            out = failed(name, ErrorKind.CANCELLED, "")
+            out.error = stopped_error(name, e, control.reason)
             return out
         except BaseException as e:  # the executor gave up (server stopping) or something of ours broke
             if self.server.stopping:
-                return failed(call.name, ErrorKind.INTERRUPTED, f"the server is stopping, so {call.name} did not run")
-            return failed(call.name, ErrorKind.SERVER_ERROR, f"the server could not run {call.name}: {e}")
+                return failed(name, ErrorKind.INTERRUPTED, f"the server is stopping, so {name} did not run")
+            return failed(name, ErrorKind.SERVER_ERROR, f"the server could not run {name}: {e}")
+
+    def _drop_stream(self) -> None:
+        if self.stream is not None:
+            _, _, iterator = self.stream
+            self.stream = None
+            try:
+                close_stream(iterator)
+            except BaseException:
+                log.exception("closing an abandoned stream failed")
 
     def _write_reply(self, seq: int, outcome: Outcome) -> None:
         """Encode the result (or the error) into the response mapping, growing it when needed. Never raises."""
         try:
+            if outcome.end and outcome.error is None:
+                self._pending = (seq, 0, STATUS_END)
+                return
             if outcome.error is None:
                 if self._result_at is not None and self._write_in_place(outcome):
+                    return
+                small = _SMALL.get(outcome.returns) if type(outcome.returns) is Tag else None
+                if small is not None and type(outcome.value) in _SMALL_TYPES:     # the fast path: one pack
+                    small.pack_into(self.resp.view, HEADER_SIZE, outcome.returns, outcome.value)
+                    self._pending = (seq, small.size, STATUS_OK)
                     return
                 size = value_size(outcome.value, outcome.returns)
                 self.resp.grow(size)
@@ -250,7 +302,8 @@ class Lane:
             pass
 
     def release(self) -> None:
-        """After the thread ended: close the socket, unmap and remove the files."""
+        """After the thread ended: close an open stream and the socket, unmap and remove the files."""
+        self._drop_stream()
         try:
             self.sock.close()
         except OSError:
@@ -266,6 +319,16 @@ class Lane:
             return False
         except OSError:
             return True
+
+
+def _closed(name: str, iterator: Any) -> Outcome:
+    out = Outcome(name, 0, [], time.time(), end=True)
+    try:
+        close_stream(iterator)
+    except BaseException as e:  # an exception from the generator's finally: tell the caller
+        out.end = False
+        out.error = ErrorReply(ErrorKind.PYTHON_ERROR, type(e).__name__, f"closing {name}'s stream failed: {e}", "")
+    return out
 
 
 def failed(name: str, kind: ErrorKind, message: str) -> Outcome:

@@ -37,6 +37,7 @@ DEFAULT_MAX_CLIENTS = 8
 MAX_LANES_PER_CLIENT = 64
 MAX_PENDING = 256            # connections being verified at once; past it the oldest is dropped
 WATCH_INTERVAL = 0.05        # how often the watchdog looks at running calls (cancel words, lost clients)
+IDLE_WATCH_INTERVAL = 0.25   # how often it looks when no call was running
 STOP_GRACE = 3.0             # how long stop() waits for running calls to end after interrupting them
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
 Observer = Callable[[Outcome], None]
@@ -51,10 +52,6 @@ class ServerStats:
     clients_seen: int = 0
     refused: int = 0
     last_error: str = ""
-
-    @property
-    def client_pid(self) -> Optional[int]:  # kept for older displays
-        return None
 
 
 @dataclass
@@ -422,15 +419,20 @@ class Server:
     def _watch(self) -> None:
         """Cancel calls whose caller abandoned them or went away; stop when the parent is gone; cap the log."""
         last_slow = 0.0
-        while not self._stop.wait(WATCH_INTERVAL):
+        interval = WATCH_INTERVAL
+        while not self._stop.wait(interval):
+            interval = IDLE_WATCH_INTERVAL                 # nothing running: look less often (idle when idle)
             for lane in self.lanes():
-                if not lane.busy:
+                try:
+                    if not lane.busy:
+                        continue
+                    interval = WATCH_INTERVAL
+                    if lane.req.cancel == lane.call.sequence:
+                        lane.call.cancel("its caller cancelled it or timed out")
+                    elif lane.connection_lost():
+                        lane.call.cancel("its caller disconnected")
+                except (ValueError, OSError):      # the lane was remapped or closed under us: look next time
                     continue
-                seq = lane.call.sequence
-                if lane.req.cancel == seq:
-                    lane.call.cancel("its caller cancelled it or timed out")
-                elif lane.connection_lost():
-                    lane.call.cancel("its caller disconnected")
             now = time.monotonic()
             if now - last_slow < 1.0:
                 continue

@@ -190,7 +190,7 @@ def test_stub_magic_writes_a_file(tmp_path):
         assert "wrote" in out
         code = target.read_text()
         assert "namespace Demo.Api" in code and "public interface INb" in code
-        assert '[PythonImport("mean")]' in code and "double mean(NdArray a);" in code
+        assert '[PythonImport("mean")]' in code and "double Mean(NdArray a);" in code
         assert "Mean of a." in code
         assert "untyped(x): annotate" in code
         assert "not a valid C# identifier" in k.run("%lesspy stub --interface 9bad", allow_error=True)

@@ -207,3 +207,38 @@ def test_two_servers_started_at_once_on_one_folder_leave_exactly_one(tmp_path):
                 p.wait(10)
                 p.stdout.close()
                 p.stderr.close()
+
+
+def test_generators_stream_lazily_and_close_when_abandoned(server):
+    with Lane(server.folder) as lane:
+        assert list(lane.stream("countdown", I, [3], [I])) == [3, 2, 1]
+        before = lane.call("started_count", I)
+        items = lane.stream("countdown", I, [1000], [I])
+        assert [next(items), next(items)] == [1000, 999]
+        assert lane.call("started_count", I) == before + 2, "one item per MoveNext, not the whole generator"
+        items = lane.stream("countdown", I, [50], [I])
+        assert next(items) == 50
+        items.close()                                     # Dispose before the end: the generator's finally runs
+        assert 50 in lane.call("closed_streams", Tag.INT32_ARRAY)
+        got = []
+        with pytest.raises(RemoteError) as e:
+            for x in lane.stream("fails_at", I, [2], [I]):
+                got.append(x)
+        assert got == [0, 1] and e.value.reply.python_type == "ValueError" and "no item 2" in e.value.reply.message
+        with pytest.raises(RemoteError) as e:
+            list(lane.stream("not_iterable", I))
+        assert e.value.reply.kind == ErrorKind.RESULT_MISMATCH and "IEnumerable<int>" in e.value.reply.message
+        assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+
+
+def test_the_log_file_is_rotated_at_its_cap(tmp_path):
+    log = tmp_path / "server.log"
+    with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive", "--log-file", str(log), "--log-max-bytes",
+                  "64K") as s, Lane(s.folder) as lane:
+        for _ in range(10):
+            assert lane.call("chatty", I, [2000], [I]) == 2000      # about 230 KB each
+            time.sleep(0.15)
+        wait_for(lambda: log.stat().st_size < 300_000, timeout=5, what="the log to be rotated")
+        backup = tmp_path / "server.log.1"
+        assert backup.exists() and backup.stat().st_size <= 64 * 1024
+        assert lane.call("add_ints", I, [1, 2], [I, I]) == 3

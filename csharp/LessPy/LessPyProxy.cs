@@ -101,7 +101,10 @@ namespace LessPy
             return b;
         }
 
-        const string Supported = "Supported: int, long, float, double, bool, string, byte[], int[], int[][], NdArray, ValueTuple of 1 to 7 of these (nested), and void returns.";
+        const string Supported = "Supported: bool, int, long, float, double, sbyte, byte, short, ushort, uint, ulong, string, DateTime, TimeSpan, Guid, enums, "
+            + "nullable value types (int?, DateTime?), byte[], int[], int[][], 1-D arrays of numbers or bool (double[], bool[], ...), rectangular arrays (double[,]), NdArray, "
+            + "T[], List<T>, IList<T>, IReadOnlyList<T>, Dictionary<string, T>, IReadOnlyDictionary<string, T>, classes and structs with public properties (records), "
+            + "ValueTuple of 1 to 7 of these (nested), and void returns (docs/PROTOCOL.md section 4).";
 
         static bool ContainsArrays(WireType t)
         {
@@ -112,9 +115,12 @@ namespace LessPy
             return false;
         }
 
+        /// <summary>The type as C# writes it (int?, not System.Nullable`1[...]), the part LessPy refuses, and what to use instead.</summary>
         static string Describe(Type t, Type bad)
         {
-            return bad == null || bad == t ? t.ToString() : t + " (its element " + bad + ")";
+            string hint = WireType.Hint(bad ?? t);
+            if (bad != null && bad != t) return WireType.CSharpName(t) + " (its part " + WireType.CSharpName(bad) + (hint.Length > 0 ? ": " + hint : "") + ")";
+            return WireType.CSharpName(t) + (hint.Length > 0 ? " (" + hint + ")" : "");
         }
 
         /// <summary>Routes an interface call to Python (DispatchProxy calls it).</summary>

@@ -82,3 +82,36 @@ def raises_long_type_name(n):
 
 def pid():
     return os.getpid()
+
+
+closed = []
+
+
+def countdown(n):
+    """A generator: streamed to C# as IEnumerable<int>, one item per MoveNext."""
+    try:
+        for i in range(n, 0, -1):
+            _started.append(i)
+            yield i
+    finally:
+        closed.append(n)
+
+
+def closed_streams():
+    return list(closed)
+
+
+def fails_at(n):
+    for i in range(n):
+        yield i
+    raise ValueError(f"no item {n}")
+
+
+def not_iterable():
+    return 42
+
+
+def chatty(n):
+    for i in range(n):
+        print(f"line {i} " + "x" * 100)
+    return n
