@@ -43,7 +43,10 @@ static class FuzzCodec
             typeof(bool), typeof(int), typeof(long), typeof(float), typeof(double), typeof(string), typeof(byte[]),
             typeof(int[]), typeof(int[][]), typeof(NdArray), typeof(ValueTuple<NdArray, double>),
             typeof(ValueTuple<int, ValueTuple<string, int[]>>), typeof(ValueTuple<int, int, int, int, int, int, int>),
-        }.Select(t => { Type u; return WireType.For(t, false, out u); }).ToArray();
+            typeof(List<int>), typeof(List<string>), typeof(Dictionary<string, double>), typeof(Dictionary<string, List<int>>),
+            typeof(DateTime), typeof(TimeSpan), typeof(Guid), typeof(int?), typeof(double?), typeof(double[]), typeof(long[]),
+            typeof(string[]), typeof(double[,]), typeof(bool[,]), typeof(byte), typeof(short), typeof(ulong),
+        }.Select(t => { Type u; return WireType.For(t, false, out u); }).Where(w => w != null).ToArray();
 
         var values = new List<byte[]>();
         var errors = new List<byte[]>();
@@ -221,7 +224,8 @@ static class FuzzCodec
             l.Add(new byte[0]);
             return l;
         }
-        // deep TUPLE nesting is checked on its own ("deep" mode, tests/stress/test_fuzz.py): see the report there
+        l.Add(Cat(Repeat(new byte[] { 0x0A, 1 }, 40), new byte[] { 0 }));            // tuple nested 40 deep
+        // deeper TUPLE nesting is checked on its own ("deep" mode, tests/stress/test_stress_fuzz.py)
         l.Add(Cat(new byte[] { 0x09 }, U32(0xFFFFFFFF)));
         l.Add(Cat(new byte[] { 0x09 }, U32(8000), new byte[3 + 8 * 8000]));
         l.Add(Cat(new byte[] { 0x08 }, U32(0xFFFFFFFF), new byte[3]));
@@ -235,6 +239,10 @@ static class FuzzCodec
         l.Add(Cat(new byte[] { 0x0B, 14, 1 }, U64(ulong.MaxValue), new byte[53]));
         l.Add(Cat(new byte[] { 0x0B, 1, 1 }, U64(int.MaxValue), new byte[53]));
         l.Add(Cat(new byte[] { 0x0A, 7 }, Repeat(Cat(new byte[] { 0x0A, 7 }, new byte[7]), 7)));
+        l.Add(Cat(new byte[] { 0x0C }, U32(0xFFFFFFFF), new byte[8]));               // the newer tags with huge counts
+        l.Add(Cat(new byte[] { 0x0D }, U32(0xFFFFFFFF), new byte[8]));
+        l.Add(Cat(new byte[] { 0x0E }, U32(0xFFFFFFFF), new byte[8]));
+        l.Add(Cat(new byte[] { 0x0F }, U32(0x7FFFFFFF), new byte[8]));
         l.Add(new byte[0]);
         return l;
     }

@@ -46,7 +46,8 @@ def crafted() -> Dict[str, List[bytes]]:
         bytes([Tag.NDARRAY, 12, 33]) + bytes(8 * 33),
         bytes([Tag.NDARRAY, 14, 1]) + struct.pack("<Q", 2**64 - 1) + bytes(53),
         bytes([Tag.TUPLE, 7]) + bytes([Tag.TUPLE, 7] + [Tag.NONE] * 7) * 7,
-    ]
+    ] + [bytes([tag]) + struct.pack("<I", n) + bytes(8) for tag in range(0x0C, 0x17)   # the newer tags
+         for n in (0xFFFFFFFF, 0x7FFFFFFF, 100_000)]
     call = [
         struct.pack("<H", 0xFFFF) + b"f",
         struct.pack("<H", 1) + b"f" + bytes([Tag.TUPLE, 1]) * 5000 + bytes([Tag.NONE, 0]),

@@ -72,14 +72,14 @@ def test_csharp_codec_million(fuzz_exe, record):
     check_csharp(result, FULL)
 
 
-@pytest.mark.parametrize("depth", [17, 200_000])
-def test_csharp_refuses_deeply_nested_tuples(fuzz_exe, depth):
-    """The Python decoder refuses TUPLEs nested deeper than 16 (FrameError); the C# Codec.Read must refuse them
-    too with a ProtocolException. Today it has no limit: 200,000 levels (a 400 KB frame) end in a
-    StackOverflowException, and nesting costs quadratic time and memory in WireType.TupleOf (2,000 levels:
-    about 19 s; 5,000: minutes and 500 MB), so a hostile or broken frame can stall or kill the C# process."""
-    from lesspy_kernel.protocol import FrameError, Tag, decode_value
+@pytest.mark.parametrize("extra", [1, 200_000])
+def test_csharp_refuses_deeply_nested_tuples(fuzz_exe, extra):
+    """Both decoders refuse values nested deeper than MAX_DEPTH. Before the limit, C#'s Codec.Read had none:
+    200,000 levels (a 400 KB frame) ended in a StackOverflowException, and nesting cost quadratic time and memory
+    in WireType.TupleOf (2,000 levels: about 19 s; 5,000: minutes and 500 MB)."""
+    from lesspy_kernel.protocol import MAX_DEPTH, FrameError, Tag, decode_value
 
+    depth = MAX_DEPTH + extra
     frame = bytes([Tag.TUPLE, 1]) * depth + bytes([Tag.NONE])
     with pytest.raises(FrameError):
         decode_value(frame)
@@ -87,7 +87,7 @@ def test_csharp_refuses_deeply_nested_tuples(fuzz_exe, depth):
                           timeout=300)
     assert proc.stdout.strip() == "ProtocolException", (
         f"Codec.Read of a TUPLE nested {depth} deep gave {proc.stdout.strip() or proc.stderr[-500:]!r}, "
-        f"expected ProtocolException (csharp/LessPy/Codec.cs, Read, case Tag.Tuple: no nesting limit)")
+        f"expected ProtocolException (csharp/LessPy/Codec.cs, Read, case Tag.Tuple: nesting limit)")
 
 
 def test_python_empty_jagged_rows_do_not_multiply_memory():
