@@ -3,8 +3,6 @@ that belongs to another caller, or to another call of the same caller, is detect
 
 import time
 
-import numpy as np
-
 
 def stamp(caller, i):
     return (caller, i)

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 import fuzz
-from conftest import ROOT
+from stress_support import ROOT, fuzz_exe, record  # noqa: F401 (fixtures)
 
 VECTORS = ROOT / "tests" / "vectors"
 SHORT = 20_000

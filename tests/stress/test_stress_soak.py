@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import HERE, proc_figures, settled_figures
+from stress_support import HERE, proc_figures, record, settled_figures  # noqa: F401 (record: fixture)
 from lesspy_kernel.client import Lane, status
 from servers import Headless, wait_for
 from lesspy_kernel.protocol import Tag

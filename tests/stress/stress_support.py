@@ -1,5 +1,8 @@
-"""Fixtures of the stress runs: the C# fuzz program, a real headless server, /proc sampling, and the record of
-figures that tests/stress/report.py turns into docs/RELIABILITY.md after a `make stress` run."""
+"""Fixtures and helpers of the stress runs: the C# fuzz program, /proc sampling, and the record of figures that
+tests/stress/report.py turns into docs/RELIABILITY.md after a `make stress` run.
+
+Not a conftest.py: a second module named `conftest` would shadow tests/conftest.py for the test modules that
+import from it. The test modules here import the fixtures they use from this module."""
 
 from __future__ import annotations
 

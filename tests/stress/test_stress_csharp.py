@@ -1,0 +1,93 @@
+"""The real C# client (LessPy, built with Mono's mcs) under the same stress as the Python client: a soak of small
+and 1 MiB calls from 4 threads sharing ONE proxy with every result checked, and C# processes SIGKILLed mid-call
+(issue 7 item 8). The server SIGKILLed under a C# caller is tested in tests/test_csharp_lanes.py."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from stress_support import HERE, ROOT, proc_figures, record, settled_figures  # noqa: F401 (record: fixture)
+from conftest import compile_csharp, run_mono
+from killrun import check_flat, cleaned_up, kill_in_batches
+from servers import Headless, wait_for
+
+SOAK_MODULE = HERE / "soak_module.py"
+CS = ROOT / "tests" / "csharp"
+THREADS = 4
+
+
+@pytest.fixture(scope="module")
+def stress_client(csharp_bin) -> Path:
+    return compile_csharp(csharp_bin, [CS / "StressClient.cs"], "StressClient.exe")
+
+
+@pytest.fixture
+def server(tmp_path):
+    with Headless(tmp_path / "work", SOAK_MODULE, "--keep-alive", "--capacity", "256K", "--max-clients", "16") as s:
+        yield s
+
+
+def csharp_soak(exe: Path, server, calls_per_thread: int, timeout: float) -> dict:
+    before = settled_figures(server.pid, proc_figures(server.pid))
+    proc = run_mono(exe, "soak", server.folder, THREADS, calls_per_thread, timeout=timeout)
+    assert proc.stdout.strip(), f"StressClient printed nothing (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    f = json.loads(proc.stdout.strip().splitlines()[-1])
+    wait_for(lambda: cleaned_up(server.folder), what="the C# client's lanes to close")
+    f.update(threads=THREADS, exit_code=proc.returncode, server_before=before,
+             server_after=settled_figures(server.pid, before))
+    f["calls_per_second"] = round(f["calls"] / max(f["seconds"], 1e-9))
+    return f
+
+
+def check_soak(f: dict, calls: int) -> None:
+    assert not f["errors"], f["errors"]
+    assert f["wrong"] == 0, f
+    assert f["calls"] == calls, f
+    assert f["exit_code"] == 0, f
+    before, after = f["server_before"], f["server_after"]
+    assert (after["fds"], after["threads"]) == (before["fds"], before["threads"]), f
+
+
+def test_csharp_soak_short(stress_client, server):
+    f = csharp_soak(stress_client, server, 5_000, timeout=300)
+    check_soak(f, 5_000 * THREADS)
+
+
+@pytest.mark.stress
+@pytest.mark.timeout(1200)
+def test_csharp_soak_million(stress_client, server, record):
+    per_thread = int(os.environ.get("LESSPY_CS_SOAK_CALLS", "1000000")) // THREADS
+    f = csharp_soak(stress_client, server, per_thread, timeout=1100)
+    record("soak_csharp", f)
+    check_soak(f, per_thread * THREADS)
+    assert f["server_after"]["rss_kib"] - f["server_before"]["rss_kib"] <= 32 * 1024, f
+
+
+def csharp_client(exe: Path):
+    def command(folder: Path, mode: str, tag: int) -> List[str]:
+        return ["mono", "--debug", str(exe), "kill", str(folder), mode, str(tag)]
+    return command
+
+
+def test_csharp_clients_killed_short(stress_client, server, monkeypatch):
+    monkeypatch.setenv("MONO_PATH", str(stress_client.parent))
+    figures = kill_in_batches(server.folder, server.pid, 1, 3, 1, ("spin", "stream", "mega"),
+                              csharp_client(stress_client))
+    assert figures["clients_killed"] == 3
+    check_flat(figures)
+
+
+@pytest.mark.stress
+@pytest.mark.timeout(900)
+def test_csharp_clients_killed(stress_client, server, monkeypatch, record):
+    monkeypatch.setenv("MONO_PATH", str(stress_client.parent))
+    figures = kill_in_batches(server.folder, server.pid, 5, 8, 20261126, ("spin", "stream", "mega"),
+                              csharp_client(stress_client))
+    record("kill_csharp_clients", figures)
+    assert figures["clients_killed"] == 40
+    check_flat(figures)
