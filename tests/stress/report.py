@@ -53,6 +53,21 @@ def _fuzz(lines: List[str], s: Dict[str, Any], language: str, refused: str, name
         lines.append("")
 
 
+def _kills(lines: List[str], k: Dict[str, Any], title: str, client: str) -> None:
+    lines += [f"## {title}", "",
+              f"{k['clients_killed']} client processes ({client}) in {k['batches']} batches of {k['per_batch']}, "
+              "SIGKILLed while calling a real headless server: "
+              + ", ".join(f"{n} {mode}" for mode, n in sorted(k["modes"].items()))
+              + " (spin: a pure-Python call that never returns; sleep: a call blocked in C; stream: small calls "
+              "back to back; mega: 1 MiB calls back to back). After each batch the server must have closed every "
+              "lane and removed its files, and must still answer correctly.",
+              f"Recorded {k.get('recorded_at', '?')}; the server counted "
+              + ", ".join(f"{v:,} {n.replace('_', ' ')}" for n, v in k.get("server_status", {}).items()) + ".",
+              ""]
+    rows = [[x["after"], x["fds"], x["threads"], _mib(x["rss_kib"])] for x in k["samples"]]
+    lines += _table(["server, after", "descriptors", "threads", "RSS MiB"], rows)
+
+
 def render(results: Dict[str, Any]) -> str:
     s = results.get("sections", {})
     m = results.get("machine", {})
@@ -82,19 +97,10 @@ def render(results: Dict[str, Any]) -> str:
         _fuzz(lines, s["fuzz_csharp"], "C# (`LessPy.Codec`, tests/csharp/FuzzCodec.cs)", "ProtocolException",
               {"read": "Codec.Read", "read_error": "Codec.ReadError"})
     if "kill_clients" in s:
-        k = s["kill_clients"]
-        lines += ["## Clients SIGKILLed mid-call", "",
-                  f"{k['clients_killed']} client processes (Python, `lesspy_kernel.client.Lane`) in {k['batches']} "
-                  f"batches of {k['per_batch']}, SIGKILLed while calling a real headless server: "
-                  + ", ".join(f"{n} {mode}" for mode, n in sorted(k["modes"].items()))
-                  + " (spin: a pure-Python call that never returns; sleep: a call blocked in C; stream: small "
-                  "calls back to back; mega: 1 MiB calls back to back). After each batch the server must have "
-                  "closed every lane and removed its files, and must still answer correctly.",
-                  f"Recorded {k.get('recorded_at', '?')}; the server counted "
-                  + ", ".join(f"{v:,} {n.replace('_', ' ')}" for n, v in k.get("server_status", {}).items()) + ".",
-                  ""]
-        rows = [[x["after"], x["fds"], x["threads"], _mib(x["rss_kib"])] for x in k["samples"]]
-        lines += _table(["server, after", "descriptors", "threads", "RSS MiB"], rows)
+        _kills(lines, s["kill_clients"], "Clients SIGKILLed mid-call", "Python, `lesspy_kernel.client.Lane`")
+    if "kill_csharp_clients" in s:
+        _kills(lines, s["kill_csharp_clients"], "C# clients SIGKILLed mid-call",
+               "C#, `LessPythonInvoke.Connect<T>`, tests/csharp/StressClient.cs")
     if "kill_server" in s:
         lines += ["## The server SIGKILLed mid-call", "",
                   "Callers (each on its own lane, 60 s timeout) blocked in a call when the server process is "
@@ -123,6 +129,23 @@ def render(results: Dict[str, Any]) -> str:
                 for x in pick]
         lines += ["Server figures (every sample is in the results file):", ""]
         lines += _table(["when", "calls so far", "descriptors", "threads", "RSS MiB"], rows)
+    if "soak_csharp" in s:
+        k = s["soak_csharp"]
+        lines += ["## Soak through the C# client", "",
+                  f"{k['calls']:,} calls from {k['threads']} threads sharing one C# proxy "
+                  f"(`LessPythonInvoke.Connect<T>`, tests/csharp/StressClient.cs) in {k['seconds']} s "
+                  f"({k['calls_per_second']:,} calls/s); one call in 100 sends and receives 1 MiB, the others are "
+                  "small (a tuple, a string, an int). Every result carries its caller's tag and call number and was "
+                  f"checked: {k['wrong']} wrong results, {len(k['errors'])} failed callers. Recorded "
+                  f"{k.get('recorded_at', '?')}.", ""]
+        during = k.get("samples", [])[:-1]
+        pick = [("before", k["server_before"])] + [(f"during ({i + 1} of {len(during)})", during[i]) for i in
+                                                   sorted({0, len(during) // 2, len(during) - 1}) if during] \
+            + [("after, lanes closed", k["server_after"])]
+        rows = [[when, x["fds"], x["threads"], _mib(x["rss_kib"])] for when, x in pick]
+        if k.get("why_fewer"):
+            lines += [f"Fewer than {k.get('target', 0):,} calls: {k['why_fewer']}.", ""]
+        lines += _table(["server", "descriptors", "threads", "RSS MiB"], rows)
     return "\n".join(lines).rstrip() + "\n"
 
 
