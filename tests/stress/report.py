@@ -121,6 +121,12 @@ def render(results: Dict[str, Any]) -> str:
                   f"{k.get('recorded_at', '?')}.", ""]
         if k.get("why_fewer"):
             lines += [f"Fewer than {k.get('target', 0):,} calls: {k['why_fewer']}.", ""]
+        c = k.get("server_counted")
+        if c:
+            lines += [f"The server counted {c['calls']:,} calls with {c['errors']:,} errors for the "
+                      f"{c['client_calls']:,} calls the client made (probe included)"
+                      + (f"; the extra ones are phantom requests (last error: {c['last_error']!r})"
+                         if c["calls"] != c["client_calls"] else "") + ".", ""]
         samples = k["samples"]
         during = [x for x in samples if "after" not in x]
         pick = [samples[0]] + (during[:1] + during[len(during) // 2:len(during) // 2 + 1] + during[-1:]
