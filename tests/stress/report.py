@@ -151,6 +151,10 @@ def render(results: Dict[str, Any]) -> str:
         rows = [[when, x["fds"], x["threads"], _mib(x["rss_kib"])] for when, x in pick]
         if k.get("why_fewer"):
             lines += [f"Fewer than {k.get('target', 0):,} calls: {k['why_fewer']}.", ""]
+        c = k.get("server_counted")
+        if c:
+            lines += [f"The server counted {c['calls']:,} calls with {c['errors']:,} errors for the "
+                      f"{c['client_calls']:,} calls the C# client made.", ""]
         lines += _table(["server", "descriptors", "threads", "RSS MiB"], rows)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -16,6 +16,7 @@ import pytest
 from stress_support import HERE, ROOT, proc_figures, record, settled_figures  # noqa: F401 (record: fixture)
 from conftest import compile_csharp
 from killrun import check_flat, cleaned_up, kill_in_batches
+from lesspy_kernel.client import status
 from servers import Headless, wait_for
 
 SOAK_MODULE = HERE / "soak_module.py"
@@ -37,6 +38,7 @@ def server(tmp_path):
 def csharp_soak(exe: Path, server, calls_per_thread: int, timeout: float, sample_every: float) -> dict:
     """Run the C# soak while sampling the server's descriptors, threads and RSS every `sample_every` seconds."""
     before = settled_figures(server.pid, proc_figures(server.pid))
+    counted = status(server.folder)
     env = dict(os.environ, MONO_PATH=str(exe.parent))
     proc = subprocess.Popen(["mono", "--debug", str(exe), "soak", str(server.folder), str(THREADS),
                              str(calls_per_thread)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -59,8 +61,11 @@ def csharp_soak(exe: Path, server, calls_per_thread: int, timeout: float, sample
     assert out.strip(), f"StressClient printed nothing (exit {proc.returncode}):\n{err[-3000:]}"
     f = json.loads(out.strip().splitlines()[-1])
     wait_for(lambda: cleaned_up(server.folder), what="the C# client's lanes to close")
+    st = status(server.folder)
     f.update(threads=THREADS, exit_code=proc.returncode, server_before=before, samples=samples,
-             server_after=settled_figures(server.pid, before))
+             server_after=settled_figures(server.pid, before),
+             server_counted={"calls": st["calls"] - counted["calls"], "errors": st["errors"] - counted["errors"],
+                             "client_calls": f["calls"], "last_error": st["last_error"]})
     f["calls_per_second"] = round(f["calls"] / max(f["seconds"], 1e-9))
     return f
 
@@ -70,6 +75,8 @@ def check_soak(f: dict, calls: int) -> None:
     assert f["wrong"] == 0, f
     assert f["calls"] == calls, f
     assert f["exit_code"] == 0, f
+    c = f["server_counted"]
+    assert (c["calls"], c["errors"]) == (calls, 0), f"the server served each C# request once: {c}"
     before, after = f["server_before"], f["server_after"]
     assert (after["fds"], after["threads"]) == (before["fds"], before["threads"]), f
     # while the lanes were open (the last sample may catch them closing): from a quarter of the run on
