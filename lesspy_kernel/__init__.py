@@ -8,9 +8,11 @@ In a notebook::
 C# may call the functions the notebook's cells define; anything else only once exported explicitly:
 ``lesspy_kernel.export(fn)`` (also a decorator) or ``%lesspy serve --export name1,name2``.
 
-Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts)::
+Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts; by hand it serves until stopped)::
 
-    python -m lesspy_kernel serve --module exporting_module.py --work-folder lesspy_work
+    lesspy serve --module exporting_module.py --work-folder lesspy_work
+
+``lesspy --help`` lists the other commands (stub, status, stop, csharp).
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from typing import Any, Optional
 
 from .namespaces import export, unexport
 
+# The one version of the Python package and the C# library: pyproject.toml, csharp/build.sh and
+# LessPy.csproj all read this line.
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "calls", "export", "unexport", "result_array", "load_ipython_extension",
+           "unload_ipython_extension"]
 
 
 def calls(n: Optional[int] = None) -> Any:

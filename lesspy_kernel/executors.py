@@ -72,11 +72,11 @@ class KernelExecutor(Executor):
             except BaseException as e:  # handed to the server thread, which reports it
                 done.set_exception(e)
 
-        loop = self.kernel.io_loop
+        loop = getattr(self.kernel, "io_loop")     # kernel is typed object: ipykernel has no type hints
         if lock is not None:             # ipykernel >= 7.0 (7.0.x still has an undrained schedule_dispatch)
             loop.add_callback(job)
         else:                            # ipykernel 6.x: its own queue, drained between messages
-            loop.add_callback(self.kernel.schedule_dispatch, job)
+            loop.add_callback(getattr(self.kernel, "schedule_dispatch"), job)
         while True:
             try:
                 return done.result(timeout=self.POLL)
@@ -93,7 +93,7 @@ class KernelExecutor(Executor):
         finally:
             _disarm_interrupt(previous)
         if getattr(result, "awaitable", None) is not None:      # an `async def`: await it on the kernel's loop
-            result = await complete_awaitable(result)  # type: ignore[arg-type]
+            result = await complete_awaitable(result)  # type: ignore[arg-type, assignment]
         return result
 
     def _with_output(self, fn: Callable[[], R]) -> R:

@@ -153,7 +153,7 @@ class Lane:
         """NEXT: the next item of the open stream; CLOSE: close it (its generator's finally blocks run)."""
         if self.stream is None:
             if status == REQUEST_CLOSE:
-                return Outcome("?", 0, [], time.time(), end=True)
+                return Outcome("?", Tag.NONE, [], time.time(), end=True)
             return failed("?", ErrorKind.SERVER_ERROR, "no stream is open on this lane (it ended, failed, or was "
                           "closed): call the method again for a new one")
         name, returns, iterator = self.stream
@@ -322,7 +322,7 @@ class Lane:
 
 
 def _closed(name: str, iterator: Any) -> Outcome:
-    out = Outcome(name, 0, [], time.time(), end=True)
+    out = Outcome(name, Tag.NONE, [], time.time(), end=True)
     try:
         close_stream(iterator)
     except BaseException as e:  # an exception from the generator's finally: tell the caller
@@ -332,7 +332,7 @@ def _closed(name: str, iterator: Any) -> Outcome:
 
 
 def failed(name: str, kind: ErrorKind, message: str) -> Outcome:
-    return Outcome(name, 0, [], time.time(), error=ErrorReply(kind, "", message, ""))
+    return Outcome(name, Tag.NONE, [], time.time(), error=ErrorReply(kind, "", message, ""))
 
 
 def _ndarray_data_offset(ndim: int) -> int:

@@ -619,7 +619,7 @@ def _decode_desc(r: _Reader, depth: int = 0) -> TypeDesc:
 _PREFIXES: dict = {}
 _MAX_PREFIXES = 4096
 # Scalar arguments decoded inline on the fast path: tag -> (struct, size)
-_INLINE = {Tag.INT32: _I32, Tag.INT64: _I64, Tag.FLOAT64: _F64, Tag.FLOAT32: _F32}
+_INLINE: Dict[int, struct.Struct] = {Tag.INT32: _I32, Tag.INT64: _I64, Tag.FLOAT64: _F64, Tag.FLOAT32: _F32}
 
 
 def decode_call(payload: Union[bytes, memoryview]) -> Call:
@@ -1094,6 +1094,7 @@ def _emit(value: Any, desc: Any, buf: Optional[memoryview], pos: int) -> int:
             pos = _emit_int32_array(row, buf, pos)
         return pos
     if tag == Tag.TUPLE:
+        assert isinstance(desc, tuple)
         if buf is not None:
             _U8.pack_into(buf, pos, len(desc))
         pos += 1

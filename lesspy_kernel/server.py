@@ -16,6 +16,7 @@ import os
 import secrets
 import selectors
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from .executors import DirectExecutor, Executor
 from .handshake import Answer, HandshakeError, Pending, Purpose, Result
 from .lane import Lane
 from .namespaces import Namespace
-from .workfolder import SOCKET_FILE, UNIX, WorkFolder, pid_alive, use_unix_socket
+from .workfolder import MAX_SOCKET_PATH, SOCKET_FILE, UNIX, WorkFolder, pid_alive, use_unix_socket
 
 log = logging.getLogger("lesspy_kernel")
 
@@ -139,8 +140,12 @@ class Server:
         self.folder.prepare()
         try:
             self._key = self.folder.write_key()
-            if use_unix_socket():
-                path = self.folder.file(SOCKET_FILE)
+            path = self.folder.file(SOCKET_FILE)
+            if not use_unix_socket(path) and sys.platform != "win32":
+                log.warning("%s is longer than a Unix socket address allows (%d bytes): serving on TCP 127.0.0.1 "
+                            "instead, where other local users can connect (they still cannot call without "
+                            "session.key). Use a shorter folder path to get the private socket.", path, MAX_SOCKET_PATH)
+            if use_unix_socket(path):
                 self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self._listener.bind(str(path))
                 os.chmod(path, 0o600)
@@ -393,7 +398,7 @@ class Server:
                 log.info("client pid %d asked the server to stop", client.pid)
                 self.stop(timeout=0)
             elif idle and not self.keep_alive:
-                log.info("the last client has gone and the server was started without --keep-alive: stopping")
+                log.info("the last client has gone and the server was started with --exit-when-idle: stopping")
                 self.stop(timeout=0)
 
     # ------------------------------------------------------------ calls

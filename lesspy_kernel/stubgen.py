@@ -528,6 +528,16 @@ def _example(name: str, params: List[inspect.Parameter], hints: Dict[str, Any]) 
     return f"def {name}({', '.join(parts)}) -> {'int' if ret is inspect.Parameter.empty else _py_name(ret)}"
 
 
+def _streamed_item(hint: Any) -> Any:
+    """The item type of an `Iterator[T]`, `Iterable[T]` or `Generator[T, ...]` return hint, else None."""
+    origin = typing.get_origin(hint)
+    if origin in (collections.abc.Iterator, collections.abc.Iterable, collections.abc.Generator):
+        args = typing.get_args(hint)
+        if args:
+            return args[0]
+    return None
+
+
 def _is_async(fn: Any) -> bool:
     target = fn.func if isinstance(fn, functools.partial) else fn
     if not inspect.isroutine(target) and hasattr(target, "__call__"):
@@ -610,7 +620,12 @@ def _member(name: str, fn: Callable, ctx: _Context, taken: Dict[str, str]) -> Li
     ret = hints["return"]
     rtype, rdtype = "", None
     try:
-        rtype = _map(ret, ctx)
+        item = _streamed_item(ret)
+        if item is not None:                             # a generator: C# enumerates it lazily
+            rtype = f"IEnumerable<{_map(item, ctx)}>"
+            ctx.usings.add("System.Collections.Generic")
+        else:
+            rtype = _map(ret, ctx)
         rdtype = _dtype_name(ret) if rtype.rstrip("?") == "NdArray" else None
     except _Unmappable as e:
         problems.append(f"the return type is annotated {_py_name(ret)}, {e.why}")

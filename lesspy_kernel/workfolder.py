@@ -30,9 +30,13 @@ SERVER_FILES = (PORT_FILE, PID_FILE, KEY_FILE, MODULE_FILE, SOCKET_FILE)
 LEGACY_FILES = ("req.mmf", "resp.mmf")          # protocol version 1's mappings, removed when found
 
 
-def use_unix_socket() -> bool:
-    """A Unix domain socket inside the 0700 folder: unreachable to other users, and faster than TCP."""
-    return hasattr(socket, "AF_UNIX") and os.name == "posix"
+MAX_SOCKET_PATH = 100           # sockaddr_un holds 108 bytes on Linux, 104 on macOS; Mono accepts less than 107
+
+
+def use_unix_socket(path: Path) -> bool:
+    """A Unix domain socket inside the 0700 folder: unreachable to other users, and faster than TCP. Not on
+    Windows, and not when the folder's path is too long for a socket address (then TCP, with a warning)."""
+    return hasattr(socket, "AF_UNIX") and sys.platform != "win32" and len(os.fsencode(path)) <= MAX_SOCKET_PATH
 
 
 def jupyter_runtime_dir() -> Path:
@@ -70,7 +74,7 @@ def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists (signal 0 on POSIX; on Windows os.kill would kill it)."""
     if pid <= 0:
         return False
-    if os.name == "nt":
+    if sys.platform == "win32":
         import ctypes
 
         handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
@@ -218,7 +222,7 @@ class WorkFolder:
             pass
 
 
-if os.name == "posix":
+if sys.platform != "win32":
     import fcntl
 
     def _lock(fd: int) -> None:

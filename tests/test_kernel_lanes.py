@@ -139,3 +139,14 @@ def test_clients_past_the_limit_are_refused_at_once(k):
         lane.close()
     wait_for(lambda: not list(folder.glob("lane-*")), what="closed lanes' files to go")
     k.run("%lesspy stop")
+
+
+def test_generators_and_async_defs_in_the_notebook(k):
+    k.run(DEFS + "import asyncio\nimport threading\n"
+          "def rows(n):\n    for i in range(n):\n        yield threading.current_thread().name\n"
+          "async def later(x):\n    await asyncio.sleep(0.01)\n    return x + 1\n"
+          "%lesspy serve --name gen")
+    with Lane(k.folder("gen")) as lane:
+        assert list(lane.stream("rows", Tag.STRING, [3], [I])) == ["MainThread"] * 3, "items run on the main thread"
+        assert lane.call("later", I, [41], [I]) == 42
+    k.run("%lesspy stop")

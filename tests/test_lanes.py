@@ -242,3 +242,22 @@ def test_the_log_file_is_rotated_at_its_cap(tmp_path):
         backup = tmp_path / "server.log.1"
         assert backup.exists() and backup.stat().st_size <= 64 * 1024
         assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+
+
+def test_a_folder_too_long_for_a_unix_socket_is_served_on_tcp(tmp_path):
+    folder = tmp_path / ("x" * (110 - len(str(tmp_path))))
+    with Headless(folder, LANES_MODULE, "--keep-alive") as s:
+        assert (folder / "notify.port").read_text().isdigit() and not (folder / "notify.sock").exists()
+        with Lane(s.folder) as lane:
+            assert lane.call("add_ints", I, [2, 40], [I, I]) == 42
+        assert "longer than a Unix socket address allows" in s.output()
+
+
+def test_csharp_streams_and_async_def(server, csharp_bin):
+    from conftest import compile_csharp, run_mono
+
+    exe = compile_csharp(csharp_bin, [ROOT / "tests" / "csharp" / "StreamClient.cs"], "StreamClient.exe",
+                         extra=["-r:System.Core.dll"])
+    p = run_mono(exe, server.folder, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("OK ") == 10 and "FAIL" not in p.stdout, p.stdout

@@ -176,7 +176,7 @@ def test_sigterm_and_sigint_remove_the_servers_files(tmp_path):
 
 
 def test_without_keep_alive_the_server_exits_when_its_client_leaves(tmp_path):
-    s = Headless(tmp_path / "w", TYPES_MODULE)
+    s = Headless(tmp_path / "w", TYPES_MODULE, "--exit-when-idle")   # by hand, a server serves until stopped
     c = PyClient(s.folder)
     assert c.call("add_ints", I, [1, 2], [I, I]) == 3
     c.close()

@@ -666,6 +666,11 @@ def untyped(a, b):
 
 def kwonly(a: int, *, b: int) -> int:
     return a
+
+
+def countdown(n: int) -> collections.abc.Iterator[int]:
+    """Counts down from n."""
+    yield from range(n, 0, -1)
 '''
 
 USER = '''
@@ -688,6 +693,7 @@ def test_stub_compiles_with_mcs(tmp_path, csharp_bin):
     assert "(from compile_module.py)" in stub.splitlines()[1]
     for expected in [
         '[PythonImport("add")] long Add(long a, long b);',
+        '[PythonImport("countdown")] IEnumerable<long> Countdown(long n);',
         "/// <summary>Adds a &amp; b when a &lt; b or a &gt; b.</summary>",
         '/// <param name="a">float32 array</param>',
         "/// <returns>float32 array</returns>",

@@ -56,6 +56,7 @@ namespace LessPy
                 case Tag.NdArray:
                 {
                     var nd = (NdArray)v;
+                    if (nd.IsRequestArray) return MeasureNdArrayAt(nd, pos);
                     return Pad(pos + 3 + 8L * nd.Rank, 64) + (long)nd.Length * nd.ElementSize;
                 }
                 case Tag.Array:
@@ -105,6 +106,7 @@ namespace LessPy
                 return pos + 1;
             }
             if (t.Tag == Tag.Optional) t = t.Items[0];
+            if (t.Tag == Tag.NdArray && ((NdArray)v).IsRequestArray) return WriteNdArrayAt(buf, pos, (NdArray)v);
             buf[pos++] = (byte)t.ValueTag;
             switch (t.Tag)
             {
@@ -307,6 +309,37 @@ namespace LessPy
             }
             return start + len;
         }
+
+        // ---------------------------------------------------------------- NDARRAY_AT (an in-place request array)
+        // u8 tag 0x0C, u8 dtype, u8 ndim, ndim x u64 shape, zero padding to a multiple of 8,
+        // u64 offset of the data from the payload start (a multiple of 64). The data is already in the request file.
+
+        static long MeasureNdArrayAt(NdArray nd, long pos)
+        {
+            return Pad(pos + 3 + 8L * nd.Rank, 8) + 8;
+        }
+
+        static int WriteNdArrayAt(Span<byte> buf, int pos, NdArray nd)
+        {
+            Lane lane = nd.RequestLane;
+            if (lane.Encoder != System.Threading.Thread.CurrentThread || lane.Requests.Value != nd.RequestGeneration)
+                throw new ArgumentException("an in-place request array can be sent only by the next call of the thread that made it, on the same "
+                    + "connection; this one was made for another thread or connection, or an earlier call already sent it: make a new one with "
+                    + "ILessPyConnection.NewRequestArray");
+            lane.SentEnd = Math.Max(lane.SentEnd, nd.RequestOffset + (long)nd.Length * nd.ElementSize);
+            int[] shape = nd.ShapeNoCopy;
+            buf[pos++] = (byte)Tag.NdArrayAt;
+            buf[pos++] = nd.DType.Code;
+            buf[pos++] = (byte)shape.Length;
+            for (int i = 0; i < shape.Length; i++, pos += 8)
+                BinaryPrimitives.WriteUInt64LittleEndian(buf.Slice(pos), (ulong)shape[i]);
+            int start = (int)Pad(pos, 8);
+            buf.Slice(pos, start - pos).Clear();
+            BinaryPrimitives.WriteUInt64LittleEndian(buf.Slice(start), (ulong)nd.RequestOffset);
+            return start + 8;
+        }
+
+        // ----------------------------------------------------------------
 
         static void CopyBytes(ReadOnlySpan<byte> src, Span<byte> buf, int pos)
         {

@@ -115,3 +115,8 @@ def chatty(n):
     for i in range(n):
         print(f"line {i} " + "x" * 100)
     return n
+
+
+def tagged_rows(rows, n):
+    for r in range(rows):
+        yield np.full(n, r, dtype=np.int32)
