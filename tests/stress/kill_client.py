@@ -2,7 +2,8 @@
 
     python kill_client.py FOLDER MODE TAG
 MODE spin: one call of spin_forever (pure Python; the server must interrupt it when this process dies).
-     sleep: one call of sleep_then(1.0, ...) (in C; the server finishes it, then drops the lane).
+     sleep: calls of sleep_then(0.3, ...) back to back (blocked in C; the server finishes the one running when
+            this process dies, then drops the lane).
      stream: small calls back to back, every result checked (killed between or inside calls).
      mega: 1 MiB calls back to back (killed while writing or reading a mapping).
 """
@@ -25,11 +26,16 @@ def main() -> None:
     if mode == "spin":
         lane.send_raw(encode_call("spin_forever", I, []))
     elif mode == "sleep":
-        lane.send_raw(encode_call("sleep_then", I, [1.0, tag], [D, I]))
+        lane.send_raw(encode_call("sleep_then", I, [0.3, tag], [D, I]))
     print("ready", flush=True)
-    if mode in ("spin", "sleep"):
+    if mode == "spin":
         lane.receive()
         return
+    if mode == "sleep":
+        while True:
+            if lane.receive() != tag:
+                sys.exit("wrong result for sleep_then")
+            lane.send_raw(encode_call("sleep_then", I, [0.3, tag], [D, I]))
     a = np.full(262144, tag, dtype=np.int32)
     i = 0
     while True:
