@@ -16,7 +16,7 @@ from typing import Callable, List, Sequence
 
 import numpy as np
 
-from stress_support import HERE, ROOT, proc_figures, settled_figures
+from stress_support import HERE, ROOT, settled_figures, steady_figures
 from lesspy_kernel.client import Lane, status
 from lesspy_kernel.protocol import Tag
 from servers import wait_for
@@ -63,7 +63,7 @@ def kill_in_batches(folder: Path, server_pid: int, batches: int, per_batch: int,
     rng = random.Random(seed)
     figures = {"clients_killed": 0, "batches": batches, "per_batch": per_batch, "modes": Counter(),
                "samples": []}
-    before = proc_figures(server_pid)
+    before = steady_figures(server_pid)
     still_serves(folder, 999)
     wait_for(lambda: cleaned_up(folder), timeout=30, what="the check's lane to go")
     figures["samples"].append(dict(settled_figures(server_pid, before), after="start (one lane used)"))

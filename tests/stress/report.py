@@ -58,8 +58,9 @@ def _kills(lines: List[str], k: Dict[str, Any], title: str, client: str) -> None
               f"{k['clients_killed']} client processes ({client}) in {k['batches']} batches of {k['per_batch']}, "
               "SIGKILLed while calling a real headless server: "
               + ", ".join(f"{n} {mode}" for mode, n in sorted(k["modes"].items()))
-              + " (spin: a pure-Python call that never returns; sleep: a call blocked in C; stream: small calls "
-              "back to back; mega: 1 MiB calls back to back). After each batch the server must have closed every "
+              + " (spin: a pure-Python call that never returns; sleep: calls blocked in C for 0.3 s, back to back; "
+              "stream: small calls back to back; mega: 1 MiB calls back to back). After each batch the server must "
+              "have closed every "
               "lane and removed its files, and must still answer correctly.",
               f"Recorded {k.get('recorded_at', '?')}; the server counted "
               + ", ".join(f"{v:,} {n.replace('_', ' ')}" for n, v in k.get("server_status", {}).items()) + ".",
@@ -75,8 +76,8 @@ def render(results: Dict[str, Any]) -> str:
         "# Reliability: fuzz, kill and soak figures",
         "",
         "Written by `tests/stress/report.py` from `tests/stress/last_run.json`, the figures of the last",
-        "`make stress` run (`pytest -m stress tests/stress`); never edited by hand. Short versions of every run",
-        "below are part of `make test`.",
+        "`make stress` run (`pytest -m stress tests`); never edited by hand. Each section says when it was recorded.",
+        "Short versions of every run below are part of `make test`.",
         "",
         f"Machine: {m.get('cpus', '?')} CPUs, Python {m.get('python', '?')}, {m.get('mono', '?')}.",
         "",

@@ -88,3 +88,20 @@ def settled_figures(pid: int, like: Dict[str, int], timeout: float = 10.0) -> Di
         if (now["fds"], now["threads"]) == (like["fds"], like["threads"]) or time.monotonic() > deadline:
             return now
         time.sleep(0.05)
+
+
+def steady_figures(pid: int, timeout: float = 10.0) -> Dict[str, int]:
+    """proc_figures once descriptors and threads have not changed for 0.3 s (a connection that just closed, such
+    as a status request's, leaves its descriptor for a moment), or as they are after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = proc_figures(pid)
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = proc_figures(pid)
+        if (now["fds"], now["threads"]) != (last["fds"], last["threads"]):
+            stable_since = time.monotonic()
+        elif time.monotonic() - stable_since >= 0.3:
+            return now
+        last = now
+    return last

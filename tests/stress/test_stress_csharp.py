@@ -13,7 +13,7 @@ from typing import List
 
 import pytest
 
-from stress_support import HERE, ROOT, proc_figures, record, settled_figures  # noqa: F401 (record: fixture)
+from stress_support import HERE, ROOT, proc_figures, record, settled_figures, steady_figures  # noqa: F401 (record: fixture)
 from conftest import compile_csharp
 from killrun import check_flat, cleaned_up, kill_in_batches
 from lesspy_kernel.client import status
@@ -37,7 +37,7 @@ def server(tmp_path):
 
 def csharp_soak(exe: Path, server, calls_per_thread: int, timeout: float, sample_every: float) -> dict:
     """Run the C# soak while sampling the server's descriptors, threads and RSS every `sample_every` seconds."""
-    before = settled_figures(server.pid, proc_figures(server.pid))
+    before = steady_figures(server.pid)
     counted = status(server.folder)
     env = dict(os.environ, MONO_PATH=str(exe.parent))
     proc = subprocess.Popen(["mono", "--debug", str(exe), "soak", str(server.folder), str(THREADS),

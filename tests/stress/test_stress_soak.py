@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from stress_support import HERE, proc_figures, record, settled_figures  # noqa: F401 (record: fixture)
+from stress_support import HERE, proc_figures, record, settled_figures, steady_figures  # noqa: F401 (record: fixture)
 from lesspy_kernel.client import Lane, status
 from servers import Headless, wait_for
 from lesspy_kernel.protocol import Tag
@@ -88,7 +88,7 @@ def soak(folder, server_pid: int, calls: int, deadline: float, sample_every: flo
             if running[0] == THREADS:                 # only while every lane is open: comparable figures
                 samples.append(dict(proc_figures(server_pid), calls=sum(done)))
 
-    before = dict(proc_figures(server_pid), after="before the lanes opened")
+    before = dict(steady_figures(server_pid), after="before the lanes opened")
     mon = threading.Thread(target=sampler, daemon=True)
     t0 = time.monotonic()
     threads = [threading.Thread(target=worker, args=(c,)) for c in range(THREADS)]
