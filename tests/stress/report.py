@@ -53,14 +53,17 @@ def _fuzz(lines: List[str], s: Dict[str, Any], language: str, refused: str, name
         lines.append("")
 
 
+MODES = {"spin": "a pure-Python call that never returns", "sleep": "calls blocked in C for 0.3 s, back to back",
+         "stream": "small calls back to back", "mega": "1 MiB calls back to back"}
+
+
 def _kills(lines: List[str], k: Dict[str, Any], title: str, client: str) -> None:
     lines += [f"## {title}", "",
               f"{k['clients_killed']} client processes ({client}) in {k['batches']} batches of {k['per_batch']}, "
               "SIGKILLed while calling a real headless server: "
               + ", ".join(f"{n} {mode}" for mode, n in sorted(k["modes"].items()))
-              + " (spin: a pure-Python call that never returns; sleep: calls blocked in C for 0.3 s, back to back; "
-              "stream: small calls back to back; mega: 1 MiB calls back to back). After each batch the server must "
-              "have closed every "
+              + " (" + "; ".join(f"{mode}: {MODES[mode]}" for mode in sorted(k["modes"]) if mode in MODES)
+              + "). After each batch the server must have closed every "
               "lane and removed its files, and must still answer correctly.",
               f"Recorded {k.get('recorded_at', '?')}; the server counted "
               + ", ".join(f"{v:,} {n.replace('_', ' ')}" for n, v in k.get("server_status", {}).items()) + ".",
