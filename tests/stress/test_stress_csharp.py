@@ -129,8 +129,8 @@ def test_csharp_clients_killed_short(stress_client, server, monkeypatch):
 @pytest.mark.timeout(900)
 def test_csharp_clients_killed(stress_client, server, monkeypatch, record):
     monkeypatch.setenv("MONO_PATH", str(stress_client.parent))
-    figures = kill_in_batches(server.folder, server.pid, 5, 8, 20261126, ("spin", "stream", "mega"),
+    figures = kill_in_batches(server.folder, server.pid, 10, 10, 20261126, ("spin", "stream", "mega"),
                               csharp_client(stress_client))
     record("kill_csharp_clients", figures)
-    assert figures["clients_killed"] == 40
+    assert figures["clients_killed"] == 100
     check_flat(figures)

@@ -166,6 +166,8 @@ def test_soak_million(server, record):
                            "client_calls": f["calls"] + probe["calls"], "last_error": st["last_error"]}
     record("soak", f)
     check(f)
+    c = f["server_counted"]
+    assert (c["calls"], c["errors"]) == (c["client_calls"], 0), f"the server served each request once: {c}"
     assert f["calls"] >= min(planned, target) * 0.99, f
 
 
