@@ -39,7 +39,11 @@ def start_clients(folder: Path, modes, first_tag: int, command: Command):
     for mode, p in procs:
         ready, _, _ = select.select([p.stdout], [], [], 60)
         line = p.stdout.readline() if ready else b""
-        assert line.strip() == b"ready", f"client ({mode}) did not start: {p.poll()} {p.stderr.read()[-2000:]!r}"
+        if line.strip() != b"ready":
+            for _, q in procs:                   # never leave a client behind
+                q.kill()
+                q.wait(30)
+            raise AssertionError(f"client ({mode}) did not start (exit {p.returncode}): {p.stderr.read()[-2000:]!r}")
     return procs
 
 
