@@ -34,6 +34,7 @@ _SEQ = struct.Struct("<Q")
 _SEQ_WORD = SEQUENCE_OFFSET // 8
 SPIN_SECONDS = 20e-6        # how long a lane thread spins for the next request,
 YIELD_SECONDS = 100e-6      # then yields the CPU between looks, before it blocks on the socket
+_spinner = threading.Lock()  # held by the one lane thread that spins; the others block at once
 # scalar results written with one pack (tag + value), as protocol.write_value would write them
 _SMALL = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),
           Tag.FLOAT32: struct.Struct("<Bf"), Tag.BOOL: struct.Struct("<B?")}
@@ -73,17 +74,21 @@ class Lane:
         """The sequence of the next request, or None when the connection closed. Spin, then block."""
         words = self.req.words
         last = self._last
-        now = time.perf_counter()
-        spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
-        while True:                                  # spin: a call that follows closely costs no system call
-            seq = words[_SEQ_WORD]
-            if seq != last:
-                return seq
-            now = time.perf_counter()
-            if now > spin_end:
-                if now > yield_end:
-                    break
-                os.sched_yield()                     # then yield: the client may share this CPU (and the GIL goes)
+        if _spinner.acquire(False):                  # one lane at a time spins: spinning holds the GIL
+            try:
+                now = time.perf_counter()
+                spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
+                while True:                          # spin: a call that follows closely costs no system call
+                    seq = words[_SEQ_WORD]
+                    if seq != last:
+                        return seq
+                    now = time.perf_counter()
+                    if now > spin_end:
+                        if now > yield_end:
+                            break
+                        os.sched_yield()             # then yield: the client may share this CPU (and the GIL goes)
+            finally:
+                _spinner.release()
         while True:
             self.req.waiting = 1
             full_fence()
