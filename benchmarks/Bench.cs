@@ -4,6 +4,8 @@
 //
 //   mono Bench.exe headless key=value...   floors (TCP, Unix socket, spin word, copies) and the headless calls
 //   mono Bench.exe live folder=F small=N   no-op calls into a live notebook kernel's server
+//   mono Bench.exe connect folder=F        Connect + first call from a fresh process
+//   mono Bench.exe spin spinmmf=M spinsock=S small=N   the spin floor alone (run.py pins it to its own CPU)
 //   mono Bench.exe cold venv=V module=M    cold Initialize to first result, then `python -c "import numpy"`
 //
 // Prints lines for run.py; never judges the numbers:
@@ -62,6 +64,8 @@ static unsafe class Bench
             if (args[0] == "headless") return Headless();
             if (args[0] == "live") return Live();
             if (args[0] == "cold") return Cold();
+            if (args[0] == "connect") return ConnectOnce();
+            if (args[0] == "spin") return SpinOnly();
         }
         catch (Exception e)
         {
@@ -90,7 +94,8 @@ static unsafe class Bench
         bool haveResultArray = I("result_array", 0) == 1;
         bool ok = true;
 
-        // ---- Connect + first call, on fresh proxies (first: before any other LessPy use in this process)
+        // ---- Connect + first call again on fresh proxies in this warmed-up process (the cold figure, from a fresh
+        // process, is `Bench.exe connect`)
         var connect = new List<double>();
         for (int i = 0; i < I("connects", 5); i++)
         {
@@ -98,10 +103,9 @@ static unsafe class Bench
             IBench c = LessPythonInvoke.Connect<IBench>(folder);
             c.noop();
             connect.Add(Us(t0));
-            if (i == 0) Console.WriteLine("VALUE connect_first_call_first_in_process " + F(connect[0]) + " us");
             ((IDisposable)c).Dispose();
         }
-        Report("connect_first_call", connect);
+        Report("connect_warm", connect);
 
         // ---- floor resources, created once and reused (first writes into a fresh mapping are slow)
         string copyPath = Path.Combine(scratch, "cs_copy.mmf");
@@ -163,7 +167,7 @@ static unsafe class Bench
             Console.WriteLine("PHASE end");
             Report("floor_rtt_tcp", rttTcp);
             Report("floor_rtt_unix", rttUnix);
-            Report("floor_spin", rttSpin);
+            Report("floor_spin_unpinned", rttSpin);
             Report("noop", noop);
             Report("add_ints", small);
 
@@ -227,6 +231,8 @@ static unsafe class Bench
             for (int i = 0; i < 5000; i++) api.add_ints(i, 1);
             GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect();
             long csBefore = RssKb("self"), pyBefore = RssKb(serverPid.ToString(Inv));
+            Console.WriteLine("VALUE rss_cs_before " + csBefore + " KiB");
+            Console.WriteLine("VALUE rss_py_before " + pyBefore + " KiB");
             long t1 = Stopwatch.GetTimestamp();
             for (int i = 0; i < rssCalls; i++)
                 if (api.add_ints(i, 1) != i + 1) { Console.Error.WriteLine("CHECK FAILED: add_ints(" + i + ", 1)"); ok = false; break; }
@@ -362,6 +368,35 @@ static unsafe class Bench
             Report("live_noop", t);
         }
         finally { ((IDisposable)api).Dispose(); }
+        return ok ? 0 : 1;
+    }
+
+    // ------------------------------------------------------------------ the spin floor alone
+
+    static int SpinOnly()
+    {
+        int calls = I("small", 20000);
+        using (var spin = new SpinPeer(S("spinmmf"), S("spinsock")))
+        {
+            for (int i = 0; i < 2000; i++) spin.RoundTrip();
+            var t = new List<double>(calls);
+            for (int i = 0; i < calls; i++) { long t0 = Stopwatch.GetTimestamp(); spin.RoundTrip(); t.Add(Us(t0)); }
+            Report(S("name"), t);
+        }
+        return 0;
+    }
+
+    // ------------------------------------------------------------------ Connect + first call, in a fresh process
+
+    static int ConnectOnce()
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        IBench api = LessPythonInvoke.Connect<IBench>(S("folder"));
+        api.noop();
+        double us = Us(t0);
+        bool ok = api.add_ints(2, 40) == 42;
+        ((IDisposable)api).Dispose();
+        Console.WriteLine("VALUE connect_first_call " + F(us) + " us");
         return ok ? 0 : 1;
     }
 
