@@ -27,7 +27,6 @@ import math
 import mmap
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -491,7 +490,8 @@ def live_kernel(exe: Path, tmp: Path, sz: Dict[str, int], procs: Procs, res: Dic
     old = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "JUPYTER_DATA_DIR")}
     os.environ.update(JUPYTER_PATH=str(home), JUPYTER_DATA_DIR=str(home))
     try:
-        km, kc = start_new_kernel(kernel_name="lesspy-bench", env=env, cwd=str(tmp), startup_timeout=60)
+        km, kc = start_new_kernel(kernel_name="lesspy-bench", env=env, cwd=str(tmp), startup_timeout=60,
+                                  stdout=procs.log(tmp / "kernel.log"), stderr=subprocess.STDOUT)
     finally:
         for k, v in old.items():
             if v is None:
@@ -831,6 +831,16 @@ def table(rows: List[Dict[str, Any]]) -> List[str]:
     return out
 
 
+def busy_warning(meta: Dict[str, Any]) -> str:
+    """A warning when other work shared the machine (1-minute load average above half the cores)."""
+    cores = meta["machine"]["cores"] or 1
+    if meta["load_average_before"][0] <= cores / 2:
+        return ""
+    return (f"WARNING: the machine was busy with other work (1-minute load average {meta['load_average_before'][0]} "
+            f"before, {meta['load_average_after'][0]} after, on {cores} cores): floors and calls alike are slower "
+            f"and noisier than on a quiet machine; compare ratios, not times.")
+
+
 def markdown(rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
     md = [f"Last run: {meta['date']} on {meta['machine']['cpu']}, {meta['machine']['cores']} cores "
           f"({meta['machine']['os']}); Python {meta['versions']['python']}, numpy {meta['versions']['numpy']}, "
@@ -838,7 +848,10 @@ def markdown(rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
           + (f", pythonnet {meta['versions']['pythonnet']}" if "pythonnet" in meta["versions"] else "")
           + (f", jupyter_kernel_gateway {meta['versions']['jupyter_kernel_gateway']}"
              if "jupyter_kernel_gateway" in meta["versions"] else "")
-          + f". Run took {meta['seconds']:.0f} s{' (--quick)' if meta['quick'] else ''}.", ""]
+          + f". Run took {meta['seconds']:.0f} s{' (--quick)' if meta['quick'] else ''}; 1-minute load average "
+          f"{meta['load_average_before'][0]} before, {meta['load_average_after'][0]} after.", ""]
+    if meta.get("busy_warning"):
+        md += [f"**{meta['busy_warning']}**", ""]
     md.append("| case | median | p99 | floor (or lesspy, for peers) | ratio | target | met |")
     md.append("|---|---|---|---|---|---|---|")
     names = {"floor": "**floor**", "lesspy": "**lesspy**", "peer": "**peer**"}
@@ -905,6 +918,7 @@ def main(argv) -> int:
     sz = sizes(args.quick)
     docs = not (args.no_docs or args.quick)
     t_start = time.monotonic()
+    load_before = os.getloadavg()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     tmp = Path(tempfile.mkdtemp(prefix="lesspy-bench-"))
     json_path = Path(args.json) if args.json else (tmp.parent / "lesspy-bench-quick.json" if args.quick
@@ -927,13 +941,19 @@ def main(argv) -> int:
         rows = build_rows(res, skips, sz)
         meta = {"date": date, "machine": machine(), "versions": versions(bench_py), "quick": args.quick,
                 "sizes": sz, "seconds": time.monotonic() - t_start, "placement": res.get("placement"),
-                "pythonnet_libpython": (res.get("pythonnet_libpython") or {}).get("value")}
+                "pythonnet_libpython": (res.get("pythonnet_libpython") or {}).get("value"),
+                "load_average_before": [round(x, 2) for x in load_before],
+                "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+        meta["busy_warning"] = busy_warning(meta)
         print()
         print(f"lesspy benchmarks, {date}: {meta['machine']['cpu']}, {meta['machine']['cores']} cores; "
               f"Python {meta['versions']['python']}, numpy {meta['versions']['numpy']}, "
               f"lesspy {meta['versions']['lesspy']}")
-        print(f"{meta['versions']['mono']}; peers: " + ", ".join(
-            f"{k} {meta['versions'][k]}" for k in ("pythonnet", "jupyter_kernel_gateway") if k in meta["versions"]))
+        print(f"{meta['versions']['mono']}; peers: " + (", ".join(
+            f"{k} {meta['versions'][k]}" for k in ("pythonnet", "jupyter_kernel_gateway") if k in meta["versions"])
+            or "none installed"))
+        if meta["busy_warning"]:
+            print(meta["busy_warning"])
         print()
         print("\n".join(table(rows)))
         pl = res.get("placement")
