@@ -6,6 +6,7 @@
 //   mono Bench.exe live folder=F small=N   no-op calls into a live notebook kernel's server
 //   mono Bench.exe connect folder=F        Connect + first call from a fresh process
 //   mono Bench.exe spin spinmmf=M spinsock=S small=N   the spin floor alone (run.py pins it to its own CPU)
+//   mono Bench.exe small folder=F small=N prefix=P      no-op and add_ints calls alone (run.py pins both sides)
 //   mono Bench.exe cold venv=V module=M    cold Initialize to first result, then `python -c "import numpy"`
 //
 // Prints lines for run.py; never judges the numbers:
@@ -66,6 +67,7 @@ static unsafe class Bench
             if (args[0] == "cold") return Cold();
             if (args[0] == "connect") return ConnectOnce();
             if (args[0] == "spin") return SpinOnly();
+            if (args[0] == "small") return SmallOnly();
         }
         catch (Exception e)
         {
@@ -179,7 +181,14 @@ static unsafe class Bench
             var bigT = new List<double>(bigCalls);
             var bigR = new List<double>(bigCalls);
             if (haveResultArray)
-                for (int i = 0; i < 2; i++) ok &= CheckInc("inc_into_result", api.inc_into_result(big), bigSrc);
+            {
+                try { for (int i = 0; i < 2; i++) ok &= CheckInc("inc_into_result", api.inc_into_result(big), bigSrc); }
+                catch (LessPyException e)
+                {
+                    Console.WriteLine("SKIP big_result_array the call failed: " + OneLine(e.Message));
+                    haveResultArray = false;
+                }
+            }
             for (int i = 0; i < bigCalls; i++)
             {
                 long t0 = Stopwatch.GetTimestamp();
@@ -200,7 +209,7 @@ static unsafe class Bench
             Report("floor_cs_copy_64MiB", copy64);
             Report("big_natural", bigT);
             if (haveResultArray) Report("big_result_array", bigR);
-            else Console.WriteLine("SKIP big_result_array lesspy_kernel.result_array does not exist in this lesspy");
+            else if (I("result_array", 0) == 0) Console.WriteLine("SKIP big_result_array lesspy_kernel.result_array does not exist in this lesspy");
             ok &= InPlace(api, conn, bigSrc, n, bigCalls, haveResultArray);
 
             // ---- (c) 1 MiB float64 echo vs one C# copy of 1 MiB into a mapping
@@ -298,7 +307,18 @@ static unsafe class Bench
             Console.WriteLine("SKIP big_inplace NewRequestArray<T> has a signature this benchmark does not know: " + m);
             return true;
         }
-        MethodInfo mf = m.MakeGenericMethod(typeof(float));
+        try { return InPlaceCalls(api, conn, m.MakeGenericMethod(typeof(float)), src, n, calls, haveResultArray); }
+        catch (Exception e)
+        {
+            Exception inner = e is TargetInvocationException && e.InnerException != null ? e.InnerException : e;
+            if (!(inner is LessPyException) && !(inner is InvalidOperationException) && !(inner is NotSupportedException)) throw;
+            Console.WriteLine("SKIP big_inplace the call failed: " + inner.GetType().Name + ": " + OneLine(inner.Message));
+            return true;
+        }
+    }
+
+    static bool InPlaceCalls(IBench api, ILessPyConnection conn, MethodInfo mf, float[] src, int n, int calls, bool haveResultArray)
+    {
         bool ok = true;
         var times = new List<double>(calls);
         for (int i = -2; i < calls; i++)
@@ -386,6 +406,37 @@ static unsafe class Bench
         return 0;
     }
 
+    // ------------------------------------------------------------------ small calls alone
+
+    static int SmallOnly()
+    {
+        int calls = I("small", 20000);
+        string prefix = S("prefix");
+        IBench api = LessPythonInvoke.Connect<IBench>(S("folder"));
+        bool ok = true;
+        try
+        {
+            for (int i = 0; i < 2000; i++) { api.noop(); api.add_ints(2, 40); }
+            var noop = new List<double>(calls);
+            var small = new List<double>(calls);
+            for (int b = 0; b < 10; b++)
+            {
+                for (int i = 0; i < calls / 10; i++) { long t0 = Stopwatch.GetTimestamp(); api.noop(); noop.Add(Us(t0)); }
+                for (int i = 0; i < calls / 10; i++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    int r = api.add_ints(2, 40);
+                    small.Add(Us(t0));
+                    if (r != 42) { Console.Error.WriteLine("CHECK FAILED: add_ints(2, 40) returned " + r); ok = false; }
+                }
+            }
+            Report(prefix + "noop", noop);
+            Report(prefix + "add_ints", small);
+        }
+        finally { ((IDisposable)api).Dispose(); }
+        return ok ? 0 : 1;
+    }
+
     // ------------------------------------------------------------------ Connect + first call, in a fresh process
 
     static int ConnectOnce()
@@ -421,6 +472,8 @@ static unsafe class Bench
     }
 
     // ------------------------------------------------------------------ helpers
+
+    static string OneLine(string s) { return s.Replace('\n', ' ').Replace('\r', ' '); }
 
     static double Us(long t0) { return (Stopwatch.GetTimestamp() - t0) * UsPerTick; }
     static string F(double v) { return v.ToString("0.00", Inv); }

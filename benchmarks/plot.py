@@ -69,11 +69,12 @@ def main(src, out):
     kg_n = meta["sizes"]["kg_n"]
     fig, axes = plt.subplots(3, 1, figsize=(10, 11), gridspec_kw={"height_ratios": [9, 9, 4]})
     panel(axes[0], "small calls (C# -> Python and back)", [
-        ("floor_spin", "floor: spin on a shared word"),
+        ("floor_spin", "floor: spin on a shared word (2 CPUs)"),
         ("floor_rtt_unix", "floor: 1-byte Unix socket round trip"),
         ("floor_rtt_tcp", "floor: 1-byte TCP round trip"),
         ("noop", "lesspy: no-op, headless"),
         ("add_ints", "lesspy: add_ints(2, 40)"),
+        ("pinned_noop", "lesspy: no-op, C# and Python pinned to 2 CPUs"),
         ("live_noop", "lesspy: no-op into a live kernel"),
         ("floor_jupyter_msg", "floor: Jupyter messaging round trip"),
         ("pythonnet_add_ints", "pythonnet (in-process): add_ints"),

@@ -437,7 +437,37 @@ def headless(exe: Path, tmp: Path, sz: Dict[str, int], procs: Procs, res: Dict[s
         raise Broken(f"Bench.exe headless failed with code {bench.returncode}:\n{''.join(lines)[-3000:]}\n{err[-3000:]}"
                      f"\nserver log:\n{tail(server_log)}")
     parse_lines("".join(lines), res, skips)
+    small_pinned(exe, tmp, sz, server, work, res, skips)
     stop(server)
+
+
+def small_pinned(exe: Path, tmp: Path, sz: Dict[str, Any], server: subprocess.Popen, work: Path,
+                 res: Dict[str, Any], skips: Dict[str, str]) -> None:
+    """The small calls again with Mono on one CPU and every server thread on the other: like for like with the
+    pinned spin floor, whatever the scheduler did in the main run."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        for k in ("pinned_noop", "pinned_add_ints"):
+            skips[k] = f"needs two CPUs, this process may use only {cpus}"
+        return
+    print(f"running Bench.exe small (Mono on CPU {cpus[0]}, the lesspy server on CPU {cpus[1]})...", flush=True)
+    pin(server.pid, {cpus[1]})
+    try:
+        out = run_checked(["mono", str(exe), "small", f"folder={work}", f"small={sz['small']}", "prefix=pinned_"],
+                          "Bench.exe small", 300, env=dict(os.environ, MONO_PATH=str(BIN)), cwd=str(tmp),
+                          preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
+    finally:
+        pin(server.pid, set(cpus))
+    parse_lines(out, res, skips)
+
+
+def pin(pid: int, cpus: set) -> None:
+    """Set the CPU affinity of every thread of `pid` (threads it starts later inherit their creator's)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:
+            pass
 
 
 def spin_pinned(exe: Path, tmp: Path, sz: Dict[str, int], procs: Procs, res: Dict[str, Any],
@@ -691,7 +721,7 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
     # ---- floors
     row("floor", "floor_rtt_unix", "one-byte round trip, Unix socket, Mono<->Python")
     row("floor", "floor_rtt_tcp", "one-byte round trip, TCP loopback NODELAY, Mono<->Python")
-    row("floor", "floor_spin", "round trip spinning on a shared word, Mono and Python on 2 CPUs")
+    row("floor", "floor_spin", "round trip spinning on a shared word, Mono and Python pinned to 2 CPUs")
     row("floor", "floor_spin_unpinned", "the same, wherever the scheduler puts them (≤200 µs, then block)")
     row("floor", "floor_cs_copy_64MiB", "C# Buffer.MemoryCopy 64 MiB into a mapped view"
         if n == 4096 else f"C# Buffer.MemoryCopy {n}² float32 into a mapped view")
@@ -714,6 +744,11 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
         ratio_unix=(noop / unix) if noop and unix else None)
     row("lesspy", "add_ints", "add_ints(2, 40), headless", noop, "the no-op call", "≤ 1.3× no-op",
         lambda r: r["ratio"] <= 1.3)
+    row("lesspy", "pinned_noop", "no-op f(), headless, C# and Python pinned to 2 CPUs", spin,
+        "spin round trip (pinned alike)", "≤ 8 µs median, p99 ≤ 50 µs",
+        lambda r: r["median_us"] <= 8 and r["p99_us"] <= 50)
+    row("lesspy", "pinned_add_ints", "add_ints(2, 40), pinned alike", m(res, "pinned_noop"), "the pinned no-op call",
+        "≤ 1.3× no-op", lambda r: r["ratio"] <= 1.3)
     row("lesspy", "big_natural", f"{big} float32 `return a + 1`", big_floor, big_label, "≤ 1.3× floor",
         lambda r: r["ratio"] <= 1.3)
     row("lesspy", "big_result_array", f"{big} float32 +1 into result_array()", big_floor, big_label,
@@ -764,16 +799,16 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
 
     # ---- peers
     la, lb = m(res, "add_ints"), m(res, "big_natural")
-    row("peer", "pythonnet_add_ints", "pythonnet in Mono: add_ints(2, 40)", la, "lesspy add_ints (ratio = peer/lesspy)")
+    row("peer", "pythonnet_add_ints", "pythonnet in Mono: add_ints(2, 40)", la, "lesspy add_ints")
     row("peer", "pythonnet_big", f"pythonnet in Mono: {big} +1, array copied in and out", lb,
-        "lesspy natural a + 1 (ratio = peer/lesspy)")
+        "lesspy `return a + 1`")
     row("peer", "kg_add_ints", "Jupyter Kernel Gateway notebook-http: add_ints from C#", la,
-        "lesspy add_ints (ratio = peer/lesspy)")
+        "lesspy add_ints")
     kg_n = sz["kg_n"]
     row("peer", "kg_big", f"Jupyter Kernel Gateway: {kg_n}² float32 +1 as base64 JSON", lb if kg_n == n else None,
-        "lesspy natural a + 1 (ratio = peer/lesspy)" if kg_n == n else "")
+        "lesspy `return a + 1`" if kg_n == n else "")
     rows.append({"section": "peer", "id": "lpi_published", "label": "original LessPythonInvoke: 4096² +1 (QUOTED)",
-                 "median_us": LPI_PUBLISHED_MS * 1000, "quoted": True, "floor": "lesspy natural a + 1 (ratio = peer/lesspy)",
+                 "median_us": LPI_PUBLISHED_MS * 1000, "quoted": True, "floor": "lesspy `return a + 1`",
                  "floor_us": lb if n == 4096 else None,
                  "ratio": (LPI_PUBLISHED_MS * 1000 / lb) if (lb and n == 4096) else None,
                  "note": "published figure, measured on another machine; not measured in this run"})
@@ -842,9 +877,10 @@ def busy_warning(meta: Dict[str, Any]) -> str:
 
 
 def markdown(rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
+    mono = meta["versions"]["mono"].replace("Mono JIT compiler version", "Mono").split(" (")[0]
     md = [f"Last run: {meta['date']} on {meta['machine']['cpu']}, {meta['machine']['cores']} cores "
           f"({meta['machine']['os']}); Python {meta['versions']['python']}, numpy {meta['versions']['numpy']}, "
-          f"lesspy {meta['versions']['lesspy']}, {meta['versions']['mono']}"
+          f"lesspy {meta['versions']['lesspy']}, {mono}"
           + (f", pythonnet {meta['versions']['pythonnet']}" if "pythonnet" in meta["versions"] else "")
           + (f", jupyter_kernel_gateway {meta['versions']['jupyter_kernel_gateway']}"
              if "jupyter_kernel_gateway" in meta["versions"] else "")

@@ -26,7 +26,7 @@ def test_quick_bench_reports_every_case(tmp_path, csharp_bin):
                 "floor_py_copy_64MiB", "floor_py_add_map_to_map", "floor_cs_copy_1MiB", "floor_py_copy_1MiB",
                 "floor_jupyter_msg", "floor_import_numpy", "noop", "add_ints", "big_natural", "big_result_array",
                 "big_inplace", "echo_1MiB", "live_noop", "connect_first_call", "cold_initialize", "threads_8",
-                "idle_cpu_cs", "idle_cpu_py", "rss_growth_cs", "rss_growth_py", "pythonnet_add_ints",
+                "idle_cpu_cs", "idle_cpu_py", "pinned_noop", "pinned_add_ints", "rss_growth_cs", "rss_growth_py", "pythonnet_add_ints",
                 "pythonnet_big", "kg_add_ints", "kg_big", "lpi_published"}
     assert expected <= set(rows), f"rows missing: {expected - set(rows)}"
     for rid, r in rows.items():
