@@ -24,7 +24,7 @@ def by_id(rows):
     return {r["id"]: r for r in rows}
 
 
-def panel(ax, title, items, rows):
+def panel(ax, title, items, rows, log=True):
     labels, values, colors, hatches = [], [], [], []
     for rid, label in items:
         if rid.startswith("floor_of:"):          # the composite floor of a lesspy case, as the table states it
@@ -51,14 +51,20 @@ def panel(ax, title, items, rows):
         b.set_hatch(h)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xscale("log")
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel("median, µs (log scale)", fontsize=8)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlabel("median, µs (log scale)", fontsize=8)
+    else:
+        ax.set_xlabel("median, µs", fontsize=8)
     for yi, v in zip(y, values):
         if v:
             text = f"{v / 1e6:.2f} s" if v >= 1e6 else f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.1f} µs"
             ax.text(v, yi, " " + text, va="center", fontsize=7)
     ax.grid(axis="x", alpha=0.3)
+    shown = [v for v in values if v]
+    if shown:
+        ax.set_xlim(min(shown) / 2 if log else 0, max(shown) * (6 if log else 1.25))
 
 
 def main(src, out):
@@ -98,7 +104,12 @@ def main(src, out):
         ("floor_import_numpy", "floor: python -c 'import numpy'"),
         ("cold_initialize", "lesspy: cold Initialize to first result"),
         ("connect_first_call", "lesspy: Connect + first call"),
-    ], rows)
+    ], rows, log=False)
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(color=COLORS["floor"], label="floor, measured in this run"),
+                        Patch(color=COLORS["lesspy"], label="lesspy"),
+                        Patch(color=COLORS["peer"], label="peer (hatched: quoted, not measured)")],
+               loc="lower center", ncol=3, fontsize=8, frameon=False)
     v = dict(meta["versions"])
     mono = re.search(r"version (\S+)", v.get("mono", ""))
     v["mono"] = f"Mono {mono.group(1)}" if mono else v.get("mono", "Mono ?")
@@ -107,7 +118,7 @@ def main(src, out):
                  + (f", pythonnet {v['pythonnet']}" if "pythonnet" in v else "")
                  + (f", kernel gateway {v['jupyter_kernel_gateway']}" if "jupyter_kernel_gateway" in v else ""),
                  fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
     fig.savefig(out, dpi=110)
 
 
