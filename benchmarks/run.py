@@ -827,13 +827,19 @@ def fmt_t(us: Optional[float]) -> str:
     return f"{us:.1f} µs"
 
 
+def fmt_ratio(ratio: Optional[float], sign: str) -> str:
+    if ratio is None:
+        return ""
+    return f"{ratio:.3f}{sign}" if ratio < 0.1 else f"{ratio:.2f}{sign}"
+
+
 def fmt_value(r: Dict[str, Any]) -> str:
     unit = r.get("unit", "")
     val = r["value"]
     if unit == "calls/s":
         return f"{val:,.0f}/s"
     if unit == "MiB":
-        return f"{val:+.2f} MiB"
+        return f"{val * 1024:+.0f} KiB" if abs(val) < 1 else f"{val:+.2f} MiB"
     if unit.startswith("%"):
         return f"{val:.2f}%"
     return f"{val} {unit}"
@@ -860,7 +866,7 @@ def table(rows: List[Dict[str, Any]]) -> List[str]:
         else:
             med, p99 = fmt_t(r.get("median_us")), fmt_t(r.get("p99_us"))
             fl = fmt_t(r.get("floor_us"))
-        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-"
+        ratio = fmt_ratio(r.get("ratio"), "x") or "-"
         met = {True: "yes", False: "NO"}.get(r.get("target_met"), "")
         out.append(f"  {label:<{w - 2}} {med:>10} {p99:>10} {fl:>11} {ratio:>7}  {r.get('target', ''):<26} {met}")
     return out
@@ -902,7 +908,7 @@ def markdown(rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
         else:
             med, p99 = fmt_t(r.get("median_us")), fmt_t(r.get("p99_us")) if "p99_us" in r else ""
             fl = f"{fmt_t(r['floor_us'])} ({r['floor']})" if r.get("floor_us") is not None else ""
-        ratio = f"{r['ratio']:.2f}×" if r.get("ratio") is not None else ""
+        ratio = fmt_ratio(r.get("ratio"), "×")
         met = {True: "yes", False: "**no**"}.get(r.get("target_met"), "")
         md.append(f"| {names[r['section']]} {label} | {med} | {p99} | {fl} | {ratio} | {r.get('target', '')} | {met} |")
     pl = meta.get("placement")
