@@ -1,6 +1,9 @@
 # make demo   - a C# app calling Python: headless (Initialize<T>) and a live notebook kernel (Connect<T>)
-# make test   - the whole test suite (real kernels, real Mono C# programs)
-# Both install what is missing: Mono (Debian's mono-devel, via apt-get) and the package into .venv.
+# make test   - the test suite (real kernels, real Mono C# programs), without the long `stress` tests
+# make stress - only the tests marked `stress` (long concurrency and load runs)
+# make bench  - each call's time next to its floor measured in the same run
+# make dist   - the wheel and sdist in dist/ (python -m build); make typecheck - mypy on lesspy_kernel
+# All install what is missing: Mono (Debian's mono-devel, via apt-get) and the package into .venv.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +11,7 @@ PY := $(VENV)/bin/python
 IPK6 := .venv-ipk6
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: demo test deps mono venv venv-ipk6 build bench clean
+.PHONY: demo test stress deps mono venv venv-ipk6 build bench dist typecheck clean
 
 deps: mono venv
 
@@ -21,7 +24,7 @@ mono:
 $(PY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,ci]"
 	@touch $(PY)
 
 venv: $(PY)
@@ -41,10 +44,21 @@ demo: build
 	$(PY) notebooks/demo.py
 
 test: deps venv-ipk6
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not stress" tests
+
+stress: deps venv-ipk6
+	@$(PY) -m pytest -q -m stress tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make stress: no test is marked stress yet"; exit 0; fi; exit $$rc
 
 bench: build
 	$(PY) benchmarks/run.py
 
+dist: venv
+	rm -rf dist
+	$(PY) -m build -o dist .
+
+typecheck: venv
+	$(PY) -m mypy
+
 clean:
-	rm -rf csharp/bin $(VENV) $(IPK6) .pytest_cache
+	rm -rf csharp/bin dist $(VENV) $(IPK6) .pytest_cache .mypy_cache

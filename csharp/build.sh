@@ -9,9 +9,16 @@ out="${1:-$here/bin}"
 mkdir -p "$out"
 command -v mcs >/dev/null || { echo "build.sh: mcs not found: install Mono (apt-get install -y mono-devel)" >&2; exit 127; }
 
+# one version for Python and C#: lesspy_kernel.__version__ (LessPy.csproj reads the same line)
+version="$(sed -n 's/^__version__ = "\([^"]*\)"$/\1/p' "$here/../lesspy_kernel/__init__.py")"
+[ -n "$version" ] || { echo "build.sh: no __version__ in lesspy_kernel/__init__.py" >&2; exit 1; }
+mkdir -p "$out/obj"
+printf '[assembly: System.Reflection.AssemblyVersion("%s")]\n[assembly: System.Reflection.AssemblyInformationalVersion("%s")]\n' \
+    "${version%%[!0-9.]*}" "$version" > "$out/obj/LessPyVersion.cs"
+
 mcs -target:library -unsafe -optimize+ -nologo \
     -out:"$out/LessPy.dll" -doc:"$out/LessPy.xml" \
-    "$here"/LessPy/*.cs
+    "$here"/LessPy/*.cs "$out/obj/LessPyVersion.cs"
 
 mcs -target:exe -unsafe -optimize+ -nologo \
     -r:"$out/LessPy.dll" -out:"$out/LessPyDemo.exe" \

@@ -5,16 +5,28 @@ In a notebook::
     %load_ext lesspy_kernel
     %lesspy serve --name demo
 
-Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts)::
+C# may call the functions the notebook's cells define; anything else only once exported explicitly:
+``lesspy_kernel.export(fn)`` (also a decorator) or ``%lesspy serve --export name1,name2``.
 
-    python -m lesspy_kernel serve --module exporting_module.py --work-folder lesspy_work
+Headless (what the C# ``LessPythonInvoke.Initialize<T>`` starts; by hand it serves until stopped)::
+
+    lesspy serve --module exporting_module.py --work-folder lesspy_work
+
+``lesspy --help`` lists the other commands (stub, status, stop, csharp).
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from .namespaces import export, unexport
+
+# The one version of the Python package and the C# library: pyproject.toml, csharp/build.sh and
+# LessPy.csproj all read this line.
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "calls", "export", "unexport", "result_array", "load_ipython_extension",
+           "unload_ipython_extension"]
 
 
 def calls(n: Optional[int] = None) -> Any:
@@ -25,6 +37,14 @@ def calls(n: Optional[int] = None) -> Any:
     from .history import calls as _calls
 
     return _calls(n)
+
+
+def result_array(shape: Any, dtype: Any = "float64") -> Any:
+    """A NumPy array to fill and return from a function C# calls: it is placed in the response mapping, so
+    returning it as an NdArray costs no copy (docs/PERFORMANCE.md). Outside a call it is a plain new array."""
+    from .lane import result_array as _result_array
+
+    return _result_array(shape, dtype)
 
 
 def load_ipython_extension(ipython: Any) -> None:

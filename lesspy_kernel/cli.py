@@ -1,20 +1,42 @@
-"""`python -m lesspy_kernel serve`: the headless server, as the C# `LessPythonInvoke.Initialize<T>` starts it."""
+"""`lesspy`, the command line (`python -m lesspy_kernel` is the same program).
+
+    lesspy serve --module exporting_module.py [--work-folder lesspy_work]   serve a module until stopped
+    lesspy stub exporting_module.py -o IMyApi.cs                            the C# interface from its type hints
+    lesspy status FOLDER|NAME                                               is a server there? pid, version, calls
+    lesspy stop FOLDER|NAME                                                 ask that server to stop
+    lesspy csharp --out DIR                                                 write LessPy's C# sources (no clone needed)
+
+Exit codes: 0 done; 1 failed (no server answered, a file could not be written, the server failed);
+2 usage (bad options, a module that does not exist or does not import, a folder another server serves).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
-from .namespaces import ModuleNamespace, load_module
-from .server import DEFAULT_CAPACITY, Server
+from . import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 _UNITS = {"": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
           "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}
+
+
+class CommandError(Exception):
+    """A command could not do its work; `code` is the exit code, the message is printed as is."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def parse_size(text: str) -> int:
@@ -25,6 +47,44 @@ def parse_size(text: str) -> int:
     if not digits.isdigit() or unit not in _UNITS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 16777216, 64M or 1G")
     return int(digits) * _UNITS[unit]
+
+
+def resolve_folder(text: str) -> Path:
+    """A work folder path, or a session name (`%lesspy serve --name NAME`) resolved like the C# client does.
+
+    An argument that contains a path separator or names an existing directory is a folder (docs/PROTOCOL.md 1).
+    """
+    from .workfolder import session_folder
+
+    if os.sep in text or (os.altsep and os.altsep in text) or Path(text).is_dir():
+        return Path(text).absolute()
+    try:
+        return session_folder(text)
+    except ValueError as e:     # not a usable session name
+        raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
+
+
+def _no_server(command: str, folder: Path, e: Exception) -> CommandError:
+    if not folder.is_dir():
+        return CommandError(f"lesspy {command}: nothing serves {folder}: there is no such folder (a session name "
+                            "is looked up in <jupyter runtime dir>/lesspy/NAME; `jupyter --runtime-dir` shows it)")
+    return CommandError(f"lesspy {command}: no lesspy server answers in {folder}: {type(e).__name__}: {e}")
+
+
+def _load(module_path: str) -> Any:
+    from .namespaces import load_module
+
+    try:
+        return load_module(module_path)
+    except FileNotFoundError as e:
+        raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
+    except BaseException as e:  # SystemExit or anything the module's top level raises
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise CommandError(f"lesspy: cannot import {module_path}: {type(e).__name__}: {e}", EXIT_USAGE) from None
+
+
+# ------------------------------------------------------------------------------------------------ serve
 
 
 def _redirect_output(path: str) -> None:
@@ -45,50 +105,250 @@ def _redirect_output(path: str) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    """Serve a module headless. By hand: until stopped (Ctrl-C, SIGTERM, `lesspy stop`)."""
+    from .namespaces import ModuleNamespace
+    from .server import Server
+
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s lesspy %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        module = load_module(args.module)
-    except Exception as e:
-        print(f"lesspy: cannot import {args.module}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+    module = _load(args.module)
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     if args.keep_alive and hasattr(os, "setsid"):
-        # outlive the app that started us: its Ctrl-C or closed terminal signals its whole process group
+        # Initialize(keepAlive: true): outlive the app that started us; its Ctrl-C or closed terminal signals
+        # its whole process group. (A server started by hand stays in the terminal's group: Ctrl-C stops it.)
         try:
             os.setsid()
         except OSError:
             pass
     server = Server(ModuleNamespace(module, only), Path(args.work_folder).absolute(), capacity=args.capacity,
-                    keep_alive=args.keep_alive, parent_pid=args.parent_pid)
+                    keep_alive=not args.exit_when_idle, parent_pid=args.parent_pid, max_clients=args.max_clients,
+                    lock_held=args.lock_held, log_file=args.log_file, log_cap=args.log_max_bytes)
     try:
         server.open()
     except (OSError, ValueError) as e:
-        print(f"lesspy: cannot serve {args.work_folder}: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(f"lesspy: cannot serve {args.work_folder}: {e}", EXIT_USAGE) from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.stop(timeout=0))
-    print(f"lesspy: serving {module.__name__} in {server.folder.path} on port {server.port}", flush=True)
+    until = "its last client leaves" if args.exit_when_idle else "stopped (Ctrl-C, or `lesspy stop FOLDER`)"
+    print(f"lesspy: serving {module.__name__} in {server.folder.path} on {server.address} until {until}",
+          flush=True)
     if args.log_file:
         _redirect_output(args.log_file)
     server.serve_forever()
-    return 0
+    # the files are gone; a call stuck in C code must not keep the process alive (lane threads are daemons,
+    # but interpreter shutdown would still wait for the GIL they hold)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_OK)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lesspy_kernel",
-                                     description="Serve a Python module's functions to a C# LessPy client.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="serve a module headless (what LessPythonInvoke.Initialize starts)")
+# ------------------------------------------------------------------------------------------------ stub
+
+
+def module_stub(module_path: str, interface: str = "IMyApi", namespace: Optional[str] = None) -> str:
+    """The C# interface for what `lesspy serve --module` exports from a module (the stub generator's entry point)."""
+    from .stubgen import stub_for_module
+
+    try:
+        return stub_for_module(module_path, interface, namespace)
+    except FileNotFoundError as e:
+        raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
+    except BaseException as e:  # a bad interface or namespace name, or whatever the module's top level raises
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise CommandError(f"lesspy stub: cannot stub {module_path}: {type(e).__name__}: {e}", EXIT_USAGE) from None
+
+
+def stub(args: argparse.Namespace) -> int:
+    interface = args.interface
+    if interface is None:  # -o IMyApi.cs names the interface IMyApi
+        stem = Path(args.output).stem if args.output else ""
+        interface = stem if stem.isidentifier() and stem[:1].isupper() else "IMyApi"
+    code = module_stub(args.module, interface, args.namespace)
+    if not args.output or args.output == "-":
+        sys.stdout.write(code)
+        return EXIT_OK
+    try:
+        Path(args.output).write_text(code, encoding="utf-8")
+    except OSError as e:
+        raise CommandError(f"lesspy stub: cannot write {args.output}: {e}") from None
+    print(f"lesspy: wrote {interface} to {args.output}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ status, stop
+
+
+def status(args: argparse.Namespace) -> int:
+    from . import client
+
+    folder = resolve_folder(args.folder)
+    try:
+        info = client.status(folder)
+    except Exception as e:  # whatever the reason, the answer is "no server answered": say why
+        raise _no_server("status", folder, e) from None
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return EXIT_OK
+    print(f"lesspy server in {info.get('folder', folder)}: alive")
+    for key in ("pid", "version", "protocol", "mode", "module", "clients", "lanes", "max_clients", "calls",
+                "errors", "uptime_s"):
+        if key in info:
+            print(f"  {key:<12}{info[key]}")
+    return EXIT_OK
+
+
+def stop(args: argparse.Namespace) -> int:
+    from . import client
+
+    folder = resolve_folder(args.folder)
+    try:
+        client.stop(folder)
+    except Exception as e:
+        raise _no_server("stop", folder, e) from None
+    print(f"lesspy: stopped the server in {folder}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ csharp
+
+
+def csharp_sources() -> Path:
+    """The folder holding LessPy's C# sources: inside the installed package, or csharp/LessPy in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "csharp", here.parent / "csharp" / "LessPy"):
+        if (candidate / "LessPy.csproj").is_file():
+            return candidate
+    raise CommandError("lesspy csharp: this installation has no C# sources (lesspy_kernel/csharp is missing): "
+                       "reinstall the package from its wheel or from the repository")
+
+
+def export_csharp(out: Path) -> List[Path]:
+    """Copy LessPy's sources and LessPy.csproj into `out`, with a VERSION file the .csproj reads."""
+    src = csharp_sources()
+    written = []
+    for path in sorted(src.rglob("*")):
+        if path.suffix not in (".cs", ".csproj") or any(p in ("bin", "obj") for p in path.relative_to(src).parts):
+            continue
+        target = out / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        written.append(target)
+    (out / "VERSION").write_text(__version__, encoding="ascii")
+    written.append(out / "VERSION")
+    return written
+
+
+def build_dll(out: Path, sources: List[Path]) -> Path:
+    """Compile LessPy.dll (and its XML docs) into `out` with Mono's mcs."""
+    mcs = shutil.which("mcs")
+    if not mcs:
+        raise CommandError("lesspy csharp --build: Mono's mcs is not on PATH (Debian: apt-get install mono-devel); "
+                           "or build LessPy.csproj with `dotnet build`")
+    dll = out / "LessPy.dll"
+    cmd = [mcs, "-target:library", "-unsafe", "-optimize+", "-nologo", f"-out:{dll}", f"-doc:{out / 'LessPy.xml'}",
+           *[str(p) for p in sources if p.suffix == ".cs"]]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CommandError(f"lesspy csharp --build: mcs failed:\n{proc.stdout}{proc.stderr}")
+    return dll
+
+
+def csharp(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = export_csharp(out)
+    except OSError as e:
+        raise CommandError(f"lesspy csharp: cannot write to {out}: {e}") from None
+    print(f"lesspy: wrote LessPy {__version__}'s C# sources ({len(written) - 1} files and VERSION) to {out}")
+    if args.build:
+        print(f"lesspy: built {build_dll(out, written)}")
+    else:
+        print(f"  reference {out / 'LessPy.csproj'} (dotnet), or build with Mono: "
+              f"mcs -target:library -unsafe -optimize+ -out:LessPy.dll {out}/*.cs  (or: lesspy csharp --build)")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
+    from .server import DEFAULT_CAPACITY, DEFAULT_LOG_CAP, DEFAULT_MAX_CLIENTS
+
+    parser = argparse.ArgumentParser(
+        prog=prog, description="lesspy: serve Python functions to a C# app through shared memory.",
+        epilog="Exit codes: 0 done, 1 failed, 2 usage (bad options, a module that does not import, "
+               "a folder another server serves).")
+    parser.add_argument("--version", action="version", version=f"lesspy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("serve", help="serve a module's functions headless, until stopped",
+                       description="Serve a module's public functions (those it defines, not those it imports). "
+                                   "Started by hand it serves until stopped (Ctrl-C, SIGTERM, `lesspy stop`).")
     p.add_argument("--module", required=True, help="path of the .py file whose public functions are exported")
-    p.add_argument("--work-folder", default="lesspy_work", help="folder for req.mmf, resp.mmf, pid, port, key")
+    p.add_argument("--work-folder", default="lesspy_work", help="folder for the mappings, pid, port and key "
+                                                                "(default: lesspy_work)")
     p.add_argument("--capacity", type=parse_size, default=DEFAULT_CAPACITY,
-                   help="size of each mapping, e.g. 16M (default) or 256M")
-    p.add_argument("--keep-alive", action="store_true",
-                   help="keep serving after the client disconnects (the next client reuses this server)")
+                   help="starting size of each mapping, e.g. 16M (default) or 256M")
+    life = p.add_mutually_exclusive_group()
+    life.add_argument("--keep-alive", action="store_true",
+                      help="serve until stopped, in a session of its own so the starting app's Ctrl-C or "
+                           "closed terminal does not stop it (what Initialize(keepAlive: true) passes)")
+    life.add_argument("--exit-when-idle", action="store_true",
+                      help="stop when the last client has left (what Initialize(keepAlive: false) passes)")
+    p.add_argument("--parent-pid", type=int, help="also stop when this process exits (set by the C# client)")
     p.add_argument("--only", help="comma-separated function names: export only these")
-    p.add_argument("--parent-pid", type=int, help="stop when this process exits (set by the C# client)")
-    p.add_argument("--log-file", help="after start-up, write all output here")
+    p.add_argument("--log-file", help="after start-up, write all output here (capped, rotated to FILE.1)")
+    p.add_argument("--log-max-bytes", type=parse_size, default=DEFAULT_LOG_CAP,
+                   help="rotate the log file to FILE.1 past this size (default 10M)")
+    p.add_argument("--max-clients", type=int, default=DEFAULT_MAX_CLIENTS,
+                   help=f"how many clients (apps) may connect at once (default: {DEFAULT_MAX_CLIENTS})")
+    p.add_argument("--lock-held", action="store_true", help=argparse.SUPPRESS)  # the starter holds lesspy.lock
     p.add_argument("--debug", action="store_true", help="log every call")
-    args = parser.parse_args(argv)
-    return serve(args)
+    p.set_defaults(run=serve)
+
+    p = sub.add_parser("stub", help="write the C# interface for a module's functions",
+                       description="Write a C# interface with one [PythonImport] method per exported function, "
+                                   "typed from its hints.")
+    p.add_argument("module", help="path of the .py file")
+    p.add_argument("-o", "--output", help="the .cs file to write (default: standard output); "
+                                          "its name is the interface's unless --interface is given")
+    p.add_argument("--interface", help="the interface's name (default: from -o, else IMyApi)")
+    p.add_argument("--namespace", help="a C# namespace to put it in")
+    p.set_defaults(run=stub)
+
+    p = sub.add_parser("status", help="is a server serving this folder? pid, version, clients, calls",
+                       description="Ask the server of a work folder (or a named notebook session) how it is. "
+                                   "Exit code 0 when one answers, 1 when none does.")
+    p.add_argument("folder", metavar="FOLDER", help="a work folder path, or a session name (%%lesspy serve --name)")
+    p.add_argument("--json", action="store_true", help="print the server's answer as JSON")
+    p.set_defaults(run=status)
+
+    p = sub.add_parser("stop", help="stop the server of a folder",
+                       description="Ask the server of a work folder (or a named session) to stop. "
+                                   "Exit code 0 when it did, 1 when no server answered.")
+    p.add_argument("folder", metavar="FOLDER", help="a work folder path, or a session name")
+    p.set_defaults(run=stop)
+
+    p = sub.add_parser("csharp", help="write LessPy's C# sources (and LessPy.csproj) into a folder",
+                       description="Write the C# client library's sources, shipped inside this package, so you "
+                                   "can reference LessPy.csproj or compile them with mcs without a clone.")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write into (created if missing)")
+    p.add_argument("--build", action="store_true", help="also compile LessPy.dll there with Mono's mcs")
+    p.set_defaults(run=csharp)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    """Run one command; returns its exit code (argparse exits with 2 itself on a usage error)."""
+    args = build_parser(prog or "lesspy").parse_args(argv)
+    try:
+        return int(args.run(args))
+    except CommandError as e:
+        print(str(e), file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return EXIT_FAILURE

@@ -6,15 +6,20 @@ nothing here raises to the server loop.
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import inspect
 import time
 import traceback
+import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
+from .convert import ConversionError, convert, plan
+from .interrupts import CallCancelled
 from .namespaces import FunctionNotFound, Namespace
 from .protocol import Call, CoercionError, ErrorKind, ErrorReply, TypeDesc, coerce, csharp_name, python_type_name
 
@@ -31,11 +36,17 @@ class Outcome:
     result: Any = None          # what the function returned
     value: Any = None           # the result coerced to the declared C# type
     error: Optional[ErrorReply] = None
+    awaitable: Any = None       # an `async def` result the executor's event loop must await, then `complete`
+    stream: Any = None          # the iterator a stream call opened (IEnumerable<T> in C#)
+    end: bool = False           # the stream has no more items
 
 
 _signatures: "weakref.WeakKeyDictionary[Any, Optional[inspect.Signature]]" = weakref.WeakKeyDictionary()
+_plans: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 _SIMPLE_HINTS = {int: (int, np.integer), float: (float, int, np.floating), str: (str,), bytes: (bytes,),
-                 bool: (bool,), np.ndarray: (np.ndarray,), tuple: (tuple,)}
+                 bool: (bool,), np.ndarray: (np.ndarray,), tuple: (tuple,), dict: (dict,),
+                 datetime.datetime: (datetime.datetime,), datetime.timedelta: (datetime.timedelta,),
+                 uuid.UUID: (uuid.UUID,)}
 
 
 def _signature(fn: Any) -> Optional[inspect.Signature]:
@@ -54,8 +65,80 @@ def _signature(fn: Any) -> Optional[inspect.Signature]:
     return sig
 
 
+def _conversions(fn: Any, sig: inspect.Signature) -> Any:
+    """Which positional arguments need converting to a record or enum type their hint names (cached per function)."""
+    try:
+        return _plans[fn]
+    except (KeyError, TypeError):
+        pass
+    P = inspect.Parameter
+    names = tuple(p.name for p in sig.parameters.values() if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD))
+    try:
+        found = plan(fn, names)
+    except Exception:  # hints that cannot even be inspected: nothing to convert
+        found = None
+    try:
+        _plans[fn] = found
+    except TypeError:
+        pass
+    return found
+
+
+_fast_plans: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def _fast_plan(fn: Any) -> Any:
+    """(fewest, most (-1: any) positional arguments, [(index, accepted types, hint is int)]) for a function
+    whose arguments need no conversion, or None: then check_arguments takes the full path every time."""
+    try:
+        return _fast_plans[fn]
+    except (KeyError, TypeError):
+        pass
+    sig = _signature(fn)
+    found: Any = None
+    if sig is not None and not _conversions(fn, sig):
+        P = inspect.Parameter
+        lo = hi = 0
+        checks = []
+        ok, var = True, False
+        for p in sig.parameters.values():
+            if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+                hint = p.annotation
+                accepted = _SIMPLE_HINTS.get(hint) if isinstance(hint, type) else None
+                if accepted:
+                    checks.append((hi, accepted, hint is int))
+                hi += 1
+                if p.default is P.empty:
+                    lo = hi
+            elif p.kind == P.VAR_POSITIONAL:
+                var = True
+            elif p.kind == P.KEYWORD_ONLY and p.default is P.empty:
+                ok = False
+        found = (lo, -1 if var else hi, tuple(checks)) if ok else None
+    try:
+        _fast_plans[fn] = found
+    except TypeError:
+        pass
+    return found
+
+
 def check_arguments(name: str, fn: Any, args: list) -> Optional[str]:
-    """Why these arguments cannot be passed to `fn`, or None. Only plain type hints are checked."""
+    """Why these arguments cannot be passed to `fn`, or None. Only plain type hints are checked.
+
+    Converts, in place, the arguments whose hint names a dataclass, a NamedTuple or an enum (a C# record arrives
+    as a SimpleNamespace, a C# enum as an int: docs/PROTOCOL.md section 4).
+    """
+    fast = _fast_plan(fn)
+    if fast is not None:                 # the common case, checked without inspect (a few hundred ns)
+        lo, hi, checks = fast
+        if lo <= len(args) and (hi < 0 or len(args) <= hi):
+            for i, accepted, is_int in checks:
+                if i < len(args):
+                    value = args[i]
+                    if value is not None and not isinstance(value, accepted) and not (is_int and isinstance(value, bool)):
+                        break
+            else:
+                return None
     sig = _signature(fn)
     if sig is None:
         return None
@@ -73,7 +156,18 @@ def check_arguments(name: str, fn: Any, args: list) -> Optional[str]:
                 continue
             return (f"argument '{pname}' of {name} is annotated {hint.__name__} but the C# method sends "
                     f"{python_type_name(value)}: change the C# parameter type or the Python annotation")
+    conversions = _conversions(fn, sig)
+    if conversions:
+        for i, (pname, hint) in conversions.items():
+            if i < len(args):
+                try:
+                    args[i] = convert(args[i], hint, f"argument '{pname}' of {name}")
+                except ConversionError as e:
+                    return f"{e}"
     return None
+
+
+_NOT_AWAITABLE = frozenset((int, float, bool, str, bytes, tuple, list, dict, type(None), np.ndarray))
 
 
 def _safe_str(obj: object) -> str:
@@ -95,8 +189,25 @@ def _python_error(name: str, exc: BaseException) -> ErrorReply:
     return ErrorReply(ErrorKind.PYTHON_ERROR, type(exc).__name__, _safe_str(exc), text)
 
 
-def invoke(call: Call, namespace: Namespace) -> Outcome:
-    """Run `call` against `namespace`. Runs on whatever thread the executor chose."""
+INTERRUPTED_MESSAGE = ("{name} was interrupted in the notebook (Kernel > Interrupt, or the stop button) while it "
+                       "ran; the notebook goes on. Call it again when you are ready")
+
+
+def stopped_error(name: str, exc: BaseException, reason: Optional[str]) -> ErrorReply:
+    """The error for a call stopped from outside: abandoned by its caller, or the notebook's interrupt."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ErrorReply(ErrorKind.INTERRUPTED, "KeyboardInterrupt", INTERRUPTED_MESSAGE.format(name=name), "")
+    why = reason or "its caller abandoned it"
+    kind = ErrorKind.INTERRUPTED if reason and "stopping" in reason else ErrorKind.CANCELLED
+    return ErrorReply(kind, "", f"{name} was interrupted: {why}", "")
+
+
+def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = False) -> Outcome:
+    """Run `call` against `namespace`. Runs on whatever thread the executor chose.
+
+    `reason` (a callable) says why the call was stopped when a CallCancelled arrives. With `stream` the
+    result is an iterable whose items are sent one at a time (a C# IEnumerable<T>); the first is taken now.
+    """
     out = Outcome(call.name, call.returns, call.args, time.time())
     t0 = time.perf_counter()
     try:
@@ -110,17 +221,105 @@ def invoke(call: Call, namespace: Namespace) -> Outcome:
         return out
     try:
         out.result = fn(*call.args)
+        if type(out.result) not in _NOT_AWAITABLE and inspect.isawaitable(out.result):
+            if _loop_running():
+                out.awaitable = out.result          # the executor awaits it on its own loop
+                return out
+            out.result = asyncio.run(_await(out.result))
+    except (CallCancelled, KeyboardInterrupt) as e:
+        out.error = stopped_error(call.name, e, reason() if reason else None)
+        out.duration = time.perf_counter() - t0
+        return out
     except BaseException as e:  # the user's code: anything it raises (even SystemExit) goes back to C#
         out.error = _python_error(call.name, e)
         out.duration = time.perf_counter() - t0
         return out
     out.duration = time.perf_counter() - t0
+    if stream:
+        return _open_stream(out, reason)
+    return complete(out)
+
+
+def _open_stream(out: Outcome, reason: Any) -> Outcome:
     try:
-        out.value = coerce(out.result, call.returns)
+        iterator = iter(out.result)
+    except TypeError:
+        out.error = ErrorReply(ErrorKind.RESULT_MISMATCH, "",
+                               f"{out.name} returned Python {python_type_name(out.result)}, which is not iterable, "
+                               f"but the C# method returns IEnumerable<{csharp_name(out.returns)}>: return a "
+                               "generator, list or other iterable", "")
+        return out
+    return next_item(out.name, out.returns, iterator, reason)
+
+
+def next_item(name: str, returns: Any, iterator: Any, reason: Any = None) -> Outcome:
+    """The next item of an open stream, coerced to the item type; `end` when there are no more."""
+    out = Outcome(name, returns, [], time.time())
+    out.stream = iterator
+    t0 = time.perf_counter()
+    try:
+        out.result = next(iterator)
+    except StopIteration:
+        out.end = True
+        out.stream = None
+        return out
+    except (CallCancelled, KeyboardInterrupt) as e:
+        out.error = stopped_error(name, e, reason() if reason else None)
+        out.stream = None
+        return out
+    except BaseException as e:  # raised inside the generator: it surfaces at this item in C#
+        out.error = _python_error(name, e)
+        out.stream = None
+        return out
+    finally:
+        out.duration = time.perf_counter() - t0
+    return complete(out)
+
+
+def close_stream(iterator: Any) -> None:
+    """Close a stream the client gave up on (a generator's `finally` blocks run now)."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def complete(out: Outcome) -> Outcome:
+    """Coerce the function's result to the declared C# type (or say why it cannot be)."""
+    try:
+        out.value = coerce(out.result, out.returns)
     except Exception as e:  # CoercionError, or whatever numpy raises on an odd value
         detail = e.detail if isinstance(e, CoercionError) else f"{type(e).__name__}: {_safe_str(e)}"
         out.error = ErrorReply(ErrorKind.RESULT_MISMATCH, "",
-                               f"{call.name} returned Python {python_type_name(out.result)}, which cannot become the "
-                               f"declared C# return type {csharp_name(call.returns)}" + (f" ({detail})" if detail else "")
+                               f"{out.name} returned Python {python_type_name(out.result)}, which cannot become the "
+                               f"declared C# return type {csharp_name(out.returns)}" + (f" ({detail})" if detail else "")
                                + ": change the function's return value or the C# method's return type", "")
     return out
+
+
+async def complete_awaitable(out: Outcome, reason: Any = None) -> Outcome:
+    """Await an `async def` result on the running loop, then coerce it (the notebook's main-thread path)."""
+    t0 = time.perf_counter()
+    try:
+        out.result = await out.awaitable
+    except (CallCancelled, KeyboardInterrupt) as e:
+        out.error = stopped_error(out.name, e, reason() if reason else None)
+        return out
+    except BaseException as e:
+        out.error = _python_error(out.name, e)
+        return out
+    finally:
+        out.awaitable = None
+        out.duration += time.perf_counter() - t0
+    return complete(out)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
-import sys
+import signal
 import threading
 from typing import Callable, TypeVar
 
+from .celloutput import CellOutput
+from .dispatch import complete_awaitable
 from .handshake import Mode
-from .protocol import ErrorKind
 
 R = TypeVar("R")
 
@@ -48,8 +49,8 @@ class KernelExecutor(Executor):
         self.kernel = kernel
         self.threaded = threaded
         self.mode = Mode.NOTEBOOK_THREADED if threaded else Mode.NOTEBOOK
-        get_parent = getattr(kernel, "get_parent", None)
-        self.parent = get_parent("shell") if get_parent else getattr(kernel, "_parent_header", {})
+        self.output = CellOutput(kernel)            # calls print into the cell that ran %lesspy serve
+        self.parent = self.output.parent
         if not threaded and getattr(kernel, "io_loop", None) is None:
             raise RuntimeError("the kernel has no io_loop yet: run %lesspy serve in a cell, not at start-up")
 
@@ -65,17 +66,17 @@ class KernelExecutor(Executor):
             try:
                 if lock is not None:
                     async with lock:
-                        done.set_result(self._with_output(fn))
+                        done.set_result(await self._on_main_thread(fn))
                 else:
-                    done.set_result(self._with_output(fn))
+                    done.set_result(await self._on_main_thread(fn))
             except BaseException as e:  # handed to the server thread, which reports it
                 done.set_exception(e)
 
-        loop = self.kernel.io_loop
+        loop = getattr(self.kernel, "io_loop")     # kernel is typed object: ipykernel has no type hints
         if lock is not None:             # ipykernel >= 7.0 (7.0.x still has an undrained schedule_dispatch)
             loop.add_callback(job)
         else:                            # ipykernel 6.x: its own queue, drained between messages
-            loop.add_callback(self.kernel.schedule_dispatch, job)
+            loop.add_callback(getattr(self.kernel, "schedule_dispatch"), job)
         while True:
             try:
                 return done.result(timeout=self.POLL)
@@ -83,24 +84,39 @@ class KernelExecutor(Executor):
                 if stop.is_set() and done.cancel():
                     raise RuntimeError("the server stopped before the notebook ran the call") from None
 
-    def _with_output(self, fn: Callable[[], R]) -> R:
-        """Send what the call prints to the serving cell's output, and show Python errors there too."""
-        streams = [s for s in (sys.stdout, sys.stderr) if hasattr(s, "set_parent")]
-        saved = [getattr(s, "parent_header", None) for s in streams]
-        for s in streams:
-            s.set_parent(self.parent)
+    async def _on_main_thread(self, fn: Callable[[], R]) -> R:
+        """Run a call between cells with Jupyter's interrupt armed: the stop button raises KeyboardInterrupt in
+        the call (ipykernel ignores SIGINT outside cells), and the C# caller gets an INTERRUPTED error."""
+        previous = _arm_interrupt()
         try:
-            result = fn()
-            error = getattr(result, "error", None)
-            if error is not None and error.kind == ErrorKind.PYTHON_ERROR:
-                print(f"lesspy: {getattr(result, 'name', '?')} raised; the C# caller got a PythonException:\n"
-                      f"{error.traceback}", file=sys.stderr)
-            return result
+            result = self._with_output(fn)
         finally:
-            for s, header in zip(streams, saved):
-                try:
-                    s.flush()
-                    if header is not None:
-                        s.parent_header = header
-                except Exception:
-                    pass
+            _disarm_interrupt(previous)
+        if getattr(result, "awaitable", None) is not None:      # an `async def`: await it on the kernel's loop
+            result = await complete_awaitable(result)  # type: ignore[arg-type, assignment]
+        return result
+
+    def _with_output(self, fn: Callable[[], R]) -> R:
+        """Send what the call prints to the serving cell's output, and show Python errors there too
+        (repeats summarised): see celloutput.py."""
+        return self.output.run(fn)
+
+
+def _arm_interrupt() -> object:
+    """Install Python's default SIGINT handler (raise KeyboardInterrupt) for the duration of a call."""
+    try:
+        return signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):     # not the main thread: nothing to arm
+        return None
+
+
+def _disarm_interrupt(previous: object) -> None:
+    """Restore the kernel's handler; a KeyboardInterrupt arriving right now is dropped, the call is over."""
+    if previous is None:
+        return
+    while True:
+        try:
+            signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
+            return
+        except KeyboardInterrupt:
+            continue

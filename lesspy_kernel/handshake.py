@@ -1,6 +1,8 @@
-"""The notify socket's handshake: a client proves it holds session.key before anything runs.
+"""The notify socket's handshake: a connection proves it holds session.key before anything runs.
 
-Like Jupyter's signed messages: HMAC-SHA256 with the key from a 0600 file, compared in constant time.
+Like Jupyter's signed messages: HMAC-SHA256 with the key from a 0600 file, compared in constant time. The
+server side is a small state machine fed by a selector, so a silent or slow connection never holds up
+calls or other connections (docs/PROTOCOL.md section 3).
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ import hmac
 import os
 import socket
 import struct
+import time
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Optional, Tuple
 
 from .protocol import PROTOCOL_VERSION
 
 MAGIC = b"LSPY"
-HELLO = struct.Struct("<4sHH32s")          # magic, version, mode, nonce
-ANSWER = struct.Struct("<4sHHI32s")        # magic, version, reserved, client pid, mac
+HELLO = struct.Struct("<4sHHQ32s")         # magic, version, mode, session id, nonce
+ANSWER = struct.Struct("<4sHHIQ32s")       # magic, version, purpose, client pid, client id, mac
+ANSWER_HEAD = struct.Struct("<4sHH")       # the part checked first: magic, version, purpose
 RESULT = struct.Struct("<BH")              # result, message length
+LANE_ID = struct.Struct("<I")
 TIMEOUT = 5.0
 
 CALL = b"\x01"
@@ -33,6 +40,14 @@ class Mode(IntEnum):
     NOTEBOOK_THREADED = 2
 
 
+class Purpose(IntEnum):
+    """What a connection is for."""
+
+    LANE = 0
+    STATUS = 1
+    STOP = 2
+
+
 class Result(IntEnum):
     ACCEPTED = 0
     WRONG_KEY = 1
@@ -41,12 +56,83 @@ class Result(IntEnum):
 
 
 class HandshakeError(Exception):
-    pass
+    """The handshake failed; `result` is what the server answered (or would answer)."""
+
+    def __init__(self, message: str, result: Result = Result.BAD_VERSION) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def mac(key: bytes, nonce: bytes) -> bytes:
     return hmac.new(key, nonce, hashlib.sha256).digest()
 
+
+def result_frame(result: Result, message: bytes = b"") -> bytes:
+    return RESULT.pack(result, len(message)) + message
+
+
+@dataclass
+class Answer:
+    purpose: Purpose
+    pid: int
+    client_id: int
+
+
+@dataclass
+class Pending:
+    """Server side: one connection between accept and a verified answer."""
+
+    sock: socket.socket
+    nonce: bytes
+    deadline: float
+    received: bytearray = field(default_factory=bytearray)
+
+    @classmethod
+    def start(cls, sock: socket.socket, mode: Mode, session: int) -> "Pending":
+        """Send the hello at once (it fits any socket buffer) and wait for the answer."""
+        nonce = os.urandom(32)
+        sock.setblocking(False)
+        sock.send(HELLO.pack(MAGIC, PROTOCOL_VERSION, mode, session, nonce))
+        return cls(sock, nonce, time.monotonic() + TIMEOUT)
+
+    def feed(self, key: bytes) -> Optional[Answer]:
+        """Read what arrived. None: need more. Raises HandshakeError (to refuse) or ConnectionError (closed)."""
+        chunk = self.sock.recv(ANSWER.size - len(self.received))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(self.received)} of {ANSWER.size} handshake bytes")
+        self.received += chunk
+        if len(self.received) >= ANSWER_HEAD.size:
+            magic, version, purpose = ANSWER_HEAD.unpack_from(self.received)
+            if magic != MAGIC:
+                raise HandshakeError("not a lesspy client (its answer does not start with LSPY)")
+            if version != PROTOCOL_VERSION:
+                raise HandshakeError(f"the client speaks protocol version {version}, this server speaks version "
+                                     f"{PROTOCOL_VERSION}: use matching versions of LessPy and lesspy-kernel")
+            if purpose not in Purpose.__members__.values():
+                raise HandshakeError(f"unknown connection purpose {purpose}")
+        if len(self.received) < ANSWER.size:
+            return None
+        _, _, purpose, pid, client_id, answer = ANSWER.unpack(bytes(self.received))
+        if not hmac.compare_digest(answer, mac(key, self.nonce)):
+            raise HandshakeError("wrong session key: read session.key from the server's work folder",
+                                 Result.WRONG_KEY)
+        return Answer(Purpose(purpose), pid, client_id)
+
+    def reply(self, result: Result, message: bytes = b"") -> None:
+        """Send the result (best effort: a client that went away just misses it)."""
+        try:
+            self.sock.settimeout(1.0)
+            self.sock.sendall(result_frame(result, message))
+        except OSError:
+            pass
+        finally:
+            try:
+                self.sock.settimeout(None)      # a lane's socket blocks from here on
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------- client side (Python client, tests, CLI)
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
     data = b""
@@ -58,54 +144,20 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def refuse(sock: socket.socket, result: Result, message: str) -> None:
-    """Tell the client why it is refused (best effort); the caller closes the socket."""
-    raw = message.encode("utf-8")
-    try:
-        sock.sendall(RESULT.pack(result, len(raw)) + raw)
-    except OSError:
-        pass
-
-
-def admit(sock: socket.socket) -> None:
-    sock.sendall(RESULT.pack(Result.ACCEPTED, 0))
-
-
-def verify(sock: socket.socket, key: bytes, mode: Mode) -> int:
-    """Server side: send the challenge, check the answer. Returns the client's pid; the caller then admits it
-    (or refuses it as busy). Raises HandshakeError after telling a wrong client why."""
+def connect(sock: socket.socket, key: bytes, purpose: Purpose = Purpose.LANE,
+            client_id: int = 0) -> Tuple[Mode, int, bytes]:
+    """Shake hands; returns (mode, session id, the accept message). Raises HandshakeError when refused."""
     sock.settimeout(TIMEOUT)
-    nonce = os.urandom(32)
-    sock.sendall(HELLO.pack(MAGIC, PROTOCOL_VERSION, mode, nonce))
-    try:
-        magic, version, _, pid, answer = ANSWER.unpack(recv_exact(sock, ANSWER.size))
-    except (OSError, socket.timeout) as e:
-        raise HandshakeError(f"no handshake answer: {e}") from None
-    problem = None
+    magic, version, mode, session, nonce = HELLO.unpack(recv_exact(sock, HELLO.size))
     if magic != MAGIC:
-        problem = (Result.BAD_VERSION, "not a lesspy client")
-    elif version != PROTOCOL_VERSION:
-        problem = (Result.BAD_VERSION, f"client speaks protocol {version}, this server speaks {PROTOCOL_VERSION}: "
-                                       "use matching versions of LessPy and lesspy-kernel")
-    elif not hmac.compare_digest(answer, mac(key, nonce)):
-        problem = (Result.WRONG_KEY, "wrong session key: read session.key from the server's work folder")
-    if problem:
-        refuse(sock, *problem)
-        raise HandshakeError(problem[1])
-    sock.settimeout(None)
-    return pid
-
-
-def connect(sock: socket.socket, key: bytes) -> Mode:
-    """Client side (the C# client does the same; Python uses it in tests and tools)."""
-    sock.settimeout(TIMEOUT)
-    magic, version, mode, nonce = HELLO.unpack(recv_exact(sock, HELLO.size))
-    if magic != MAGIC or version != PROTOCOL_VERSION:
-        raise HandshakeError(f"not a lesspy v{PROTOCOL_VERSION} server")
-    sock.sendall(ANSWER.pack(MAGIC, PROTOCOL_VERSION, 0, os.getpid(), mac(key, nonce)))
+        raise HandshakeError("not a lesspy server (its hello does not start with LSPY)")
+    if version != PROTOCOL_VERSION:
+        raise HandshakeError(f"the server speaks protocol version {version}, this client speaks "
+                             f"{PROTOCOL_VERSION}: use matching versions")
+    sock.sendall(ANSWER.pack(MAGIC, PROTOCOL_VERSION, purpose, os.getpid(), client_id, mac(key, nonce)))
     result, n = RESULT.unpack(recv_exact(sock, RESULT.size))
-    message = recv_exact(sock, n).decode("utf-8", errors="replace") if n else ""
+    message = recv_exact(sock, n) if n else b""
     if result != Result.ACCEPTED:
-        raise HandshakeError(message)
+        raise HandshakeError(message.decode("utf-8", errors="replace"), Result(result))
     sock.settimeout(None)
-    return Mode(mode)
+    return Mode(mode), session, message

@@ -2,240 +2,228 @@
 
 `CallHistory.observe` is a server observer. It runs on the server thread before the reply goes out, while the
 argument arrays are still read-only views over the request mapping that the next call overwrites, so every array
-is *copied* into the record (inside tuples and lists too, and in the result). Copied array bytes are held within a
-memory budget: when it is exceeded, the payloads of the oldest records are replaced by `DroppedArray` summaries
-(shape, dtype, min, max, mean). Small values (scalars, strings, bytes, arrays of at most 64 KiB) are always kept.
+is *copied* into the record (inside tuples, lists, dicts and records too, and in the result).
 
-How the records look (text and HTML tables) lives in render.py.
+Memory is bounded by a budget of payload bytes, counting every kind of value: arrays, bytes, strings, lists,
+tuples, dicts, records, nested. When the history holds more than its budget, the payloads of the oldest records
+are replaced by summaries (`DroppedArray`: shape, dtype, min, max, mean; `DroppedValue`: type, length, a one-line
+preview). A value bigger than the whole budget is summarised at once, without a copy; with a budget of 0 no
+payload is kept and no copy made. What a record always keeps is small and fixed: numbers, None, dates, strings of
+at most SHORT_TEXT characters, bytes of at most SHORT_BYTES, and the summaries. At most `max_records` records are
+kept, so the whole history stays within budget + max_records x a few KiB.
+
+How the records look (text and HTML tables) lives in render.py; array statistics in summaries.py.
 """
 
 from __future__ import annotations
 
 import collections
-import math
+import copy
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import sys
 import threading
-import warnings
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
 from .protocol import ErrorKind
+from .render import last as _last
+from .render import record_text, value_summary
+from .render import to_html as _render_html
+from .render import to_text as _render_text
+from .summaries import DroppedArray, DroppedValue
 
 __all__ = [
-    "SMALL_ARRAY_BYTES", "DEFAULT_BUDGET", "DEFAULT_MAX_RECORDS", "DroppedArray", "CallRecord", "CallList",
-    "CallHistory", "to_text", "to_html", "current_history", "set_current_history", "calls",
+    "DEFAULT_BUDGET", "DEFAULT_MAX_RECORDS", "SHORT_TEXT", "SHORT_BYTES", "DroppedArray", "DroppedValue",
+    "CallRecord", "CallList", "CallHistory", "payload_size", "to_text", "to_html", "current_history",
+    "set_current_history", "calls",
 ]
 
-SMALL_ARRAY_BYTES = 64 * 1024          # arrays of at most this many bytes are never dropped
 DEFAULT_BUDGET = 256 * 1024 ** 2
 DEFAULT_MAX_RECORDS = 10_000
 DISPLAY_LIMIT = 200                    # rows shown by a CallList's repr (to_text/to_html take any n)
+SHORT_TEXT = 60                        # a string this short is part of the record, not a payload
+SHORT_BYTES = 32                       # bytes this short likewise
+ERROR_CHARS = 500                      # an error message is cut to this many characters in the record
+TRACEBACK_CHARS = 2000                 # a traceback keeps its last this many characters in the record
+_SUMMARY_ITEMS = 4                     # a dropped tuple/list this short keeps its shape, items summarised
+_SUMMARY_DEPTH = 2
+_MAX_DEPTH = 32
+
+_ATOMS = (type(None), bool, int, float, complex, np.generic, _dt.date, _dt.time, _dt.timedelta, uuid.UUID,
+          enum.Enum, decimal.Decimal)
 
 
-# ---------------------------------------------------------------- helpers shared with render.py
+# ---------------------------------------------------------------- helpers
 
-def _last(records: Sequence[CallRecord], n: Optional[int]) -> List[CallRecord]:
-    records = list(records)
-    if n is None:
-        return records
-    n = int(n)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, not {n}")
-    return records[-n:] if n else []
-
-
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+            return f"{int(n)} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
 
 
-def _shape_text(shape: Tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+def _is_atom(v: Any) -> bool:
+    """Small values every record keeps whatever the budget: they cost no more than their summary would."""
+    if isinstance(v, _ATOMS):
+        return not isinstance(v, np.generic) or v.nbytes <= SHORT_BYTES
+    if isinstance(v, str):
+        return len(v) <= SHORT_TEXT
+    if isinstance(v, (bytes, bytearray)):
+        return len(v) <= SHORT_BYTES
+    if isinstance(v, memoryview):
+        return v.nbytes <= SHORT_BYTES
+    return False
 
 
-# ---------------------------------------------------------------- array statistics
-
-@dataclass(frozen=True)
-class _Stats:
-    min: Any = None
-    max: Any = None
-    mean: Any = None
-    nans: int = 0
-
-
-def _scalar(x: Any) -> Any:
-    return x.item() if isinstance(x, np.generic) else x
+def _atom(v: Any) -> Any:
+    if isinstance(v, (memoryview, bytearray)):       # a memoryview may point into a mapping
+        try:
+            return bytes(v)
+        except (ValueError, TypeError):
+            return DroppedValue(type(v).__name__, None, 0, "", "unreadable")
+    return v
 
 
-def _array_stats(a: np.ndarray) -> _Stats:
-    """min, max, mean (NaN ignored) and the NaN count; empty or non-numeric arrays give no figures."""
-    if a.size == 0 or a.dtype.kind not in "biufc":
-        return _Stats()
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            kind = a.dtype.kind
-            if kind == "b":
-                return _Stats(bool(a.min()), bool(a.max()), float(np.count_nonzero(a)) / a.size)
-            if kind in "iu":
-                return _Stats(_scalar(a.min()), _scalar(a.max()), float(a.mean(dtype=np.float64)))
-            if kind == "c":
-                mean = complex(a.mean(dtype=np.complex128))
-                nans = 0
-                if math.isnan(mean.real) or math.isnan(mean.imag):
-                    nanmask = np.isnan(a)
-                    nans = int(np.count_nonzero(nanmask))
-                    rest = a[~nanmask]
-                    mean = complex(rest.mean(dtype=np.complex128)) if rest.size else None
-                return _Stats(None, None, mean, nans)
-            # real floating point: fmin/fmax skip NaN without copying; the mean needs a second look only
-            # when the plain mean came out NaN (NaN present, or +inf and -inf together)
-            lo = float(np.fmin.reduce(a, axis=None))
-            hi = float(np.fmax.reduce(a, axis=None))
-            mean = float(a.mean())       # pairwise summation in the array's precision (float16 sums in float32)
-            nans = 0
-            if math.isnan(mean):
-                nans = int(np.count_nonzero(np.isnan(a)))
-                if nans == a.size:
-                    return _Stats(None, None, None, nans)
-                if nans:
-                    mean = float(np.nanmean(a, dtype=np.float64))
-            return _Stats(lo, hi, mean, nans)
-    except Exception:  # an exotic array must never break recording or rendering
-        return _Stats()
+def _is_record(v: Any) -> bool:
+    return dataclasses.is_dataclass(v) and not isinstance(v, type)
 
 
-# ---------------------------------------------------------------- dropped payloads
+def payload_size(v: Any, seen: Optional[set] = None, depth: int = 0) -> int:
+    """The bytes holding `v` costs: array data, string and bytes objects, containers and what they hold.
 
-@dataclass(frozen=True)
-class DroppedArray:
-    """Stands in for an array whose payload the history no longer holds (or never held).
-
-    The figures were computed from the real data when the record was made or just before the payload was dropped.
-    `reason` is "budget" (dropped to keep the history within its memory budget; also an array bigger than the
-    whole budget) or "memory" (the copy itself failed with MemoryError).
+    Arrays whose id is in `seen` are not counted again (a result that is one of the arguments).
     """
+    if seen is None:
+        seen = set()
+    if isinstance(v, np.ndarray):
+        if id(v) in seen:
+            return 0
+        seen.add(id(v))
+        return int(v.nbytes)
+    if isinstance(v, memoryview):
+        return int(v.nbytes) + sys.getsizeof(b"")
+    try:
+        own = sys.getsizeof(v)
+    except Exception:
+        own = 64
+    if depth > _MAX_DEPTH or isinstance(v, (str, bytes, bytearray)) or isinstance(v, _ATOMS):
+        return own
+    if isinstance(v, (tuple, list, set, frozenset)):
+        return own + sum(payload_size(x, seen, depth + 1) for x in v)
+    if isinstance(v, dict):
+        return own + sum(payload_size(k, seen, depth + 1) + payload_size(x, seen, depth + 1) for k, x in v.items())
+    if _is_record(v):
+        return own + sum(payload_size(getattr(v, f.name, None), seen, depth + 1) for f in dataclasses.fields(v))
+    return own
 
-    shape: Tuple[int, ...]
-    dtype: str
-    nbytes: int
-    min: Any = None
-    max: Any = None
-    mean: Any = None
-    nans: int = 0
-    reason: str = "budget"
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @classmethod
-    def of(cls, a: np.ndarray, reason: str = "budget") -> "DroppedArray":
-        s = _array_stats(a)
-        return cls(tuple(int(d) for d in a.shape), str(a.dtype), int(a.nbytes), s.min, s.max, s.mean, s.nans,
-                   reason)
-
-    def __repr__(self) -> str:
-        return f"<dropped {self.dtype} array {_shape_text(self.shape)}: {self.reason}>"
+def _summarise(v: Any, memo: Dict[int, Any], depth: int = 0, reason: str = "budget") -> Any:
+    """What a record keeps of `v` without its payload: a DroppedArray / DroppedValue, or `v` itself if small."""
+    if _is_atom(v):
+        return _atom(v)
+    if isinstance(v, (DroppedArray, DroppedValue)):
+        return v
+    if isinstance(v, np.ndarray):
+        key = id(v)
+        if key not in memo:
+            memo[key] = DroppedArray.of(v, reason)
+        return memo[key]
+    if type(v) in (tuple, list) and len(v) <= _SUMMARY_ITEMS and depth < _SUMMARY_DEPTH:
+        return type(v)(_summarise(x, memo, depth + 1, reason) for x in v)
+    try:
+        length: Optional[int] = len(v)
+    except Exception:
+        length = None
+    try:
+        preview = value_summary(v)
+    except Exception:
+        preview = ""
+    if len(preview) > 100:
+        preview = preview[:99] + "…"
+    return DroppedValue(type(v).__name__, length, payload_size(v), preview, reason)
 
 
 # ---------------------------------------------------------------- capturing values out of the mapping
 
 class _Capture:
-    """Copies one call's values; counts the bytes it holds. Shared views (a result that is an argument) are
-    copied once."""
+    """Copies one call's values within the budget and counts the bytes it holds. Shared arrays (a result that is
+    an argument) are copied, counted and summarised once."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.memo: Dict[int, Any] = {}
+        self.memo: Dict[int, Any] = {}        # id of an original array -> its copy or summary
         self.keep_alive: List[Any] = []       # so the ids in memo stay unique during the capture
-        self.held = 0                         # bytes of arrays that may be dropped later
-        self.kept = 0                         # bytes of small arrays, never dropped
+        self.held = 0
 
-    def value(self, v: Any, depth: int = 0) -> Any:
+    def value(self, v: Any) -> Any:
+        """One argument, or the result."""
+        if _is_atom(v):
+            return _atom(v)
+        if isinstance(v, (DroppedArray, DroppedValue)):
+            return v
+        self.keep_alive.append(v)
+        size = payload_size(v, set(k for k, c in self.memo.items()))
+        if self.budget == 0 or self.held + size > self.budget:
+            return _summarise(v, self.memo)
+        try:
+            out = self._copy(v)
+        except MemoryError:
+            return _summarise(v, self.memo, reason="memory")
+        self.held += size
+        return out
+
+    def _copy(self, v: Any, depth: int = 0) -> Any:
         if isinstance(v, np.ndarray):
             key = id(v)
-            if key in self.memo:
-                return self.memo[key]
-            self.keep_alive.append(v)
-            self.memo[key] = out = self._array(v)
-            return out
-        if depth > 32:
+            if key not in self.memo:
+                copied = np.array(v, copy=True)
+                copied.flags.writeable = True
+                self.keep_alive.append(v)
+                self.memo[key] = copied
+            return self.memo[key]
+        if isinstance(v, (memoryview, bytearray)):
+            return _atom(v)
+        if depth > _MAX_DEPTH:
             return v
         if type(v) is tuple:
-            return tuple(self.value(x, depth + 1) for x in v)
+            return tuple(self._copy(x, depth + 1) for x in v)
         if type(v) is list:
-            return [self.value(x, depth + 1) for x in v]
+            return [self._copy(x, depth + 1) for x in v]
         if type(v) is dict:
-            return {k: self.value(x, depth + 1) for k, x in v.items()}
+            return {k: self._copy(x, depth + 1) for k, x in v.items()}
         if isinstance(v, tuple) and hasattr(v, "_fields"):   # a namedtuple
             try:
-                return type(v)(*(self.value(x, depth + 1) for x in v))
+                return type(v)(*(self._copy(x, depth + 1) for x in v))
             except Exception:
-                return tuple(self.value(x, depth + 1) for x in v)
-        if isinstance(v, memoryview):                       # may point into a mapping
+                return tuple(self._copy(x, depth + 1) for x in v)
+        if _is_record(v):
             try:
-                return v.tobytes()
-            except (ValueError, TypeError):
-                return v
-        if isinstance(v, bytearray):
-            return bytes(v)
-        return v
-
-    def _array(self, v: np.ndarray) -> Any:
-        n = int(v.nbytes)
-        if n > SMALL_ARRAY_BYTES and n > self.budget:
-            return DroppedArray.of(v, "budget")
-        try:
-            copy = np.array(v, copy=True)
-        except MemoryError:
-            return DroppedArray.of(v, "memory")
-        copy.flags.writeable = True
-        if n > SMALL_ARRAY_BYTES:
-            self.held += n
-        else:
-            self.kept += n
-        return copy
-
-
-def _drop_payloads(v: Any, memo: Dict[int, Any], depth: int = 0) -> Any:
-    """`v` with every array above SMALL_ARRAY_BYTES replaced by its DroppedArray."""
-    if isinstance(v, np.ndarray):
-        if v.nbytes <= SMALL_ARRAY_BYTES:
-            return v
-        key = id(v)
-        if key not in memo:
-            memo[key] = (v, DroppedArray.of(v, "budget"))
-        return memo[key][1]
-    if depth > 32:
-        return v
-    if type(v) is tuple:
-        return tuple(_drop_payloads(x, memo, depth + 1) for x in v)
-    if type(v) is list:
-        return [_drop_payloads(x, memo, depth + 1) for x in v]
-    if type(v) is dict:
-        return {k: _drop_payloads(x, memo, depth + 1) for k, x in v.items()}
-    if isinstance(v, tuple) and hasattr(v, "_fields"):
-        try:
-            return type(v)(*(_drop_payloads(x, memo, depth + 1) for x in v))
-        except Exception:
-            return tuple(_drop_payloads(x, memo, depth + 1) for x in v)
-    return v
+                out = copy.copy(v)
+                for f in dataclasses.fields(v):
+                    object.__setattr__(out, f.name, self._copy(getattr(v, f.name), depth + 1))
+                return out
+            except Exception:
+                return _summarise(v, self.memo)
+        return v                                             # immutable (str, bytes) or the caller's own object
 
 
 # ---------------------------------------------------------------- records
+
+def _clip(s: str, limit: int) -> str:
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def _tail(s: str, limit: int) -> str:
+    return s if len(s) <= limit else "…" + s[-(limit - 1):]
+
 
 def _error_type(error: Any) -> str:
     try:
@@ -266,8 +254,6 @@ class CallRecord:
         return self.error is None
 
     def __repr__(self) -> str:
-        from .render import record_text
-
         return record_text(self)
 
     def _repr_html_(self) -> str:
@@ -312,12 +298,11 @@ class CallList(list):
 
 
 class _Entry:
-    __slots__ = ("record", "held", "kept")
+    __slots__ = ("record", "held")
 
-    def __init__(self, record: CallRecord, held: int, kept: int) -> None:
+    def __init__(self, record: CallRecord, held: int) -> None:
         self.record = record
         self.held = held
-        self.kept = kept
 
 
 class CallHistory:
@@ -329,9 +314,9 @@ class CallHistory:
     def __init__(self, budget: int = DEFAULT_BUDGET, max_records: int = DEFAULT_MAX_RECORDS) -> None:
         self._lock = threading.RLock()
         self._entries: Deque[_Entry] = collections.deque()
-        self._heavy: Deque[_Entry] = collections.deque()   # entries still holding droppable arrays, oldest first
+        self._heavy: Deque[_Entry] = collections.deque()   # entries still holding payloads, oldest first
         self._held = 0
-        self._kept = 0
+        self._last_traceback = ""
         self._next_index = 1
         self._budget = self._check("budget", budget)
         self._max_records = self._check("max_records", max_records)
@@ -347,7 +332,7 @@ class CallHistory:
 
     @property
     def budget(self) -> int:
-        """Bytes of copied arrays the history may hold; setting a smaller budget drops payloads at once."""
+        """Payload bytes the history may hold; setting a smaller budget drops payloads at once (oldest first)."""
         return self._budget
 
     @budget.setter
@@ -368,36 +353,38 @@ class CallHistory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of array data the history holds (small arrays included)."""
+        """Payload bytes the history holds (arrays, strings, bytes, containers: see payload_size)."""
         with self._lock:
-            return self._held + self._kept
+            return self._held
 
     # ------------------------------------------------------------ recording
 
     def observe(self, outcome: Any) -> None:
-        """The server observer: record one call's outcome, copying its arrays out of the mappings."""
+        """The server observer: record one call's outcome, copying its payloads out of the mappings."""
         capture = _Capture(self._budget)
         args = tuple(capture.value(a) for a in (outcome.args or ()))
         result = capture.value(outcome.result)
         err = outcome.error
+        message = None if err is None else _clip(str(err.message), ERROR_CHARS)
+        tb = "" if err is None else _tail(str(err.traceback or ""), TRACEBACK_CHARS)
         try:
             started = datetime.fromtimestamp(outcome.started)
         except (TypeError, ValueError, OverflowError, OSError):
             started = datetime.now()
         with self._lock:
+            if tb and tb == self._last_traceback:
+                tb = self._last_traceback                # the same error again: share one string
+            self._last_traceback = tb
             record = CallRecord(
                 index=self._next_index, function=str(outcome.name), args=args, result=result,
-                error=None if err is None else str(err.message),
-                error_type=None if err is None else _error_type(err),
-                traceback="" if err is None else str(err.traceback or ""),
+                error=message, error_type=None if err is None else _error_type(err), traceback=tb,
                 started=started, duration=float(outcome.duration or 0.0))
             self._next_index += 1
-            entry = _Entry(record, capture.held, capture.kept)
+            entry = _Entry(record, capture.held)
             self._entries.append(entry)
             if entry.held:
                 self._heavy.append(entry)
             self._held += entry.held
-            self._kept += entry.kept
             self._enforce()
 
     __call__ = observe
@@ -412,15 +399,14 @@ class CallHistory:
                 else:
                     self._heavy.remove(entry)
             self._held -= entry.held
-            self._kept -= entry.kept
-        while self._held + self._kept > self._budget and self._heavy:
+        while self._held > self._budget and self._heavy:
             self._drop(self._heavy.popleft())
 
     def _drop(self, entry: _Entry) -> None:
         record = entry.record
         memo: Dict[int, Any] = {}
-        record.args = tuple(_drop_payloads(a, memo) for a in record.args)
-        record.result = _drop_payloads(record.result, memo)
+        record.args = tuple(_summarise(a, memo) for a in record.args)
+        record.result = _summarise(record.result, memo)
         self._held -= entry.held
         entry.held = 0
 
@@ -440,7 +426,7 @@ class CallHistory:
             self._entries.clear()
             self._heavy.clear()
             self._held = 0
-            self._kept = 0
+            self._last_traceback = ""
 
     def __len__(self) -> int:
         with self._lock:
@@ -448,7 +434,7 @@ class CallHistory:
 
     def __repr__(self) -> str:
         with self._lock:
-            return (f"<CallHistory {len(self._entries)} calls, {_size(self._held + self._kept)} of "
+            return (f"<CallHistory {len(self._entries)} calls, {_size(self._held)} of "
                     f"{_size(self._budget)} budget>")
 
     def _repr_html_(self) -> str:
@@ -481,13 +467,9 @@ def calls(n: Optional[int] = None) -> CallList:
 
 def to_text(records: Iterable[CallRecord], n: Optional[int] = None) -> str:
     """The last `n` records as a plain-text table (see render.py)."""
-    from .render import to_text as render_text
-
-    return render_text(records, n)
+    return _render_text(records, n)
 
 
 def to_html(records: Iterable[CallRecord], n: Optional[int] = None) -> str:
     """The last `n` records as an HTML table with thumbnails and sparklines (see render.py)."""
-    from .render import to_html as render_html
-
-    return render_html(records, n)
+    return _render_html(records, n)

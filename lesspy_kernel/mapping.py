@@ -1,33 +1,101 @@
-"""The two memory-mapped files. Created once per server and reused for every call."""
+"""One lane file (`lane-N.req.mmf` or `lane-N.resp.mmf`): a 64-byte header, then the payload.
+
+Created once per lane and reused for every call; grown on demand by its writer (docs/PROTOCOL.md section 2).
+The header's sequence and waiting words are how the two sides hand a frame over without a system call.
+"""
 
 from __future__ import annotations
 
 import mmap
 import os
+import struct
+import threading
 from pathlib import Path
 
-from .protocol import HEADER_SIZE, write_header
+import numpy as np
+
+from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, HEADER_SIZE, SEQUENCE_OFFSET, SESSION_OFFSET,
+                       WAITING_OFFSET, write_header)
 
 MIN_CAPACITY = 4096
+MAX_PAYLOAD = 2**31 - 1 - HEADER_SIZE          # what a .NET span can address
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_fence_lock = threading.Lock()
+
+
+def full_fence() -> None:
+    """A full memory barrier between a store and a later load (a locked instruction on x86-64).
+
+    Python has no fence primitive; acquiring and releasing a lock executes an atomic read-modify-write,
+    which orders every earlier store before every later load. See PROTOCOL.md section 2 for why it matters.
+    """
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+def grown_size(payload: int) -> int:
+    """The file size for a payload: the next power of two holding header + payload."""
+    need = HEADER_SIZE + payload
+    size = MIN_CAPACITY
+    while size < need:
+        size *= 2
+    return size
 
 
 class Mapping:
-    """One file of `capacity` bytes mapped read-write: a 64-byte header, then the payload."""
+    """A lane file mapped read-write. `create=True` makes it (the server); otherwise it is opened (a client)."""
 
-    def __init__(self, path: Path, capacity: int) -> None:
-        if capacity < MIN_CAPACITY:
-            raise ValueError(f"capacity {capacity} is below the minimum of {MIN_CAPACITY} bytes")
-        self.path = path
-        self.capacity = capacity
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    def __init__(self, path: Path, capacity: int = 0, session: int = 0, create: bool = True) -> None:
+        self.path = Path(path)
+        if create:
+            if capacity < MIN_CAPACITY:
+                raise ValueError(f"capacity {capacity} is below the minimum of {MIN_CAPACITY} bytes")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(fd, capacity)
+            finally:
+                os.close(fd)
+        self._old: list = []
+        self._map(capacity if create else 0)
+        if create:
+            write_header(self.view, self.capacity, session)
+
+    def _map(self, size: int) -> None:
+        fd = os.open(self.path, os.O_RDWR)
         try:
-            os.ftruncate(fd, capacity)
-            self._mmap = mmap.mmap(fd, capacity, access=mmap.ACCESS_WRITE)
+            self._mmap = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
         finally:
             os.close(fd)
+        self.capacity = len(self._mmap)
         self.view = memoryview(self._mmap)
-        write_header(self.view, capacity)
         self.header = self.view[:HEADER_SIZE]
+
+    # ------------------------------------------------------------ header words
+
+    @property
+    def sequence(self) -> int:
+        return _U64.unpack_from(self.header, SEQUENCE_OFFSET)[0]
+
+    @property
+    def waiting(self) -> int:
+        return _U32.unpack_from(self.header, WAITING_OFFSET)[0]
+
+    @waiting.setter
+    def waiting(self, value: int) -> None:
+        _U32.pack_into(self.header, WAITING_OFFSET, value)
+
+    @property
+    def cancel(self) -> int:
+        return _U64.unpack_from(self.header, CANCEL_OFFSET)[0]
+
+    @property
+    def session(self) -> int:
+        return _U64.unpack_from(self.header, SESSION_OFFSET)[0]
+
+    @property
+    def declared_capacity(self) -> int:
+        return _U64.unpack_from(self.header, CAPACITY_OFFSET)[0]
 
     @property
     def payload_capacity(self) -> int:
@@ -36,11 +104,66 @@ class Mapping:
     def payload(self, length: int) -> memoryview:
         return self.view[HEADER_SIZE:HEADER_SIZE + length]
 
-    def close(self) -> None:
-        """Unmap. If Python code still holds a view (an argument kept in a global), leave it to the GC."""
-        self.header.release()
-        self.view.release()
+    # ------------------------------------------------------------ growth
+
+    def grow(self, payload: int) -> None:
+        """Writer side: make room for `payload` bytes (file extended, mapped again, capacity field updated)."""
+        if payload <= self.payload_capacity:
+            return
+        if payload > MAX_PAYLOAD:
+            raise OverflowError(f"{payload:,} bytes is more than the {MAX_PAYLOAD:,} a lane can carry")
+        size = grown_size(payload)
+        fd = os.open(self.path, os.O_RDWR)
         try:
-            self._mmap.close()
-        except BufferError:
-            pass
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        self._remap(size)
+        _U64.pack_into(self.header, CAPACITY_OFFSET, size)
+
+    def refresh(self) -> None:
+        """Reader side: map the file again if its writer grew it (the header says a larger capacity)."""
+        declared = self.declared_capacity
+        if declared > self.capacity:
+            actual = os.stat(self.path).st_size
+            if actual >= declared:
+                self._remap(declared)
+
+    def _remap(self, size: int) -> None:
+        old, old_view, old_header = self._mmap, self.view, self.header
+        self._map(size)
+        old_header.release()
+        old_view.release()
+        try:
+            old.close()
+        except BufferError:       # user code still holds a view of it: the GC unmaps it later
+            self._old.append(old)
+
+    def close(self, unlink: bool = False) -> None:
+        """Unmap (leaving it to the GC if Python code still holds a view), and remove the file if asked."""
+        for v in (self.header, self.view):
+            try:
+                v.release()
+            except ValueError:
+                pass
+        for m in [self._mmap] + self._old:
+            try:
+                m.close()
+            except BufferError:
+                pass
+        self._old = []
+        if unlink:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+    def address(self) -> int:
+        """The address of the first byte of the mapping (for the result-array fast path)."""
+        probe = np.frombuffer(self._mmap, dtype=np.uint8, count=1)
+        address = int(probe.__array_interface__["data"][0])
+        del probe
+        return address
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"Mapping({self.path.name}, {self.capacity:,} bytes)"

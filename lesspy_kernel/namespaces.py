@@ -2,99 +2,199 @@
 
 Looking up on every call is what makes a notebook live: redefine `f` in a cell and the next C# call runs
 the new `f`.
+
+One rule for both hosts: C# may call the public functions the module (or the notebook's cells) defines itself,
+plus whatever the user exports explicitly (`lesspy_kernel.export(fn)`, or `%lesspy serve --export name`).
+Imported names (`from os import remove`), builtins (`open`), IPython's own objects (`exit`, `get_ipython`),
+modules, classes and names starting with `_` are refused with a message that says how to export them.
+A class is not a function: calling one by name is refused (a record type travels as a value instead).
 """
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import os
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Collection, MutableMapping, Optional
+from typing import Any, Callable, Collection, Dict, Iterable, MutableMapping, Optional, Tuple, TypeVar
+
+F = TypeVar("F")
 
 
 class FunctionNotFound(LookupError):
     """The name is not something the caller may call; the message says why and what to do."""
 
 
+# ---------------------------------------------------------------- explicit exports
+
+_exported: Dict[int, Any] = {}     # id -> the object itself (builtins cannot be weakly referenced)
+_exported_lock = threading.Lock()
+
+
+def export(fn: F) -> F:
+    """Let C# call `fn` although the notebook (or module) did not define it, e.g. an imported function.
+
+    Usable as a decorator (``@lesspy_kernel.export``) or as a call (``lesspy_kernel.export(np.hypot)``); returns
+    `fn` unchanged. C# calls it by the name it has in the notebook (or module). A class cannot be exported: write
+    a function that builds the object instead.
+    """
+    if isinstance(fn, type):
+        raise TypeError(f"lesspy_kernel.export: {fn.__name__} is a class, not a function; C# calls functions: "
+                        f"export a function that returns a {fn.__name__} instead")
+    if isinstance(fn, ModuleType):
+        raise TypeError(f"lesspy_kernel.export: {fn.__name__} is a module, not a function: export its functions")
+    if not callable(fn):
+        raise TypeError(f"lesspy_kernel.export: a {type(fn).__name__} is not callable, so C# cannot call it")
+    with _exported_lock:
+        _exported[id(fn)] = fn
+    return fn
+
+
+def unexport(fn: Any) -> None:
+    """Undo `export(fn)` (a function the notebook defines itself stays callable)."""
+    with _exported_lock:
+        if _exported.get(id(fn)) is fn:
+            del _exported[id(fn)]
+
+
+def is_exported(fn: Any) -> bool:
+    """True when `export(fn)` was called for this very object."""
+    with _exported_lock:
+        return _exported.get(id(fn)) is fn
+
+
+# ---------------------------------------------------------------- namespaces
+
 class Namespace:
-    """Base: maps a function name to a callable, applying the `only` allow-list."""
+    """Base: maps a function name to a callable, applying the export rules and the `only` allow-list.
+
+    `only`: if given, nothing else may be called. `export`: names the host exports explicitly although they are
+    not defined in it (imported functions, callable objects of library classes).
+    """
 
     where = "the namespace"
+    home = "__main__"                 # functions whose __module__ is this are defined here
 
-    def __init__(self, only: Optional[Collection[str]] = None) -> None:
+    def __init__(self, only: Optional[Collection[str]] = None, export: Optional[Collection[str]] = None) -> None:
         self.only = frozenset(only) if only else None
+        self.exports = frozenset(export) if export else frozenset()
 
     def _get(self, name: str) -> Any:
+        """The raw value bound to `name` (KeyError when there is none)."""
         raise NotImplementedError
 
-    def names(self) -> list:
-        """The callable public names, for status displays and stub generation."""
+    def _items(self) -> Iterable[Tuple[str, Any]]:
         raise NotImplementedError
+
+    def how_to_export(self, name: str) -> str:
+        return f"export it with lesspy_kernel.export({name})"
+
+    def refusal(self, name: str, value: Any) -> Optional[str]:
+        """Why C# may not call `value` by `name`, or None when it may. The same rules for every host."""
+        if self.only is not None and name not in self.only:
+            return (f"'{name}' is not exported by this server (exported: {', '.join(sorted(self.only))}); "
+                    "serve with it in --only to allow it")
+        if name.startswith("_"):
+            return f"'{name}' is private (starts with '_'), so it cannot be called"
+        if isinstance(value, ModuleType):
+            return f"'{name}' in {self.where} is a module, not a function"
+        if isinstance(value, type):
+            return (f"'{name}' in {self.where} is a class, not a function: C# calls functions. Define a function "
+                    f"that returns a {value.__name__} (a record type can be passed and returned as a value)")
+        if not callable(value):
+            return f"'{name}' in {self.where} is a {type(value).__name__}, not a function"
+        if self._defined_here(value) or name in self.exports or is_exported(value):
+            return None
+        origin = _origin(value)
+        return (f"'{name}' in {self.where} is {origin}, not defined in {self.where}: only the functions "
+                f"{self.where} defines itself are exported to C#. To let C# call it, "
+                f"{self.how_to_export(name)}")
+
+    def _defined_here(self, value: Any) -> bool:
+        return getattr(value, "__module__", None) == self.home
 
     def lookup(self, name: str) -> Callable[..., Any]:
-        if self.only is not None and name not in self.only:
-            raise FunctionNotFound(f"'{name}' is not exported by this server (exported: "
-                                   f"{', '.join(sorted(self.only))})")
-        if name.startswith("_"):
-            raise FunctionNotFound(f"'{name}' is private (starts with '_'), so it cannot be called")
+        if (self.only is not None and name not in self.only) or name.startswith("_"):
+            raise FunctionNotFound(self.refusal(name, None))
         try:
-            fn = self._get(name)
+            value = self._get(name)
         except KeyError:
-            raise FunctionNotFound(f"'{name}' is not defined in {self.where}: define it (or check the "
-                                   "[PythonImport] name)") from None
-        if not callable(fn):
-            raise FunctionNotFound(f"'{name}' in {self.where} is a {type(fn).__name__}, not a function")
-        return fn
+            raise FunctionNotFound(self._missing(name)) from None
+        why = self.refusal(name, value)
+        if why is not None:
+            raise FunctionNotFound(why)
+        return value
+
+    def _missing(self, name: str) -> str:
+        if hasattr(builtins, name):
+            return (f"'{name}' is a Python builtin, not defined in {self.where}: only the functions {self.where} "
+                    f"defines itself are exported to C#. Define a function that calls it, or bind it and "
+                    f"{self.how_to_export(name)}")
+        return f"'{name}' is not defined in {self.where}: define it (or check the [PythonImport] name)"
+
+    def names(self) -> list:
+        """The names C# may call now, for status displays and stub generation."""
+        return sorted(n for n, v in list(self._items()) if self.refusal(n, v) is None)
+
+
+def _origin(value: Any) -> str:
+    """Where an imported callable comes from, for the refusal message."""
+    module = getattr(value, "__module__", None)
+    if module in ("builtins", None) and getattr(value, "__self__", None) is builtins:
+        return "a Python builtin"
+    if isinstance(module, str) and module:
+        return f"imported from {module}"
+    return f"a {type(value).__name__} defined elsewhere"
 
 
 class ModuleNamespace(Namespace):
     """The public functions of a Python module file (the headless server)."""
 
-    def __init__(self, module: ModuleType, only: Optional[Collection[str]] = None) -> None:
-        super().__init__(only)
+    def __init__(self, module: ModuleType, only: Optional[Collection[str]] = None,
+                 export: Optional[Collection[str]] = None) -> None:
+        super().__init__(only, export)
         self.module = module
+        self.home = module.__name__
         self.path = str(getattr(module, "__file__", "") or "")
         self.where = f"module {module.__name__} ({self.path or '?'})"
 
+    def how_to_export(self, name: str) -> str:
+        return (f"add `lesspy_kernel.export({name})` to the module, or wrap it there: "
+                f"def {name}(*args): return ...")
+
     def _get(self, name: str) -> Any:
         try:
-            value = getattr(self.module, name)
-        except AttributeError:
+            return vars(self.module)[name]
+        except KeyError:
             raise KeyError(name) from None
-        if callable(value) and not self._defined_here(value):
-            raise FunctionNotFound(f"'{name}' in {self.where} is imported from {getattr(value, '__module__', '?')}, "
-                                   "not defined there: only the module's own functions are exported "
-                                   f"(wrap it: def {name}(*a): return ...)")
-        return value
 
-    def _defined_here(self, value: Any) -> bool:
-        return getattr(value, "__module__", None) == self.module.__name__
-
-    def names(self) -> list:
-        return sorted(n for n, v in vars(self.module).items()
-                      if not n.startswith("_") and callable(v) and self._defined_here(v)
-                      and (self.only is None or n in self.only))
+    def _items(self) -> Iterable[Tuple[str, Any]]:
+        return vars(self.module).items()
 
 
 class DictNamespace(Namespace):
-    """A live dict of names: the notebook's `user_ns`."""
+    """A live dict of names: the notebook's `user_ns` (functions defined in its cells have __module__ '__main__')."""
 
     def __init__(self, ns: MutableMapping[str, Any], only: Optional[Collection[str]] = None,
-                 where: str = "the notebook") -> None:
-        super().__init__(only)
+                 where: str = "the notebook", export: Optional[Collection[str]] = None,
+                 home: Optional[str] = None) -> None:
+        super().__init__(only, export)
         self.ns = ns
         self.where = where
+        self.home = home if home is not None else str(ns.get("__name__", "__main__"))
+
+    def how_to_export(self, name: str) -> str:
+        return (f"run `lesspy_kernel.export({name})` in a cell (or decorate a function with "
+                f"@lesspy_kernel.export), or serve with `%lesspy serve --export {name}`")
 
     def _get(self, name: str) -> Any:
         return self.ns[name]
 
-    def names(self) -> list:
-        return sorted(n for n, v in list(self.ns.items())
-                      if not n.startswith("_") and callable(v) and not isinstance(v, type)
-                      and getattr(v, "__module__", None) in ("__main__", None)
-                      and (self.only is None or n in self.only))
+    def _items(self) -> Iterable[Tuple[str, Any]]:
+        return list(self.ns.items())
 
 
 def load_module(path: str) -> ModuleType:

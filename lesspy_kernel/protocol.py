@@ -8,36 +8,57 @@ before a byte of the mapping is touched.
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
+import datetime
+import enum
 import math
 import struct
+import types
+import uuid
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER_SIZE = 64
 MAPPING_MAGIC = b"LPYM"
 MAX_NAME_BYTES = 1024
 MAX_NDIM = 32
 MAX_TUPLE = 7
 
-# magic, version, header size, capacity, sequence, payload length, status, 28 reserved bytes
-HEADER = struct.Struct("<4sHHQQQI28x")
+# magic, version, header size, capacity, sequence, payload length, status, waiting, session id, cancel, reserved
+HEADER = struct.Struct("<4sHHQQQIIQQ8x")
+CAPACITY_OFFSET = 8
 SEQUENCE_OFFSET = 16
+WAITING_OFFSET = 36
+SESSION_OFFSET = 40
+CANCEL_OFFSET = 48
 _SEQ = struct.Struct("<Q")
 _LEN_STATUS = struct.Struct("<QI")
+# what an error reply keeps at most of each part (issue: a hostile exception must not outgrow the reply)
+MAX_ERROR_TYPE = 256
+MAX_ERROR_MESSAGE = 64 * 1024
+MAX_ERROR_TRACEBACK = 256 * 1024
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _I64 = struct.Struct("<q")
+_U64 = struct.Struct("<Q")
 _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 
 STATUS_OK = 0
 STATUS_ERROR = 1
+STATUS_END = 2                  # response: the stream has no more items (or was closed)
+# request statuses: what the lane's request file asks for
+REQUEST_CALL = 0
+REQUEST_NEXT = 1                # the next item of the lane's open stream
+REQUEST_CLOSE = 2               # close the lane's open stream
+REQUEST_STREAM = 3              # a call whose result is streamed item by item (C# IEnumerable<T>)
 
 
 class Tag(IntEnum):
@@ -55,6 +76,17 @@ class Tag(IntEnum):
     INT32_JAGGED = 0x09
     TUPLE = 0x0A
     NDARRAY = 0x0B
+    NDARRAY_AT = 0x0C      # requests only: an NDARRAY whose data lies further on in the payload
+    ARRAY = 0x0D           # a 1-D array of one dtype (double[], bool[], ...)
+    LIST = 0x0E            # count, then tagged values (string[], List<T>, ...)
+    DICT = 0x0F            # count, then UTF-8 key + tagged value pairs (Dictionary<string, T>)
+    DATETIME = 0x10
+    TIMESPAN = 0x11
+    GUID = 0x12
+    SCALAR = 0x13          # an integer of a dtype with no tag of its own (byte, short, uint, ...)
+    RECORD = 0x14          # field count, then name + tagged value pairs (a class/struct <-> a dataclass)
+    OPTIONAL = 0x15        # descriptors only: a nullable value type (int?): NONE or the inner value
+    RECT_ARRAY = 0x16      # descriptors only: a rectangular C# array (double[,]), carried as NDARRAY
 
 
 class ErrorKind(IntEnum):
@@ -67,6 +99,8 @@ class ErrorKind(IntEnum):
     PAYLOAD_TOO_LARGE = 5
     MALFORMED_REQUEST = 6
     SERVER_ERROR = 7
+    CANCELLED = 8
+    INTERRUPTED = 9
 
 
 DTYPE_CODES = {
@@ -74,26 +108,127 @@ DTYPE_CODES = {
     "int64": 8, "uint64": 9, "float16": 10, "float32": 11, "float64": 12, "complex64": 13, "complex128": 14,
 }
 DTYPE_NAMES = {code: name for name, code in DTYPE_CODES.items()}
+# the integer dtypes a SCALAR carries (int32 and int64 have tags of their own)
+SCALAR_DTYPES = ("int8", "uint8", "int16", "uint16", "uint32", "uint64")
+MAX_DEPTH = 32          # nesting of values and descriptors (lists of lists of records ...)
+MAX_FIELDS = 1024       # fields of one record
+MAX_RECT_NDIM = 32
 
-# A type descriptor is a Tag for a simple type, or a Python tuple of descriptors for a C# ValueTuple.
-TypeDesc = Union[Tag, Tuple["TypeDesc", ...]]
+
+@dataclass(frozen=True)
+class ArrayOf:
+    """ARRAY descriptor: a 1-D C# array of a primitive (double[], bool[], ...)."""
+
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """LIST descriptor: T[] of a non-primitive T, List<T>, IReadOnlyList<T>, IList<T>."""
+
+    item: "TypeDesc"
+
+
+@dataclass(frozen=True)
+class DictOf:
+    """DICT descriptor: Dictionary<string, T> / IReadOnlyDictionary<string, T>."""
+
+    value: "TypeDesc"
+
+
+@dataclass(frozen=True)
+class ScalarOf:
+    """SCALAR descriptor: sbyte, byte, short, ushort, uint, ulong (and enums over them)."""
+
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Nullable:
+    """OPTIONAL descriptor: a nullable value type (int?, DateTime?, a struct?)."""
+
+    inner: "TypeDesc"
+
+
+@dataclass(frozen=True)
+class RectArray:
+    """RECT_ARRAY descriptor: a rectangular C# array (double[,] is RectArray("float64", 2))."""
+
+    dtype: str
+    ndim: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """RECORD descriptor: a C# class or struct, field by field (names as they travel: snake_case)."""
+
+    fields: Tuple[Tuple[str, "TypeDesc"], ...]
+    name: str = ""          # the C# type's name, for messages
+    value_type: bool = False  # a C# struct: never null (a nullable one is Nullable(Record))
+
+
+# A type descriptor is a Tag for a simple type, a Python tuple of descriptors for a C# ValueTuple, or one of the
+# classes above for the parametric types.
+TypeDesc = Union[Tag, Tuple["TypeDesc", ...], ArrayOf, ListOf, DictOf, ScalarOf, Nullable, RectArray, Record]
 
 _CSHARP_NAMES = {
     Tag.NONE: "void", Tag.BOOL: "bool", Tag.INT32: "int", Tag.INT64: "long", Tag.FLOAT32: "float",
     Tag.FLOAT64: "double", Tag.STRING: "string", Tag.BYTES: "byte[]", Tag.INT32_ARRAY: "int[]",
-    Tag.INT32_JAGGED: "int[][]", Tag.NDARRAY: "NdArray",
+    Tag.INT32_JAGGED: "int[][]", Tag.NDARRAY: "NdArray", Tag.DATETIME: "DateTime", Tag.TIMESPAN: "TimeSpan",
+    Tag.GUID: "Guid",
+}
+_SIMPLE_DESCS = frozenset(_CSHARP_NAMES)
+_DTYPE_CSHARP = {
+    "bool": "bool", "int8": "sbyte", "uint8": "byte", "int16": "short", "uint16": "ushort", "int32": "int",
+    "uint32": "uint", "int64": "long", "uint64": "ulong", "float16": "Half", "float32": "float", "float64": "double",
+    "complex64": "Complex64", "complex128": "Complex",
 }
 _NULLABLE = (Tag.STRING, Tag.BYTES, Tag.INT32_ARRAY, Tag.INT32_JAGGED, Tag.NDARRAY)
 _I32_RANGE = (-(2**31), 2**31 - 1)
 _I64_RANGE = (-(2**63), 2**63 - 1)
 _F32_MAX = float(np.finfo(np.float32).max)
+_INT_RANGES = {name: (int(np.iinfo(name).min), int(np.iinfo(name).max))
+               for name in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")}
+
+# DateTime / TimeSpan: 100 ns ticks; DateTime counts from 0001-01-01T00:00:00
+TICKS_PER_MICROSECOND = 10
+MAX_DATETIME_TICKS = 3155378975999999999           # DateTime.MaxValue.Ticks
+_EPOCH = datetime.datetime(1, 1, 1)
+_TIMESPAN_RANGE = (-(2**63), 2**63 - 1)
+KIND_UNSPECIFIED = 0
+KIND_UTC = 1
+
+
+def accepts_none(desc: "TypeDesc") -> bool:
+    """True when NONE stands for a value of this type (a null reference, a nullable, or void)."""
+    return (desc == Tag.NONE or desc in _NULLABLE or isinstance(desc, (ArrayOf, ListOf, DictOf, Nullable, RectArray))
+            or (isinstance(desc, Record) and not desc.value_type))
 
 
 def csharp_name(desc: TypeDesc) -> str:
     """The C# spelling of a declared type, for error messages."""
     if isinstance(desc, tuple):
         return "(" + ", ".join(csharp_name(d) for d in desc) + ")"
+    if isinstance(desc, ArrayOf):
+        return _DTYPE_CSHARP[desc.dtype] + "[]"
+    if isinstance(desc, ListOf):
+        return f"List<{csharp_name(desc.item)}>"
+    if isinstance(desc, DictOf):
+        return f"Dictionary<string, {csharp_name(desc.value)}>"
+    if isinstance(desc, ScalarOf):
+        return _DTYPE_CSHARP[desc.dtype]
+    if isinstance(desc, Nullable):
+        return csharp_name(desc.inner) + "?"
+    if isinstance(desc, RectArray):
+        return _DTYPE_CSHARP[desc.dtype] + "[" + "," * (desc.ndim - 1) + "]"
+    if isinstance(desc, Record):
+        return desc.name or "record {" + ", ".join(n for n, _ in desc.fields) + "}"
     return _CSHARP_NAMES[desc]
+
+
+def field_key(name: str) -> str:
+    """How record field names are matched: case and underscores do not count (max_value == MaxValue)."""
+    return name.replace("_", "").lower()
 
 
 class FrameError(ValueError):
@@ -146,16 +281,16 @@ class ErrorReply:
 
 # ---------------------------------------------------------------- header
 
-def write_header(buf: memoryview, capacity: int) -> None:
-    """Initialise a fresh mapping's header (magic, version, header size, capacity)."""
-    HEADER.pack_into(buf, 0, MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, capacity, 0, 0, 0)
+def write_header(buf: memoryview, capacity: int, session: int = 0) -> None:
+    """Initialise a fresh mapping's header (magic, version, header size, capacity, session id)."""
+    HEADER.pack_into(buf, 0, MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, capacity, 0, 0, 0, 0, session, 0)
 
 
 def read_header(buf: memoryview) -> Tuple[int, int, int]:
     """Check a mapping's header and return (sequence, payload length, status)."""
     if len(buf) < HEADER_SIZE:
         raise FrameError(0, f"a mapping needs at least {HEADER_SIZE} bytes, this one has {len(buf)}")
-    magic, version, hsize, capacity, seq, length, status = HEADER.unpack_from(buf, 0)
+    magic, version, hsize, capacity, seq, length, status = HEADER.unpack_from(buf, 0)[:7]
     if magic != MAPPING_MAGIC:
         raise FrameError(0, f"mapping magic {magic!r}, expected {MAPPING_MAGIC!r}")
     if version != PROTOCOL_VERSION or hsize != HEADER_SIZE:
@@ -171,14 +306,17 @@ def publish(buf: memoryview, seq: int, length: int, status: int) -> None:
     _SEQ.pack_into(buf, SEQUENCE_OFFSET, seq)
 
 
+
 # ---------------------------------------------------------------- decoding
 
 class _Reader:
-    __slots__ = ("buf", "pos")
+    __slots__ = ("buf", "pos", "at_start", "at_end")
 
     def __init__(self, buf: memoryview) -> None:
         self.buf = buf
         self.pos = 0
+        self.at_start = -1      # NDARRAY_AT data: lowest offset and highest end seen (-1: none)
+        self.at_end = -1
 
     def need(self, n: int, what: str) -> int:
         if n < 0 or self.pos + n > len(self.buf):
@@ -194,6 +332,9 @@ class _Reader:
         pad = -self.pos % n
         self.need(pad, "padding")
 
+    def left(self) -> int:
+        return len(self.buf) - self.pos
+
 
 def _decode_int32_array(r: _Reader) -> np.ndarray:
     count = r.unpack(_U32, "int[] count")
@@ -205,38 +346,108 @@ def _decode_int32_array(r: _Reader) -> np.ndarray:
     return arr
 
 
-def _decode_ndarray(r: _Reader) -> np.ndarray:
+def _dtype_at(r: _Reader, what: str, allowed: Optional[Tuple[str, ...]] = None) -> np.dtype:
     at = r.pos
-    code = r.unpack(_U8, "dtype code")
-    if code not in DTYPE_NAMES:
-        raise FrameError(at, f"unknown dtype code {code}")
+    code = r.unpack(_U8, what + " dtype code")
+    name = DTYPE_NAMES.get(code)
+    if name is None or (allowed is not None and name not in allowed):
+        raise FrameError(at, f"{what} dtype code {code} is not one of "
+                             f"{', '.join(str(DTYPE_CODES[n]) for n in (allowed or DTYPE_CODES))}")
+    return np.dtype(name).newbyteorder("<")
+
+
+def _decode_shape(r: _Reader, what: str) -> Tuple[np.dtype, Tuple[int, ...], int]:
+    at = r.pos
+    dtype = _dtype_at(r, what)
     ndim = r.unpack(_U8, "ndim")
     if ndim > MAX_NDIM:
         raise FrameError(at + 1, f"ndim {ndim} exceeds {MAX_NDIM}")
     start = r.need(8 * ndim, f"shape of {ndim} dimensions")
     shape = struct.unpack_from(f"<{ndim}Q", r.buf, start)
-    r.align(64)
-    dtype = np.dtype(DTYPE_NAMES[code]).newbyteorder("<")
     if any(dim > _I64_RANGE[1] for dim in shape):
         raise FrameError(start, f"shape {shape} has a dimension beyond int64")
     count = 1
     for dim in shape:
         count *= dim
-    nbytes = count * dtype.itemsize
-    if nbytes > len(r.buf) - r.pos:
-        raise FrameError(r.pos, f"array of shape {shape} needs {nbytes} bytes, {len(r.buf) - r.pos} left")
-    data = r.need(nbytes, "array data")
+    return dtype, shape, count
+
+
+def _view(r: _Reader, at: int, dtype: np.dtype, shape: Tuple[int, ...], count: int, offset: int) -> np.ndarray:
     try:
-        arr = np.frombuffer(r.buf, dtype=dtype, count=count, offset=data).reshape(shape)
+        arr = np.frombuffer(r.buf, dtype=dtype, count=count, offset=offset).reshape(shape)
     except ValueError as e:  # e.g. an empty array whose other dimensions overflow NumPy's size
         raise FrameError(at, f"shape {shape}: {e}") from None
     arr.flags.writeable = False
     return arr
 
 
+def _decode_ndarray(r: _Reader) -> np.ndarray:
+    at = r.pos
+    dtype, shape, count = _decode_shape(r, "NDARRAY")
+    r.align(64)
+    nbytes = count * dtype.itemsize
+    if nbytes > r.left():
+        raise FrameError(r.pos, f"array of shape {shape} needs {nbytes} bytes, {r.left()} left")
+    return _view(r, at, dtype, shape, count, r.need(nbytes, "array data"))
+
+
+def _decode_ndarray_at(r: _Reader) -> np.ndarray:
+    at = r.pos
+    dtype, shape, count = _decode_shape(r, "NDARRAY_AT")
+    r.align(8)
+    where = r.pos
+    offset = r.unpack(_U64, "NDARRAY_AT data offset")
+    nbytes = count * dtype.itemsize
+    if offset % 64:
+        raise FrameError(where, f"NDARRAY_AT data offset {offset} is not a multiple of 64")
+    if offset < r.pos:
+        raise FrameError(where, f"NDARRAY_AT data offset {offset} overlaps the frame before it (which ends at {r.pos})")
+    if offset > len(r.buf) or nbytes > len(r.buf) - offset:
+        raise FrameError(where, f"NDARRAY_AT data of {nbytes} bytes at offset {offset} lies beyond the "
+                                f"{len(r.buf)}-byte payload")
+    r.at_start = offset if r.at_start < 0 else min(r.at_start, offset)
+    r.at_end = max(r.at_end, offset + nbytes)
+    return _view(r, at, dtype, shape, count, offset)
+
+
+def _decode_array(r: _Reader) -> np.ndarray:
+    at = r.pos
+    dtype = _dtype_at(r, "ARRAY")
+    count = r.unpack(_U32, "ARRAY count")
+    r.align(8)
+    nbytes = count * dtype.itemsize
+    start = r.need(nbytes, f"ARRAY of {count} {dtype.name}")
+    r.align(8)
+    if dtype.kind == "b" and count and np.frombuffer(r.buf, np.uint8, nbytes, start).max() > 1:
+        raise FrameError(start, "a bool[] element is neither 0 nor 1")
+    return _view(r, at, dtype, (count,), count, start)
+
+
+def _decode_utf8(r: _Reader, n: int, what: str) -> str:
+    start = r.need(n, what)
+    try:
+        return bytes(r.buf[start:start + n]).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FrameError(start + e.start, f"{what} is not valid UTF-8") from None
+
+
+def ticks_to_datetime(ticks: int, kind: int) -> datetime.datetime:
+    """A .NET DateTime (100 ns ticks since 0001-01-01) as a datetime; sub-microsecond ticks are dropped."""
+    dt = _EPOCH + datetime.timedelta(microseconds=ticks // TICKS_PER_MICROSECOND)
+    return dt.replace(tzinfo=datetime.timezone.utc) if kind == KIND_UTC else dt
+
+
+def ticks_to_timedelta(ticks: int) -> datetime.timedelta:
+    """A .NET TimeSpan as a timedelta, truncated toward zero to whole microseconds."""
+    us = ticks // TICKS_PER_MICROSECOND if ticks >= 0 else -(-ticks // TICKS_PER_MICROSECOND)
+    return datetime.timedelta(microseconds=us)
+
+
 def _decode_value(r: _Reader, depth: int = 0) -> Any:
     at = r.pos
     tag = r.unpack(_U8, "type tag")
+    if depth > MAX_DEPTH:
+        raise FrameError(at, f"values nested deeper than {MAX_DEPTH}")
     if tag == Tag.NONE:
         return None
     if tag == Tag.BOOL:
@@ -252,72 +463,208 @@ def _decode_value(r: _Reader, depth: int = 0) -> Any:
         return r.unpack(_F32, "float")
     if tag == Tag.FLOAT64:
         return r.unpack(_F64, "double")
-    if tag in (Tag.STRING, Tag.BYTES):
+    if tag == Tag.STRING:
+        return _decode_utf8(r, r.unpack(_U32, "length"), "string")
+    if tag == Tag.BYTES:
         n = r.unpack(_U32, "length")
-        start = r.need(n, "string" if tag == Tag.STRING else "bytes")
-        raw = bytes(r.buf[start:start + n])
-        if tag == Tag.BYTES:
-            return raw
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise FrameError(start + e.start, "string is not valid UTF-8") from None
+        start = r.need(n, "bytes")
+        return bytes(r.buf[start:start + n])
     if tag == Tag.INT32_ARRAY:
         return _decode_int32_array(r)
     if tag == Tag.INT32_JAGGED:
         rows = r.unpack(_U32, "int[][] row count")
-        if rows * 8 > len(r.buf) - r.pos:
-            raise FrameError(at, f"int[][] of {rows} rows cannot fit in {len(r.buf) - r.pos} bytes")
+        if rows * 8 > r.left():
+            raise FrameError(at, f"int[][] of {rows} rows cannot fit in {r.left()} bytes")
         return [_decode_int32_array(r) for _ in range(rows)]
     if tag == Tag.TUPLE:
         n = r.unpack(_U8, "tuple count")
-        if not 1 <= n <= MAX_TUPLE or depth > 16:
+        if not 1 <= n <= MAX_TUPLE:
             raise FrameError(at, f"tuple of {n} elements at depth {depth}")
         return tuple(_decode_value(r, depth + 1) for _ in range(n))
     if tag == Tag.NDARRAY:
         return _decode_ndarray(r)
-    raise FrameError(at, f"unknown type tag 0x{tag:02x}")
+    if tag == Tag.NDARRAY_AT:
+        return _decode_ndarray_at(r)
+    if tag == Tag.ARRAY:
+        return _decode_array(r)
+    if tag == Tag.LIST:
+        n = r.unpack(_U32, "LIST count")
+        if n > r.left():    # every value takes at least one byte: checked before allocating
+            raise FrameError(at, f"LIST of {n} values cannot fit in {r.left()} bytes")
+        return [_decode_value(r, depth + 1) for _ in range(n)]
+    if tag == Tag.DICT:
+        n = r.unpack(_U32, "DICT count")
+        if n * 5 > r.left():
+            raise FrameError(at, f"DICT of {n} entries cannot fit in {r.left()} bytes")
+        out = {}
+        for _ in range(n):
+            key_at = r.pos
+            key = _decode_utf8(r, r.unpack(_U32, "DICT key length"), "DICT key")
+            if key in out:
+                raise FrameError(key_at, f"DICT key {key!r} appears twice")
+            out[key] = _decode_value(r, depth + 1)
+        return out
+    if tag == Tag.DATETIME:
+        ticks = r.unpack(_I64, "DATETIME ticks")
+        kind = r.unpack(_U8, "DATETIME kind")
+        if not 0 <= ticks <= MAX_DATETIME_TICKS:
+            raise FrameError(at + 1, f"DATETIME ticks {ticks} outside 0..{MAX_DATETIME_TICKS}")
+        if kind not in (KIND_UNSPECIFIED, KIND_UTC):
+            raise FrameError(at + 9, f"DATETIME kind {kind}, expected 0 (unspecified) or 1 (UTC)")
+        return ticks_to_datetime(ticks, kind)
+    if tag == Tag.TIMESPAN:
+        return ticks_to_timedelta(r.unpack(_I64, "TIMESPAN ticks"))
+    if tag == Tag.GUID:
+        start = r.need(16, "GUID")
+        return uuid.UUID(bytes=bytes(r.buf[start:start + 16]))
+    if tag == Tag.SCALAR:
+        dtype = _dtype_at(r, "SCALAR", SCALAR_DTYPES)
+        start = r.need(dtype.itemsize, "SCALAR " + dtype.name)
+        return int(np.frombuffer(r.buf, dtype, 1, start)[0])
+    if tag == Tag.RECORD:
+        n = r.unpack(_U16, "RECORD field count")
+        if n > MAX_FIELDS or n * 3 > r.left():
+            raise FrameError(at, f"RECORD of {n} fields cannot fit in {r.left()} bytes (at most {MAX_FIELDS})")
+        fields: Dict[str, Any] = {}
+        for _ in range(n):
+            name_at = r.pos
+            name = _decode_utf8(r, r.unpack(_U8, "RECORD field name length"), "RECORD field name")
+            if not name.isidentifier():
+                raise FrameError(name_at, f"RECORD field name {name!r} is not an identifier")
+            if name in fields:
+                raise FrameError(name_at, f"RECORD field {name!r} appears twice")
+            fields[name] = _decode_value(r, depth + 1)
+        return types.SimpleNamespace(**fields)
+    raise FrameError(at, f"unknown type tag 0x{tag:02x} (this server knows 0x00..0x{max(Tag) - 2:02x}: is the "
+                         "client newer than the server? Update lesspy-kernel)")
+
+
+def _check_end(r: _Reader, what: str) -> None:
+    """Nothing may follow the last value, except the data of NDARRAY_AT values (which must lie after it)."""
+    if r.at_start < 0:
+        if r.pos != len(r.buf):
+            raise FrameError(r.pos, f"{len(r.buf) - r.pos} bytes left after {what}")
+    elif r.at_start < r.pos:
+        raise FrameError(r.pos, f"NDARRAY_AT data at offset {r.at_start} overlaps {what}, which end at {r.pos}")
 
 
 def decode_value(buf: Union[bytes, memoryview]) -> Any:
     """Decode one value that fills `buf` exactly."""
     r = _Reader(memoryview(buf))
     value = _decode_value(r)
-    if r.pos != len(r.buf):
-        raise FrameError(r.pos, f"{len(r.buf) - r.pos} bytes left after the value")
+    _check_end(r, "the value")
     return value
 
 
 def _decode_desc(r: _Reader, depth: int = 0) -> TypeDesc:
     at = r.pos
     tag = r.unpack(_U8, "type descriptor")
+    if depth > MAX_DEPTH:
+        raise FrameError(at, f"type descriptor nested deeper than {MAX_DEPTH}")
     if tag == Tag.TUPLE:
         n = r.unpack(_U8, "tuple count")
-        if not 1 <= n <= MAX_TUPLE or depth > 16:
+        if not 1 <= n <= MAX_TUPLE:
             raise FrameError(at, f"tuple descriptor of {n} elements at depth {depth}")
         return tuple(_decode_desc(r, depth + 1) for _ in range(n))
-    if tag not in _CSHARP_NAMES:
-        raise FrameError(at, f"unknown type descriptor 0x{tag:02x}")
+    if tag == Tag.ARRAY:
+        return ArrayOf(_dtype_at(r, "ARRAY descriptor").name)
+    if tag == Tag.SCALAR:
+        return ScalarOf(_dtype_at(r, "SCALAR descriptor", SCALAR_DTYPES).name)
+    if tag == Tag.RECT_ARRAY:
+        dtype = _dtype_at(r, "RECT_ARRAY descriptor").name
+        ndim = r.unpack(_U8, "RECT_ARRAY rank")
+        if not 2 <= ndim <= MAX_RECT_NDIM:
+            raise FrameError(at + 2, f"RECT_ARRAY rank {ndim}, expected 2..{MAX_RECT_NDIM}")
+        return RectArray(dtype, ndim)
+    if tag == Tag.LIST:
+        return ListOf(_decode_desc(r, depth + 1))
+    if tag == Tag.DICT:
+        return DictOf(_decode_desc(r, depth + 1))
+    if tag == Tag.OPTIONAL:
+        inner = _decode_desc(r, depth + 1)
+        if isinstance(inner, Nullable) or accepts_none(inner):
+            raise FrameError(at, f"OPTIONAL of {csharp_name(inner)}, which is already nullable")
+        return Nullable(inner)
+    if tag == Tag.RECORD:
+        flags = r.unpack(_U8, "RECORD descriptor flags")
+        if flags > 1:
+            raise FrameError(at + 1, f"RECORD descriptor flags {flags}, expected 0 (class) or 1 (struct)")
+        name = _decode_utf8(r, r.unpack(_U8, "RECORD type name length"), "RECORD type name")
+        n = r.unpack(_U16, "RECORD field count")
+        if n > MAX_FIELDS or n * 3 > r.left():
+            raise FrameError(at, f"RECORD descriptor of {n} fields cannot fit in {r.left()} bytes")
+        fields = []
+        keys = set()
+        for _ in range(n):
+            name_at = r.pos
+            fname = _decode_utf8(r, r.unpack(_U8, "RECORD field name length"), "RECORD field name")
+            if not fname.isidentifier() or field_key(fname) in keys:
+                raise FrameError(name_at, f"RECORD field name {fname!r} is not an identifier or appears twice")
+            keys.add(field_key(fname))
+            fields.append((fname, _decode_desc(r, depth + 1)))
+        return Record(tuple(fields), name, flags == 1)
+    if tag not in _SIMPLE_DESCS:
+        raise FrameError(at, f"unknown type descriptor 0x{tag:02x} (this server knows 0x00..0x{max(Tag):02x}: is "
+                             "the client newer than the server? Update lesspy-kernel)")
     return Tag(tag)
+
+
+# The start of a call frame (name and return descriptor) repeats call after call: remember what it decodes to.
+_PREFIXES: dict = {}
+_MAX_PREFIXES = 4096
+# Scalar arguments decoded inline on the fast path: tag -> (struct, size)
+_INLINE: Dict[int, struct.Struct] = {Tag.INT32: _I32, Tag.INT64: _I64, Tag.FLOAT64: _F64, Tag.FLOAT32: _F32}
 
 
 def decode_call(payload: Union[bytes, memoryview]) -> Call:
     """Decode a call frame; arrays in the arguments are read-only views over `payload`."""
     r = _Reader(memoryview(payload))
+    buf = r.buf
+    head = _prefix(r)
+    name, returns = head
+    argc = r.unpack(_U8, "argument count")
+    args = []
+    pos, size = r.pos, len(buf)
+    for _ in range(argc):
+        if pos < size:                       # scalars inline; everything else (and every error) the full way
+            s = _INLINE.get(buf[pos])
+            if s is not None and pos + 1 + s.size <= size:
+                args.append(s.unpack_from(buf, pos + 1)[0])
+                pos += 1 + s.size
+                continue
+        r.pos = pos
+        args.append(_decode_value(r))
+        pos = r.pos
+    r.pos = pos
+    _check_end(r, "the arguments")
+    return Call(name, returns, args)
+
+
+def _prefix(r: _Reader) -> Tuple[str, TypeDesc]:
+    """Decode (or recall) the name and the return descriptor; leaves `r` at the argument count."""
     n = r.unpack(_U16, "name length")
     if not 1 <= n <= MAX_NAME_BYTES:
         raise FrameError(0, f"function name of {n} bytes, expected 1..{MAX_NAME_BYTES}")
     start = r.need(n, "function name")
+    raw = bytes(r.buf[start:start + n])
+    known = _PREFIXES.get(raw)
+    if known is not None:
+        for desc_bytes, name, returns in known:
+            end = r.pos + len(desc_bytes)
+            if r.buf[r.pos:end] == desc_bytes:
+                r.pos = end
+                return name, returns
     try:
-        name = bytes(r.buf[start:start + n]).decode("utf-8")
+        name = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise FrameError(start, "function name is not valid UTF-8") from None
+    at = r.pos
     returns = _decode_desc(r)
-    argc = r.unpack(_U8, "argument count")
-    args = [_decode_value(r) for _ in range(argc)]
-    if r.pos != len(r.buf):
-        raise FrameError(r.pos, f"{len(r.buf) - r.pos} bytes left after the arguments")
-    return Call(name, returns, args)
+    if len(_PREFIXES) < _MAX_PREFIXES:
+        entries = _PREFIXES.setdefault(raw, [])
+        if len(entries) < 8:
+            entries.append((bytes(r.buf[at:r.pos]), name, returns))
+    return name, returns
 
 
 def _decode_text(r: _Reader, what: str) -> str:
@@ -338,9 +685,12 @@ def decode_error(payload: Union[bytes, memoryview]) -> ErrorReply:
                       _decode_text(r, "traceback"))
 
 
+
 # ---------------------------------------------------------------- coercion
 
 def _as_int(value: Any, desc: TypeDesc, lo: int, hi: int) -> int:
+    if isinstance(value, enum.Enum) and isinstance(value.value, int):
+        value = value.value
     if isinstance(value, (bool, np.bool_)):
         value = int(value)
     elif isinstance(value, np.integer):
@@ -349,7 +699,7 @@ def _as_int(value: Any, desc: TypeDesc, lo: int, hi: int) -> int:
         raise CoercionError(value, desc)
     if not lo <= value <= hi:
         raise CoercionError(value, desc, f"{value} is outside {lo}..{hi}")
-    return value
+    return int(value)
 
 
 def _as_int32_array(value: Any, desc: TypeDesc) -> np.ndarray:
@@ -369,6 +719,133 @@ def _as_int32_array(value: Any, desc: TypeDesc) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype="<i4")
 
 
+# which source dtype kinds each target kind takes without losing meaning (ranges are checked separately)
+_KINDS_ACCEPTED = {"b": "b", "i": "biu", "u": "biu", "f": "iuf", "c": "iufc"}
+
+
+def _as_typed_array(value: Any, desc: TypeDesc, dtype_name: str, ndim: int) -> np.ndarray:
+    """Any sequence or array as a C-contiguous little-endian array of `dtype_name` with `ndim` dimensions."""
+    if value is None or isinstance(value, (str, bytes, bytearray, dict)) or (
+            not isinstance(value, (np.ndarray, collections.abc.Sequence, memoryview, range))
+            and not hasattr(value, "__array__")):
+        raise CoercionError(value, desc, f"expected a sequence or ndarray of {dtype_name}")
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged nested lists and the like
+        raise CoercionError(value, desc, str(e)) from None
+    target = np.dtype(dtype_name).newbyteorder("<")
+    if arr.ndim != ndim and not (arr.size == 0 and ndim == 1 and arr.ndim == 1):
+        raise CoercionError(value, desc, f"expected {ndim} dimension(s), got shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(arr.shape, dtype=target)
+    if target.kind in "iu" and arr.dtype.kind in "fO" and ndim == 1 and not isinstance(value, np.ndarray):
+        # Python ints beyond int64 (a ulong[] near its top) make NumPy guess float or object: check them as ints
+        if all(isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in value):
+            lo, hi = _INT_RANGES[target.name]
+            if min(value) < lo or max(value) > hi:
+                raise CoercionError(value, desc, f"an element is outside the {dtype_name} range {lo}..{hi}")
+            return np.array([int(x) for x in value], dtype=target)
+    if arr.dtype.kind not in _KINDS_ACCEPTED[target.kind]:
+        raise CoercionError(value, desc, f"its elements are {arr.dtype}, which cannot become {dtype_name} "
+                                         "without losing information")
+    if target.kind in "iu" and arr.dtype.kind in "iu":
+        lo, hi = _INT_RANGES[target.name]
+        if int(arr.min()) < lo or int(arr.max()) > hi:
+            raise CoercionError(value, desc, f"an element is outside the {dtype_name} range {lo}..{hi}")
+    if target.name in ("float32", "float16") and arr.dtype.kind == "f" and arr.dtype.itemsize > target.itemsize:
+        finite = arr[np.isfinite(arr)]
+        limit = float(np.finfo(target).max)
+        if finite.size and float(np.abs(finite).max()) > limit:
+            raise CoercionError(value, desc, f"an element is outside the {dtype_name} range (±{limit:.7g})")
+    if any(d > _I32_RANGE[1] for d in arr.shape):
+        raise CoercionError(value, desc, f"shape {arr.shape} does not fit a C# array")
+    # one copy at most: a non-contiguous, Fortran-ordered, big-endian or other-dtype array is converted here
+    return np.ascontiguousarray(arr, dtype=target)
+
+
+def _record_items(value: Any) -> Optional[Dict[str, Any]]:
+    """The fields of a record-like Python value by name, or None when it is not one."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return dict(zip(value._fields, value))
+    if isinstance(value, types.SimpleNamespace):
+        return dict(vars(value))
+    if isinstance(value, collections.abc.Mapping) and all(isinstance(k, str) for k in value):
+        return dict(value)
+    return None
+
+
+def _as_record(value: Any, desc: Record) -> tuple:
+    items = _record_items(value)
+    if items is None:
+        raise CoercionError(value, desc, "expected a dataclass, NamedTuple, SimpleNamespace or dict with fields "
+                                         + ", ".join(n for n, _ in desc.fields))
+    by_key: Dict[str, str] = {}
+    for name in items:
+        other = by_key.setdefault(field_key(name), name)
+        if other != name:
+            raise CoercionError(value, desc, f"fields {other!r} and {name!r} both match the same C# member")
+    wanted = {field_key(n) for n, _ in desc.fields}
+    extra = [n for n in items if field_key(n) not in wanted]
+    if extra:
+        raise CoercionError(value, desc, f"field(s) {', '.join(extra)} have no C# counterpart in "
+                                         f"{csharp_name(desc)}: add them to the C# type or drop them")
+    out = []
+    for name, d in desc.fields:
+        key = by_key.get(field_key(name))
+        if key is None:
+            raise CoercionError(value, desc, f"it has no field {name!r}, which {csharp_name(desc)} declares")
+        try:
+            out.append(coerce(items[key], d))
+        except CoercionError as e:
+            raise CoercionError(value, desc, f"field {key!r}: {e}") from None
+    return tuple(out)
+
+
+def datetime_to_ticks(value: Any, desc: TypeDesc = Tag.DATETIME) -> Tuple[int, int]:
+    """(ticks, kind) of a datetime: naive -> unspecified, aware -> converted to UTC."""
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            raise CoercionError(value, desc, "NaT has no C# DateTime")
+        value = value.astype("datetime64[us]").item()
+        if not isinstance(value, datetime.datetime):
+            raise CoercionError(value, desc, "outside the DateTime range")
+    elif isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        value = datetime.datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime.datetime):
+        raise CoercionError(value, desc)
+    kind = KIND_UNSPECIFIED
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        try:
+            value = value.astimezone(datetime.timezone.utc)
+        except OverflowError:
+            raise CoercionError(value, desc, "outside the DateTime range once converted to UTC") from None
+        kind = KIND_UTC
+    td = value.replace(tzinfo=None) - _EPOCH
+    return ((td.days * 86400 + td.seconds) * 1_000_000 + td.microseconds) * TICKS_PER_MICROSECOND, kind
+
+
+def timedelta_to_ticks(value: Any, desc: TypeDesc = Tag.TIMESPAN) -> int:
+    if isinstance(value, np.timedelta64):
+        if np.isnat(value):
+            raise CoercionError(value, desc, "NaT has no C# TimeSpan")
+        us = int(value.astype("timedelta64[us]").astype(np.int64))
+    elif isinstance(value, datetime.timedelta):
+        us = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+    else:
+        raise CoercionError(value, desc)
+    ticks = us * TICKS_PER_MICROSECOND
+    if not _TIMESPAN_RANGE[0] <= ticks <= _TIMESPAN_RANGE[1]:
+        raise CoercionError(value, desc, "outside the TimeSpan range (about ±29227 years)")
+    return ticks
+
+
+def _is_sequence(value: Any) -> bool:
+    return (isinstance(value, (collections.abc.Sequence, collections.abc.Set, np.ndarray))
+            and not isinstance(value, (str, bytes, bytearray, memoryview)))
+
+
 def coerce(value: Any, desc: TypeDesc) -> Any:
     """Turn a Python result into the normalized form the encoder writes for the declared C# type."""
     if isinstance(desc, tuple):
@@ -386,9 +863,42 @@ def coerce(value: Any, desc: TypeDesc) -> Any:
                 raise CoercionError(value, desc, f"element {i}: {e}") from None
         return tuple(items)
     if value is None:
-        if desc == Tag.NONE or desc in _NULLABLE:
+        if accepts_none(desc):
             return None
-        raise CoercionError(value, desc)
+        raise CoercionError(value, desc, "None needs a nullable C# type (e.g. int?, a class, a string)"
+                            if desc != Tag.NONE else "")
+    if isinstance(desc, Nullable):
+        return coerce(value, desc.inner)
+    if isinstance(desc, ArrayOf):
+        return _as_typed_array(value, desc, desc.dtype, 1)
+    if isinstance(desc, RectArray):
+        return _as_typed_array(value, desc, desc.dtype, desc.ndim)
+    if isinstance(desc, ScalarOf):
+        return _as_int(value, desc, *_INT_RANGES[desc.dtype])
+    if isinstance(desc, ListOf):
+        if not _is_sequence(value):
+            raise CoercionError(value, desc, "expected a list, tuple, set or array")
+        items = []
+        for i, v in enumerate(value):
+            try:
+                items.append(coerce(v, desc.item))
+            except CoercionError as e:
+                raise CoercionError(value, desc, f"element {i}: {e}") from None
+        return items
+    if isinstance(desc, DictOf):
+        if not isinstance(value, collections.abc.Mapping):
+            raise CoercionError(value, desc, "expected a dict")
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise CoercionError(value, desc, f"key {k!r} is not a str (C# keys are strings)")
+            try:
+                out[str(k)] = coerce(v, desc.value)
+            except CoercionError as e:
+                raise CoercionError(value, desc, f"key {k!r}: {e}") from None
+        return out
+    if isinstance(desc, Record):
+        return _as_record(value, desc)
     if desc == Tag.NONE:
         raise CoercionError(value, desc, "the C# method is declared void, so the function must return None")
     if desc == Tag.BOOL:
@@ -419,7 +929,7 @@ def coerce(value: Any, desc: TypeDesc) -> Any:
         if isinstance(value, memoryview):
             return memoryview(value.tobytes()) if not value.contiguous or value.format != "B" else value
         if isinstance(value, np.ndarray) and value.dtype == np.uint8:
-            return memoryview(np.ascontiguousarray(value).reshape(-1))
+            return np.ascontiguousarray(value).reshape(-1).data
         raise CoercionError(value, desc)
     if desc == Tag.INT32_ARRAY:
         return _as_int32_array(value, desc)
@@ -444,14 +954,28 @@ def coerce(value: Any, desc: TypeDesc) -> Any:
                                              f"(supported: {', '.join(DTYPE_CODES)})")
         if arr.ndim > MAX_NDIM or any(d > _I32_RANGE[1] for d in arr.shape):
             raise CoercionError(value, desc, f"shape {arr.shape} does not fit NdArray.Shape (int[])")
-        # astype/copy rather than ascontiguousarray, which would turn a 0-d array into 1-d
+        # astype/copy rather than ascontiguousarray, which would turn a 0-d array into 1-d;
+        # a non-contiguous or Fortran-ordered array is copied once into C order here
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         return arr if arr.flags.c_contiguous else arr.copy(order="C")
+    if desc == Tag.DATETIME:
+        return datetime_to_ticks(value, desc)
+    if desc == Tag.TIMESPAN:
+        return timedelta_to_ticks(value, desc)
+    if desc == Tag.GUID:
+        if isinstance(value, str):
+            try:
+                value = uuid.UUID(value)
+            except ValueError:
+                raise CoercionError(value, desc, f"{value!r} is not a UUID") from None
+        if isinstance(value, uuid.UUID):
+            return value.bytes
+        raise CoercionError(value, desc)
     raise CoercionError(value, desc, "unsupported declared type")
 
 
 def describe(value: Any) -> TypeDesc:
-    """The natural descriptor for a normalized Python value (used when Python is the sender)."""
+    """The natural descriptor for a Python value (used when Python is the sender: tests, golden vectors)."""
     if value is None:
         return Tag.NONE
     if isinstance(value, bool):
@@ -464,16 +988,32 @@ def describe(value: Any) -> TypeDesc:
         return Tag.STRING
     if isinstance(value, (bytes, bytearray, memoryview)):
         return Tag.BYTES
+    if isinstance(value, datetime.datetime):
+        return Tag.DATETIME
+    if isinstance(value, datetime.timedelta):
+        return Tag.TIMESPAN
+    if isinstance(value, uuid.UUID):
+        return Tag.GUID
+    items = _record_items(value) if not isinstance(value, (dict, list)) else None
+    if items is not None:
+        return Record(tuple((n, describe(v)) for n, v in items.items()), type(value).__name__)
     if isinstance(value, tuple):
         return tuple(describe(v) for v in value)
     if isinstance(value, list):
         return Tag.INT32_JAGGED
+    if isinstance(value, dict):
+        return DictOf(describe(next(iter(value.values()))) if value else Tag.STRING)
     if isinstance(value, np.ndarray):
         return Tag.NDARRAY
     raise TypeError(f"no wire type for {python_type_name(value)}")
 
 
 # ---------------------------------------------------------------- encoding
+
+_SCALAR_STRUCTS = {"int8": struct.Struct("<b"), "uint8": struct.Struct("<B"), "int16": struct.Struct("<h"),
+                   "uint16": struct.Struct("<H"), "uint32": struct.Struct("<I"), "uint64": struct.Struct("<Q")}
+_DATETIME = struct.Struct("<qB")
+
 
 def _emit_int32_array(arr: np.ndarray, buf: Optional[memoryview], pos: int) -> int:
     if buf is not None:
@@ -482,7 +1022,7 @@ def _emit_int32_array(arr: np.ndarray, buf: Optional[memoryview], pos: int) -> i
     pad = -pos % 8
     if buf is not None:
         buf[pos:pos + pad] = bytes(pad)
-        buf[pos + pad:pos + pad + arr.nbytes] = arr.view(np.uint8).reshape(-1)
+        buf[pos + pad:pos + pad + arr.nbytes] = arr.view(np.uint8).reshape(-1).data
     pos += pad + arr.nbytes
     pad = -pos % 8
     if buf is not None:
@@ -490,13 +1030,35 @@ def _emit_int32_array(arr: np.ndarray, buf: Optional[memoryview], pos: int) -> i
     return pos + pad
 
 
-def _emit(value: Any, desc: TypeDesc, buf: Optional[memoryview], pos: int) -> int:
+def _emit_ndarray(value: np.ndarray, buf: Optional[memoryview], pos: int) -> int:
+    if buf is not None:
+        struct.pack_into(f"<BB{value.ndim}Q", buf, pos, DTYPE_CODES[value.dtype.name], value.ndim, *value.shape)
+    pos += 2 + 8 * value.ndim
+    pad = -pos % 64
+    if buf is not None:
+        buf[pos:pos + pad] = bytes(pad)
+        if value.nbytes:
+            np.copyto(np.frombuffer(buf, dtype=value.dtype, count=value.size, offset=pos + pad)
+                      .reshape(value.shape), value, casting="no")
+    return pos + pad + value.nbytes
+
+
+def _emit_text(raw: bytes, length: struct.Struct, buf: Optional[memoryview], pos: int) -> int:
+    if buf is not None:
+        length.pack_into(buf, pos, len(raw))
+        buf[pos + length.size:pos + length.size + len(raw)] = raw
+    return pos + length.size + len(raw)
+
+
+def _emit(value: Any, desc: Any, buf: Optional[memoryview], pos: int) -> int:
     """Write a normalized value at `pos` (or only measure it when `buf` is None); return the end."""
     if value is None:
         if buf is not None:
             _U8.pack_into(buf, pos, Tag.NONE)
         return pos + 1
-    tag = Tag.TUPLE if isinstance(desc, tuple) else desc
+    if isinstance(desc, Nullable):
+        return _emit(value, desc.inner, buf, pos)
+    tag = _value_tag(desc)
     if buf is not None:
         _U8.pack_into(buf, pos, tag)
     pos += 1
@@ -509,13 +1071,13 @@ def _emit(value: Any, desc: TypeDesc, buf: Optional[memoryview], pos: int) -> in
         if buf is not None:
             s.pack_into(buf, pos, value)
         return pos + s.size
-    if tag in (Tag.STRING, Tag.BYTES):
-        raw = value.encode("utf-8") if isinstance(value, str) else value
-        n = len(raw) if tag == Tag.STRING else raw.nbytes
+    if tag == Tag.STRING:
+        return _emit_text(value.encode("utf-8"), _U32, buf, pos)
+    if tag == Tag.BYTES:
         if buf is not None:
-            _U32.pack_into(buf, pos, n)
-            buf[pos + 4:pos + 4 + n] = raw
-        return pos + 4 + n
+            _U32.pack_into(buf, pos, value.nbytes)
+            buf[pos + 4:pos + 4 + value.nbytes] = value
+        return pos + 4 + value.nbytes
     if tag == Tag.INT32_ARRAY:
         return _emit_int32_array(value, buf, pos)
     if tag == Tag.INT32_JAGGED:
@@ -526,6 +1088,7 @@ def _emit(value: Any, desc: TypeDesc, buf: Optional[memoryview], pos: int) -> in
             pos = _emit_int32_array(row, buf, pos)
         return pos
     if tag == Tag.TUPLE:
+        assert isinstance(desc, tuple)
         if buf is not None:
             _U8.pack_into(buf, pos, len(desc))
         pos += 1
@@ -533,18 +1096,83 @@ def _emit(value: Any, desc: TypeDesc, buf: Optional[memoryview], pos: int) -> in
             pos = _emit(v, d, buf, pos)
         return pos
     if tag == Tag.NDARRAY:
+        return _emit_ndarray(value, buf, pos)
+    if tag == Tag.ARRAY:
         if buf is not None:
-            struct.pack_into(f"<BB{value.ndim}Q", buf, pos, DTYPE_CODES[value.dtype.name], value.ndim,
-                             *value.shape)
-        pos += 2 + 8 * value.ndim
-        pad = -pos % 64
+            struct.pack_into("<BI", buf, pos, DTYPE_CODES[value.dtype.name], value.size)
+        pos += 5
+        pad = -pos % 8
         if buf is not None:
             buf[pos:pos + pad] = bytes(pad)
-            if value.nbytes:
-                np.copyto(np.frombuffer(buf, dtype=value.dtype, count=value.size, offset=pos + pad)
-                          .reshape(value.shape), value, casting="no")
-        return pos + pad + value.nbytes
+            buf[pos + pad:pos + pad + value.nbytes] = value.view(np.uint8).reshape(-1).data
+        pos += pad + value.nbytes
+        pad = -pos % 8
+        if buf is not None:
+            buf[pos:pos + pad] = bytes(pad)
+        return pos + pad
+    if tag == Tag.LIST:
+        if buf is not None:
+            _U32.pack_into(buf, pos, len(value))
+        pos += 4
+        for v in value:
+            pos = _emit(v, desc.item, buf, pos)
+        return pos
+    if tag == Tag.DICT:
+        if buf is not None:
+            _U32.pack_into(buf, pos, len(value))
+        pos += 4
+        for k, v in value.items():
+            pos = _emit_text(k.encode("utf-8"), _U32, buf, pos)
+            pos = _emit(v, desc.value, buf, pos)
+        return pos
+    if tag == Tag.DATETIME:
+        if buf is not None:
+            _DATETIME.pack_into(buf, pos, *value)
+        return pos + _DATETIME.size
+    if tag == Tag.TIMESPAN:
+        if buf is not None:
+            _I64.pack_into(buf, pos, value)
+        return pos + 8
+    if tag == Tag.GUID:
+        if buf is not None:
+            buf[pos:pos + 16] = value
+        return pos + 16
+    if tag == Tag.SCALAR:
+        s = _SCALAR_STRUCTS[desc.dtype]
+        if buf is not None:
+            _U8.pack_into(buf, pos, DTYPE_CODES[desc.dtype])
+            s.pack_into(buf, pos + 1, value)
+        return pos + 1 + s.size
+    if tag == Tag.RECORD:
+        if buf is not None:
+            _U16.pack_into(buf, pos, len(desc.fields))
+        pos += 2
+        for (name, d), v in zip(desc.fields, value):
+            pos = _emit_text(name.encode("utf-8"), _U8, buf, pos)
+            pos = _emit(v, d, buf, pos)
+        return pos
     raise TypeError(f"cannot encode tag {tag!r}")
+
+
+def _value_tag(desc: TypeDesc) -> Tag:
+    """The tag a (non-null) value of a declared type travels with."""
+    if isinstance(desc, tuple):
+        return Tag.TUPLE
+    if isinstance(desc, ArrayOf):
+        return Tag.ARRAY
+    if isinstance(desc, ListOf):
+        return Tag.LIST
+    if isinstance(desc, DictOf):
+        return Tag.DICT
+    if isinstance(desc, ScalarOf):
+        return Tag.SCALAR
+    if isinstance(desc, RectArray):
+        return Tag.NDARRAY
+    if isinstance(desc, Record):
+        return Tag.RECORD
+    if isinstance(desc, Nullable):
+        return _value_tag(desc.inner)
+    return desc
 
 
 def value_size(value: Any, desc: TypeDesc, start: int = 0) -> int:
@@ -567,10 +1195,37 @@ def encode_value(value: Any, desc: Optional[TypeDesc] = None) -> bytes:
     return bytes(out)
 
 
+def encode_desc(desc: TypeDesc) -> bytes:
+    """The bytes of a type descriptor (PROTOCOL.md section 5)."""
+    out = bytearray()
+    _emit_desc(desc, out)
+    return bytes(out)
+
+
 def _emit_desc(desc: TypeDesc, out: bytearray) -> None:
     if isinstance(desc, tuple):
         out += bytes([Tag.TUPLE, len(desc)])
         for d in desc:
+            _emit_desc(d, out)
+    elif isinstance(desc, (ArrayOf, ScalarOf)):
+        out += bytes([_value_tag(desc), DTYPE_CODES[desc.dtype]])
+    elif isinstance(desc, RectArray):
+        out += bytes([Tag.RECT_ARRAY, DTYPE_CODES[desc.dtype], desc.ndim])
+    elif isinstance(desc, ListOf):
+        out.append(Tag.LIST)
+        _emit_desc(desc.item, out)
+    elif isinstance(desc, DictOf):
+        out.append(Tag.DICT)
+        _emit_desc(desc.value, out)
+    elif isinstance(desc, Nullable):
+        out.append(Tag.OPTIONAL)
+        _emit_desc(desc.inner, out)
+    elif isinstance(desc, Record):
+        name = desc.name.encode("utf-8")
+        out += bytes([Tag.RECORD, 1 if desc.value_type else 0, len(name)]) + name + _U16.pack(len(desc.fields))
+        for fname, d in desc.fields:
+            raw = fname.encode("utf-8")
+            out += bytes([len(raw)]) + raw
             _emit_desc(d, out)
     else:
         out.append(desc)
@@ -592,23 +1247,40 @@ def encode_call(name: str, returns: TypeDesc, args: list, arg_descs: Optional[li
     return bytes(out)
 
 
+def _cut(text: str, limit: int) -> str:
+    raw = text.encode("utf-8", errors="replace")
+    if len(raw) <= limit:
+        return text
+    return raw[:max(0, limit - 3)].decode("utf-8", errors="ignore") + "..."
+
+
+def fit_error(python_type: str, message: str, traceback: str) -> Tuple[str, str, str]:
+    """Each part of an error reply cut to its limit, so no exception can make a reply too large to send."""
+    return (_cut(str(python_type), MAX_ERROR_TYPE), _cut(str(message), MAX_ERROR_MESSAGE),
+            _cut(str(traceback), MAX_ERROR_TRACEBACK))
+
+
 def error_size(python_type: str, message: str, traceback: str) -> int:
-    return 1 + 12 + sum(len(s.encode("utf-8")) for s in (python_type, message, traceback))
+    return 1 + 12 + sum(len(s.encode("utf-8", errors="replace")) for s in (python_type, message, traceback))
 
 
 def write_error(buf: memoryview, kind: ErrorKind, python_type: str, message: str, traceback: str) -> int:
-    """Write an error frame, shortening the traceback then the message if the mapping is small."""
+    """Write an error frame, every part cut to fit `buf` (traceback first, then message, then type)."""
+    python_type, message, traceback = fit_error(python_type, message, traceback)
     room = len(buf)
     if error_size(python_type, message, traceback) > room:
         traceback = ""
     if error_size(python_type, message, traceback) > room:
-        keep = max(0, room - error_size(python_type, "", ""))
-        message = message.encode("utf-8")[:keep].decode("utf-8", errors="ignore")
+        message = _cut(message, max(0, room - error_size(python_type, "", "")))
+    if error_size(python_type, message, traceback) > room:
+        python_type, message = "", ""
+    if room < error_size("", "", ""):
+        raise ValueError(f"an error reply needs at least {error_size('', '', '')} bytes, the buffer has {room}")
     pos = 0
     _U8.pack_into(buf, pos, kind)
     pos += 1
     for text in (python_type, message, traceback):
-        raw = text.encode("utf-8")
+        raw = text.encode("utf-8", errors="replace")
         _U32.pack_into(buf, pos, len(raw))
         buf[pos + 4:pos + 4 + len(raw)] = raw
         pos += 4 + len(raw)

@@ -1,6 +1,7 @@
 """How recorded calls look: a plain-text table, and an HTML table with PNG thumbnails and SVG sparklines.
 
 Needs nothing but numpy and the standard library: the PNGs are written here with zlib and struct.
+Knows records only by their fields (`Record`), so it does not import the history that uses it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import html
 import struct
 import zlib
 from datetime import datetime
-from typing import Any, Iterable, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Protocol, Tuple
 
 import numpy as np
 
-from .history import CallRecord, DroppedArray, _array_stats, _last, _scalar, _shape_text, _Stats
+from .summaries import DroppedArray, DroppedValue, Stats, array_stats, scalar, shape_text
 
 THUMBNAIL_PX = 64
 SPARKLINE_POINTS = 100
@@ -22,9 +23,38 @@ _STR_LIMIT = 60
 _CELL_LIMIT = 100                      # text-table cell width
 _SEQ_ITEMS = 4                         # items of a list/tuple shown before "…"
 
+
+class Record(Protocol):
+    """What rendering needs of a recorded call (history.CallRecord has these)."""
+
+    index: int
+    function: str
+    args: tuple
+    result: Any
+    error: Optional[str]
+    error_type: Optional[str]
+    traceback: str
+    started: datetime
+    duration: float
+
+    @property
+    def ok(self) -> bool: ...
+
+
+def last(records: Iterable[Record], n: Optional[int]) -> List[Any]:
+    """The last `n` records (all if None, none if 0); a negative `n` is a ValueError."""
+    rows: List[Any] = list(records)
+    if n is None:
+        return rows
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, not {n}")
+    return rows[-n:] if n else []
+
+
 # ---------------------------------------------------------------- text helpers
 
-def record_text(r: CallRecord) -> str:
+def record_text(r: Record) -> str:
     """One record on one line (its repr)."""
     args = ", ".join(_summary(a) for a in r.args)
     outcome = (f"raised {r.error_type}: {_one_line(r.error or '')}" if not r.ok else f"-> {_summary(r.result)}")
@@ -70,8 +100,8 @@ def _num(x: Any) -> str:
     return str(x)
 
 
-def _array_text(dtype: str, shape: Tuple[int, ...], s: _Stats) -> str:
-    parts = [dtype, _shape_text(shape)]
+def _array_text(dtype: str, shape: Tuple[int, ...], s: Stats) -> str:
+    parts = [dtype, shape_text(shape)]
     if s.min is not None:
         parts += ["min", _num(s.min), "max", _num(s.max)]
     if s.mean is not None:
@@ -81,14 +111,22 @@ def _array_text(dtype: str, shape: Tuple[int, ...], s: _Stats) -> str:
     return " ".join(parts)
 
 
+def value_summary(v: Any) -> str:
+    """One short line for a value, as the call tables show it."""
+    return _summary(v)
+
+
 def _summary(v: Any, depth: int = 0) -> str:
     """One short line for a value: repr for scalars, bytes[n], dtype/shape/stats for arrays."""
     if isinstance(v, np.ndarray):
         if v.ndim == 0 and v.dtype.kind in "biufc":
-            return f"{v.dtype} {_num(_scalar(v[()]))}"
-        return _array_text(str(v.dtype), tuple(v.shape), _array_stats(v))
+            return f"{v.dtype} {_num(scalar(v[()]))}"
+        return _array_text(str(v.dtype), tuple(v.shape), array_stats(v))
     if isinstance(v, DroppedArray):
-        return _array_text(v.dtype, v.shape, _Stats(v.min, v.max, v.mean, v.nans)) + f" [dropped: {v.reason}]"
+        return _array_text(v.dtype, v.shape, Stats(v.min, v.max, v.mean, v.nans)) + f" [dropped: {v.reason}]"
+    if isinstance(v, DroppedValue):
+        what = v.preview or (f"{v.type}[{v.length}]" if v.length is not None else v.type)
+        return f"{what} [dropped: {v.reason}]"
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, str):
@@ -117,7 +155,7 @@ def _summary(v: Any, depth: int = 0) -> str:
     return _clip(_one_line(text), _STR_LIMIT)
 
 
-def _outcome_text(r: CallRecord) -> str:
+def _outcome_text(r: Record) -> str:
     if r.ok:
         return _summary(r.result)
     return f"ERROR {r.error_type}: {_one_line(r.error or '')}"
@@ -126,9 +164,9 @@ def _outcome_text(r: CallRecord) -> str:
 _HEADERS = ("#", "start", "function", "arguments", "result", "duration")
 
 
-def to_text(records: Iterable[CallRecord], n: Optional[int] = None) -> str:
+def to_text(records: Iterable[Record], n: Optional[int] = None) -> str:
     """A plain-text table of the last `n` records (all if None), newest last."""
-    rows = _last(records, n)
+    rows = last(records, n)
     if not rows:
         return "no lesspy calls recorded"
     table = [list(_HEADERS)]
@@ -290,7 +328,7 @@ def _value_html(v: Any, depth: int = 0) -> str:
     return f"<div>{text}</div>"
 
 
-def _outcome_html(r: CallRecord) -> str:
+def _outcome_html(r: Record) -> str:
     if r.ok:
         return _value_html(r.result)
     head = (f'<span style="color:#d32f2f;font-weight:bold">✗ {html.escape(r.error_type or "error")}</span>: '
@@ -302,9 +340,9 @@ def _outcome_html(r: CallRecord) -> str:
     return f'<div>{head}</div>'
 
 
-def to_html(records: Iterable[CallRecord], n: Optional[int] = None) -> str:
+def to_html(records: Iterable[Record], n: Optional[int] = None) -> str:
     """An HTML table of the last `n` records (all if None), newest last, with thumbnails and sparklines."""
-    rows = _last(records, n)
+    rows = last(records, n)
     if not rows:
         return "<p><em>no lesspy calls recorded</em></p>"
     head = "".join(

@@ -1,75 +1,109 @@
-"""The one server: work folder, listener, handshake, mappings and the call loop.
+"""The one server: work folder, listener, handshakes, clients and their lanes, and a watchdog.
 
 It is given a namespace (where names are looked up at call time) and an executor (on which thread a call
-runs). The headless process and the notebook extension differ only in those two; the call history is an
-observer that sees each call's outcome before the reply goes out (while argument views are still valid).
+runs). The headless process and the notebook extension differ only in those two and in their lifecycle
+(`keep_alive`, `parent_pid`), which the host passes in. Every verified connection is a lane with its own
+mappings and thread (lane.py); one thread here accepts and verifies connections without ever blocking on
+one, and a watchdog cancels calls whose caller gave up or went away. The call history is an observer that
+sees each call's outcome before the reply goes out (while argument views are still valid).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import queue
-import select
+import secrets
 import selectors
 import socket
+import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Union
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Set, Union
 
 from . import handshake
-from .dispatch import Outcome, invoke
+from .dispatch import Outcome
 from .executors import DirectExecutor, Executor
-from .mapping import Mapping
+from .handshake import Answer, HandshakeError, Pending, Purpose, Result
+from .lane import Lane
 from .namespaces import Namespace
-from .protocol import (HEADER, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, decode_call, publish,
-                       read_header, value_size, write_error, write_value)
-from .workfolder import WorkFolder, pid_alive
+from .workfolder import MAX_SOCKET_PATH, SOCKET_FILE, UNIX, WorkFolder, pid_alive, use_unix_socket
 
 log = logging.getLogger("lesspy_kernel")
 
 DEFAULT_CAPACITY = 16 * 1024 * 1024
-MAX_HANDSHAKES = 8      # connections being verified at once; more are closed at once
+DEFAULT_MAX_CLIENTS = 8
+MAX_LANES_PER_CLIENT = 64
+MAX_PENDING = 256            # connections being verified at once; past it the oldest is dropped
+WATCH_INTERVAL = 0.05        # how often the watchdog looks at running calls (cancel words, lost clients)
+IDLE_WATCH_INTERVAL = 0.25   # how often it looks when no call was running
+STOP_GRACE = 3.0             # how long stop() waits for running calls to end after interrupting them
+DEFAULT_LOG_CAP = 10 * 1024 * 1024
 Observer = Callable[[Outcome], None]
 
 
 @dataclass
 class ServerStats:
-    """What `%lesspy status` shows."""
+    """Counters for `%lesspy status` and `lesspy status`, updated under the server's lock."""
 
     calls: int = 0
     errors: int = 0
-    client_pid: Optional[int] = None
     clients_seen: int = 0
     refused: int = 0
     last_error: str = ""
 
 
+@dataclass
+class Client:
+    """One connected client (one C# proxy): its lanes, and whether it asked the server to stop after it."""
+
+    id: int
+    pid: int
+    lanes: Set[Lane] = field(default_factory=set)
+    shutdown_requested: bool = False
+
+
 class Server:
-    """Serves calls from one C# client at a time through `folder`'s mappings."""
+    """Serves calls from up to `max_clients` clients, each on as many lanes as it opens."""
 
     def __init__(self, namespace: Namespace, folder: Union[str, os.PathLike], *,
                  executor: Optional[Executor] = None, capacity: int = DEFAULT_CAPACITY,
-                 keep_alive: bool = True, parent_pid: Optional[int] = None) -> None:
+                 keep_alive: bool = True, parent_pid: Optional[int] = None,
+                 max_clients: int = DEFAULT_MAX_CLIENTS, lock_held: bool = False,
+                 log_file: Optional[Union[str, os.PathLike]] = None, log_cap: int = DEFAULT_LOG_CAP) -> None:
+        if max_clients < 1:
+            raise ValueError("max_clients must be at least 1")
         self.namespace = namespace
         self.folder = WorkFolder(folder)
         self.executor = executor or DirectExecutor()
         self.capacity = capacity
         self.keep_alive = keep_alive
         self.parent_pid = parent_pid
+        self.max_clients = max_clients
+        self.lock_held = lock_held
+        self.log_file = Path(log_file) if log_file else None
+        self.log_cap = log_cap
         self.observers: List[Observer] = []
         self.stats = ServerStats()
+        self.session = secrets.randbits(64) or 1
         self.port = 0
+        self.address = ""
+        self.clients: Dict[int, Client] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._stopped = threading.Event()
-        self._shutdown_requested = False
         self._thread: Optional[threading.Thread] = None
-        self._client: Optional[socket.socket] = None
-        self._listener: Optional[socket.socket] = None
-        self._verified: "queue.Queue[tuple]" = queue.Queue()
-        self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
+        self._pending: Dict[socket.socket, Pending] = {}
+        self._next_lane = 1
+        self._had_client = False
         self._opened = False
+        self._started_at = time.time()
+        self._listener: Optional[socket.socket] = None
+        self._wake_r: Optional[socket.socket] = None
+        self._wake_w: Optional[socket.socket] = None
+        self._selector: Optional[selectors.BaseSelector] = None
 
     @property
     def mode(self) -> handshake.Mode:
@@ -79,33 +113,65 @@ class Server:
     def running(self) -> bool:
         return self._opened and not self._stopped.is_set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def stop_event(self) -> threading.Event:
+        return self._stop
+
+    def lanes(self) -> List[Lane]:
+        with self._lock:
+            return [lane for c in self.clients.values() for lane in c.lanes]
+
     # ------------------------------------------------------------ lifecycle
 
     def open(self) -> None:
-        """Create the folder, key, mappings and listener, then publish pid and port (ready)."""
+        """Create the folder, key and listener, then publish pid and address (ready)."""
+        if self.lock_held:
+            self._open()
+        else:
+            self.folder.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self.folder.start_lock():
+                self._open()
+
+    def _open(self) -> None:
         self.folder.prepare()
-        self.request = self.response = None
-        self._listener = self._wake_r = self._wake_w = self._selector = None
         try:
             self._key = self.folder.write_key()
-            self.request = Mapping(self.folder.request, self.capacity)
-            self.response = Mapping(self.folder.response, self.capacity)
-            self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self._listener.bind(("127.0.0.1", 0))
-            self._listener.listen(16)
-            self.port = self._listener.getsockname()[1]
+            path = self.folder.file(SOCKET_FILE)
+            if not use_unix_socket(path) and sys.platform != "win32":
+                log.warning("%s is longer than a Unix socket address allows (%d bytes): serving on TCP 127.0.0.1 "
+                            "instead, where other local users can connect (they still cannot call without "
+                            "session.key). Use a shorter folder path to get the private socket.", path, MAX_SOCKET_PATH)
+            if use_unix_socket(path):
+                self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._listener.bind(str(path))
+                os.chmod(path, 0o600)
+                where: Union[int, str] = UNIX
+                self.address = str(path)
+            else:
+                self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                self._listener.bind(("127.0.0.1", 0))
+                self.port = self._listener.getsockname()[1]
+                where = self.port
+                self.address = f"127.0.0.1:{self.port}"
+            self._listener.listen(64)
+            self._listener.setblocking(False)
             self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
             self._selector = selectors.DefaultSelector()
             self._selector.register(self._listener, selectors.EVENT_READ, "accept")
             self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-            self.folder.publish(os.getpid(), self.port, getattr(self.namespace, "path", ""))
+            self.folder.publish(os.getpid(), where, getattr(self.namespace, "path", ""))
         except BaseException:
             self._release()
-            self.folder.remove()
+            self.folder.remove_files()
             raise
         self._opened = True
-        log.info("lesspy serving %s on 127.0.0.1:%d (%s, capacity %d)", self.folder.path, self.port,
-                 self.mode.name.lower(), self.capacity)
+        log.info("lesspy serving %s on %s (%s, capacity %d, up to %d clients)", self.folder.path, self.address,
+                 self.mode.name.lower(), self.capacity, self.max_clients)
 
     def start(self) -> "Server":
         """Open and serve on a daemon thread (a daemon, so a kernel's atexit still runs)."""
@@ -115,208 +181,305 @@ class Server:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving and remove the folder's files. Safe to call twice and from any thread."""
+        """Stop serving: interrupt running calls, close every lane, remove the files. Safe from any thread,
+        twice, and from a signal handler (then it only asks; serve_forever does the rest)."""
         self._stop.set()
-        if self._opened:
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        elif self._thread is None and self._opened and timeout > 0:
+            self._stopped.wait(timeout)
+
+    def _wake(self) -> None:
+        if self._wake_w is not None:
             try:
                 self._wake_w.send(b"x")
             except OSError:
                 pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        elif self._thread is None and self._opened:
-            self._stopped.wait(timeout)
 
     def serve_forever(self) -> None:
+        watchdog = threading.Thread(target=self._watch, name="lesspy-watchdog", daemon=True)
+        watchdog.start()
         try:
+            assert self._selector is not None
             while not self._stop.is_set():
-                for key, _ in self._selector.select(timeout=1.0):
+                timeout = self._next_deadline()
+                for key, _ in self._selector.select(timeout=timeout):
                     if key.data == "accept":
                         self._accept()
-                    elif key.data == "client":
-                        self._on_client_byte()
+                    elif key.data == "wake":
+                        try:
+                            self._wake_r.recv(4096)  # type: ignore[union-attr]
+                        except OSError:
+                            pass
                     else:
-                        self._wake_r.recv(64)
-                self._admit_verified()
-                if self.parent_pid and not pid_alive(self.parent_pid):
-                    log.info("parent process %d is gone: stopping", self.parent_pid)
-                    break
+                        self._on_pending(key.fileobj)  # type: ignore[arg-type]
+                self._expire_pending()
         except Exception:
             log.exception("lesspy server loop failed")
         finally:
             self._close()
 
     def _close(self) -> None:
-        self._drop_client()
+        self._stop.set()
+        for sock in list(self._pending):
+            self._drop_pending(sock)
+        lanes = self.lanes()
+        for lane in lanes:
+            lane.call.cancel("the server is stopping")
+            lane.close()
+        deadline = time.monotonic() + STOP_GRACE
+        for lane in lanes:
+            lane.thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [lane.id for lane in lanes if lane.thread.is_alive()]
+        if stuck:
+            log.warning("lanes %s still run a call that did not stop; leaving them behind", stuck)
         self._release()
-        if self.keep_alive and self.mode == handshake.Mode.HEADLESS:
-            self.folder.remove_files(keep_mappings=True)   # nothing may claim a live server any more
+        if self.mode == handshake.Mode.HEADLESS:
+            self.folder.remove_files()
         else:
             self.folder.remove()
         self._stopped.set()
         log.info("lesspy server stopped")
 
     def _release(self) -> None:
-        """Close sockets, selector and mappings (whatever exists)."""
-        while not self._verified.empty():
-            self._verified.get_nowait()[0].close()
+        """Close sockets and selector (whatever exists)."""
         if self._selector is not None:
             self._selector.close()
         for s in (self._listener, self._wake_r, self._wake_w):
             if s is not None:
                 s.close()
-        for m in (self.request, self.response):
-            if m is not None:
-                m.close()
+        self._wake_w = None
 
     # ------------------------------------------------------------ connections
 
     def _accept(self) -> None:
-        """Verify a new connection on its own short-lived thread: a silent client must not stall calls."""
-        try:
-            conn, _ = self._listener.accept()
-        except OSError:
-            return
-        if not self._handshakes.acquire(blocking=False):
-            self.stats.refused += 1
-            conn.close()
-            return
-        threading.Thread(target=self._verify, args=(conn,), name="lesspy-handshake", daemon=True).start()
-
-    def _verify(self, conn: socket.socket) -> None:
-        try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pid = handshake.verify(conn, self._key, self.mode)
-        except (handshake.HandshakeError, OSError) as e:
-            self.stats.refused += 1
-            log.info("refused a connection: %s", e)
-            conn.close()
-            return
-        finally:
-            self._handshakes.release()
-        self._verified.put((conn, pid))
-        try:
-            self._wake_w.send(b"v")
-        except OSError:
-            conn.close()
-
-    def _admit_verified(self) -> None:
-        """On the server thread: admit verified clients, or refuse them while another client is connected."""
-        while not self._verified.empty():
-            conn, pid = self._verified.get_nowait()
-            if self._client is not None and not self._client_alive():
-                self._drop_client()
-            if self._client is not None or self._stop.is_set():
-                handshake.refuse(conn, handshake.Result.BUSY, f"another client (pid {self.stats.client_pid}) is "
-                                 "connected; this server serves one client at a time")
-                self.stats.refused += 1
-                conn.close()
-                continue
+        """Start verifying new connections; never waits for one of them."""
+        assert self._listener is not None and self._selector is not None
+        while True:
             try:
-                handshake.admit(conn)
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if len(self._pending) >= MAX_PENDING:
+                oldest = min(self._pending.values(), key=lambda p: p.deadline)
+                self._refused(oldest.sock, "too many unverified connections")
+            try:
+                if conn.family == socket.AF_INET:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                pending = Pending.start(conn, self.mode, self.session)
             except OSError:
                 conn.close()
                 continue
-            self._client = conn
-            self.stats.client_pid = pid
-            self.stats.clients_seen += 1
-            self._selector.register(conn, selectors.EVENT_READ, "client")
-            log.info("client pid %d connected", pid)
+            self._pending[conn] = pending
+            self._selector.register(conn, selectors.EVENT_READ, "pending")
 
-    def _client_alive(self) -> bool:
-        """False when the current client has hung up but its EOF is not processed yet."""
+    def _next_deadline(self) -> Optional[float]:
+        if not self._pending:
+            return 1.0
+        return max(0.0, min(p.deadline for p in self._pending.values()) - time.monotonic())
+
+    def _expire_pending(self) -> None:
+        now = time.monotonic()
+        for sock, p in list(self._pending.items()):
+            if p.deadline <= now:
+                self._refused(sock, "no handshake answer within 5 s")
+
+    def _drop_pending(self, sock: socket.socket) -> Optional[Pending]:
+        p = self._pending.pop(sock, None)
         try:
-            ready, _, _ = select.select([self._client], [], [], 0)
-            return not ready or self._client.recv(1, socket.MSG_PEEK) != b""
-        except OSError:
-            return False
+            assert self._selector is not None
+            self._selector.unregister(sock)
+        except (KeyError, ValueError, AssertionError):
+            pass
+        return p
 
-    def _drop_client(self) -> None:
-        if self._client is None:
+    def _refused(self, sock: socket.socket, why: str, counted: bool = True) -> None:
+        self._drop_pending(sock)
+        sock.close()
+        if counted:
+            with self._lock:
+                self.stats.refused += 1
+            log.info("refused a connection: %s", why)
+
+    def _on_pending(self, sock: socket.socket) -> None:
+        p = self._pending.get(sock)
+        if p is None:
             return
         try:
-            self._selector.unregister(self._client)
-        except (KeyError, ValueError):
-            pass
-        self._client.close()
-        self._client = None
-        log.info("client pid %s disconnected", self.stats.client_pid)
-        self.stats.client_pid = None
-        if self.mode == handshake.Mode.HEADLESS and (not self.keep_alive or self._shutdown_requested):
-            self._stop.set()
-
-    def _on_client_byte(self) -> None:
+            answer = p.feed(self._key)
+        except (BlockingIOError, InterruptedError):
+            return
+        except HandshakeError as e:
+            p.reply(e.result, str(e).encode("utf-8"))
+            self._refused(sock, str(e))
+            return
+        except OSError as e:           # closed: a liveness probe that sent nothing is not a refusal
+            self._refused(sock, str(e), counted=len(p.received) > 0)
+            return
+        if answer is None:
+            return
+        self._drop_pending(sock)
         try:
-            byte = self._client.recv(1)
-        except OSError:
-            byte = b""
-        if byte == handshake.CALL:
-            self._serve_call()
-        elif byte == handshake.SHUTDOWN:
-            self._shutdown_requested = True
-        else:
-            if byte:
-                log.warning("protocol error: byte 0x%02x on the notify socket; closing the connection", byte[0])
-            self._drop_client()
+            self._admit(p, answer)
+        except Exception as e:
+            log.exception("admitting a connection failed")
+            p.reply(Result.BUSY, f"the server could not open a lane: {e}".encode("utf-8"))
+            sock.close()
+
+    def _admit(self, p: Pending, answer: Answer) -> None:
+        sock = p.sock
+        if answer.purpose == Purpose.STATUS:
+            p.reply(Result.ACCEPTED, json.dumps(self.status()).encode("utf-8"))
+            sock.close()
+            return
+        if answer.purpose == Purpose.STOP:
+            p.reply(Result.ACCEPTED)
+            sock.close()
+            log.info("stop requested by pid %d", answer.pid)
+            self._stop.set()
+            return
+        if self._stop.is_set():
+            p.reply(Result.BUSY, b"the server is stopping")
+            sock.close()
+            return
+        with self._lock:
+            client = self.clients.get(answer.client_id)
+            problem = None
+            if client is None and len(self.clients) >= self.max_clients:
+                pids = ", ".join(str(c.pid) for c in self.clients.values())
+                problem = (f"this server already serves {len(self.clients)} clients, its limit (pids {pids}); "
+                           f"close one, or start the server with a higher --max-clients")
+            elif client is not None and len(client.lanes) >= MAX_LANES_PER_CLIENT:
+                problem = f"this client already has {MAX_LANES_PER_CLIENT} lanes open, the limit per client"
+            if problem:
+                self.stats.refused += 1
+            else:
+                lane_id = self._next_lane
+                self._next_lane += 1
+        if problem:
+            log.info("refused pid %d: %s", answer.pid, problem)
+            p.reply(Result.BUSY, problem.encode("utf-8"))
+            sock.close()
+            return
+        sock.setblocking(True)
+        sock.settimeout(None)
+        new_client = client is None
+        if client is None:
+            client = Client(answer.client_id, answer.pid)
+        lane = Lane(self, lane_id, client, sock, self.capacity)
+        with self._lock:
+            if new_client:
+                self.clients[client.id] = client
+                self.stats.clients_seen += 1
+            client.lanes.add(lane)
+            self._had_client = True
+        p.reply(Result.ACCEPTED, handshake.LANE_ID.pack(lane_id))
+        lane.start()
+        log.info("client pid %d opened lane %d", answer.pid, lane_id)
+
+    def lane_closed(self, lane: Lane) -> None:
+        """Called by a lane's thread when it ends: forget it, remove its files, maybe stop the server."""
+        lane.close()
+        lane.release()
+        with self._lock:
+            client = lane.client
+            client.lanes.discard(lane)
+            gone = not client.lanes and self.clients.get(client.id) is client
+            if gone:
+                del self.clients[client.id]
+            idle = not self.clients
+        if gone:
+            log.info("client pid %d disconnected", client.pid)
+        if self.mode == handshake.Mode.HEADLESS and not self._stop.is_set():
+            if gone and client.shutdown_requested:
+                log.info("client pid %d asked the server to stop", client.pid)
+                self.stop(timeout=0)
+            elif idle and not self.keep_alive:
+                log.info("the last client has gone and the server was started with --exit-when-idle: stopping")
+                self.stop(timeout=0)
 
     # ------------------------------------------------------------ calls
 
-    def _serve_call(self) -> None:
-        seq = HEADER.unpack_from(self.request.view)[4]
-        try:
-            _, length, _ = read_header(self.request.view)
-            call = decode_call(self.request.payload(length))
-        except Exception as e:  # FrameError, or anything a hostile frame provokes: never fatal
-            outcome = self._failed("?", ErrorKind.MALFORMED_REQUEST, f"the request could not be decoded ({e}): the "
-                                   "client and server disagree about docs/PROTOCOL.md; use matching versions")
-        else:
-            try:
-                outcome = self.executor.run(lambda: invoke(call, self.namespace), self._stop)
-            except BaseException as e:  # the executor gave up (server stopping) or something of ours broke
-                outcome = self._failed(call.name, ErrorKind.SERVER_ERROR,
-                                       f"the server could not run {call.name}: {e}" if not self._stop.is_set()
-                                       else f"the server is stopping, so {call.name} did not run")
-        self._write_reply(seq, outcome)
-        self.stats.calls += 1
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("call %d %s(%d args) -> %s in %.1f us", seq, outcome.name, len(outcome.args),
-                      "error" if outcome.error else type(outcome.result).__name__, outcome.duration * 1e6)
+    def record(self, outcome: Outcome) -> None:
+        """Count a call and show it to the observers (the call history)."""
+        with self._lock:
+            self.stats.calls += 1
+            if outcome.error is not None:
+                self.stats.errors += 1
+                self.stats.last_error = f"{outcome.name}: {outcome.error.message}"
         if outcome.error is not None:
-            self.stats.errors += 1
-            self.stats.last_error = f"{outcome.name}: {outcome.error.message}"
             log.info("call %s failed: %s", outcome.name, outcome.error.message)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("call %s(%d args) -> %s in %.1f us", outcome.name, len(outcome.args),
+                      type(outcome.result).__name__, outcome.duration * 1e6)
         for observer in self.observers:
             try:
                 observer(outcome)
             except Exception:
                 log.exception("call observer failed")
+
+    def _watch(self) -> None:
+        """Cancel calls whose caller abandoned them or went away; stop when the parent is gone; cap the log."""
+        last_slow = 0.0
+        interval = WATCH_INTERVAL
+        while not self._stop.wait(interval):
+            interval = IDLE_WATCH_INTERVAL                 # nothing running: look less often (idle when idle)
+            for lane in self.lanes():
+                try:
+                    if not lane.busy:
+                        continue
+                    interval = WATCH_INTERVAL
+                    if lane.req.cancel == lane.call.sequence:
+                        lane.call.cancel("its caller cancelled it or timed out")
+                    elif lane.connection_lost():
+                        lane.call.cancel("its caller disconnected")
+                except (ValueError, OSError):      # the lane was remapped or closed under us: look next time
+                    continue
+            now = time.monotonic()
+            if now - last_slow < 1.0:
+                continue
+            last_slow = now
+            if self.parent_pid and not pid_alive(self.parent_pid):
+                with self._lock:
+                    idle = not self.clients
+                if idle:
+                    log.info("parent process %d is gone and no client is connected: stopping", self.parent_pid)
+                    self.stop(timeout=0)
+            self._cap_log()
+
+    def _cap_log(self) -> None:
+        """Keep server.log under its cap: move it to server.log.1 and start afresh (the fds stay valid)."""
+        if self.log_file is None:
+            return
         try:
-            self._client.sendall(handshake.REPLY)
+            if self.log_file.stat().st_size <= self.log_cap:
+                return
+            backup = self.log_file.with_name(self.log_file.name + ".1")
+            with open(self.log_file, "rb") as src, open(backup, "wb") as dst:
+                src.seek(-min(self.log_cap, os.path.getsize(self.log_file)), os.SEEK_END)
+                dst.write(src.read())
+            os.truncate(self.log_file, 0)
+            log.info("server.log reached %d bytes: its end moved to %s", self.log_cap, backup.name)
         except OSError:
-            log.info("client went away before the reply to %s", outcome.name)
-            self._drop_client()
+            pass
 
-    @staticmethod
-    def _failed(name: str, kind: ErrorKind, message: str) -> Outcome:
-        return Outcome(name, 0, [], time.time(), error=ErrorReply(kind, "", message, ""))
+    # ------------------------------------------------------------ status
 
-    def _write_reply(self, seq: int, outcome: Outcome) -> None:
-        buf = self.response.payload(self.response.payload_capacity)
-        try:
-            if outcome.error is None:
-                size = value_size(outcome.value, outcome.returns)
-                if size <= len(buf):
-                    write_value(buf, outcome.value, outcome.returns)
-                    publish(self.response.header, seq, size, STATUS_OK)
-                    return
-                outcome.error = ErrorReply(
-                    ErrorKind.PAYLOAD_TOO_LARGE, "",
-                    f"the result of {outcome.name} is {size:,} bytes but the response mapping holds {len(buf):,}: "
-                    "raise the capacity (Initialize(..., capacity: N) or %lesspy serve --capacity SIZE)", "")
-        except Exception as e:  # a bug of ours must not kill the server: tell the caller
-            log.exception("encoding the result of %s failed", outcome.name)
-            outcome.error = ErrorReply(ErrorKind.SERVER_ERROR, type(e).__name__,
-                                       f"lesspy could not encode the result of {outcome.name}: {e}", "")
-        e = outcome.error
-        n = write_error(buf, e.kind, e.python_type, e.message, e.traceback)
-        publish(self.response.header, seq, n, STATUS_ERROR)
+    def status(self) -> Dict[str, Any]:
+        """What `lesspy status` and `%lesspy status` show."""
+        from . import __version__
+        from .protocol import PROTOCOL_VERSION
+
+        with self._lock:
+            clients = [{"pid": c.pid, "lanes": len(c.lanes)} for c in self.clients.values()]
+            stats = self.stats
+            return {"pid": os.getpid(), "version": __version__, "protocol": PROTOCOL_VERSION,
+                    "mode": self.mode.name.lower(), "module": getattr(self.namespace, "path", ""),
+                    "folder": str(self.folder.path), "clients": len(clients), "client_list": clients,
+                    "lanes": sum(c["lanes"] for c in clients), "max_clients": self.max_clients,
+                    "calls": stats.calls, "errors": stats.errors, "refused": stats.refused,
+                    "clients_seen": stats.clients_seen, "last_error": stats.last_error,
+                    "uptime_s": round(time.time() - self._started_at, 1)}

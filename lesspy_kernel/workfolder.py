@@ -7,27 +7,48 @@ C# client resolves them (docs/PROTOCOL.md section 1).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import socket
 import stat
 import sys
+import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
-REQUEST_FILE = "req.mmf"
-RESPONSE_FILE = "resp.mmf"
 PID_FILE = "python.pid"
 PORT_FILE = "notify.port"
+SOCKET_FILE = "notify.sock"
 KEY_FILE = "session.key"
 LOG_FILE = "server.log"
 MODULE_FILE = "python.module"
-SERVER_FILES = (PORT_FILE, PID_FILE, KEY_FILE, MODULE_FILE, REQUEST_FILE, RESPONSE_FILE)
+LOCK_FILE = "lesspy.lock"
+UNIX = "unix"                   # what notify.port holds when the server listens on notify.sock
+SERVER_FILES = (PORT_FILE, PID_FILE, KEY_FILE, MODULE_FILE, SOCKET_FILE)
+LEGACY_FILES = ("req.mmf", "resp.mmf")          # protocol version 1's mappings, removed when found
+
+
+MAX_SOCKET_PATH = 100           # sockaddr_un holds 108 bytes on Linux, 104 on macOS; Mono accepts less than 107
+
+
+def use_unix_socket(path: Path) -> bool:
+    """A Unix domain socket inside the 0700 folder: unreachable to other users, and faster than TCP. Not on
+    Windows, and not when the folder's path is too long for a socket address (then TCP, with a warning)."""
+    return hasattr(socket, "AF_UNIX") and sys.platform != "win32" and len(os.fsencode(path)) <= MAX_SOCKET_PATH
 
 
 def jupyter_runtime_dir() -> Path:
-    """Jupyter's runtime directory, resolved the way the C# client resolves it."""
+    """Jupyter's runtime directory, as jupyter_core resolves it (the C# client follows the same rules)."""
+    try:
+        from jupyter_core.paths import jupyter_runtime_dir as runtime_dir
+    except ImportError:         # jupyter_core comes with ipykernel; this is only for a bare install
+        return _runtime_dir_fallback()
+    return Path(runtime_dir())
+
+
+def _runtime_dir_fallback() -> Path:
     env = os.environ.get("JUPYTER_RUNTIME_DIR")
     if env:
         return Path(env)
@@ -53,7 +74,7 @@ def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists (signal 0 on POSIX; on Windows os.kill would kill it)."""
     if pid <= 0:
         return False
-    if os.name == "nt":
+    if sys.platform == "win32":
         import ctypes
 
         handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
@@ -75,6 +96,23 @@ def _read_int(path: Path) -> Optional[int]:
         return None
 
 
+def connect_notify(folder: Path, timeout: float = 5.0) -> socket.socket:
+    """Connect to the notify socket that `notify.port` names (a Unix socket in the folder, or TCP)."""
+    where = (folder / PORT_FILE).read_text().strip()
+    if where == UNIX:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(str(folder / SOCKET_FILE))
+        except OSError:
+            s.close()
+            raise
+        return s
+    s = socket.create_connection(("127.0.0.1", int(where)), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
 class WorkFolder:
     """One server's folder. Knows its files; never holds them open."""
 
@@ -84,27 +122,22 @@ class WorkFolder:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    @property
-    def request(self) -> Path:
-        return self.file(REQUEST_FILE)
-
-    @property
-    def response(self) -> Path:
-        return self.file(RESPONSE_FILE)
+    def lane_file(self, lane_id: int, which: str) -> Path:
+        """`lane-N.req.mmf` or `lane-N.resp.mmf`."""
+        return self.file(f"lane-{lane_id}.{which}.mmf")
 
     def live_server_pid(self) -> Optional[int]:
         """The pid of a live server; None when the folder is empty or stale.
 
-        Stale means the pid is dead, or nothing listens on the port, or something else answers there.
-        A server that accepts but is slow to say hello is alive: it is busy in a call, not gone.
+        Stale means the pid is dead, or nothing listens on the notify socket, or something else answers there.
+        A server that accepts but is slow to say hello is alive, not gone.
         """
         pid = _read_int(self.file(PID_FILE))
-        port = _read_int(self.file(PORT_FILE))
-        if pid is None or port is None or not pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             return None
         try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=2)
-        except OSError:
+            s = connect_notify(self.path, timeout=2)
+        except (OSError, ValueError):
             return None
         with s:
             try:
@@ -127,8 +160,30 @@ class WorkFolder:
         live = self.live_server_pid()
         if live is not None and live != os.getpid():
             raise FileExistsError(f"a lesspy server (pid {live}) is already serving {self.path}: "
-                                  "stop it, or use another folder or name")
+                                  "stop it (lesspy stop FOLDER), or use another folder or name")
         self.remove_files()
+
+    @contextlib.contextmanager
+    def start_lock(self, timeout: float = 60.0) -> Iterator[None]:
+        """Hold `lesspy.lock` (a POSIX record lock on byte 0, as the C# client takes it) while starting."""
+        fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    _lock(fd)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EACCES, errno.EAGAIN, errno.EDEADLK) or time.monotonic() > deadline:
+                        raise TimeoutError(f"another process holds {self.file(LOCK_FILE)} (starting a server "
+                                           f"there) for more than {timeout:.0f} s") from e
+                    time.sleep(0.02)
+            try:
+                yield
+            finally:
+                _unlock(fd)
+        finally:
+            os.close(fd)
 
     def write_key(self) -> bytes:
         """Write a fresh session key (0600) and return the HMAC key bytes."""
@@ -141,26 +196,47 @@ class WorkFolder:
             os.chmod(path, 0o600)
         return key.encode("ascii")
 
-    def publish(self, pid: int, port: int, module: str = "") -> None:
+    def publish(self, pid: int, where: Union[int, str], module: str = "") -> None:
         """Write python.pid (and python.module), then notify.port atomically: its presence means ready."""
         self.file(PID_FILE).write_text(str(pid))
         if module:
             self.file(MODULE_FILE).write_text(module, encoding="utf-8")
         tmp = self.file(PORT_FILE + ".tmp")
-        tmp.write_text(str(port))
+        tmp.write_text(str(where))
         os.replace(tmp, self.file(PORT_FILE))
 
-    def remove_files(self, keep_mappings: bool = False) -> None:
-        """Remove the server's files; `keep_mappings` leaves req.mmf and resp.mmf (keep-alive, as the original)."""
-        kept = (REQUEST_FILE, RESPONSE_FILE) if keep_mappings else ()
-        for name in SERVER_FILES + (PORT_FILE + ".tmp",):
-            if name not in kept:
-                self.file(name).unlink(missing_ok=True)
+    def remove_files(self) -> None:
+        """Remove the server's files and every lane's mappings (the lock and the log stay)."""
+        for name in SERVER_FILES + LEGACY_FILES + (PORT_FILE + ".tmp",):
+            self.file(name).unlink(missing_ok=True)
+        for lane in self.path.glob("lane-*.mmf"):
+            lane.unlink(missing_ok=True)
 
     def remove(self) -> None:
         """Remove the server's files, and the folder itself when nothing else is left in it."""
         self.remove_files()
+        self.file(LOCK_FILE).unlink(missing_ok=True)
         try:
             self.path.rmdir()
         except OSError:
             pass
+
+
+if sys.platform != "win32":
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+
+    def _unlock(fd: int) -> None:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
+else:  # pragma: no cover - Windows
+    import msvcrt
+
+    def _lock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)

@@ -3,27 +3,30 @@
 Configure in ipython_config.py or with %config, e.g.::
 
     c.LessPyMagics.capacity = 256 * 1024 * 1024
-    %config LessPyMagics.history_budget = 64 * 1024 * 1024
+    %config LessPyMagics.history_budget = 64 * 1024 * 1024     # 0: record calls without their payloads
+    %config LessPyMagics.max_clients = 4
 """
 
 from __future__ import annotations
 
 import atexit
 import html
+import inspect
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Optional
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Bool, Int, Unicode
 
 from ..cli import parse_size
 from ..executors import DirectExecutor, KernelExecutor
 from ..handshake import Mode
-from ..history import CallHistory, set_current_history
+from ..history import CallHistory, current_history, set_current_history
 from ..namespaces import DictNamespace
 from ..server import Server
 from ..stubgen import csharp_stub
@@ -42,17 +45,25 @@ class ServerStatus:
         s = self.server
         if s is None:
             return [("state", "not serving: run %lesspy serve")]
-        st = s.stats
+        mode = {Mode.NOTEBOOK: "main thread, between cells", Mode.NOTEBOOK_THREADED: "threaded (server thread)",
+                Mode.HEADLESS: "direct"}.get(s.mode, str(s.mode))
+        st = s.status()
+        pids = ", ".join(str(c["pid"]) for c in st["client_list"])
+        client = (f"{st['clients']} connected" + (f" (pid {pids})" if pids else "")
+                  + f", at most {st['max_clients']}; {st['clients_seen']} so far, {st['refused']} refused")
+        calls = f"{st['calls']} served, {st['errors']} errors" + \
+            (f" (last: {_clip(st['last_error'], 200)})" if st["last_error"] else "")
+        mappings = f"{st['lanes']} lanes, each starting at {s.capacity:,} bytes a mapping (grown on demand)"
+        ns = s.namespace
+        exported = ", ".join(ns.names()) or "nothing yet: define a function in a cell"
         return [
             ("state", "serving" if s.running else "stopped"),
             ("folder", str(s.folder.path)),
-            ("mode", {Mode.NOTEBOOK: "main thread, between cells", Mode.NOTEBOOK_THREADED: "threaded (server thread)",
-                      Mode.HEADLESS: "direct"}[s.mode]),
-            ("client", (f"connected (pid {st.client_pid})" if st.client_pid else "none connected")
-                       + f"; {st.clients_seen} so far, {st.refused} refused"),
-            ("calls", f"{st.calls} served, {st.errors} errors" + (f" (last: {st.last_error})" if st.last_error else "")),
-            ("mappings", f"req.mmf and resp.mmf, {s.capacity:,} bytes each"),
-            ("exported", ", ".join(sorted(s.namespace.only)) if s.namespace.only else "every function in the notebook"),
+            ("mode", mode),
+            ("client", client),
+            ("calls", calls),
+            ("mappings", mappings),
+            ("exported", _clip(exported, 300)),
             ("C#", self.connect_line),
         ]
 
@@ -66,20 +77,44 @@ class ServerStatus:
         return f"<table><caption style='text-align:left'><b>lesspy</b></caption>{cells}</table>"
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _parse(magic: Any, rest: str) -> Any:
+    """Parse a sub-command's arguments like a shell would (quotes stripped); None after printing --help."""
+    parser = magic.parser
+    try:
+        argv = shlex.split(rest)
+    except ValueError as e:
+        raise UsageError(f"{parser.prog}: {e} (quote arguments like a shell: --name \"my session\")") from None
+    if "-h" in argv or "--help" in argv:
+        print(parser.format_help().rstrip())
+        return None
+    return parser.parse_args(argv)
+
+
+def _names(text: Optional[str]) -> Optional[list]:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
 @magics_class
 class LessPyMagics(Magics):
     """%lesspy serve | stop | status | calls | stub."""
 
     capacity = Int(16 * 1024 * 1024, help="Bytes in each of req.mmf and resp.mmf: the largest request or "
                                           "result that fits.").tag(config=True)
-    history_budget = Int(256 * 1024 * 1024, help="Bytes of recorded argument/result arrays kept by "
-                                                 "%lesspy calls; the oldest are dropped first.").tag(config=True)
+    history_budget = Int(256 * 1024 * 1024, help="Bytes of recorded payloads (arrays, bytes, strings, lists, "
+                                                 "...) kept for %lesspy calls; the oldest are summarised first. "
+                                                 "0 keeps none and copies nothing.").tag(config=True)
     default_name = Unicode("default", help="Session name used by %lesspy serve without --name/--folder; "
                                            "C# connects with Connect<T>(name).").tag(config=True)
     threaded = Bool(False, help="Run calls on the server thread instead of the kernel's main thread "
                                 "(answers while a cell blocks; runs concurrently with cells).").tag(config=True)
     interface = Unicode("IMyApi", help="Interface name shown in the C# Connect line and used by "
                                       "%lesspy stub.").tag(config=True)
+    max_clients = Int(8, help="How many C# processes may be connected at once; one more is refused at once, "
+                              "with a message naming the limit.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -90,6 +125,12 @@ class LessPyMagics(Magics):
         self.observe(self._budget_changed, names="history_budget")
         atexit.register(self.stop_server)
 
+    @property
+    def _user_ns(self) -> dict:
+        if self.shell is None:
+            raise UsageError("%lesspy needs an IPython shell")
+        return self.shell.user_ns
+
     def _budget_changed(self, change: dict) -> None:
         self.history.budget = change["new"]
 
@@ -98,19 +139,28 @@ class LessPyMagics(Magics):
         """Serve notebook functions to a C# app, and inspect its calls.
 
         %lesspy serve [--name NAME | --folder PATH] [--capacity SIZE] [--threaded] [--only f,g]
+                      [--export f,g] [--max-clients N]
             start serving (C#: LessPythonInvoke.Connect<IMyApi>("NAME"))
         %lesspy stop                  stop serving
-        %lesspy status                folder, client, calls, errors, mappings, mode
+        %lesspy status                folder, clients, calls, errors, mappings, mode, exported functions
         %lesspy calls [-n N]          the last N calls with their arguments and results
         %lesspy stub [--interface IMyApi] [--namespace NS] [-o FILE.cs]
                                       the C# interface for the notebook's functions, from type hints
+        %lesspy SUBCOMMAND --help     the options of one sub-command
+
+        C# may call the functions the notebook's cells define. Anything else (an imported function, a
+        callable object) only when exported explicitly: `lesspy_kernel.export(fn)` in a cell (also a
+        decorator), or `%lesspy serve --export name1,name2`. Classes, modules and _private names never.
         """
         command, _, rest = line.strip().partition(" ")
+        if command in ("", "help", "-h", "--help"):
+            print(inspect.cleandoc(getattr(type(self), "lesspy").__doc__ or ""))
+            return None
         handler = {"serve": self._serve, "stop": self._stop, "status": self._status, "calls": self._calls,
                    "stub": self._stub}.get(command)
         if handler is None:
-            raise UsageError(f"%lesspy {command or ''}: expected one of serve, stop, status, calls, stub "
-                             "(see %lesspy?)")
+            raise UsageError(f"%lesspy {command}: expected one of serve, stop, status, calls, stub "
+                             "(%lesspy help lists them)")
         return handler(rest)
 
     @magic_arguments(name="lesspy serve")
@@ -119,8 +169,14 @@ class LessPyMagics(Magics):
     @argument("--capacity", help="size of each mapping, e.g. 64M (default: LessPyMagics.capacity)")
     @argument("--threaded", action="store_true", help="run calls on the server thread, even during a cell")
     @argument("--only", help="comma-separated names: only these functions may be called")
+    @argument("--export", help="comma-separated names to export although the notebook did not define them "
+                               "(e.g. imported functions); also lesspy_kernel.export(fn) in a cell")
+    @argument("--max-clients", type=int, default=None,
+              help="C# processes connected at once (default: LessPyMagics.max_clients)")
     def _serve(self, rest: str) -> None:
-        args = parse_argstring(self._serve, rest)
+        args = _parse(self._serve, rest)
+        if args is None:
+            return
         if args.name and args.folder:
             raise UsageError("give --name or --folder, not both")
         if self.server is not None and self.server.running:
@@ -139,12 +195,17 @@ class LessPyMagics(Magics):
             except ValueError as e:
                 raise UsageError(str(e)) from None
             self.connect_arg = name
-        only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+        max_clients = self.max_clients if args.max_clients is None else args.max_clients
+        if max_clients < 1:
+            raise UsageError(f"--max-clients must be at least 1, not {max_clients}")
+        namespace = DictNamespace(self._user_ns, _names(args.only), export=_names(args.export))
         kernel = getattr(self.shell, "kernel", None)
         threaded = args.threaded or self.threaded
         executor = KernelExecutor(kernel, threaded) if kernel is not None else DirectExecutor(Mode.NOTEBOOK_THREADED)
-        server = Server(DictNamespace(self.shell.user_ns, only), folder, executor=executor, capacity=capacity,
-                        keep_alive=True)
+        options: dict = {}
+        if "max_clients" in inspect.signature(Server).parameters:   # servers with lanes and several clients
+            options["max_clients"] = max_clients
+        server = Server(namespace, folder, executor=executor, capacity=capacity, keep_alive=True, **options)
         server.observers.append(self.history.observe)
         try:
             server.start()
@@ -170,20 +231,26 @@ class LessPyMagics(Magics):
         return ServerStatus(self.server, self.connect_arg, self.interface)
 
     @magic_arguments(name="lesspy calls")
-    @argument("-n", type=int, default=None, help="show only the last N calls")
+    @argument("-n", type=int, default=None, help="show only the last N calls (0 shows none)")
     def _calls(self, rest: str) -> Any:
-        args = parse_argstring(self._calls, rest)
-        return self.history.records()[-args.n:] if args.n else self.history.records()
+        args = _parse(self._calls, rest)
+        if args is None:
+            return None
+        if args.n is not None and args.n < 0:
+            raise UsageError(f"-n must be 0 or more, not {args.n}")
+        return self.history.records(args.n)
 
     @magic_arguments(name="lesspy stub")
     @argument("--interface", default=None, help="C# interface name (default: LessPyMagics.interface)")
     @argument("--namespace", default=None, help="C# namespace to wrap the interface in")
     @argument("-o", "--output", default=None, help="write to this .cs file instead of printing")
     def _stub(self, rest: str) -> None:
-        args = parse_argstring(self._stub, rest)
+        args = _parse(self._stub, rest)
+        if args is None:
+            return
         ns = self.server.namespace if self.server is not None and self.server.running else \
-            DictNamespace(self.shell.user_ns)
-        functions = {name: self.shell.user_ns[name] for name in ns.names()}
+            DictNamespace(self._user_ns)
+        functions = {name: self._user_ns[name] for name in ns.names()}
         try:
             code = csharp_stub(functions, interface=args.interface or self.interface, namespace=args.namespace)
         except ValueError as e:
@@ -204,6 +271,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     if magics is not None:
         magics.stop_server()
         atexit.unregister(magics.stop_server)
+        magics.history.clear()                    # lesspy_kernel.calls() is empty after unloading
+        if current_history() is magics.history:
+            set_current_history(None)
         ipython.magics_manager.magics["line"].pop("lesspy", None)
         ipython.magics_manager.registry.pop("LessPyMagics", None)
         if magics in ipython.configurables:

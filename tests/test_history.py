@@ -23,8 +23,8 @@ import pytest
 from lesspy_kernel import history as hist
 from lesspy_kernel import render
 from lesspy_kernel.dispatch import Outcome
-from lesspy_kernel.history import (SMALL_ARRAY_BYTES, CallHistory, CallList, CallRecord, DroppedArray, calls,
-                                   current_history, set_current_history, to_html, to_text)
+from lesspy_kernel.history import (CallHistory, CallList, CallRecord, DroppedArray, DroppedValue, calls,
+                                   current_history, payload_size, set_current_history, to_html, to_text)
 from lesspy_kernel.protocol import ErrorKind, ErrorReply, Tag
 
 MiB = 1024 * 1024
@@ -104,7 +104,7 @@ def test_record_outlives_mapping_reuse(region):
     assert isinstance(rec.args[3], tuple) and np.array_equal(rec.args[3][0], [1.5, 2.5]) and rec.args[3][1] == 3
     assert np.array_equal(rec.result, original)
     assert rec.result is got                                          # one copy for one view
-    assert h.nbytes == original.nbytes + 4 * 4 + 16
+    assert h.nbytes == original.nbytes + payload_size(rows) + payload_size(pair)   # the shared view counted once
     got[0, 0] = -1                                                    # a writeable copy of our own
     assert calls is hist.calls and rec.args[0][0, 0] == -1
 
@@ -180,13 +180,17 @@ def test_budget_drops_oldest_payloads_first_and_keeps_small_values(region):
         region.overwrite()
     recs = h.records()
     assert h.nbytes <= h.budget
-    # the two oldest lost their big payload, the newest two kept it
+    # the two oldest lost their payloads (the small array too: every payload counts), the newest two kept them
     assert [isinstance(r.args[0], DroppedArray) for r in recs] == [True, True, False, False]
+    assert [isinstance(r.args[4], DroppedArray) for r in recs] == [True, True, False, False]
     assert np.array_equal(recs[3].args[0], originals[3]) and np.array_equal(recs[2].args[0], originals[2])
-    for i, r in enumerate(recs):                                      # small values are all there
+    for i, r in enumerate(recs):                                      # numbers and short texts are part of a record
         assert r.args[1:4] == (i, "s" * 10, b"\x00\x01")
-        assert np.array_equal(r.args[4], np.arange(100) + i) and type(r.args[4]) is np.ndarray
-        assert r.result[0] == float(i) and np.array_equal(r.result[1], np.arange(100) + i)
+        assert r.result[0] == float(i)
+    for i in (2, 3):
+        assert np.array_equal(recs[i].args[4], np.arange(100) + i) and type(recs[i].args[4]) is np.ndarray
+        assert np.array_equal(recs[i].result[1], np.arange(100) + i)
+    assert recs[1].args[4].min == 1 and recs[1].args[4].max == 100
 
     d = recs[0].args[0]
     o = originals[0]
@@ -201,9 +205,9 @@ def test_budget_drops_oldest_payloads_first_and_keeps_small_values(region):
     assert [isinstance(r.args[0], DroppedArray) for r in recs] == [True, True, True, False]
     assert h.nbytes <= 1.5 * MiB
     h.budget = 0
-    assert all(isinstance(r.args[0], DroppedArray) for r in h.records())
-    assert all(type(r.args[4]) is np.ndarray for r in h.records())  # never dropped
-    assert h.nbytes == 4 * 2 * 400                                  # only the small int32 arrays remain
+    assert all(isinstance(r.args[0], DroppedArray) and isinstance(r.args[4], DroppedArray) for r in h.records())
+    assert h.nbytes == 0
+    assert [r.args[1:4] for r in h.records()] == [(i, "s" * 10, b"\x00\x01") for i in range(4)]
 
 
 def test_array_bigger_than_budget_is_summarised_at_once(region):
@@ -216,12 +220,104 @@ def test_array_bigger_than_budget_is_summarised_at_once(region):
     assert isinstance(d, DroppedArray) and d.shape == (512, 512) and d.dtype == "float32"
     assert d.min == pytest.approx(-2) and d.max == pytest.approx(6) and d.mean == pytest.approx(2, abs=1e-4)
     assert h.nbytes == 0
-    # exactly at the small limit: kept even with a zero budget
-    h0 = CallHistory(budget=0)
-    small = region.view(np.ones(SMALL_ARRAY_BYTES // 8))
-    h0.observe(outcome("small", [small]))
-    region.overwrite()
-    assert np.array_equal(h0.records()[0].args[0], np.ones(SMALL_ARRAY_BYTES // 8))
+
+
+def test_every_kind_of_payload_counts(region):
+    """bytes, strings, lists, tuples, dicts and records count against the budget like arrays, nested too."""
+    blob = bytes(range(256)) * 4096                                   # 1 MiB
+    text = "x" * MiB
+    rows = [bytes([i]) * 4096 for i in range(256)]                    # a list of 1 MiB in all
+    nested = ("label", [np.ones(MiB // 8), {"k": "y" * 1000}])
+    values = [blob, text, rows, nested, {"a": blob[:100_000]}]
+    h = CallHistory(budget=10 * MiB)
+    for v in values:
+        h.observe(outcome("f", [v], result=v if isinstance(v, str) else None))
+    assert h.nbytes == sum(payload_size(v) for v in values) + payload_size(text)
+    assert h.nbytes >= 5 * MiB, "each MiB-sized value costs at least its MiB"
+    recs = h.records()
+    assert recs[0].args[0] == blob and recs[1].args[0] == text and recs[2].args[0] == rows
+    assert np.array_equal(recs[3].args[0][1][0], np.ones(MiB // 8))
+
+    h.budget = 0
+    recs = h.records()
+    assert h.nbytes == 0
+    b, t, r, n, d = (rec.args[0] for rec in recs)
+    assert isinstance(b, DroppedValue) and (b.type, b.length) == ("bytes", MiB) and b.preview == f"bytes[{MiB}]"
+    assert isinstance(t, DroppedValue) and t.type == "str" and t.length == MiB and t.preview.startswith("'xxx")
+    assert len(t.preview) <= 100 and isinstance(recs[1].result, DroppedValue)
+    assert isinstance(r, DroppedValue) and (r.type, r.length) == ("list", 256)
+    assert isinstance(n, tuple) and n[0] == "label" and isinstance(n[1], list)   # a short tuple keeps its shape
+    assert isinstance(n[1][0], DroppedArray) and isinstance(n[1][1], DroppedValue) and n[1][1].type == "dict"
+    assert isinstance(d, DroppedValue) and d.type == "dict"
+    text_table = to_text(recs)
+    assert f"bytes[{MiB}] [dropped: budget]" in text_table and "'xxxx" in text_table
+    assert "[dropped: budget]" in repr(recs[0]) and repr(b) == f"<dropped bytes[{MiB}]: budget>"
+    h.budget = 10 * MiB
+    h.observe(outcome("g", [memoryview(blob)]))                      # a view (into a mapping) is copied
+    assert type(h.records()[-1].args[0]) is bytes and h.records()[-1].args[0] == blob
+
+
+def test_budget_zero_keeps_no_payload_and_adds_no_copy(region):
+    import tracemalloc
+
+    a = region.view(np.arange(MiB, dtype=np.float32))                # 4 MiB, inside the "mapping"
+    blob = bytes(2 * MiB)
+    h = CallHistory(budget=0)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            h.observe(outcome("f", [a, blob, memoryview(blob), [blob, a], "z" * 100], result=a))
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - before < 256 * 1024, f"budget 0 copied payloads: peak {peak - before} bytes"
+    assert current - before < 256 * 1024
+    assert h.nbytes == 0
+    rec = h.records()[-1]
+    assert isinstance(rec.args[0], DroppedArray) and rec.result is rec.args[0]
+    assert all(isinstance(x, DroppedValue) for x in rec.args[1:3] + rec.args[4:])
+    assert isinstance(rec.args[3], list) and isinstance(rec.args[3][0], DroppedValue)
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * mmap.PAGESIZE
+
+
+def test_ten_thousand_calls_of_a_mebibyte_stay_within_budget(region):
+    """10,000 calls, each sending 1 MiB (a new array, bytes, string or list each time, as the decoder makes
+    them) and returning 1 MiB: the history holds at most its budget, and the process's RSS grows by at most
+    budget + 64 MiB (checked as it goes, so a history without a bound fails early instead of eating the machine)."""
+    budget = 32 * MiB
+    h = CallHistory(budget=budget)
+    source = np.random.default_rng(1).integers(0, 255, MiB, dtype=np.uint8)
+    view = region.view(source)                                       # a read-only view, as over req.mmf
+    rss0 = _rss()
+    for i in range(10_000):
+        kind = i % 5
+        if kind == 0:
+            args, result = [view, i], view
+        elif kind == 1:
+            args, result = [view.tobytes()], bytes(MiB)
+        elif kind == 2:
+            args, result = [view.tobytes().decode("latin-1")], None
+        elif kind == 3:
+            args, result = [[view[j:j + 4096].tobytes() for j in range(0, MiB, 4096)]], (i, view.copy())
+        else:
+            args, result = [(view.copy(), {"s": "q" * 1000})], i
+        h.observe(outcome("f", args, result=result))
+        del args, result
+        assert h.nbytes <= budget
+        if i % 250 == 249:
+            grown = _rss() - rss0
+            assert grown <= budget + 64 * MiB, f"after {i + 1} calls RSS grew by {grown / MiB:.0f} MiB"
+    assert len(h) == 10_000 and h.records()[-1].index == 10_000
+    recs = h.records()
+    assert type(recs[-5].args[0]) is np.ndarray and np.array_equal(recs[-5].args[0], source), "the newest are kept"
+    assert isinstance(recs[0].args[0], DroppedArray) and isinstance(recs[1].args[0], DroppedValue)
+    assert isinstance(recs[3].args[0], DroppedValue) and recs[3].args[0].length == 256
 
 
 def test_dropped_stats_with_nan_bool_int_complex_and_empty():
@@ -442,6 +538,18 @@ def test_html_error_rows_and_escaping():
     assert h.records()[1]._repr_html_().count("<tr") == 2
 
 
+def test_render_does_not_import_the_history():
+    """history uses render; render (and the statistics in summaries) must not use history: no import cycle."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lesspy_kernel.render, lesspy_kernel.summaries; "
+            "print('lesspy_kernel.history' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    assert hist.DroppedArray is render.DroppedArray
+
+
 def test_calls_registry():
     old = current_history()
     try:
@@ -476,8 +584,8 @@ def test_observer_on_a_real_server(tmp_path):
     def echo(a):
         return a
 
-    server = Server(DictNamespace({"double": double, "echo": echo}), tmp_path / "work", capacity=1 * MiB,
-                    keep_alive=False)
+    namespace = DictNamespace({"double": double, "echo": echo}, export=["double", "echo"])   # defined in this test
+    server = Server(namespace, tmp_path / "work", capacity=1 * MiB, keep_alive=False)
     h = CallHistory()
     server.observers.append(h.observe)
     server.start()

@@ -107,7 +107,7 @@ def test_only_restricts_and_folder_option(k, tmp_path):
     with pytest.raises(RemoteError) as e:
         c.call("b", I)
     assert "not exported" in e.value.reply.message
-    assert (folder / "req.mmf").stat().st_size == 1024 * 1024
+    assert c.req.capacity == 1024 * 1024
     c.close()
     out = k.run("%lesspy serve --name x", allow_error=True)
     assert "already serving" in out
@@ -117,7 +117,8 @@ def test_only_restricts_and_folder_option(k, tmp_path):
 
 def test_config_traitlets(k):
     k.run("%load_ext lesspy_kernel\n%config LessPyMagics.capacity = 2 * 1024 * 1024\n%lesspy serve --name cfg")
-    assert (k.folder("cfg") / "resp.mmf").stat().st_size == 2 * 1024 * 1024
+    with PyClient(k.folder("cfg")) as c:
+        assert c.resp.capacity == 2 * 1024 * 1024
 
 
 def test_kernel_shutdown_removes_folder(tmp_path):
@@ -189,7 +190,7 @@ def test_stub_magic_writes_a_file(tmp_path):
         assert "wrote" in out
         code = target.read_text()
         assert "namespace Demo.Api" in code and "public interface INb" in code
-        assert '[PythonImport("mean")]' in code and "double mean(NdArray a);" in code
+        assert '[PythonImport("mean")]' in code and "double Mean(NdArray a);" in code
         assert "Mean of a." in code
         assert "untyped(x): annotate" in code
         assert "not a valid C# identifier" in k.run("%lesspy stub --interface 9bad", allow_error=True)

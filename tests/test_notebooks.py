@@ -67,7 +67,7 @@ def test_quickstart(tmp_path, monkeypatch, demo_app):
     assert "scale([1, 2, 3, 4], 2.0) = [3, 5, 7, 9]" in runs[1], "the redefined function must answer the next call"
     out = "".join(text_of(c) for c in nb.cells)
     assert 'LessPythonInvoke.Connect<IMyApi>("quickstart")' in out
-    assert '[PythonImport("add_ints")]' in out and "long add_ints(long a, long b);" in out
+    assert '[PythonImport("add_ints")]' in out and "long AddInts(long a, long b);" in out
     calls_cell = next(c for c in nb.cells if "after-csharp-calls" in c.metadata.get("tags", []))
     assert "scale" in text_of(calls_cell) and "float32" in text_of(calls_cell)
 
@@ -83,6 +83,23 @@ def test_ndarray_inspection(tmp_path, monkeypatch, demo_app):
     assert "<svg" in calls_html, "1-D arrays get a sparkline"
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])), "the matplotlib figure"
     assert "float32 (64, 64)" in "".join(text_of(c) for c in nb.cells)
+
+
+@pytest.mark.parametrize("name, command", [
+    ("quickstart.ipynb", "mono csharp/bin/NotebookDemo.exe quickstart quickstart"),
+    ("ndarray_inspection.ipynb", "mono csharp/bin/NotebookDemo.exe inspection inspection"),
+])
+def test_run_all_without_the_app_and_the_top_says_which_app(tmp_path, monkeypatch, name, command):
+    """Run All before any C# call: no cell fails (nbclient raises on an error), the calls cells say why they are
+    empty; and the first cell names the C# app and the command that runs it."""
+    path = ROOT / "notebooks" / name
+    top = nbformat.read(path, as_version=4).cells[0]
+    assert top.cell_type == "markdown" and command in top.source and "bash csharp/build.sh" in top.source
+    nb = execute(path, tmp_path, monkeypatch, before={}, after={})
+    out = "".join(text_of(c) for c in nb.cells)
+    assert "No C# call yet" in out or "No call to brighten yet" in out
+    assert "no lesspy calls recorded" in out
+    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
 
 
 def test_notebooks_are_committed_clean():

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import math
 import struct
+import types
+import uuid
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
-from lesspy_kernel.protocol import (CoercionError, ErrorKind, FrameError, Tag, coerce, decode_call, decode_error,
-                                    decode_value, encode_call, encode_value, value_size)
-from vectors.generate import ERROR_CASE, HERE, SCALE3_CALL, VALUE_CASES, render
+from lesspy_kernel.protocol import (ArrayOf, CoercionError, DictOf, ErrorKind, FrameError, ListOf, Nullable, Record,
+                                    RectArray, ScalarOf, Tag, coerce, decode_call, decode_error, decode_value,
+                                    encode_call, encode_desc, encode_value, ticks_to_datetime, ticks_to_timedelta,
+                                    value_size)
+from vectors.generate import (ERROR_CASE, HERE, PIXEL, POINT, SCALE3_CALL, SHAPE, TYPED_CASES, TYPES_CALL, VALUE_CASES,
+                              Point, render)
+
+ALL_CASES = VALUE_CASES + TYPED_CASES
 
 EXPECTED = dict(line.split(" ", 1) for line in (HERE / "expected.txt").read_text("utf-8").splitlines())
 
 
-@pytest.mark.parametrize("name,value,desc", VALUE_CASES, ids=[c[0] for c in VALUE_CASES])
+@pytest.mark.parametrize("name,value,desc", ALL_CASES, ids=[c[0] for c in ALL_CASES])
 def test_golden_value(name, value, desc):
     raw = (HERE / f"value_{name}.bin").read_bytes()
     assert encode_value(value, desc) == raw, "the encoder drifted from the committed vector"
@@ -25,7 +36,7 @@ def test_golden_value(name, value, desc):
 
 def test_every_vector_is_listed():
     files = {p.stem for p in HERE.glob("value_*.bin")}
-    assert files == {f"value_{c[0]}" for c in VALUE_CASES} == set(EXPECTED)
+    assert files == {f"value_{c[0]}" for c in ALL_CASES} == set(EXPECTED)
 
 
 def test_golden_error_and_call():
@@ -126,3 +137,198 @@ def test_nan_and_signed_zero_survive():
     assert math.isnan(decode_value(encode_value(math.nan, Tag.FLOAT32)))
     assert math.copysign(1, decode_value(encode_value(-0.0, Tag.FLOAT64))) == -1
     assert ErrorKind.PYTHON_ERROR == 1
+
+
+# ------------------------------------------------------------------------------------------------ issue 9 types
+
+
+def test_golden_types_call_and_descriptors_round_trip():
+    raw = (HERE / "call_types.bin").read_bytes()
+    assert encode_call(*TYPES_CALL) == raw
+    call = decode_call(raw)
+    assert call.returns == SHAPE
+    arr, when, counts, guid, point, eye = call.args
+    assert arr.dtype == np.float64 and arr.tolist() == [0.5, -1.0] and not arr.flags.writeable
+    assert when is None and counts == {"k": 7} and guid == uuid.UUID("00112233-4455-6677-8899-aabbccddeeff")
+    assert isinstance(point, types.SimpleNamespace) and (point.x, point.y) == (3.0, 4.0)
+    assert eye.shape == (2, 2) and eye.tolist() == [[1, 0], [0, 1]]
+    for desc in [SHAPE, Nullable(PIXEL), ListOf(DictOf(ArrayOf("uint16"))), RectArray("int8", 5), ScalarOf("uint64"),
+                 (Tag.GUID, Nullable(Tag.TIMESPAN))]:
+        assert decode_call(b"\x01\x00f" + encode_desc(desc) + b"\x00").returns == desc
+
+
+def test_golden_ndarray_at_is_a_readonly_view_after_the_frame():
+    raw = bytearray((HERE / "call_ndarray_at.bin").read_bytes())
+    call = decode_call(memoryview(raw))
+    arr, k = call.args
+    assert (call.name, k, arr.shape, arr.dtype) == ("scale", 2.5, (2, 3), np.float32)
+    np.testing.assert_array_equal(arr, np.arange(6, dtype=np.float32).reshape(2, 3) / 4)
+    assert not arr.flags.writeable
+    offset = struct.unpack_from("<Q", raw, 3 + 5 + 1 + 1 + 3 + 16 + 3)[0]
+    assert offset % 64 == 0 and offset + 24 == len(raw)
+    struct.pack_into("<f", raw, offset, 42.0)           # zero-copy: the view sees the payload change
+    assert arr[0, 0] == 42.0
+
+
+def _at_call(offset: int, shape=(2,), total: int = 256) -> bytes:
+    frame = bytearray(b"\x01\x00f\x00\x01" + bytes([Tag.NDARRAY_AT, 12, len(shape)]) + struct.pack(f"<{len(shape)}Q", *shape))
+    frame += bytes(-len(frame) % 8) + struct.pack("<Q", offset)
+    return bytes(frame + bytes(max(0, total - len(frame))))
+
+
+@pytest.mark.parametrize("offset,words", [(0, "overlaps"), (65, "multiple of 64"), (256, "beyond"), (2**63, "beyond"),
+                                          (192, None)])
+def test_ndarray_at_offsets_are_checked(offset, words):
+    raw = _at_call(offset, shape=(8,))
+    if words is None:
+        assert decode_call(raw).args[0].shape == (8,)
+        return
+    with pytest.raises(FrameError) as e:
+        decode_call(raw)
+    assert words in str(e.value)
+
+
+def test_ndarray_at_data_may_not_overlap_later_arguments():
+    frame = bytearray(b"\x01\x00f\x00\x02" + bytes([Tag.NDARRAY_AT, 3, 1]) + struct.pack("<Q", 1))
+    frame += bytes(-len(frame) % 8) + struct.pack("<Q", 64)
+    frame += bytes([Tag.BYTES]) + struct.pack("<I", 100) + bytes(100)       # the BYTES value runs over offset 64
+    with pytest.raises(FrameError, match="overlaps"):
+        decode_call(bytes(frame))
+
+
+@dataclass
+class Inner:
+    x: float
+    y: float
+
+
+class Pair(NamedTuple):
+    first_name: str
+    score: int
+
+
+class Color(enum.IntEnum):
+    RED = 1
+    GREEN = 2
+
+
+@pytest.mark.parametrize("value,desc,expected", [
+    (None, Nullable(Tag.INT32), None), (3, Nullable(Tag.INT32), 3), (np.int16(4), Nullable(Tag.INT64), 4),
+    (Color.GREEN, Tag.INT32, 2), (Color.RED, ScalarOf("uint8"), 1), (2**64 - 1, ScalarOf("uint64"), 2**64 - 1),
+    (range(3), ListOf(Tag.INT32), [0, 1, 2]), ({"a", }, ListOf(Tag.STRING), ["a"]),
+    ({"k": np.float32(1.5)}, DictOf(Tag.FLOAT64), {"k": 1.5}), ("00112233-4455-6677-8899-aabbccddeeff", Tag.GUID,
+                                                                uuid.UUID("00112233-4455-6677-8899-aabbccddeeff").bytes),
+])
+def test_coercion_of_the_new_types(value, desc, expected):
+    assert coerce(value, desc) == expected
+
+
+def test_typed_arrays_accept_any_sequence_and_convert_once():
+    assert coerce((1, 2, 3), ArrayOf("float64")).dtype == np.dtype("<f8")
+    assert coerce(np.arange(4, dtype=np.int8), ArrayOf("int64")).tolist() == [0, 1, 2, 3]
+    strided = np.arange(10, dtype=np.float64)[::2]
+    out = coerce(strided, ArrayOf("float64"))
+    assert out.flags.c_contiguous and out.tolist() == [0, 2, 4, 6, 8]
+    fortran = np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    out = coerce(fortran, RectArray("float32", 2))
+    assert out.flags.c_contiguous and out.tobytes() == np.arange(6, dtype=np.float32).tobytes()
+    big_endian = np.arange(3, dtype=">i4")
+    assert coerce(big_endian, ArrayOf("int32")).dtype.byteorder in "<="
+
+
+@pytest.mark.parametrize("value,desc,words", [
+    ([1.5], ArrayOf("int32"), "losing information"), ([300], ArrayOf("uint8"), "outside"), ([True], ArrayOf("float64"),
+                                                                                              "losing information"),
+    ([1e300], ArrayOf("float32"), "outside"), ([[1.0]], ArrayOf("float64"), "dimension"), ("abc", ArrayOf("int32"), "sequence"),
+    (np.zeros(3), RectArray("float64", 2), "dimension"), (None, Tag.DATETIME, "nullable"), (5, Tag.TIMESPAN, "int"),
+    (-1, ScalarOf("uint32"), "outside"), ({1: 2}, DictOf(Tag.INT32), "not a str"), ("x", ListOf(Tag.INT32), "list"),
+    ([1, "a"], ListOf(Tag.INT32), "element 1"), ("not-a-uuid", Tag.GUID, "not a UUID"),
+    (datetime.timedelta(days=10**8), Tag.TIMESPAN, "range"), (np.datetime64("NaT"), Tag.DATETIME, "NaT"),
+])
+def test_coercion_errors_of_the_new_types(value, desc, words):
+    with pytest.raises(CoercionError) as e:
+        coerce(value, desc)
+    assert words in str(e.value) and "C#" in str(e.value)
+
+
+def test_datetime_time_zone_rule():
+    naive = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456)
+    assert decode_value(encode_value(naive, Tag.DATETIME)) == naive
+    plus2 = datetime.timezone(datetime.timedelta(hours=2))
+    aware = datetime.datetime(2024, 5, 6, 9, 8, 9, tzinfo=plus2)       # converted to UTC on the way out
+    back = decode_value(encode_value(aware, Tag.DATETIME))
+    assert back.tzinfo == datetime.timezone.utc and back == aware and back.hour == 7
+    assert decode_value(encode_value(datetime.date(2020, 2, 29), Tag.DATETIME)) == datetime.datetime(2020, 2, 29)
+    assert decode_value(encode_value(np.datetime64("2020-01-02T03:04:05.678901"), Tag.DATETIME)) == \
+        datetime.datetime(2020, 1, 2, 3, 4, 5, 678901)
+    # .NET ticks are 100 ns: the digit below a microsecond is dropped (toward zero for TimeSpan)
+    assert ticks_to_datetime(19, 0) == datetime.datetime(1, 1, 1, 0, 0, 0, 1)
+    assert ticks_to_timedelta(-19) == datetime.timedelta(microseconds=-1)
+    assert ticks_to_timedelta(19) == datetime.timedelta(microseconds=1)
+
+
+def test_records_match_fields_by_name_without_case_or_underscores():
+    desc = Record((("FirstName", Tag.STRING), ("Score", Tag.INT32)), "Pair")
+    for value in [Pair("ada", 3), {"first_name": "ada", "score": 3}, types.SimpleNamespace(firstName="ada", SCORE=3)]:
+        assert coerce(value, desc) == ("ada", 3)
+    with pytest.raises(CoercionError, match="no field 'Score'"):
+        coerce({"first_name": "ada"}, desc)
+    with pytest.raises(CoercionError, match="extra_field"):
+        coerce({"first_name": "ada", "score": 1, "extra_field": 0}, desc)
+    with pytest.raises(CoercionError, match="field 'score'.*int"):
+        coerce(Pair("ada", "three"), desc)
+    with pytest.raises(CoercionError, match="dataclass, NamedTuple"):
+        coerce(42, desc)
+    struct_desc = Record((("x", Tag.FLOAT64),), "S", True)
+    with pytest.raises(CoercionError):
+        coerce(None, struct_desc)
+    assert coerce(None, Nullable(struct_desc)) is None
+
+
+def test_nested_record_with_arrays_round_trips():
+    value = types.SimpleNamespace(name="n", max_value=1, origin=Inner(1, 2), samples=[1, 2], tags=("t",), parent=None)
+    back = decode_value(encode_value(value, SHAPE))
+    assert back.origin.x == 1.0 and back.samples.tolist() == [1.0, 2.0] and back.tags == ["t"] and back.parent is None
+    assert back.samples.dtype == np.float64 and not back.samples.flags.writeable
+
+
+@pytest.mark.parametrize("raw,where", [
+    (bytes([Tag.ARRAY, 99, 1, 0, 0, 0]), "dtype code"), (bytes([Tag.ARRAY, 12]) + struct.pack("<I", 2**31) + bytes(2), "ARRAY"),
+    (bytes([Tag.ARRAY, 1, 1, 0, 0, 0, 0, 0, 2]) + bytes(7), "bool"),
+    (bytes([Tag.LIST]) + struct.pack("<I", 2**32 - 1), "LIST"), (bytes([Tag.DICT]) + struct.pack("<I", 10**9), "DICT"),
+    (bytes([Tag.DICT, 2, 0, 0, 0]) + (struct.pack("<I", 1) + b"k" + bytes([Tag.NONE])) * 2, "twice"),
+    (bytes([Tag.DATETIME]) + struct.pack("<qB", -1, 0), "DATETIME"), (bytes([Tag.DATETIME]) + struct.pack("<qB", 0, 2), "kind"),
+    (bytes([Tag.GUID]) + bytes(15), "GUID"), (bytes([Tag.SCALAR, 6, 0, 0, 0, 0]), "SCALAR dtype"),
+    (bytes([Tag.RECORD, 0xFF, 0xFF]), "RECORD"), (bytes([Tag.RECORD, 1, 0, 2]) + b"a b" + bytes([Tag.NONE]), "identifier"),
+    (bytes([Tag.RECORD, 2, 0]) + (b"\x01a" + bytes([Tag.NONE])) * 2, "twice"),
+    (bytes([Tag.LIST, 1, 0, 0, 0]) * 40 + bytes([0]), "deeper"), (bytes([Tag.OPTIONAL, Tag.INT32]), "unknown type tag"),
+])
+def test_malformed_new_values_raise_frame_error(raw, where):
+    with pytest.raises(FrameError) as e:
+        decode_value(raw)
+    assert where in str(e.value)
+
+
+@pytest.mark.parametrize("desc,where", [
+    (bytes([Tag.OPTIONAL, Tag.STRING]), "already nullable"), (bytes([Tag.RECT_ARRAY, 12, 1]), "rank"),
+    (bytes([Tag.RECORD, 2, 0, 0, 0]), "flags"), (bytes([Tag.NDARRAY_AT]), "descriptor"),
+    (bytes([Tag.LIST]) * 40 + bytes([Tag.INT32]), "deeper"),
+])
+def test_malformed_new_descriptors_raise_frame_error(desc, where):
+    with pytest.raises(FrameError) as e:
+        decode_call(b"\x01\x00f" + desc + b"\x00")
+    assert where in str(e.value)
+
+
+def test_random_garbage_in_the_new_types_never_raises_anything_but_frame_error():
+    rng = np.random.default_rng(2)
+    base = encode_call(*TYPES_CALL)
+    for _ in range(3000):
+        raw = bytearray(base)
+        for _ in range(rng.integers(1, 4)):
+            raw[rng.integers(0, len(raw))] = rng.integers(0, 256)
+        raw = raw[: rng.integers(0, len(raw) + 1)]
+        try:
+            decode_call(bytes(raw))
+        except FrameError:
+            pass

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from lesspy_kernel import handshake
-from lesspy_kernel.protocol import ErrorKind, Tag, encode_call
-from pyclient import PyClient, RemoteError
+from lesspy_kernel.protocol import ErrorKind, Tag, encode_call, publish
+from lesspy_kernel.workfolder import connect_notify
+from pyclient import PyClient, RemoteError, status
 from servers import TYPES_MODULE, Headless, wait_for
 
 I, L, D, S = Tag.INT32, Tag.INT64, Tag.FLOAT64, Tag.STRING
@@ -34,8 +35,16 @@ def test_folder_is_private_and_complete(server):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / "session.key").stat().st_mode) == 0o600
     assert int((folder / "python.pid").read_text()) == server.pid
-    assert (folder / "req.mmf").stat().st_size == 1024 * 1024
     assert len((folder / "session.key").read_text()) == 64
+    assert (folder / "notify.port").read_text() == "unix"
+    assert stat.S_ISSOCK((folder / "notify.sock").stat().st_mode)
+    c = PyClient(folder)
+    lane_files = sorted(p.name for p in folder.glob("lane-*"))
+    assert lane_files == [f"lane-{c.id}.req.mmf", f"lane-{c.id}.resp.mmf"]
+    assert all(stat.S_IMODE((folder / n).stat().st_mode) == 0o600 for n in lane_files)
+    assert (folder / lane_files[0]).stat().st_size == 1024 * 1024
+    c.close()
+    wait_for(lambda: not list(folder.glob("lane-*")), what="the closed lane's files to go")
 
 
 def test_calls_and_every_error_followed_by_success(server):
@@ -51,7 +60,6 @@ def test_calls_and_every_error_followed_by_success(server):
         (("overflow", I, []), ErrorKind.RESULT_MISMATCH, "outside"),
         (("bad_void", Tag.NONE, []), ErrorKind.RESULT_MISMATCH, "void"),
         (("wrong_type", I, []), ErrorKind.RESULT_MISMATCH, "Python str"),
-        (("big_result", Tag.BYTES, [2 * 1024 * 1024]), ErrorKind.PAYLOAD_TOO_LARGE, "capacity"),
     ]
     for (name, ret, args), kind, words in cases:
         with pytest.raises(RemoteError) as e:
@@ -73,7 +81,7 @@ def test_malformed_frame_is_answered_and_server_goes_on(server):
     assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST and "type tag" in e.value.reply.message
     # a header claiming more payload than the mapping holds
     c.seq += 1
-    c.req[16:32] = (c.seq).to_bytes(8, "little") + (10**9).to_bytes(8, "little")
+    publish(c.req.header, c.seq, 10**9, 0)
     c.sock.sendall(handshake.CALL)
     with pytest.raises(RemoteError) as e:
         c.receive()
@@ -101,24 +109,30 @@ def test_wrong_key_is_refused_then_right_key_works(server):
 
 
 def test_silent_connection_gets_no_access(server):
-    port = int((server.folder / "notify.port").read_text())
-    with socket.create_connection(("127.0.0.1", port)) as s:
+    with connect_notify(server.folder) as s:
         assert s.recv(4) == b"LSPY"
-        s.sendall(b"\x01" * 44)        # garbage where the handshake answer goes
+        s.sendall(b"\x01" * 52)        # garbage where the handshake answer goes
         assert s.recv(100)[0] != 0    # refused with a reason
     c = PyClient(server.folder)
     assert c.call("add_ints", I, [1, 2], [I, I]) == 3
     c.close()
 
 
-def test_second_client_is_refused_while_first_connected(server):
-    first = PyClient(server.folder)
-    with pytest.raises(handshake.HandshakeError, match="another client"):
-        PyClient(server.folder)
-    first.close()
-    second = wait_for(lambda: _try_connect(server.folder), what="reconnect after the first client left")
-    assert second.call("add_ints", I, [1, 2], [I, I]) == 3
-    second.close()
+def test_clients_up_to_the_limit_then_an_immediate_refusal_that_names_it(tmp_path):
+    with Headless(tmp_path / "w", TYPES_MODULE, "--keep-alive", "--max-clients", "3") as s:
+        clients = [PyClient(s.folder) for _ in range(3)]
+        more_lanes = [PyClient(s.folder, client_id=clients[0].client_id) for _ in range(2)]
+        t0 = time.monotonic()
+        with pytest.raises(handshake.HandshakeError, match="3 clients, its limit") as e:
+            PyClient(s.folder)
+        assert e.value.result == handshake.Result.BUSY and time.monotonic() - t0 < 2
+        for i, c in enumerate(clients + more_lanes):
+            assert c.call("add_ints", I, [i, 1], [I, I]) == i + 1
+        clients[1].close()
+        fourth = wait_for(lambda: _try_connect(s.folder), what="a free client slot")
+        assert fourth.call("add_ints", I, [1, 2], [I, I]) == 3
+        for c in [fourth, clients[0], clients[2]] + more_lanes:
+            c.close()
 
 
 def _try_connect(folder):
@@ -150,22 +164,24 @@ def test_arrays_are_zero_copy_both_ways(server):
     c.close()
 
 
-def test_sigterm_removes_files_but_keep_alive_keeps_mappings(tmp_path):
+def test_sigterm_and_sigint_remove_the_servers_files(tmp_path):
     s = Headless(tmp_path / "w", TYPES_MODULE, "--keep-alive")
+    c = PyClient(s.folder)
     assert s.stop() == 0
-    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["req.mmf", "resp.mmf"]
+    c.close()
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["lesspy.lock"]
     s = Headless(tmp_path / "w2", TYPES_MODULE)
     assert s.stop(signal.SIGINT) == 0
-    assert not (tmp_path / "w2").exists()
+    assert sorted(p.name for p in (tmp_path / "w2").iterdir()) == ["lesspy.lock"]
 
 
 def test_without_keep_alive_the_server_exits_when_its_client_leaves(tmp_path):
-    s = Headless(tmp_path / "w", TYPES_MODULE)
+    s = Headless(tmp_path / "w", TYPES_MODULE, "--exit-when-idle")   # by hand, a server serves until stopped
     c = PyClient(s.folder)
     assert c.call("add_ints", I, [1, 2], [I, I]) == 3
     c.close()
     assert s.proc.wait(10) == 0
-    assert not (tmp_path / "w").exists()
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["lesspy.lock"]
 
 
 def test_shutdown_byte_stops_a_keep_alive_server(tmp_path):
@@ -250,8 +266,7 @@ def test_hostile_results_and_frames_never_stop_the_server(server):
 
 
 def test_silent_connections_do_not_stall_calls(server):
-    port = int((server.folder / "notify.port").read_text())
-    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    idle = [connect_notify(server.folder) for _ in range(20)]
     try:
         c = PyClient(server.folder)
         t0 = time.monotonic()

@@ -1,118 +1,71 @@
 using System;
-using System.Buffers.Binary;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
-using System.IO.MemoryMappedFiles;
-using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
-using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace LessPy
 {
-    /// <summary>One mapped file (req.mmf or resp.mmf), its header checked, held by a raw pointer.</summary>
-    internal sealed unsafe class Mapping : IDisposable
-    {
-        public const int HeaderSize = 64;
-        MemoryMappedFile _file;
-        MemoryMappedViewAccessor _view;
-        byte* _acquired;
-
-        public byte* Base { get; private set; }
-        public long Capacity { get; private set; }
-
-        /// <summary>Bytes available for a payload (a Span can address at most int.MaxValue).</summary>
-        public int PayloadCapacity { get { return (int)Math.Min(Capacity - HeaderSize, int.MaxValue); } }
-
-        public static Mapping Open(string path)
-        {
-            var m = new Mapping();
-            try
-            {
-                var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
-                long length = fs.Length;
-                if (length < HeaderSize)
-                {
-                    fs.Dispose();
-                    throw new ProtocolException(path + " is " + length + " bytes, shorter than its 64-byte header");
-                }
-                m._file = MemoryMappedFile.CreateFromFile(fs, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, false);
-                m._view = m._file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.ReadWrite);
-                byte* p = null;
-                m._view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-                m._acquired = p;
-                m.Base = p + m._view.PointerOffset;
-                m.Capacity = length;
-                m.CheckHeader(path);
-                return m;
-            }
-            catch
-            {
-                m.Dispose();
-                throw;
-            }
-        }
-
-        void CheckHeader(string path)
-        {
-            var h = new ReadOnlySpan<byte>(Base, HeaderSize);
-            if (h[0] != 'L' || h[1] != 'P' || h[2] != 'Y' || h[3] != 'M')
-                throw new ProtocolException(path + " does not start with the magic LPYM");
-            int version = BinaryPrimitives.ReadUInt16LittleEndian(h.Slice(4));
-            if (version != 1) throw new ProtocolException(path + " has protocol version " + version + "; this client speaks version 1");
-            int headerSize = BinaryPrimitives.ReadUInt16LittleEndian(h.Slice(6));
-            if (headerSize != HeaderSize) throw new ProtocolException(path + " has header size " + headerSize + ", not 64");
-            ulong cap = BinaryPrimitives.ReadUInt64LittleEndian(h.Slice(8));
-            if (cap != (ulong)Capacity) throw new ProtocolException(path + " says its capacity is " + cap + " but the file is " + Capacity + " bytes");
-        }
-
-        public void Dispose()
-        {
-            if (_acquired != null)
-            {
-                _view.SafeMemoryMappedViewHandle.ReleasePointer();
-                _acquired = null;
-                Base = null;
-            }
-            if (_view != null) _view.Dispose();
-            if (_file != null) _file.Dispose();
-            _view = null;
-            _file = null;
-        }
-    }
-
     /// <summary>
-    /// A connection to one server: the two mappings, the notify socket and its handshake, and the call round trip
-    /// (PROTOCOL.md sections 2, 3, 6 and 7). One call at a time; thread-safe.
+    /// The connection of one proxy to one server: a pool of lanes (PROTOCOL.md sections 2 and 3), opened lazily up to
+    /// a maximum, and the call round trip (sections 6 and 7). Thread-safe.
+    /// <para>
+    /// The pool rule (data integrity): a thread starting a call first releases the lanes it holds (their result views
+    /// die), reclaims set-aside lanes whose late reply has come, then takes a free lane (its own last one first), else
+    /// opens a new lane, else takes a lane held by a dead thread, else the least recently used held lane (its views
+    /// die: they throw, never show other data; but while a set-aside lane may come back, it first waits up to a second
+    /// for that), else waits for a lane up to the call timeout. A result with NdArray
+    /// views keeps its lane held by the calling thread until that thread's next call; any other result frees it at once.
+    /// </para>
     /// </summary>
     internal sealed unsafe class Channel : IDisposable
     {
-        const byte Call = 0x01, Shutdown = 0x02, Reply = 0x01;
-        static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
+        public const int DefaultMaxLanes = 16;
+        /// <summary>A free lane idle this long is checked for a closed connection before use (a server restart).</summary>
+        static readonly long IdleCheckTicks = Stopwatch.Frequency / 10;          // 100 ms
+        /// <summary>How long a caller waits for a set-aside lane before taking a lane another live thread holds.</summary>
+        static readonly long StealGraceTicks = Stopwatch.Frequency;              // 1 s
+        /// <summary>Room left below in-place request arrays for the call frame itself.</summary>
+        const long MinFrameRoom = 4096;
 
         readonly WorkFolder _folder;
         readonly object _lock = new object();
-        readonly ViewGeneration _generation = new ViewGeneration();
-        readonly byte[] _one = new byte[1];
-        Mapping _req, _resp;
-        Socket _socket;
-        int _pid = -1, _port = -1;
-        ulong _sequence;
-        ulong _outstanding;            // sequence of a timed-out call whose reply has not come yet, 0 if none
-        string _outstandingName;
+        readonly List<Lane> _lanes = new List<Lane>();
+        readonly int _maxLanes;
+        readonly ulong _clientId;
+        int _opening;
+        int _waiters;
+        ulong _session;                 // the server run our lanes belong to (0 before the first lane)
+        int _pid = -1;
+        ServerMode _mode;
         TimeSpan _timeout = TimeSpan.FromSeconds(100);
+        long _timeoutTicks = 100 * Stopwatch.Frequency;
         volatile bool _disposed;
 
-        Channel(WorkFolder folder) { _folder = folder; }
-
-        /// <summary>Maps the folder's files, connects and shakes hands; throws when the folder is not served.</summary>
-        public static Channel Open(WorkFolder folder)
+        Channel(WorkFolder folder, int maxLanes)
         {
-            var c = new Channel(folder);
+            _folder = folder;
+            _maxLanes = maxLanes;
+            var b = new byte[8];
+            using (var rng = RandomNumberGenerator.Create()) rng.GetBytes(b);
+            _clientId = BitConverter.ToUInt64(b, 0);
+        }
+
+        /// <summary>Connects to the folder's server and opens the first lane; throws when the folder is not served.</summary>
+        public static Channel Open(WorkFolder folder, int maxLanes = DefaultMaxLanes)
+        {
+            var c = new Channel(folder, maxLanes);
             try
             {
-                c.Reconnect();
+                Lane first = c.OpenLane();
+                lock (c._lock)
+                {
+                    first.State = LaneState.Free;
+                    first.LastUsed = Stopwatch.GetTimestamp();
+                    c._lanes.Add(first);
+                }
                 return c;
             }
             catch
@@ -124,8 +77,8 @@ namespace LessPy
 
         public string Folder { get { return _folder.Path; } }
         public int ServerPid { get { return _pid; } }
-        /// <summary>The server's mode from the handshake: 0 headless, 1 notebook main thread, 2 notebook threaded.</summary>
-        public int Mode { get; private set; }
+        public ServerMode Mode { get { return _mode; } }
+        public bool IsDisposed { get { return _disposed; } }
 
         public TimeSpan CallTimeout
         {
@@ -135,365 +88,661 @@ namespace LessPy
                 if (value != Timeout.InfiniteTimeSpan && (value <= TimeSpan.Zero || value.TotalMilliseconds > int.MaxValue))
                     throw new ArgumentOutOfRangeException(nameof(value), "a positive TimeSpan of at most int.MaxValue ms, or Timeout.InfiniteTimeSpan");
                 _timeout = value;
+                Volatile.Write(ref _timeoutTicks, value == Timeout.InfiniteTimeSpan ? long.MaxValue : (long)(value.TotalSeconds * Stopwatch.Frequency));
             }
         }
 
-        string LogHint { get { return "see " + _folder.File(WorkFolder.LogFile) + " if the server is headless"; } }
-
-        // ---------------------------------------------------------------- connecting
-
-        void Reconnect()
+        long Deadline()
         {
-            CloseSocket();
-            int pid = _folder.ReadNumber(WorkFolder.PidFile);
-            int port = _folder.ReadNumber(WorkFolder.PortFile);
-            if (port <= 0 || port > 65535) throw new ServerUnavailableException(_folder.NotServedMessage());
-            if (_req == null || pid != _pid || port != _port)
-            {
-                _generation.Bump();            // views over the old mapping die before it is unmapped
-                DisposeMappings();
-                try
-                {
-                    _req = Mapping.Open(_folder.File(WorkFolder.ReqFile));
-                    _resp = Mapping.Open(_folder.File(WorkFolder.RespFile));
-                }
-                catch (IOException e)
-                {
-                    DisposeMappings();
-                    throw new ServerUnavailableException("cannot map the files of " + _folder.Path + ": " + e.Message, e);
-                }
-                _pid = pid;
-                _port = port;
-            }
+            long t = Volatile.Read(ref _timeoutTicks);
+            return t == long.MaxValue ? long.MaxValue : Stopwatch.GetTimestamp() + t;
+        }
+
+        // ---------------------------------------------------------------- lanes
+
+        Lane OpenLane()
+        {
             byte[] key;
             try { key = _folder.ReadKey(); }
             catch (IOException e) { throw new ServerUnavailableException("cannot read " + _folder.File(WorkFolder.KeyFile) + ": " + e.Message, e); }
+            catch (UnauthorizedAccessException e) { throw new ServerUnavailableException("cannot read " + _folder.File(WorkFolder.KeyFile) + ": " + e.Message, e); }
+            for (int attempt = 0; ; attempt++)
+            {
+                Hello hello;
+                Lane lane;
+                try { lane = Lane.Open(_folder, key, _clientId, out hello); }
+                catch (ServerUnavailableException e)
+                {
+                    if (_session == 0) throw;                 // never connected: the caller's message says what to start
+                    throw new ServerUnavailableException("the server this connection used is gone and no other answers: " + GoneText()
+                        + (_mode == ServerMode.Headless ? " (LessPythonInvoke.Initialize starts a new one)" : "") + ". " + e.Message, e);
+                }
+                catch (SessionChangedException e)
+                {
+                    // the server restarted between its hello and our mapping: try once more with the new run
+                    if (attempt > 0) throw new ServerUnavailableException("the server of " + _folder.Path + " keeps restarting: " + e.Message, e);
+                    continue;
+                }
+                int pid = _folder.ReadNumber(WorkFolder.PidFile);
+                lock (_lock)
+                {
+                    if (hello.Session != _session)
+                    {
+                        // another server run (issue 10 item 2): every lane of the old run is stale
+                        DropAllLocked();
+                        _session = hello.Session;
+                    }
+                    _pid = pid;
+                    _mode = hello.Mode;
+                }
+                return lane;
+            }
+        }
 
-            var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            s.NoDelay = true;
+        /// <summary>Closes every lane (the server went away or changed); a Busy lane closes when its call ends.</summary>
+        void DropAllLocked()
+        {
+            for (int i = _lanes.Count - 1; i >= 0; i--)
+            {
+                Lane l = _lanes[i];
+                if (l.State == LaneState.Busy)
+                {
+                    l.CloseWhenDone = true;
+                    continue;
+                }
+                l.Close();
+                _lanes.RemoveAt(i);
+            }
+            if (_waiters > 0) Monitor.PulseAll(_lock);
+        }
+
+        void RemoveLocked(Lane lane)
+        {
+            lane.Close();
+            _lanes.Remove(lane);
+            if (_waiters > 0) Monitor.PulseAll(_lock);
+        }
+
+        /// <summary>
+        /// Takes a lane for a call by thread <paramref name="me"/> (see the pool rule above); the lane is Busy. Without
+        /// <paramref name="mayBlock"/> returns null where it would open a lane or wait for one.
+        /// </summary>
+        Lane Acquire(long deadline, CancellationToken ct, string what, Thread me, bool mayBlock)
+        {
+            long stealAfter = 0;
+            lock (_lock)
+            {
+                while (true)
+                {
+                    if (_disposed) throw Disposed();
+                    // a lane this thread holds is its to reuse; its views (and those of any other lane it holds) stay
+                    // valid while the arguments are encoded (a result view may be an argument) and die before the
+                    // call is published (Send)
+                    Lane mine = null;
+                    for (int i = 0; i < _lanes.Count; i++)
+                    {
+                        Lane l = _lanes[i];
+                        if (l.State == LaneState.Held && l.Holder == me)
+                        {
+                            if (mine == null || l.InPlaceLow >= 0) mine = l;   // in-place request arrays pin the lane
+                        }
+                        else if (l.State == LaneState.SetAside && l.ReplyCameFor(l.Abandoned))
+                            l.State = LaneState.Free;
+                    }
+                    if (mine != null)
+                    {
+                        mine.KeepsViews = true;
+                        return Take(mine, me);
+                    }
+                    Lane pick = null;
+                    for (int i = 0; i < _lanes.Count; i++)
+                    {
+                        Lane l = _lanes[i];
+                        if (l.State != LaneState.Free) continue;
+                        if (l.LastThread == me) { pick = l; break; }
+                        if (pick == null) pick = l;
+                    }
+                    if (pick != null)
+                    {
+                        if (Stopwatch.GetTimestamp() - pick.LastUsed > IdleCheckTicks && !pick.LooksOpen())
+                        {
+                            // the server closed it (it stopped or restarted): a new lane tells which (OpenLane)
+                            RemoveLocked(pick);
+                            continue;
+                        }
+                        return Take(pick, me);
+                    }
+                    if (_lanes.Count + _opening < _maxLanes)
+                    {
+                        if (!mayBlock) return null;
+                        break;                                       // open a new lane, outside the lock
+                    }
+                    Lane victim = null;
+                    bool dead = false, aside = false;
+                    for (int i = 0; i < _lanes.Count; i++)
+                    {
+                        Lane l = _lanes[i];
+                        if (l.State == LaneState.SetAside) aside = true;
+                        if (l.State != LaneState.Held || dead) continue;
+                        if (!l.Holder.IsAlive) { victim = l; dead = true; continue; }
+                        if (victim == null || l.LastUsed < victim.LastUsed) victim = l;
+                    }
+                    long now = Stopwatch.GetTimestamp();
+                    // a live thread's views die only when no set-aside lane is about to come back (its late reply
+                    // usually follows the cancel within milliseconds): wait a little for one first
+                    if (victim != null && !dead && aside)
+                    {
+                        if (stealAfter == 0) stealAfter = now + StealGraceTicks;
+                        if (now < stealAfter && now < deadline) victim = null;
+                    }
+                    if (victim != null)
+                    {
+                        Release(victim);                             // its views throw from now on
+                        return Take(victim, me);
+                    }
+                    if (deadline != long.MaxValue && now >= deadline)
+                        throw new CallTimeoutException("no lane of the connection to " + _folder.Path + " came free for " + what + " within "
+                            + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout): all " + _lanes.Count + " lanes carry calls that are "
+                            + "running, or abandoned calls still running in Python");
+                    ct.ThrowIfCancellationRequested();
+                    if (!mayBlock) return null;
+                    _waiters++;
+                    try { Monitor.Wait(_lock, 10); }              // also polls set-aside lanes for their late replies
+                    finally { _waiters--; }
+                }
+                _opening++;
+            }
+            Lane fresh;
+            try { fresh = OpenLane(); }
+            finally { lock (_lock) _opening--; }
+            lock (_lock)
+            {
+                if (_disposed)
+                {
+                    fresh.Close();
+                    throw Disposed();
+                }
+                _lanes.Add(fresh);
+                return Take(fresh, me);
+            }
+        }
+
+        static Lane Take(Lane l, Thread me)
+        {
+            l.State = LaneState.Busy;
+            l.Holder = me;
+            l.LastThread = me;
+            return l;
+        }
+
+        /// <summary>
+        /// Just before a call is published: the views of the lane it uses die (its response file is about to change),
+        /// and so do those of every other lane this thread holds (they are free for other threads from now on).
+        /// </summary>
+        void ReleaseHeldBefore(Lane lane, Thread me)
+        {
+            lane.Results.Bump();
+            if (!lane.KeepsViews) return;            // this thread held no lane when the call started
+            lane.KeepsViews = false;
+            lock (_lock)
+            {
+                bool freed = false;
+                for (int i = 0; i < _lanes.Count; i++)
+                {
+                    Lane l = _lanes[i];
+                    if (l != lane && l.State == LaneState.Held && l.Holder == me && l.InPlaceLow < 0)
+                    {
+                        Release(l);
+                        freed = true;
+                    }
+                }
+                if (freed && _waiters > 0) Monitor.PulseAll(_lock);
+            }
+        }
+
+        static void Release(Lane l)
+        {
+            l.Results.Bump();
+            l.Requests.Bump();
+            l.InPlaceLow = -1;
+            l.Holder = null;
+            l.State = LaneState.Free;
+        }
+
+        /// <summary>Gives a lane back after its call: held for <paramref name="holder"/> when the result has views.</summary>
+        void Return(Lane l, bool hold)
+        {
+            lock (_lock)
+            {
+                l.LastUsed = Stopwatch.GetTimestamp();
+                if (l.CloseWhenDone || _disposed)
+                {
+                    RemoveLocked(l);
+                    return;
+                }
+                if (hold) l.State = LaneState.Held;
+                else
+                {
+                    l.Holder = null;
+                    l.State = LaneState.Free;
+                }
+                if (_waiters > 0) Monitor.Pulse(_lock);
+            }
+        }
+
+        void SetAside(Lane l, ulong seq)
+        {
+            l.Cancel(seq);
+            lock (_lock)
+            {
+                l.Abandoned = seq;
+                l.Holder = null;
+                l.LastUsed = Stopwatch.GetTimestamp();
+                if (l.CloseWhenDone || _disposed) RemoveLocked(l);
+                else l.State = LaneState.SetAside;
+            }
+        }
+
+        void Drop(Lane l)
+        {
+            lock (_lock) RemoveLocked(l);
+        }
+
+        ObjectDisposedException Disposed() { return new ObjectDisposedException("LessPy connection to " + _folder.Path); }
+
+        // ---------------------------------------------------------------- calling
+
+        /// <summary>A synchronous call: returns the result (NdArray results are views over the lane's response file).</summary>
+        public object Invoke(MethodBinding m, object[] args, CancellationToken ct)
+        {
+            ct.ThrowIfCancellationRequested();
+            long deadline = Deadline();
+            Lane lane = Acquire(deadline, ct, m.PyName, Thread.CurrentThread, true);
+            ulong seq = Send(lane, m, args);
+            return Complete(lane, m, seq, deadline, ct);
+        }
+
+        /// <summary>
+        /// An asynchronous call, on behalf of the calling thread (a result's lane is held for it, its in-place request
+        /// arrays are found). When a lane is free at once the frame is written and published on the calling thread;
+        /// otherwise (a lane must be opened, or waited for) that happens on the call's own thread too, which then waits
+        /// for the reply: the caller never blocks.
+        /// </summary>
+        public Task<T> InvokeAsync<T>(MethodBinding m, object[] args, CancellationToken ct)
+        {
+            if (ct.IsCancellationRequested) return Task.FromCanceled<T>(ct);
+            long deadline = Deadline();
+            Thread caller = Thread.CurrentThread;
+            Lane lane;
+            ulong seq = 0;
             try
             {
-                s.Connect(new IPEndPoint(IPAddress.Loopback, port));
+                lane = Acquire(deadline, ct, m.PyName, caller, false);
+                if (lane != null) seq = Send(lane, m, args);
             }
-            catch (SocketException e)
+            catch (OperationCanceledException)
             {
-                s.Dispose();
-                throw new ServerUnavailableException("no lesspy server answers on 127.0.0.1:" + port + " (from " + _folder.File(WorkFolder.PortFile)
-                    + "): " + e.Message + ". The server has stopped; start it again (%lesspy serve in the notebook)", e);
+                return Task.FromCanceled<T>(ct.IsCancellationRequested ? ct : new CancellationToken(true));
             }
+            catch (Exception e)
+            {
+                return Task.FromException<T>(e);
+            }
+            var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var waiter = new Thread(() =>
+            {
+                try
+                {
+                    Lane l = lane;
+                    ulong sq = seq;
+                    if (l == null)
+                    {
+                        l = Acquire(deadline, ct, m.PyName, caller, true);
+                        sq = Send(l, m, args);
+                    }
+                    tcs.TrySetResult((T)Complete(l, m, sq, deadline, ct));
+                }
+                catch (OperationCanceledException) { tcs.TrySetCanceled(ct); }
+                catch (Exception e) { tcs.TrySetException(e); }
+            });
+            waiter.IsBackground = true;
+            waiter.Name = "LessPy call " + m.PyName;
+            waiter.Start();
+            return tcs.Task;
+        }
+
+        /// <summary>Encodes the call into the lane's request file and publishes it; gives the lane back on failure.</summary>
+        ulong Send(Lane lane, MethodBinding m, object[] args, RequestStatus status = RequestStatus.Call)
+        {
+            bool published = false;
             try
             {
-                Handshake(s, key);
+                long payload = Codec.MeasureCall(m.NameUtf8, m.Descriptor, args, m.ArgTypes);
+                if (lane.InPlaceLow >= 0)
+                {
+                    if (payload > lane.InPlaceLow)
+                        throw new PayloadTooLargeException("the call to " + m.PyName + " needs " + payload + " bytes of frame but the in-place request "
+                            + "arrays of this call leave " + lane.InPlaceLow + " bytes below them: make them before the larger arguments grow the file, "
+                            + "or pass fewer copied arguments", payload + Wire.HeaderSize, lane.Request.Capacity);
+                }
+                else lane.Request.EnsurePayload(payload);
+                int len;
+                lane.Encoder = Thread.CurrentThread;        // in-place request arrays check they are this call's (Codec)
+                lane.SentEnd = 0;
+                try
+                {
+                    len = Codec.WriteCall(new Span<byte>(lane.Request.Base + Wire.HeaderSize, lane.Request.PayloadCapacity),
+                        m.NameUtf8, m.Descriptor, args, m.ArgTypes);
+                }
+                finally { lane.Encoder = null; }
+                if (lane.SentEnd > len) len = (int)lane.SentEnd;   // the payload covers the in-place arrays' data (NDARRAY_AT)
+                lane.Requests.Bump();                    // in-place request arrays are now the server's: no more writes
+                lane.InPlaceLow = -1;
+                ReleaseHeldBefore(lane, lane.Holder);
+                bool sent;
+                ulong seq = lane.Publish(len, status, out sent);
+                published = true;
+                if (!sent)
+                {
+                    Drop(lane);
+                    if (_disposed) throw Disposed();
+                    throw new ServerUnavailableException("cannot send the call to " + m.PyName + ": " + GoneText());
+                }
+                return seq;
             }
             catch
             {
-                s.Dispose();
+                if (!published)
+                {
+                    // nothing went out: the lane is unchanged (and keeps this thread's views and in-place arrays, if any)
+                    bool keep = lane.InPlaceLow >= 0 || lane.KeepsViews;
+                    lane.KeepsViews = false;
+                    Return(lane, keep);
+                }
                 throw;
             }
-            _socket = s;
-            _sequence = 0;
-            _outstanding = 0;
         }
 
-        void Handshake(Socket s, byte[] key)
+        /// <summary>Waits for the reply, decodes it and gives the lane back (held when the result has views).</summary>
+        object Complete(Lane lane, MethodBinding m, ulong seq, long deadline, CancellationToken ct)
         {
-            var hello = new byte[40];
-            ReadExact(s, hello, 40, "the server's hello");
-            if (hello[0] != 'L' || hello[1] != 'S' || hello[2] != 'P' || hello[3] != 'Y')
-                throw new ProtocolException("127.0.0.1:" + _port + " is not a lesspy server (its hello does not start with LSPY)");
-            int version = BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(hello, 4, 2));
-            if (version != 1) throw new HandshakeException("the server speaks protocol version " + version + "; this client speaks version 1", 2);
-            Mode = BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(hello, 6, 2));
-            byte[] mac;
-            using (var h = new HMACSHA256(key)) mac = h.ComputeHash(hello, 8, 32);
-
-            var answer = new byte[44];
-            answer[0] = (byte)'L'; answer[1] = (byte)'S'; answer[2] = (byte)'P'; answer[3] = (byte)'Y';
-            BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(answer, 4, 2), 1);
-            BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(answer, 8, 4), (uint)Process.GetCurrentProcess().Id);
-            Buffer.BlockCopy(mac, 0, answer, 12, 32);
-            try { s.Send(answer); }
-            catch (SocketException e) { throw new ServerUnavailableException("the server closed the connection during the handshake: " + e.Message, e); }
-
-            var head = new byte[3];
-            ReadExact(s, head, 3, "the handshake result");
-            int len = BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(head, 1, 2));
-            var msg = new byte[len];
-            if (len > 0) ReadExact(s, msg, len, "the handshake message");
-            string text = Encoding.UTF8.GetString(msg);
-            switch (head[0])
+            WaitOutcome outcome;
+            try { outcome = lane.Wait(seq, deadline, ct); }
+            catch (ProtocolException)
             {
-                case 0: return;
-                case 1: throw new HandshakeException("the server refused the session key of " + _folder.File(WorkFolder.KeyFile) + (text.Length > 0 ? ": " + text : ""), 1);
-                case 2: throw new HandshakeException("the server does not support this client's protocol version" + (text.Length > 0 ? ": " + text : ""), 2);
-                case 3: throw new HandshakeException("the server is busy with another client" + (text.Length > 0 ? ": " + text : ""), 3);
-                default: throw new HandshakeException("the server refused the connection (result " + head[0] + ")" + (text.Length > 0 ? ": " + text : ""), head[0]);
+                Drop(lane);
+                throw;
             }
-        }
-
-        static void ReadExact(Socket s, byte[] buf, int n, string what)
-        {
-            var sw = Stopwatch.StartNew();
-            int got = 0;
-            while (got < n)
+            switch (outcome)
             {
-                int left = (int)(HandshakeTimeout.TotalMilliseconds - sw.ElapsedMilliseconds);
-                if (left <= 0 || !s.Poll(left * 1000, SelectMode.SelectRead))
-                    throw new ServerUnavailableException("the server did not send " + what + " within " + HandshakeTimeout.TotalSeconds + " s");
-                SocketError err;
-                int r = s.Receive(buf, got, n - got, SocketFlags.None, out err);
-                if (r <= 0) throw new ServerUnavailableException("the server closed the connection before sending " + what + (err != SocketError.Success ? " (" + err + ")" : ""));
-                got += r;
+                case WaitOutcome.TimedOut:
+                    SetAside(lane, seq);
+                    if (_disposed) throw Disposed();
+                    throw new CallTimeoutException(TimeoutMessage(m));
+                case WaitOutcome.Cancelled:
+                    SetAside(lane, seq);
+                    throw new OperationCanceledException("the call to " + m.PyName + " was cancelled; the server was told to drop it, or to "
+                        + "interrupt it if it is running", ct);
+                case WaitOutcome.Closed:
+                    Drop(lane);
+                    if (_disposed) throw Disposed();
+                    throw new ServerUnavailableException("the server closed the connection during the call to " + m.PyName + ": " + GoneText());
             }
-        }
-
-        /// <summary>False when the peer has closed the socket (readable with nothing to read).</summary>
-        bool SocketLooksOpen()
-        {
-            if (_socket == null) return false;
+            bool hold = false;
             try
             {
-                if (!_socket.Poll(0, SelectMode.SelectRead)) return true;
-                return _socket.Available > 0;
+                object result = Decode(lane, m, out hold);
+                return result;
             }
-            catch (SocketException) { return false; }
-            catch (ObjectDisposedException) { return false; }
-        }
-
-        void CloseSocket()
-        {
-            if (_socket == null) return;
-            try { _socket.Dispose(); } catch (SocketException) { }
-            _socket = null;
-            _outstanding = 0;
-        }
-
-        /// <summary>Waits for one byte: the byte, -1 on timeout, -2 when the connection closed.</summary>
-        int WaitByte(TimeSpan timeout)
-        {
-            var sw = Stopwatch.StartNew();
-            while (true)
+            catch (ProtocolException)
             {
-                int us;
-                if (timeout == Timeout.InfiniteTimeSpan) us = -1;
-                else
-                {
-                    double left = (timeout - sw.Elapsed).TotalMilliseconds * 1000;
-                    if (left < 0) left = 0;
-                    us = left > int.MaxValue ? int.MaxValue : (int)left;
-                }
-                bool ready;
-                try { ready = _socket.Poll(us, SelectMode.SelectRead); }
-                catch (SocketException) { return -2; }
-                catch (ObjectDisposedException) { return -2; }
-                if (ready)
-                {
-                    SocketError err;
-                    int r;
-                    try { r = _socket.Receive(_one, 0, 1, SocketFlags.None, out err); }
-                    catch (ObjectDisposedException) { return -2; }
-                    return r == 1 ? _one[0] : -2;
-                }
-                if (us >= 0 && sw.Elapsed >= timeout) return -1;
+                Drop(lane);
+                throw;
+            }
+            finally
+            {
+                if (!lane.Closed) Return(lane, hold);
             }
         }
 
-        string TimeoutText(TimeSpan t)
+        object Decode(Lane lane, MethodBinding m, out bool hold)
+        {
+            hold = false;
+            Mapping resp = lane.Response;
+            resp.Refresh();
+            byte* h = resp.Base;
+            ulong len = *(ulong*)(h + Wire.OffLength);
+            uint status = *(uint*)(h + Wire.OffStatus);
+            if (len > (ulong)resp.PayloadCapacity)
+                throw new ProtocolException("the reply says its payload is " + len + " bytes but " + resp.Path + " holds " + resp.PayloadCapacity);
+            if (status == (uint)FrameStatus.Error)
+                throw ToException(Codec.ReadError(new ReadOnlySpan<byte>(h + Wire.HeaderSize, (int)len)), m, lane);
+            if (status != (uint)FrameStatus.Value) throw new ProtocolException("the reply has status " + status + " (0 value, 1 error)");
+            ReadOnlyMemory<byte> memory = m.ReturnsArrays
+                ? new MappedMemoryManager(h + Wire.HeaderSize, (int)len, lane.Results).Memory
+                : ReadOnlyMemory<byte>.Empty;           // nothing will keep a view: no need to allocate one
+            var span = new ReadOnlySpan<byte>(h + Wire.HeaderSize, (int)len);
+            int pos = 0;
+            WireType actual;
+            object result = Codec.Read(memory, span, ref pos, m.ReturnType, out actual);
+            if (pos != (int)len) throw new ProtocolException("the reply to " + m.PyName + " has " + ((int)len - pos) + " bytes after its value");
+            hold = m.ReturnsArrays && result != null;
+            return result;
+        }
+
+        Exception ToException(ErrorFrame e, MethodBinding m, Lane lane)
+        {
+            string msg = e.Message.Length > 0 ? e.Message : "the call to " + m.PyName + " failed";
+            switch ((ErrorKind)e.Kind)
+            {
+                case ErrorKind.PythonError: return new PythonException(e.PythonType, e.Message, e.Traceback);
+                case ErrorKind.FunctionNotFound: return new FunctionNotFoundException(m.PyName, msg);
+                case ErrorKind.BadArguments: return new ArgumentMismatchException(msg);
+                case ErrorKind.ResultMismatch: return new ResultMismatchException(msg);
+                case ErrorKind.PayloadTooLarge: return new PayloadTooLargeException(msg, -1, lane.Response.Capacity);
+                case ErrorKind.MalformedRequest: return new ProtocolException(msg);
+                case ErrorKind.ServerError: return new LessPyException(msg);
+                case ErrorKind.Cancelled: return new OperationCanceledException(msg);
+                case ErrorKind.Interrupted:
+                    return new CallInterruptedException("the call to " + m.PyName + " was interrupted"
+                        + (_mode == ServerMode.Headless ? " (the server is stopping)" : " in the notebook (Jupyter's interrupt / stop button, or the server is stopping)")
+                        + (e.Message.Length > 0 ? ": " + e.Message : ""));
+                default: return new LessPyException("error kind " + e.Kind + " from the server: " + msg);
+            }
+        }
+
+        // ---------------------------------------------------------------- streams (IEnumerable<T>)
+
+        /// <summary>Takes a lane for a stream, sends its call (status Stream) and returns the lane, kept Busy until the stream ends, fails or is closed.</summary>
+        internal Lane OpenStream(MethodBinding m, object[] args, CancellationToken ct, out ulong seq)
+        {
+            ct.ThrowIfCancellationRequested();
+            Lane lane = Acquire(Deadline(), ct, m.PyName, Thread.CurrentThread, true);
+            seq = Send(lane, m, args, RequestStatus.Stream);
+            return lane;
+        }
+
+        /// <summary>Asks the stream's lane for its next item (status Next), or to close the stream (status Close).</summary>
+        internal ulong SendStreamRequest(Lane lane, MethodBinding m, RequestStatus status)
+        {
+            if (_disposed) throw Disposed();
+            lane.Results.Bump();                       // the previous item's views die now: the response file is about to change
+            bool sent;
+            ulong seq = lane.Publish(0, status, out sent);
+            if (!sent)
+            {
+                Drop(lane);
+                throw new ServerUnavailableException("cannot ask for the next item of " + m.PyName + ": " + GoneText());
+            }
+            return seq;
+        }
+
+        /// <summary>
+        /// Waits for a stream's reply: an item (returned), the end (<paramref name="end"/> true, the lane given back), or an
+        /// error (thrown, the lane given back: the server has dropped the stream). On a timeout or cancellation the lane is
+        /// set aside as for a call. When this throws, the stream's lane is no longer the caller's.
+        /// </summary>
+        internal object StreamStep(Lane lane, MethodBinding m, ulong seq, CancellationToken ct, out bool end)
+        {
+            end = false;
+            WaitOutcome outcome;
+            try { outcome = lane.Wait(seq, Deadline(), ct); }
+            catch (ProtocolException)
+            {
+                Drop(lane);
+                throw;
+            }
+            switch (outcome)
+            {
+                case WaitOutcome.TimedOut:
+                    SetAside(lane, seq);
+                    if (_disposed) throw Disposed();
+                    throw new CallTimeoutException(TimeoutMessage(m));
+                case WaitOutcome.Cancelled:
+                    SetAside(lane, seq);
+                    throw new OperationCanceledException("the stream of " + m.PyName + " was cancelled; the server was told to drop it", ct);
+                case WaitOutcome.Closed:
+                    Drop(lane);
+                    if (_disposed) throw Disposed();
+                    throw new ServerUnavailableException("the server closed the connection during the stream of " + m.PyName + ": " + GoneText());
+            }
+            lane.Response.Refresh();
+            if (*(uint*)(lane.Response.Base + Wire.OffStatus) == (uint)FrameStatus.End)
+            {
+                end = true;
+                Return(lane, false);
+                return null;
+            }
+            bool hold;
+            try { return Decode(lane, m, out hold); }
+            catch (ProtocolException)
+            {
+                Drop(lane);
+                throw;
+            }
+            catch
+            {
+                Return(lane, false);                  // an error reply: the server has dropped the stream
+                throw;
+            }
+        }
+
+        // ---------------------------------------------------------------- messages
+
+        static string TimeoutText(TimeSpan t)
         {
             return t.TotalSeconds >= 1 ? t.TotalSeconds.ToString("0.###") + " s" : t.TotalMilliseconds.ToString("0.###") + " ms";
         }
 
-        string BusyHint()
+        string TimeoutMessage(MethodBinding m)
         {
-            return Mode == 1
-                ? ". The notebook is busy running a cell: calls run between cells. Wait for it, raise CallTimeout, or serve with %lesspy serve --threaded"
-                : "";
+            string head = "the call to " + m.PyName + " did not return within " + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout); "
+                + "the server was told to abandon it (a call not yet started never runs; a running one is interrupted where Python allows) "
+                + "and the next call goes on another lane";
+            if (_mode == ServerMode.Notebook)
+                return head + ". This notebook runs calls on the kernel's main thread, between cells: a running cell or an earlier call may "
+                    + "delay it. Wait for it, raise CallTimeout, or serve with %lesspy serve --threaded";
+            return head;
         }
 
-        // ---------------------------------------------------------------- calling
-
-        /// <summary>One call: encode, notify, wait, decode. Returns the result (NdArray results are views over resp.mmf).</summary>
-        public object Invoke(MethodBinding m, object[] args)
+        string GoneText()
         {
+            if (_mode == ServerMode.Headless)
+                return "the headless server (pid " + _pid + ") has stopped or crashed; see " + _folder.File(WorkFolder.LogFile);
+            return "the notebook's lesspy server (kernel pid " + _pid + ") has stopped: the kernel restarted or died, or %lesspy stop ran; "
+                + "run %lesspy serve again";
+        }
+
+        // ---------------------------------------------------------------- in-place request arrays
+
+        /// <summary>
+        /// An array inside the current thread's lane request file (from the end of the payload area downward,
+        /// 64-aligned), writable until this thread's next call on this connection sends it.
+        /// </summary>
+        public NdArray NewRequestArray(DType dtype, int[] shape)
+        {
+            long count = 1;
+            for (int i = 0; i < shape.Length; i++)
+            {
+                if (shape[i] < 0) throw new ArgumentOutOfRangeException(nameof(shape), "a dimension is negative");
+                count *= shape[i];
+                if (count > int.MaxValue) throw new ArgumentException("the shape has more than int.MaxValue elements", nameof(shape));
+            }
+            if (shape.Length > Codec.MaxDims) throw new ArgumentException("at most " + Codec.MaxDims + " dimensions", nameof(shape));
+            long size = count * dtype.ItemSize;
+            Thread me = Thread.CurrentThread;
+            Lane lane = null;
             lock (_lock)
             {
-                if (_disposed) throw new ObjectDisposedException("LessPy connection to " + _folder.Path);
-                for (int attempt = 0; ; attempt++)
+                if (_disposed) throw Disposed();
+                for (int i = 0; i < _lanes.Count; i++)
+                    if (_lanes[i].State == LaneState.Held && _lanes[i].Holder == me) { lane = _lanes[i]; break; }
+                if (lane != null)
                 {
-                    if (!SocketLooksOpen()) Reconnect();
-                    if (_outstanding != 0 && !DrainOutstanding(m))
-                    {
-                        if (attempt > 0) throw new ServerUnavailableException("the connection to " + _folder.Path + " keeps closing; " + LogHint);
-                        continue;                          // the connection closed while we waited: reconnect
-                    }
-
-                    long size = Mapping.HeaderSize + Codec.MeasureCall(m.NameUtf8, m.Descriptor, args, m.ArgTypes);
-                    if (size - Mapping.HeaderSize > _req.PayloadCapacity)
-                        throw new PayloadTooLargeException("the call to " + m.PyName + " needs " + size + " bytes but " + WorkFolder.ReqFile
-                            + " holds " + _req.Capacity + ": start the server with a larger capacity", size, _req.Capacity);
-
-                    byte* h = _req.Base;
-                    int len = Codec.WriteCall(new Span<byte>(h + Mapping.HeaderSize, _req.PayloadCapacity), m.NameUtf8, m.Descriptor, args, m.ArgTypes);
-                    ulong seq = ++_sequence;
-                    *(ulong*)(h + 24) = (ulong)len;
-                    *(uint*)(h + 32) = 0;
-                    Thread.MemoryBarrier();
-                    Volatile.Write(ref *(long*)(h + 16), (long)seq);
-
-                    _one[0] = Call;
-                    int sent;
-                    SocketError err;
-                    try { sent = _socket.Send(_one, 0, 1, SocketFlags.None, out err); }
-                    catch (ObjectDisposedException) { sent = 0; }
-                    if (sent != 1)
-                    {
-                        CloseSocket();
-                        if (attempt == 0) continue;        // dropped before the call went out: reconnect once and retry
-                        throw new ServerUnavailableException("cannot send the call to " + m.PyName + ": the connection to " + _folder.Path + " closed; " + LogHint);
-                    }
-                    _generation.Bump();                    // the previous result's views die now: resp.mmf is about to change
-                    return AwaitReply(m, seq);
+                    lane.State = LaneState.Busy;      // keeps its result views: only the request file changes
+                    lane.KeepsViews = true;
                 }
             }
-        }
-
-        /// <summary>Waits for the reply to a timed-out call. False when the connection closed instead.</summary>
-        bool DrainOutstanding(MethodBinding m)
-        {
-            while (true)
+            if (lane == null) lane = Acquire(Deadline(), CancellationToken.None, "an in-place request array", me, true);
+            try
             {
-                int b = WaitByte(_timeout);
-                if (b == -1)
-                    throw new CallTimeoutException("the previous call to " + _outstandingName + " is still running in Python (no reply within another "
-                        + TimeoutText(_timeout) + "), so " + m.PyName + " was not sent" + BusyHint());
-                if (b == -2)
+                Mapping req = lane.Request;
+                long top = lane.InPlaceLow >= 0 ? lane.InPlaceLow : req.PayloadCapacity;
+                long offset = (top - size) & ~63L;
+                if (offset < MinFrameRoom)
                 {
-                    CloseSocket();
-                    return false;
+                    long need = lane.InPlaceLow >= 0 ? req.PayloadCapacity + size + 64 : size + 64 + MinFrameRoom;
+                    long before = req.PayloadCapacity;
+                    req.EnsurePayload(need);
+                    offset = (req.PayloadCapacity - size) & ~63L;
+                    if (lane.InPlaceLow < 0 || offset < before) lane.InPlaceLow = offset;
                 }
-                Thread.MemoryBarrier();
-                ulong rseq = (ulong)Volatile.Read(ref *(long*)(_resp.Base + 16));
-                if (rseq >= _outstanding)
-                {
-                    _outstanding = 0;
-                    return true;
-                }
+                else lane.InPlaceLow = offset;
+                var memory = new MappedMemoryManager(req.Base + Wire.HeaderSize + offset, (int)size, lane.Requests).Memory;
+                return new NdArray(dtype, (int[])shape.Clone(), memory, lane, lane.Requests.Value, offset);
             }
-        }
-
-        object AwaitReply(MethodBinding m, ulong seq)
-        {
-            var sw = Stopwatch.StartNew();
-            while (true)
+            finally
             {
-                TimeSpan left = _timeout == Timeout.InfiniteTimeSpan ? _timeout : _timeout - sw.Elapsed;
-                if (left != Timeout.InfiniteTimeSpan && left < TimeSpan.Zero) left = TimeSpan.Zero;
-                int b = WaitByte(left);
-                if (b == -1)
-                {
-                    _outstanding = seq;
-                    _outstandingName = m.PyName;
-                    throw new CallTimeoutException("the call to " + m.PyName + " did not return within " + TimeoutText(_timeout)
-                        + " (ILessPyConnection.CallTimeout); it may still be running in Python" + BusyHint());
-                }
-                if (b == -2)
-                {
-                    CloseSocket();
-                    throw new ServerUnavailableException("the server closed the connection during the call to " + m.PyName
-                        + "; it may have crashed: " + LogHint);
-                }
-                if (b != Reply)
-                {
-                    CloseSocket();
-                    throw new ProtocolException("the server sent byte 0x" + b.ToString("x2") + " on the notify socket, not REPLY (0x01)");
-                }
-                Thread.MemoryBarrier();
-                byte* h = _resp.Base;
-                ulong rseq = (ulong)Volatile.Read(ref *(long*)(h + 16));
-                if (rseq < seq) continue;                 // a late reply to an abandoned call
-                if (rseq != seq)
-                {
-                    CloseSocket();
-                    throw new ProtocolException("the reply carries sequence " + rseq + " but the call was " + seq);
-                }
-                ulong len = *(ulong*)(h + 24);
-                uint status = *(uint*)(h + 32);
-                if (len > (ulong)_resp.PayloadCapacity)
-                    throw new ProtocolException("the reply says its payload is " + len + " bytes but " + WorkFolder.RespFile + " holds " + _resp.PayloadCapacity);
-                if (status == 1)
-                    throw ToException(Codec.ReadError(new ReadOnlySpan<byte>(h + Mapping.HeaderSize, (int)len)), m);
-                if (status != 0) throw new ProtocolException("the reply has status " + status + " (0 value, 1 error)");
-
-                ReadOnlyMemory<byte> memory = m.ReturnsArrays
-                    ? new MappedMemoryManager(h + Mapping.HeaderSize, (int)len, _generation).Memory
-                    : ReadOnlyMemory<byte>.Empty;         // nothing will keep a view: no need to allocate one
-                var span = new ReadOnlySpan<byte>(h + Mapping.HeaderSize, (int)len);
-                int pos = 0;
-                WireType actual;
-                object result = Codec.Read(memory, span, ref pos, m.ReturnType, out actual);
-                if (pos != (int)len) throw new ProtocolException("the reply to " + m.PyName + " has " + ((int)len - pos) + " bytes after its value");
-                return result;
-            }
-        }
-
-        Exception ToException(ErrorFrame e, MethodBinding m)
-        {
-            string msg = e.Message.Length > 0 ? e.Message : "the call to " + m.PyName + " failed";
-            switch (e.Kind)
-            {
-                case 1: return new PythonException(e.PythonType, e.Message, e.Traceback);
-                case 2: return new FunctionNotFoundException(m.PyName, msg);
-                case 3: return new ArgumentMismatchException(msg);
-                case 4: return new ResultMismatchException(msg);
-                case 5: return new PayloadTooLargeException(msg, -1, _resp.Capacity);
-                case 6: return new ProtocolException(msg);
-                case 7: return new LessPyException(msg);
-                default: return new LessPyException("error kind " + e.Kind + " from the server: " + msg);
+                lane.KeepsViews = false;
+                Return(lane, true);
             }
         }
 
         // ---------------------------------------------------------------- closing
 
-        /// <summary>Closes the connection; with <paramref name="shutdown"/> first asks the server to stop (SHUTDOWN).</summary>
+        /// <summary>
+        /// Closes every lane: an idle one at once, one carrying a call when that call ends (its connection is shut down
+        /// now, which wakes the waiting thread and tells the server to interrupt the call). With
+        /// <paramref name="shutdown"/> first sends SHUTDOWN on one lane (a server this proxy started without keepAlive).
+        /// Never writes into a buffer a running call reads. Idempotent.
+        /// </summary>
         public void Dispose(bool shutdown)
         {
-            if (_disposed) return;
-            _disposed = true;
-            bool locked = Monitor.TryEnter(_lock, TimeSpan.FromSeconds(2));
-            try
+            lock (_lock)
             {
-                Socket s = _socket;
-                if (s != null)
+                if (_disposed) return;
+                _disposed = true;
+                if (shutdown)
                 {
-                    if (shutdown)
+                    foreach (Lane l in _lanes)
+                        if (l.SendShutdown()) break;
+                }
+                for (int i = _lanes.Count - 1; i >= 0; i--)
+                {
+                    Lane l = _lanes[i];
+                    if (l.State == LaneState.Busy)
                     {
-                        try { _one[0] = Shutdown; SocketError err; s.Send(_one, 0, 1, SocketFlags.None, out err); }
-                        catch (ObjectDisposedException) { }
+                        l.CloseWhenDone = true;
+                        l.Abort();
+                        continue;
                     }
-                    try { s.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
-                    s.Dispose();
+                    l.Close();
+                    _lanes.RemoveAt(i);
                 }
-                _socket = null;
-                if (locked)
-                {
-                    _generation.Bump();
-                    DisposeMappings();
-                }
-            }
-            finally
-            {
-                if (locked) Monitor.Exit(_lock);
+                Monitor.PulseAll(_lock);
             }
         }
 
         public void Dispose() { Dispose(false); }
-
-        void DisposeMappings()
-        {
-            if (_req != null) _req.Dispose();
-            if (_resp != null) _resp.Dispose();
-            _req = null;
-            _resp = null;
-        }
     }
 }

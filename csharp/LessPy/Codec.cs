@@ -1,146 +1,22 @@
 using System;
 using System.Buffers.Binary;
 using System.Collections.Generic;
-using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Text;
 
 namespace LessPy
 {
-    /// <summary>The value tags of PROTOCOL.md section 4.</summary>
-    internal enum Tag : byte
-    {
-        None = 0x00, Bool = 0x01, Int32 = 0x02, Int64 = 0x03, Float32 = 0x04, Float64 = 0x05, String = 0x06,
-        Bytes = 0x07, Int32Array = 0x08, Int32Jagged = 0x09, Tuple = 0x0A, NdArray = 0x0B,
-    }
-
-    /// <summary>A C# type the protocol can carry, with what encoding and decoding it needs.</summary>
-    internal sealed class WireType
-    {
-        public readonly Tag Tag;
-        public readonly Type ClrType;
-        public readonly WireType[] Items;           // tuples only
-        readonly FieldInfo[] _fields;               // tuples only: Item1..ItemN
-        readonly ConstructorInfo _ctor;             // tuples only
-
-        WireType(Tag tag, Type clr)
-        {
-            Tag = tag;
-            ClrType = clr;
-        }
-
-        WireType(Type tupleType, WireType[] items)
-        {
-            Tag = Tag.Tuple;
-            ClrType = tupleType;
-            Items = items;
-            _fields = new FieldInfo[items.Length];
-            var types = new Type[items.Length];
-            for (int i = 0; i < items.Length; i++)
-            {
-                _fields[i] = tupleType.GetField("Item" + (i + 1));
-                types[i] = items[i].ClrType;
-            }
-            _ctor = tupleType.GetConstructor(types);
-        }
-
-        /// <summary>NONE: a void return, or a NONE value decoded without a declared type.</summary>
-        public static readonly WireType Void = new WireType(Tag.None, typeof(void));
-        static readonly WireType NoneValue = new WireType(Tag.None, typeof(object));
-        static readonly WireType[] Scalars =
-        {
-            new WireType(Tag.Bool, typeof(bool)), new WireType(Tag.Int32, typeof(int)), new WireType(Tag.Int64, typeof(long)),
-            new WireType(Tag.Float32, typeof(float)), new WireType(Tag.Float64, typeof(double)), new WireType(Tag.String, typeof(string)),
-            new WireType(Tag.Bytes, typeof(byte[])), new WireType(Tag.Int32Array, typeof(int[])), new WireType(Tag.Int32Jagged, typeof(int[][])),
-            new WireType(Tag.NdArray, typeof(NdArray)),
-        };
-
-        static readonly Type[] TupleDefinitions =
-        {
-            typeof(ValueTuple<>), typeof(ValueTuple<,>), typeof(ValueTuple<,,>), typeof(ValueTuple<,,,>),
-            typeof(ValueTuple<,,,,>), typeof(ValueTuple<,,,,,>), typeof(ValueTuple<,,,,,,>),
-        };
-
-        /// <summary>True when a NONE value stands for it (null reference or void).</summary>
-        public bool AcceptsNone
-        {
-            get { return Tag == Tag.None || Tag == Tag.String || Tag == Tag.Bytes || Tag == Tag.Int32Array || Tag == Tag.Int32Jagged || Tag == Tag.NdArray; }
-        }
-
-        /// <summary>The wire type of a C# type, or null (with the offending type in <paramref name="unsupported"/>).</summary>
-        public static WireType For(Type t, bool isReturn, out Type unsupported)
-        {
-            unsupported = null;
-            if (isReturn && t == typeof(void)) return Void;
-            foreach (var s in Scalars)
-                if (s.ClrType == t) return s;
-            if (t.IsGenericType && !t.IsGenericTypeDefinition)
-            {
-                Type def = t.GetGenericTypeDefinition();
-                int n = Array.IndexOf(TupleDefinitions, def) + 1;
-                if (n > 0)
-                {
-                    Type[] args = t.GetGenericArguments();
-                    var items = new WireType[n];
-                    for (int i = 0; i < n; i++)
-                    {
-                        items[i] = For(args[i], false, out unsupported);
-                        if (items[i] == null) return null;
-                    }
-                    return new WireType(t, items);
-                }
-            }
-            unsupported = t;
-            return null;
-        }
-
-        /// <summary>The tuple type of decoded items (a NONE item becomes an object field holding null).</summary>
-        public static WireType TupleOf(WireType[] items)
-        {
-            var types = new Type[items.Length];
-            for (int i = 0; i < items.Length; i++) types[i] = items[i].ClrType;
-            return new WireType(TupleDefinitions[items.Length - 1].MakeGenericType(types), items);
-        }
-
-        public static WireType NoneItem { get { return NoneValue; } }
-
-        public object GetItem(object tuple, int i) { return _fields[i].GetValue(tuple); }
-
-        public object MakeTuple(object[] values) { return _ctor.Invoke(values); }
-
-        /// <summary>Appends the type descriptor (PROTOCOL.md section 5).</summary>
-        public void WriteDescriptor(List<byte> to)
-        {
-            to.Add((byte)Tag);
-            if (Tag != Tag.Tuple) return;
-            to.Add((byte)Items.Length);
-            foreach (var item in Items) item.WriteDescriptor(to);
-        }
-
-        public override string ToString()
-        {
-            return ClrType == typeof(void) ? "void" : ClrType.ToString();
-        }
-    }
-
-    /// <summary>A decoded error reply (PROTOCOL.md section 7).</summary>
-    internal struct ErrorFrame
-    {
-        public byte Kind;
-        public string PythonType;
-        public string Message;
-        public string Traceback;
-    }
-
     /// <summary>
     /// Values to bytes and back, over spans: no I/O. Encoding is two passes, <c>Measure*</c> then <c>Write*</c>, so a
-    /// frame's size is known before a byte is written. Decoding checks every length against the buffer.
-    /// Positions are offsets from the start of the payload (padding is measured from there).
+    /// frame's size is known before a byte is written. Decoding checks every length against the buffer before it
+    /// allocates. Positions are offsets from the start of the payload (padding is measured from there).
     /// </summary>
     internal static unsafe class Codec
     {
         internal const int MaxNameBytes = 1024;
         internal const int MaxDims = 32;
+        internal const int MaxDepth = 32;
+        internal const long MaxDateTimeTicks = 3155378975999999999L;     // DateTime.MaxValue.Ticks
         static readonly UTF8Encoding Utf8 = new UTF8Encoding(false, true);
 
         static long Pad(long pos, int to) { return (pos + to - 1) / to * to; }
@@ -151,12 +27,16 @@ namespace LessPy
         public static long Measure(object v, WireType t, long pos)
         {
             if (v == null) return pos + 1;
+            if (t.Tag == Tag.Optional) t = t.Items[0];
             switch (t.Tag)
             {
                 case Tag.None: return pos + 1;
                 case Tag.Bool: return pos + 2;
                 case Tag.Int32: case Tag.Float32: return pos + 5;
-                case Tag.Int64: case Tag.Float64: return pos + 9;
+                case Tag.Int64: case Tag.Float64: case Tag.TimeSpan: return pos + 9;
+                case Tag.DateTime: return pos + 10;
+                case Tag.Guid: return pos + 17;
+                case Tag.Scalar: return pos + 2 + t.DType.ItemSize;
                 case Tag.String: return pos + 5 + Utf8.GetByteCount((string)v);
                 case Tag.Bytes: return pos + 5 + ((byte[])v).Length;
                 case Tag.Int32Array: return MeasureIntArray((int[])v, pos + 1);
@@ -176,7 +56,36 @@ namespace LessPy
                 case Tag.NdArray:
                 {
                     var nd = (NdArray)v;
+                    if (nd.IsRequestArray) return MeasureNdArrayAt(nd, pos);
                     return Pad(pos + 3 + 8L * nd.Rank, 64) + (long)nd.Length * nd.ElementSize;
+                }
+                case Tag.Array:
+                    return Pad(Pad(pos + 6, 8) + (long)((Array)v).Length * t.DType.ItemSize, 8);
+                case Tag.RectArray:
+                {
+                    var a = (Array)v;
+                    return Pad(pos + 3 + 8L * a.Rank, 64) + (long)a.LongLength * t.DType.ItemSize;
+                }
+                case Tag.List:
+                {
+                    int n = t.Lists.Count(v);
+                    long p = pos + 5;
+                    for (int i = 0; i < n; i++) p = Measure(t.Lists.Get(v, i), t.Items[0], p);
+                    return p;
+                }
+                case Tag.Dict:
+                {
+                    long p = pos + 5;
+                    foreach (KeyValuePair<string, object> kv in t.Dicts.Pairs(v))
+                        p = Measure(kv.Value, t.Items[0], p + 4 + Utf8.GetByteCount(kv.Key));
+                    return p;
+                }
+                case Tag.Record:
+                {
+                    long p = pos + 3;
+                    for (int i = 0; i < t.Items.Length; i++)
+                        p = Measure(t.GetField(v, i), t.Items[i], p + 1 + Utf8.GetByteCount(t.Names[i]));
+                    return p;
                 }
             }
             throw new ArgumentException("no encoding for " + t);
@@ -196,17 +105,19 @@ namespace LessPy
                 buf[pos] = (byte)Tag.None;
                 return pos + 1;
             }
-            buf[pos++] = (byte)t.Tag;
+            if (t.Tag == Tag.Optional) t = t.Items[0];
+            if (t.Tag == Tag.NdArray && ((NdArray)v).IsRequestArray) return WriteNdArrayAt(buf, pos, (NdArray)v);
+            buf[pos++] = (byte)t.ValueTag;
             switch (t.Tag)
             {
                 case Tag.Bool:
                     buf[pos] = (bool)v ? (byte)1 : (byte)0;
                     return pos + 1;
                 case Tag.Int32:
-                    BinaryPrimitives.WriteInt32LittleEndian(buf.Slice(pos), (int)v);
+                    BinaryPrimitives.WriteInt32LittleEndian(buf.Slice(pos), t.IsEnum ? Convert.ToInt32(v) : (int)v);
                     return pos + 4;
                 case Tag.Int64:
-                    BinaryPrimitives.WriteInt64LittleEndian(buf.Slice(pos), (long)v);
+                    BinaryPrimitives.WriteInt64LittleEndian(buf.Slice(pos), t.IsEnum ? Convert.ToInt64(v) : (long)v);
                     return pos + 8;
                 case Tag.Float32:
                 {
@@ -218,19 +129,7 @@ namespace LessPy
                     BinaryPrimitives.WriteInt64LittleEndian(buf.Slice(pos), BitConverter.DoubleToInt64Bits((double)v));
                     return pos + 8;
                 case Tag.String:
-                {
-                    string s = (string)v;
-                    int n = 0;
-                    Span<byte> dst = buf.Slice(pos + 4);
-                    if (s.Length > 0)
-                    {
-                        fixed (char* c = s)
-                        fixed (byte* d = &MemoryMarshal.GetReference(dst))
-                            n = Utf8.GetBytes(c, s.Length, d, dst.Length);
-                    }
-                    BinaryPrimitives.WriteUInt32LittleEndian(buf.Slice(pos), (uint)n);
-                    return pos + 4 + n;
-                }
+                    return WriteString(buf, pos, (string)v, 4);
                 case Tag.Bytes:
                 {
                     var b = (byte[])v;
@@ -254,8 +153,128 @@ namespace LessPy
                     return pos;
                 case Tag.NdArray:
                     return WriteNdArray(buf, pos, (NdArray)v);
+                case Tag.Array:
+                {
+                    var a = (Array)v;
+                    buf[pos] = t.DType.Code;
+                    BinaryPrimitives.WriteUInt32LittleEndian(buf.Slice(pos + 1), (uint)a.Length);
+                    int start = (int)Pad(pos + 5, 8);
+                    buf.Slice(pos + 5, start - pos - 5).Clear();
+                    int end = start + CopyArray(a, t.DType, buf, start);
+                    int padded = (int)Pad(end, 8);
+                    buf.Slice(end, padded - end).Clear();
+                    return padded;
+                }
+                case Tag.RectArray:
+                {
+                    var a = (Array)v;
+                    buf[pos++] = t.DType.Code;
+                    buf[pos++] = (byte)a.Rank;
+                    for (int i = 0; i < a.Rank; i++, pos += 8)
+                        BinaryPrimitives.WriteUInt64LittleEndian(buf.Slice(pos), (ulong)a.GetLength(i));
+                    int start = (int)Pad(pos, 64);
+                    buf.Slice(pos, start - pos).Clear();
+                    return start + CopyArray(a, t.DType, buf, start);
+                }
+                case Tag.Scalar:
+                {
+                    buf[pos++] = t.DType.Code;
+                    bool signed = t.DType.Name[0] == 'i';
+                    ulong bits = signed ? (ulong)Convert.ToInt64(v) : Convert.ToUInt64(v);
+                    for (int i = 0; i < t.DType.ItemSize; i++) buf[pos + i] = (byte)(bits >> (8 * i));
+                    return pos + t.DType.ItemSize;
+                }
+                case Tag.DateTime:
+                {
+                    var d = (DateTime)v;
+                    if (d.Kind == DateTimeKind.Local) d = d.ToUniversalTime();     // Local is sent as the same instant in UTC
+                    BinaryPrimitives.WriteInt64LittleEndian(buf.Slice(pos), d.Ticks);
+                    buf[pos + 8] = d.Kind == DateTimeKind.Utc ? (byte)1 : (byte)0;
+                    return pos + 9;
+                }
+                case Tag.TimeSpan:
+                    BinaryPrimitives.WriteInt64LittleEndian(buf.Slice(pos), ((TimeSpan)v).Ticks);
+                    return pos + 8;
+                case Tag.Guid:
+                    GuidToRfc((Guid)v, buf.Slice(pos, 16));
+                    return pos + 16;
+                case Tag.List:
+                {
+                    int n = t.Lists.Count(v);
+                    BinaryPrimitives.WriteUInt32LittleEndian(buf.Slice(pos), (uint)n);
+                    pos += 4;
+                    for (int i = 0; i < n; i++) pos = Write(buf, pos, t.Lists.Get(v, i), t.Items[0]);
+                    return pos;
+                }
+                case Tag.Dict:
+                {
+                    BinaryPrimitives.WriteUInt32LittleEndian(buf.Slice(pos), (uint)t.Dicts.Count(v));
+                    pos += 4;
+                    foreach (KeyValuePair<string, object> kv in t.Dicts.Pairs(v))
+                        pos = Write(buf, WriteString(buf, pos, kv.Key, 4), kv.Value, t.Items[0]);
+                    return pos;
+                }
+                case Tag.Record:
+                {
+                    BinaryPrimitives.WriteUInt16LittleEndian(buf.Slice(pos), (ushort)t.Items.Length);
+                    pos += 2;
+                    for (int i = 0; i < t.Items.Length; i++)
+                        pos = Write(buf, WriteString(buf, pos, t.Names[i], 1), t.GetField(v, i), t.Items[i]);
+                    return pos;
+                }
             }
             throw new ArgumentException("no encoding for " + t);
+        }
+
+        /// <summary>A length (u32 or u8) then UTF-8.</summary>
+        static int WriteString(Span<byte> buf, int pos, string s, int lengthBytes)
+        {
+            int n = 0;
+            Span<byte> dst = buf.Slice(pos + lengthBytes);
+            if (s.Length > 0)
+            {
+                fixed (char* c = s)
+                fixed (byte* d = &MemoryMarshal.GetReference(dst))
+                    n = Utf8.GetBytes(c, s.Length, d, dst.Length);
+            }
+            if (lengthBytes == 4) BinaryPrimitives.WriteUInt32LittleEndian(buf.Slice(pos), (uint)n);
+            else buf[pos] = (byte)n;
+            return pos + lengthBytes + n;
+        }
+
+        /// <summary>Copies a primitive array's bytes (any rank) to <paramref name="pos"/>; returns how many.</summary>
+        static int CopyArray(Array a, DType dt, Span<byte> buf, int pos)
+        {
+            long len = a.LongLength * dt.ItemSize;
+            if (len == 0) return 0;
+            GCHandle h = GCHandle.Alloc(a, GCHandleType.Pinned);
+            try
+            {
+                fixed (byte* d = &buf[pos])
+                    Buffer.MemoryCopy((void*)h.AddrOfPinnedObject(), d, buf.Length - pos, len);
+            }
+            finally { h.Free(); }
+            return (int)len;
+        }
+
+        /// <summary>.NET keeps a Guid's first three fields little-endian; the wire carries RFC 4122 (big-endian) order.</summary>
+        static void GuidToRfc(Guid g, Span<byte> dst)
+        {
+            byte[] b = g.ToByteArray();
+            dst[0] = b[3]; dst[1] = b[2]; dst[2] = b[1]; dst[3] = b[0];
+            dst[4] = b[5]; dst[5] = b[4];
+            dst[6] = b[7]; dst[7] = b[6];
+            for (int i = 8; i < 16; i++) dst[i] = b[i];
+        }
+
+        static Guid GuidFromRfc(ReadOnlySpan<byte> s)
+        {
+            var b = new byte[16];
+            b[0] = s[3]; b[1] = s[2]; b[2] = s[1]; b[3] = s[0];
+            b[4] = s[5]; b[5] = s[4];
+            b[6] = s[7]; b[7] = s[6];
+            for (int i = 8; i < 16; i++) b[i] = s[i];
+            return new Guid(b);
         }
 
         static int WriteIntArray(Span<byte> buf, int pos, int[] a)
@@ -290,6 +309,37 @@ namespace LessPy
             }
             return start + len;
         }
+
+        // ---------------------------------------------------------------- NDARRAY_AT (an in-place request array)
+        // u8 tag 0x0C, u8 dtype, u8 ndim, ndim x u64 shape, zero padding to a multiple of 8,
+        // u64 offset of the data from the payload start (a multiple of 64). The data is already in the request file.
+
+        static long MeasureNdArrayAt(NdArray nd, long pos)
+        {
+            return Pad(pos + 3 + 8L * nd.Rank, 8) + 8;
+        }
+
+        static int WriteNdArrayAt(Span<byte> buf, int pos, NdArray nd)
+        {
+            Lane lane = nd.RequestLane;
+            if (lane.Encoder != System.Threading.Thread.CurrentThread || lane.Requests.Value != nd.RequestGeneration)
+                throw new ArgumentException("an in-place request array can be sent only by the next call of the thread that made it, on the same "
+                    + "connection; this one was made for another thread or connection, or an earlier call already sent it: make a new one with "
+                    + "ILessPyConnection.NewRequestArray");
+            lane.SentEnd = Math.Max(lane.SentEnd, nd.RequestOffset + (long)nd.Length * nd.ElementSize);
+            int[] shape = nd.ShapeNoCopy;
+            buf[pos++] = (byte)Tag.NdArrayAt;
+            buf[pos++] = nd.DType.Code;
+            buf[pos++] = (byte)shape.Length;
+            for (int i = 0; i < shape.Length; i++, pos += 8)
+                BinaryPrimitives.WriteUInt64LittleEndian(buf.Slice(pos), (ulong)shape[i]);
+            int start = (int)Pad(pos, 8);
+            buf.Slice(pos, start - pos).Clear();
+            BinaryPrimitives.WriteUInt64LittleEndian(buf.Slice(start), (ulong)nd.RequestOffset);
+            return start + 8;
+        }
+
+        // ----------------------------------------------------------------
 
         static void CopyBytes(ReadOnlySpan<byte> src, Span<byte> buf, int pos)
         {
@@ -335,15 +385,22 @@ namespace LessPy
         }
 
         /// <summary>
-        /// Decodes one value at <paramref name="pos"/>. <paramref name="expected"/> null accepts any value and reports
-        /// its type in <paramref name="actual"/>. An NDARRAY's data is a slice of <paramref name="mem"/>, not a copy;
-        /// everything else is copied into managed objects.
+        /// Decodes one value at <paramref name="pos"/>. <paramref name="expected"/> null accepts any value of a type
+        /// that needs no declaration and reports its type in <paramref name="actual"/>. An NDARRAY's data is a slice of
+        /// <paramref name="mem"/>, not a copy (when <paramref name="mem"/> does not cover <paramref name="s"/>, it is
+        /// copied); everything else is copied into managed objects.
         /// </summary>
         public static object Read(ReadOnlyMemory<byte> mem, ReadOnlySpan<byte> s, ref int pos, WireType expected, out WireType actual)
+        {
+            return Read(mem, s, ref pos, expected, out actual, 0);
+        }
+
+        static object Read(ReadOnlyMemory<byte> mem, ReadOnlySpan<byte> s, ref int pos, WireType expected, out WireType actual, int depth)
         {
             Need(s, pos, 1, "a value tag");
             int at = pos;
             var tag = (Tag)s[pos++];
+            if (depth > MaxDepth) throw Bad(at, "values nested deeper than " + MaxDepth);
             if (tag == Tag.None)
             {
                 if (expected == null) { actual = WireType.NoneItem; return null; }
@@ -351,8 +408,9 @@ namespace LessPy
                 actual = expected;
                 return null;
             }
-            if (expected != null && expected.Tag != tag)
-                throw Bad(at, "expected " + expected + " (tag " + (int)expected.Tag + "), got tag " + (int)tag);
+            if (expected != null && expected.Tag == Tag.Optional) expected = expected.Items[0];
+            if (expected != null && expected.ValueTag != tag)
+                throw Bad(at, "expected " + expected + " (tag " + (int)expected.ValueTag + "), got tag " + (int)tag);
             Type unused;
             actual = expected;
             switch (tag)
@@ -371,7 +429,7 @@ namespace LessPy
                     int v = BinaryPrimitives.ReadInt32LittleEndian(s.Slice(pos));
                     pos += 4;
                     if (actual == null) actual = WireType.For(typeof(int), false, out unused);
-                    return v;
+                    return actual.IsEnum ? Enum.ToObject(actual.ClrType, v) : v;
                 }
                 case Tag.Int64:
                 {
@@ -379,7 +437,7 @@ namespace LessPy
                     long v = BinaryPrimitives.ReadInt64LittleEndian(s.Slice(pos));
                     pos += 8;
                     if (actual == null) actual = WireType.For(typeof(long), false, out unused);
-                    return v;
+                    return actual.IsEnum ? Enum.ToObject(actual.ClrType, v) : v;
                 }
                 case Tag.Float32:
                 {
@@ -439,38 +497,198 @@ namespace LessPy
                     var values = new object[n];
                     var types = new WireType[n];
                     for (int i = 0; i < n; i++)
-                        values[i] = Read(mem, s, ref pos, expected == null ? null : expected.Items[i], out types[i]);
+                        values[i] = Read(mem, s, ref pos, expected == null ? null : expected.Items[i], out types[i], depth + 1);
                     if (actual == null) actual = WireType.TupleOf(types);
                     return actual.MakeTuple(values);
                 }
                 case Tag.NdArray:
                 {
-                    Need(s, pos, 2, "NDARRAY dtype and ndim");
-                    DType dt = DType.ForCode(s[pos]);
-                    if (dt == null) throw Bad(pos, "unknown dtype code " + s[pos]);
-                    int ndim = s[pos + 1];
-                    if (ndim > MaxDims) throw Bad(pos + 1, "ndim " + ndim + " is over " + MaxDims);
-                    pos += 2;
-                    Need(s, pos, 8L * ndim, "NDARRAY shape");
-                    var shape = new int[ndim];
-                    long count = 1;
-                    for (int i = 0; i < ndim; i++, pos += 8)
-                    {
-                        ulong d = BinaryPrimitives.ReadUInt64LittleEndian(s.Slice(pos));
-                        if (d > int.MaxValue) throw Bad(pos, "dimension " + d + " does not fit in an int");
-                        shape[i] = (int)d;
-                        count = count == 0 || d == 0 ? 0 : count * (long)d;
-                        if (count > int.MaxValue) throw Bad(pos, "the array has more than int.MaxValue elements");
-                    }
+                    DType dt;
+                    int[] shape;
+                    long count;
+                    ReadShape(s, ref pos, out dt, out shape, out count);
                     int start = (int)Pad(pos, 64);
                     long len = count * dt.ItemSize;
                     Need(s, start, len, "NDARRAY data");
                     pos = start + (int)len;
+                    if (expected != null && expected.Tag == Tag.RectArray)
+                    {
+                        if (dt != expected.DType || shape.Length != expected.Rank)
+                            throw Bad(at, "expected " + expected + ", got an NDARRAY of " + dt.Name + " with " + shape.Length + " dimension(s)");
+                        return ToArray(s.Slice(start, (int)len), expected.ClrType.GetElementType(), dt, shape, start);
+                    }
                     if (actual == null) actual = WireType.For(typeof(NdArray), false, out unused);
-                    return new NdArray(dt, shape, mem.Slice(start, (int)len));
+                    // a view over the mapping when the caller gave one (it expires with the next call), else a copy
+                    ReadOnlyMemory<byte> data = mem.Length >= s.Length ? mem.Slice(start, (int)len) : new ReadOnlyMemory<byte>(s.Slice(start, (int)len).ToArray());
+                    return new NdArray(dt, shape, data);
+                }
+                case Tag.Array:
+                {
+                    Need(s, pos, 5, "ARRAY dtype and count");
+                    DType dt = DType.ForCode(s[pos]);
+                    if (dt == null || dt.ClrType == null) throw Bad(pos, "ARRAY dtype code " + s[pos] + " has no C# element type");
+                    if (expected != null && dt != expected.DType) throw Bad(pos, "expected " + expected + ", got an ARRAY of " + dt.Name);
+                    uint n = BinaryPrimitives.ReadUInt32LittleEndian(s.Slice(pos + 1));
+                    int start = (int)Pad(pos + 5, 8);
+                    long len = (long)n * dt.ItemSize;
+                    Need(s, start, Pad(start + len, 8) - start, "ARRAY of " + n + " " + dt.Name);
+                    pos = (int)Pad(start + len, 8);
+                    if (actual == null) actual = WireType.For(dt.ClrType.MakeArrayType(), false, out unused);
+                    return ToArray(s.Slice(start, (int)len), dt.ClrType, dt, null, start);
+                }
+                case Tag.Scalar:
+                {
+                    Need(s, pos, 1, "SCALAR dtype");
+                    DType dt = DType.ForCode(s[pos]);
+                    if (dt == null || (dt.Name != "int8" && dt.Name != "uint8" && dt.Name != "int16" && dt.Name != "uint16" && dt.Name != "uint32" && dt.Name != "uint64"))
+                        throw Bad(pos, "SCALAR dtype code " + s[pos] + " is not int8, uint8, int16, uint16, uint32 or uint64");
+                    if (expected != null && dt != expected.DType) throw Bad(pos, "expected " + expected + ", got a SCALAR " + dt.Name);
+                    pos++;
+                    Need(s, pos, dt.ItemSize, "SCALAR " + dt.Name);
+                    ulong bits = 0;
+                    for (int i = 0; i < dt.ItemSize; i++) bits |= (ulong)s[pos + i] << (8 * i);
+                    pos += dt.ItemSize;
+                    object v;
+                    switch (dt.Name)
+                    {
+                        case "int8": v = (sbyte)bits; break;
+                        case "uint8": v = (byte)bits; break;
+                        case "int16": v = (short)bits; break;
+                        case "uint16": v = (ushort)bits; break;
+                        case "uint32": v = (uint)bits; break;
+                        default: v = bits; break;
+                    }
+                    if (actual == null) actual = WireType.For(dt.ClrType, false, out unused);
+                    return actual.IsEnum ? Enum.ToObject(actual.ClrType, v) : v;
+                }
+                case Tag.DateTime:
+                {
+                    Need(s, pos, 9, "DATETIME");
+                    long ticks = BinaryPrimitives.ReadInt64LittleEndian(s.Slice(pos));
+                    byte kind = s[pos + 8];
+                    if (ticks < 0 || ticks > MaxDateTimeTicks) throw Bad(pos, "DATETIME ticks " + ticks + " are outside DateTime's range");
+                    if (kind > 1) throw Bad(pos + 8, "DATETIME kind " + kind + " is not 0 (unspecified) or 1 (UTC)");
+                    pos += 9;
+                    if (actual == null) actual = WireType.For(typeof(DateTime), false, out unused);
+                    return new DateTime(ticks, kind == 1 ? DateTimeKind.Utc : DateTimeKind.Unspecified);
+                }
+                case Tag.TimeSpan:
+                {
+                    Need(s, pos, 8, "TIMESPAN");
+                    long ticks = BinaryPrimitives.ReadInt64LittleEndian(s.Slice(pos));
+                    pos += 8;
+                    if (actual == null) actual = WireType.For(typeof(TimeSpan), false, out unused);
+                    return new TimeSpan(ticks);
+                }
+                case Tag.Guid:
+                {
+                    Need(s, pos, 16, "GUID");
+                    Guid g = GuidFromRfc(s.Slice(pos, 16));
+                    pos += 16;
+                    if (actual == null) actual = WireType.For(typeof(Guid), false, out unused);
+                    return g;
+                }
+                case Tag.List:
+                {
+                    if (expected == null) throw Bad(at, "a LIST needs a declared C# type");
+                    Need(s, pos, 4, "LIST count");
+                    uint n = BinaryPrimitives.ReadUInt32LittleEndian(s.Slice(pos));
+                    pos += 4;
+                    Need(s, pos, n, "LIST of " + n + " values");       // every value takes at least one byte: checked before allocating
+                    object list = expected.Lists.Create((int)n);
+                    WireType unusedType;
+                    for (int i = 0; i < (int)n; i++)
+                        expected.Lists.Set(list, i, Read(mem, s, ref pos, expected.Items[0], out unusedType, depth + 1));
+                    return list;
+                }
+                case Tag.Dict:
+                {
+                    if (expected == null) throw Bad(at, "a DICT needs a declared C# type");
+                    Need(s, pos, 4, "DICT count");
+                    uint n = BinaryPrimitives.ReadUInt32LittleEndian(s.Slice(pos));
+                    pos += 4;
+                    Need(s, pos, n * 5L, "DICT of " + n + " entries");
+                    object dict = expected.Dicts.Create((int)n);
+                    WireType unusedType;
+                    for (int i = 0; i < (int)n; i++)
+                    {
+                        int keyAt = pos;
+                        string key = ReadString(s, ref pos, "DICT key");
+                        object value = Read(mem, s, ref pos, expected.Items[0], out unusedType, depth + 1);
+                        if (!expected.Dicts.Add(dict, key, value)) throw Bad(keyAt, "DICT key \"" + key + "\" appears twice");
+                    }
+                    return dict;
+                }
+                case Tag.Record:
+                {
+                    if (expected == null) throw Bad(at, "a RECORD needs a declared C# type");
+                    Need(s, pos, 2, "RECORD field count");
+                    int n = BinaryPrimitives.ReadUInt16LittleEndian(s.Slice(pos));
+                    pos += 2;
+                    if (n != expected.Items.Length)
+                        throw Bad(at, "expected " + expected + " with " + expected.Items.Length + " fields, got a RECORD of " + n);
+                    var values = new object[n];
+                    var seen = new bool[n];
+                    WireType unusedType;
+                    for (int i = 0; i < n; i++)
+                    {
+                        int nameAt = pos;
+                        Need(s, pos, 1, "RECORD field name length");
+                        int len = s[pos++];
+                        Need(s, pos, len, "RECORD field name");
+                        string name;
+                        try { name = Utf8.GetString(s.Slice(pos, len).ToArray()); }
+                        catch (DecoderFallbackException) { throw Bad(pos, "RECORD field name is not valid UTF-8"); }
+                        pos += len;
+                        int k = expected.FieldIndex(name);
+                        if (k < 0) throw Bad(nameAt, expected + " has no member for the field \"" + name + "\"");
+                        if (seen[k]) throw Bad(nameAt, "RECORD field \"" + name + "\" appears twice");
+                        seen[k] = true;
+                        values[k] = Read(mem, s, ref pos, expected.Items[k], out unusedType, depth + 1);
+                    }
+                    return expected.MakeRecord(values);
                 }
             }
             throw Bad(at, "unknown value tag 0x" + ((byte)tag).ToString("x2"));
+        }
+
+        static void ReadShape(ReadOnlySpan<byte> s, ref int pos, out DType dt, out int[] shape, out long count)
+        {
+            Need(s, pos, 2, "NDARRAY dtype and ndim");
+            dt = DType.ForCode(s[pos]);
+            if (dt == null) throw Bad(pos, "unknown dtype code " + s[pos]);
+            int ndim = s[pos + 1];
+            if (ndim > MaxDims) throw Bad(pos + 1, "ndim " + ndim + " is over " + MaxDims);
+            pos += 2;
+            Need(s, pos, 8L * ndim, "NDARRAY shape");
+            shape = new int[ndim];
+            count = 1;
+            for (int i = 0; i < ndim; i++, pos += 8)
+            {
+                ulong d = BinaryPrimitives.ReadUInt64LittleEndian(s.Slice(pos));
+                if (d > int.MaxValue) throw Bad(pos, "dimension " + d + " does not fit in an int");
+                shape[i] = (int)d;
+                count = count == 0 || d == 0 ? 0 : count * (long)d;
+                if (count > int.MaxValue) throw Bad(pos, "the array has more than int.MaxValue elements");
+            }
+        }
+
+        /// <summary>A new C# array (1-D when <paramref name="shape"/> is null, else rectangular) holding a copy of <paramref name="data"/>.</summary>
+        static Array ToArray(ReadOnlySpan<byte> data, Type element, DType dt, int[] shape, int at)
+        {
+            if (dt.Name == "bool")
+                for (int i = 0; i < data.Length; i++)
+                    if (data[i] > 1) throw Bad(at + i, "a bool element is " + data[i] + ", not 0 or 1");
+            Array a = shape == null ? Array.CreateInstance(element, data.Length / dt.ItemSize) : Array.CreateInstance(element, shape);
+            if (data.Length == 0) return a;
+            GCHandle h = GCHandle.Alloc(a, GCHandleType.Pinned);
+            try
+            {
+                fixed (byte* src = &MemoryMarshal.GetReference(data))
+                    Buffer.MemoryCopy(src, (void*)h.AddrOfPinnedObject(), data.Length, data.Length);
+            }
+            finally { h.Free(); }
+            return a;
         }
 
         static string ReadString(ReadOnlySpan<byte> s, ref int pos, string what)

@@ -87,15 +87,31 @@ namespace LessPy
     }
 
     /// <summary>
-    /// A call was not answered within <see cref="ILessPyConnection.CallTimeout"/>. The Python function may still be
-    /// running; its late reply is recognised by its sequence number and dropped.
+    /// A call was not answered within <see cref="ILessPyConnection.CallTimeout"/>. The server was told to drop the call
+    /// (or interrupt it if it is running); its lane is set aside until the late reply comes, which is dropped, and the
+    /// next call goes out at once on another lane.
     /// </summary>
     public sealed class CallTimeoutException : LessPyException
     {
         internal CallTimeoutException(string message) : base(message) { }
     }
 
-    /// <summary>The server refused the connection: wrong session key, unsupported version, or busy with another client.</summary>
+    /// <summary>
+    /// The call was interrupted on the server (error kind INTERRUPTED): in a notebook, Jupyter's interrupt (the stop
+    /// button or <c>interrupt_kernel</c>) stopped it; or the server is stopping. The connection stays usable.
+    /// </summary>
+    public sealed class CallInterruptedException : LessPyException
+    {
+        internal CallInterruptedException(string message) : base(message) { }
+    }
+
+    /// <summary>A lane file belongs to another server run than the connection's handshake (the server restarted).</summary>
+    internal sealed class SessionChangedException : LessPyException
+    {
+        internal SessionChangedException(string message) : base(message) { }
+    }
+
+    /// <summary>The server refused the connection: wrong session key, unsupported version, or busy (its message names the limit).</summary>
     public sealed class HandshakeException : LessPyException
     {
         internal HandshakeException(string message, int result) : base(message) { Result = result; }

@@ -11,12 +11,16 @@ namespace LessPy
 {
     /// <summary>
     /// Entry point: turns an interface whose methods carry <see cref="PythonImportAttribute"/> into calls to Python
-    /// functions, through two shared-memory files and a one-byte notify socket (docs/PROTOCOL.md).
-    /// The returned object implements the interface, <see cref="IDisposable"/> and <see cref="ILessPyConnection"/>.
+    /// functions, through shared-memory files and a notify socket (docs/PROTOCOL.md): each concurrent call uses a lane
+    /// of its own (a request and a response mapping), so one proxy serves many threads. Methods may return
+    /// <c>Task</c> / <c>Task&lt;T&gt;</c> (they do not block the caller) and take a <c>CancellationToken</c> as their last
+    /// parameter (not sent to Python). The returned object implements the interface, <see cref="IDisposable"/> and
+    /// <see cref="ILessPyConnection"/>; your interface may also derive from either.
     /// </summary>
     public static class LessPythonInvoke
     {
         static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
+        static readonly List<Process> Started = new List<Process>();
 
         /// <summary>
         /// Starts a headless Python server exporting the functions of <paramref name="exportingPyPath"/>, or reuses
@@ -27,10 +31,13 @@ namespace LessPy
         /// or "" for <c>python3</c> then <c>python</c> on PATH. The interpreter needs the lesspy-kernel package.</param>
         /// <param name="exportingPyPath">The Python module whose functions are called.</param>
         /// <param name="debug">Run the server with --debug (it logs every call to lesspy_work/server.log) and echo its start-up output to Console.Error.</param>
-        /// <param name="keepAlive">Leave the server running after this process ends, for the next run to reuse.
-        /// Without it, disposing the proxy (or this process ending) stops the server.</param>
-        /// <param name="capacity">The size in bytes of each mapping (request and response, 64-byte header included):
-        /// the largest call and the largest result must fit. Ignored when a running server is reused.</param>
+        /// <param name="keepAlive">Leave a server this call starts running after this process ends, for the next run to
+        /// reuse. Without it, a server this call starts stops once this app has disposed the proxy or ended and no other
+        /// client is connected. A live server already serving the folder (and the same module) is reused either way
+        /// and left running. Several processes may call Initialize on one folder at once: one starts the server
+        /// (under the folder's start lock, lesspy.lock), the others reuse it.</param>
+        /// <param name="capacity">The starting size in bytes of each lane mapping (request and response, 64-byte header
+        /// included); mappings grow on demand. Ignored when a running server is reused.</param>
         /// <exception cref="NotSupportedException">A method of <typeparamref name="T"/> lacks [PythonImport] or uses an unsupported type.</exception>
         /// <exception cref="ServerUnavailableException">No interpreter, lesspy-kernel missing, or the server failed to start in 30 s.</exception>
         /// <exception cref="HandshakeException">The folder's server refused the connection (for example: busy with another client).</exception>
@@ -40,16 +47,25 @@ namespace LessPy
             if (exportingPyPath == null) throw new ArgumentNullException(nameof(exportingPyPath));
             if (capacity < 4096) throw new ArgumentOutOfRangeException(nameof(capacity), "at least 4096 bytes");
             CheckPlatform();
-            var bindings = LessPyProxy.Bind(typeof(T));
+            var bindings = MethodBinding.BindAll(typeof(T));
             string module = Path.GetFullPath(exportingPyPath);
             if (!File.Exists(module)) throw new FileNotFoundException("the exporting Python module " + module + " does not exist", module);
 
             var folder = new WorkFolder(Path.Combine(AppDomain.CurrentDomain.BaseDirectory, "lesspy_work"));
-            Channel channel = TryReuse(folder, module);
-            Process server = null;
-            if (channel == null)
-                channel = StartServer(folder, FindPython(pythonVenvPath ?? ""), module, debug, keepAlive, capacity, out server);
-            return LessPyProxy.Create<T>(channel, bindings, !keepAlive, server);
+            folder.Create();
+            Channel channel;
+            // one process at a time finds, replaces or starts the folder's server: N apps starting together share one
+            using (StartLock.Acquire(folder, StartTimeout + StartTimeout))
+            {
+                channel = TryReuse(folder, module);
+                if (channel == null)
+                {
+                    channel = StartServer(folder, FindPython(pythonVenvPath ?? ""), module, debug, keepAlive, capacity);
+                }
+            }
+            // No SHUTDOWN on Dispose: a server started without --keep-alive stops by itself once its last client has
+            // gone and this process has ended (--parent-pid); SHUTDOWN would stop it under another app sharing it.
+            return LessPyProxy.Create<T>(channel, bindings);
         }
 
         /// <summary>
@@ -60,13 +76,13 @@ namespace LessPy
         /// (found in the Jupyter runtime dir's <c>lesspy/NAME/</c>). An argument with a path separator, or naming an
         /// existing directory, is a folder.</param>
         /// <exception cref="ServerUnavailableException">Nothing serves the folder, or its files are stale.</exception>
-        /// <exception cref="HandshakeException">The server refused the connection (wrong key, version, or busy).</exception>
+        /// <exception cref="HandshakeException">The server refused the connection (wrong key, version, or busy: the message names the limit).</exception>
         public static T Connect<T>(string workFolderOrName) where T : class
         {
             if (workFolderOrName == null) throw new ArgumentNullException(nameof(workFolderOrName));
             if (workFolderOrName.Length == 0) throw new ArgumentException("empty work folder or session name", nameof(workFolderOrName));
             CheckPlatform();
-            var bindings = LessPyProxy.Bind(typeof(T));
+            var bindings = MethodBinding.BindAll(typeof(T));
             WorkFolder folder = WorkFolder.Resolve(workFolderOrName);
             bool isName = folder.Path != Path.GetFullPath(workFolderOrName);
             string how = isName ? "run %lesspy serve --name " + workFolderOrName + " in the notebook" : "run %lesspy serve in the notebook";
@@ -75,9 +91,15 @@ namespace LessPy
                     + " (or start one with `python -m lesspy_kernel serve --module M --work-folder " + folder.Path + "`)");
             int pid = folder.ReadNumber(WorkFolder.PidFile);
             if (!WorkFolder.ProcessAlive(pid))
-                throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") is no longer running: its files are stale; " + how);
+            {
+                string served = ServedModule(folder);
+                if (served != null)
+                    how = "start it again with `python -m lesspy_kernel serve --module " + served + " --work-folder " + folder.Path + "`";
+                throw new ServerUnavailableException("the " + (served != null ? "headless " : "") + "server of " + folder.Path + " (pid " + pid
+                    + ") is no longer running: its files are stale; " + how);
+            }
             Channel channel = Channel.Open(folder);
-            return LessPyProxy.Create<T>(channel, bindings, false, null);
+            return LessPyProxy.Create<T>(channel, bindings);
         }
 
         static void CheckPlatform()
@@ -85,41 +107,54 @@ namespace LessPy
             if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("LessPy needs a little-endian machine");
         }
 
-        /// <summary>The folder's live server, or null after removing a stale one's files.</summary>
+        /// <summary>
+        /// The folder's live server serving <paramref name="module"/>, or null after removing a stale one's files (or
+        /// stopping a live one that serves another module). Called with the start lock held.
+        /// </summary>
         static Channel TryReuse(WorkFolder folder, string module)
         {
-            if (!Directory.Exists(folder.Path) || !folder.HasServerFiles) return null;
-            int pid = folder.ReadNumber(WorkFolder.PidFile);
-            if (WorkFolder.ProcessAlive(pid))
+            if (!folder.HasServerFiles)
             {
-                try
-                {
-                    var channel = Channel.Open(folder);
-                    string served = ServedModule(folder);
-                    if (served == null || served == module) return channel;
-                    // a kept-alive server of another module: stop it, then start ours in its place
-                    channel.Dispose(true);
-                    var sw = Stopwatch.StartNew();
-                    while (WorkFolder.ProcessAlive(pid) && sw.Elapsed < StartTimeout) Thread.Sleep(20);
-                    if (WorkFolder.ProcessAlive(pid))
-                        throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") serves " + served
-                            + ", not " + module + ", and did not stop when asked: stop it (kill " + pid + ")");
-                    folder.RemoveServerFiles();
-                    return null;
-                }
-                catch (HandshakeException e)
-                {
-                    if (e.Result == 3) throw;      // alive and serving someone else: starting a second server would clobber it
-                }
-                catch (LessPyException e)
-                {
-                    // only a dead process or a closed port makes a folder stale: a live server that is slow to answer
-                    // (busy in a long call) must not be clobbered by a second one
-                    if (PortListening(folder))
-                        throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") is running but did not "
-                            + "complete the handshake: " + e.Message + ". Wait for it, or stop it (kill " + pid + ")", e);
-                }
+                folder.RemoveServerFiles();
+                return null;
             }
+            int pid = folder.ReadNumber(WorkFolder.PidFile);
+            if (!WorkFolder.ProcessAlive(pid))
+            {
+                folder.RemoveServerFiles();
+                return null;
+            }
+            Channel channel;
+            try
+            {
+                channel = Channel.Open(folder);
+            }
+            catch (ProtocolException)
+            {
+                // something other than a lesspy server of this version answers there: stale
+                folder.RemoveServerFiles();
+                return null;
+            }
+            catch (ServerUnavailableException e)
+            {
+                // only a dead process or a notify socket nobody accepts on makes a folder stale: a live server that is
+                // slow to answer (busy in a long call) must not be clobbered by a second one
+                if (Probe.Accepts(folder))
+                    throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") is running but did not "
+                        + "complete the handshake: " + e.Message + ". Wait for it, or stop it (kill " + pid + ")", e);
+                folder.RemoveServerFiles();
+                return null;
+            }
+            string served = ServedModule(folder);
+            if (served == null || served == module) return channel;
+            // a kept-alive server of another module: stop it, then start ours in its place
+            channel.Dispose(false);
+            Probe.Stop(folder);
+            var sw = Stopwatch.StartNew();
+            while (WorkFolder.ProcessAlive(pid) && sw.Elapsed < StartTimeout) Thread.Sleep(20);
+            if (WorkFolder.ProcessAlive(pid))
+                throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") serves " + served
+                    + ", not " + module + ", and did not stop when asked: stop it (kill " + pid + ")");
             folder.RemoveServerFiles();
             return null;
         }
@@ -130,23 +165,6 @@ namespace LessPy
             try { return Path.GetFullPath(File.ReadAllText(folder.File(WorkFolder.ModuleFile), Encoding.UTF8).Trim()); }
             catch (IOException) { return null; }
             catch (UnauthorizedAccessException) { return null; }
-        }
-
-        static bool PortListening(WorkFolder folder)
-        {
-            try
-            {
-                int port = folder.ReadNumber(WorkFolder.PortFile);
-                using (var probe = new System.Net.Sockets.TcpClient())
-                {
-                    var connect = probe.BeginConnect(System.Net.IPAddress.Loopback, port, null, null);
-                    bool done = connect.AsyncWaitHandle.WaitOne(1000);
-                    if (!done) return false;
-                    probe.EndConnect(connect);
-                    return true;
-                }
-            }
-            catch (Exception) { return false; }
         }
 
         /// <summary>The interpreter for <paramref name="venv"/>: see <see cref="Initialize{T}"/>.</summary>
@@ -186,15 +204,15 @@ namespace LessPy
             throw new ServerUnavailableException("no Python interpreter in the venv " + root + ": tried " + string.Join(", ", tried));
         }
 
-        static Channel StartServer(WorkFolder folder, string python, string module, bool debug, bool keepAlive, int capacity, out Process process)
+        static Channel StartServer(WorkFolder folder, string python, string module, bool debug, bool keepAlive, int capacity)
         {
-            Directory.CreateDirectory(folder.Path);
             folder.RemoveServerFiles();
             var args = new StringBuilder("-m lesspy_kernel serve");
             args.Append(" --module ").Append(Quote(module));
             args.Append(" --work-folder ").Append(Quote(folder.Path));
             args.Append(" --capacity ").Append(capacity);
             args.Append(" --log-file ").Append(Quote(folder.File(WorkFolder.LogFile)));
+            args.Append(" --lock-held");            // we hold lesspy.lock until the server is ready
             if (keepAlive) args.Append(" --keep-alive");
             if (debug) args.Append(" --debug");
             if (!keepAlive) args.Append(" --parent-pid ").Append(Process.GetCurrentProcess().Id);
@@ -240,8 +258,9 @@ namespace LessPy
                 {
                     try
                     {
-                        process = p;
-                        return Channel.Open(folder);
+                        Channel channel = Channel.Open(folder);
+                        lock (Started) Started.Add(p);      // keeps its output drained
+                        return channel;
                     }
                     catch (LessPyException)
                     {

@@ -9,17 +9,39 @@ namespace LessPy
     /// <summary>
     /// A NumPy array: shape, dtype and C-order (row-major) little-endian data.
     /// <para>
-    /// An NdArray returned by a call is a zero-copy view over the response mapping: reading it costs nothing, and it
-    /// is valid until the next call on the same connection (which overwrites the mapping). After that, any access to
-    /// its data throws <see cref="InvalidOperationException"/>; use <see cref="Data"/> or <see cref="ToArray{T}"/>
-    /// to keep a copy. An NdArray made with <see cref="FromArray{T}"/> or <see cref="FromBytes"/> wraps the given
-    /// array without copying it; its data is copied once, straight into the request mapping, when it is sent.
+    /// <b>Results are views.</b> An NdArray returned by a call is a zero-copy view over the response mapping of the lane
+    /// that carried the call: reading it costs nothing. It stays valid, and unchanged, until <em>the same thread's
+    /// next call on the same proxy</em> (or the proxy's Dispose): until then no other thread's call can use that lane,
+    /// so nothing can overwrite it. After that, any access to its data throws <see cref="InvalidOperationException"/>;
+    /// it never shows other data. A <see cref="ReadOnlySpan{T}"/> from <see cref="AsSpan{T}"/> or
+    /// <see cref="DataMemory"/> cannot throw later, so it is valid only until this thread's next call on the proxy
+    /// (or Dispose): do not keep it past that. Use <see cref="Data"/> or <see cref="ToArray{T}"/> to keep a copy.
+    /// For an asynchronous (Task) method "the same thread" is the thread that called the method.
+    /// </para>
+    /// <para>
+    /// With more threads than lanes (16 per proxy) calling at once, a thread that finds no free lane takes the least
+    /// recently used held one: the views of its holder then throw (a Span taken from them earlier is the one thing
+    /// that could see new data: keep at most 16 threads per proxy, or copy what you keep).
+    /// </para>
+    /// <para>
+    /// An NdArray made with <see cref="FromArray{T}"/> or <see cref="FromBytes"/> wraps the given array without copying
+    /// it; its data is copied once, straight into the request mapping, when it is sent. One made with
+    /// <see cref="ILessPyConnection.NewRequestArray{T}"/> already lives in the request mapping: fill it through
+    /// <see cref="AsWritableSpan{T}"/> and pass it to this thread's next call, which sends it without a copy.
     /// </para>
     /// </summary>
     public sealed class NdArray
     {
         readonly int[] _shape;
         readonly ReadOnlyMemory<byte> _data;
+
+        internal NdArray(DType dtype, int[] shape, ReadOnlyMemory<byte> data, Lane requestLane, long requestGeneration, long requestOffset)
+            : this(dtype, shape, data)
+        {
+            RequestLane = requestLane;
+            RequestGeneration = requestGeneration;
+            RequestOffset = requestOffset;
+        }
 
         internal NdArray(DType dtype, int[] shape, ReadOnlyMemory<byte> data)
         {
@@ -32,6 +54,18 @@ namespace LessPy
         }
 
         internal DType DType { get; }
+
+        /// <summary>In-place request arrays only: the lane whose request file holds the data, else null.</summary>
+        internal Lane RequestLane { get; }
+
+        /// <summary>In-place request arrays only: the lane's request generation the array belongs to.</summary>
+        internal long RequestGeneration { get; }
+
+        /// <summary>In-place request arrays only: the data's offset from the start of the request payload (a multiple of 64).</summary>
+        internal long RequestOffset { get; }
+
+        /// <summary>True for an array made by <see cref="ILessPyConnection.NewRequestArray{T}"/> (it lives in the request mapping).</summary>
+        public bool IsRequestArray { get { return RequestLane != null; } }
 
         internal int[] ShapeNoCopy { get { return _shape; } }
 
@@ -51,8 +85,9 @@ namespace LessPy
         public int ElementSize { get { return DType.ItemSize; } }
 
         /// <summary>
-        /// The raw data, without a copy. For a result this is a view over the response mapping: valid until the next
-        /// call on the same connection (then reading it throws <see cref="InvalidOperationException"/>).
+        /// The raw data, without a copy. For a result this is a view over the response mapping: valid until the same
+        /// thread's next call on the proxy (then reading it throws <see cref="InvalidOperationException"/>; a span taken
+        /// from it earlier must not be used after that).
         /// </summary>
         public ReadOnlyMemory<byte> DataMemory { get { return _data; } }
 
@@ -62,13 +97,28 @@ namespace LessPy
         /// <summary>
         /// The data as a span of <typeparamref name="T"/>, without a copy. <typeparamref name="T"/> must have the
         /// dtype's item size and, for .NET primitives, the dtype's kind (float32 as float, uint8 as byte, ...).
-        /// For a result it is valid until the next call on the same connection.
+        /// For a result it is valid until this thread's next call on the same proxy (or Dispose): the span itself cannot
+        /// detect that, so do not keep it longer.
         /// </summary>
         /// <exception cref="InvalidOperationException"><typeparamref name="T"/> does not match the dtype, or the view is stale.</exception>
         public ReadOnlySpan<T> AsSpan<T>() where T : struct
         {
             CheckElementType(typeof(T), ManagedSize<T>.Value);
             return MemoryMarshal.Cast<byte, T>(_data.Span);
+        }
+
+        /// <summary>
+        /// The data of an in-place request array (<see cref="ILessPyConnection.NewRequestArray{T}"/>) as a writable span,
+        /// without a copy: fill it, then pass the array to this thread's next call on the proxy. Valid until that call
+        /// starts; the same type checks as <see cref="AsSpan{T}"/>.
+        /// </summary>
+        /// <exception cref="InvalidOperationException">Not a request array, <typeparamref name="T"/> does not match the dtype, or already sent.</exception>
+        public Span<T> AsWritableSpan<T>() where T : struct
+        {
+            if (RequestLane == null)
+                throw new InvalidOperationException("only an array made by ILessPyConnection.NewRequestArray is writable in place; results and wrapped arrays are not");
+            CheckElementType(typeof(T), ManagedSize<T>.Value);
+            return MemoryMarshal.Cast<byte, T>(MemoryMarshal.AsMemory(_data).Span);
         }
 
         /// <summary>A new array holding a copy of the data, as <typeparamref name="T"/> (same checks as <see cref="AsSpan{T}"/>).</summary>
@@ -159,58 +209,6 @@ namespace LessPy
         }
     }
 
-    /// <summary>A NumPy dtype of the wire protocol's table (PROTOCOL.md section 4).</summary>
-    internal sealed class DType
-    {
-        public readonly byte Code;
-        public readonly string Name;
-        public readonly int ItemSize;
-        public readonly Type ClrType;
-
-        DType(byte code, string name, int size, Type clr)
-        {
-            Code = code; Name = name; ItemSize = size; ClrType = clr;
-        }
-
-        static readonly DType[] ByCode =
-        {
-            null,
-            new DType(1, "bool", 1, typeof(bool)),
-            new DType(2, "int8", 1, typeof(sbyte)),
-            new DType(3, "uint8", 1, typeof(byte)),
-            new DType(4, "int16", 2, typeof(short)),
-            new DType(5, "uint16", 2, typeof(ushort)),
-            new DType(6, "int32", 4, typeof(int)),
-            new DType(7, "uint32", 4, typeof(uint)),
-            new DType(8, "int64", 8, typeof(long)),
-            new DType(9, "uint64", 8, typeof(ulong)),
-            new DType(10, "float16", 2, null),
-            new DType(11, "float32", 4, typeof(float)),
-            new DType(12, "float64", 8, typeof(double)),
-            new DType(13, "complex64", 8, null),
-            new DType(14, "complex128", 16, null),
-        };
-
-        public static DType ForCode(byte code)
-        {
-            return code >= 1 && code < ByCode.Length ? ByCode[code] : null;
-        }
-
-        public static DType ForName(string name)
-        {
-            for (int i = 1; i < ByCode.Length; i++)
-                if (ByCode[i].Name == name) return ByCode[i];
-            return null;
-        }
-
-        public static DType ForClrType(Type t)
-        {
-            for (int i = 1; i < ByCode.Length; i++)
-                if (ByCode[i].ClrType == t) return ByCode[i];
-            return null;
-        }
-    }
-
     /// <summary>The size of T as a span element (Marshal.SizeOf says 4 for bool: the marshalled size).</summary>
     internal static class ManagedSize<T> where T : struct
     {
@@ -241,7 +239,7 @@ namespace LessPy
         protected override void Dispose(bool disposing) { }
     }
 
-    /// <summary>Counts calls on a channel: a response view made at generation g is valid while the count is g.</summary>
+    /// <summary>Counts the uses of a lane's file: a view made at generation g is valid while the count is g.</summary>
     internal sealed class ViewGeneration
     {
         long _value;
@@ -269,7 +267,8 @@ namespace LessPy
         {
             if (_generation.Value != _valid)
                 throw new InvalidOperationException(
-                    "this NdArray was a view over the response mapping and the next call has overwritten it; call .Data or ToArray() to keep a copy");
+                    "this NdArray is no longer valid: it was a view over a lane's mapping, valid until the same thread's next call on the proxy "
+                    + "(or Dispose, or, for a request array, the call that sent it); call .Data or ToArray() before that to keep a copy");
         }
 
         public override Span<byte> GetSpan()

@@ -9,14 +9,13 @@ namespace LessPy
     /// <summary>A server's work folder (PROTOCOL.md section 1): where it is, and what its files say.</summary>
     internal sealed class WorkFolder
     {
-        public const string ReqFile = "req.mmf";
-        public const string RespFile = "resp.mmf";
         public const string PidFile = "python.pid";
         public const string PortFile = "notify.port";
         public const string KeyFile = "session.key";
         public const string LogFile = "server.log";
         public const string ModuleFile = "python.module";
-        static readonly string[] ServerFiles = { PortFile, PidFile, KeyFile, ModuleFile, ReqFile, RespFile };
+        /// <summary>A stale server's files, removed before a new server starts (never server.log nor lesspy.lock).</summary>
+        static readonly string[] ServerFiles = { PortFile, PidFile, KeyFile, ModuleFile, Wire.SocketFile, "req.mmf", "resp.mmf" };
 
         public WorkFolder(string path) { Path = System.IO.Path.GetFullPath(path); }
 
@@ -98,15 +97,40 @@ namespace LessPy
             catch (System.ComponentModel.Win32Exception) { return true; }   // exists, but not ours to inspect
         }
 
-        /// <summary>Removes a stale server's files (never server.log).</summary>
+        /// <summary>Removes a stale server's files, lane files included (never server.log nor lesspy.lock).</summary>
         public void RemoveServerFiles()
         {
-            foreach (var f in ServerFiles)
+            var files = new System.Collections.Generic.List<string>();
+            foreach (var f in ServerFiles) files.Add(File(f));
+            try { files.AddRange(Directory.GetFiles(Path, "lane-*.mmf")); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+            foreach (var f in files)
             {
-                try { System.IO.File.Delete(File(f)); }
+                try { System.IO.File.Delete(f); }
                 catch (IOException) { }
                 catch (UnauthorizedAccessException) { }
             }
+        }
+
+        [DllImport("libc", EntryPoint = "chmod", SetLastError = true)]
+        static extern int Chmod(string path, uint mode);
+
+        /// <summary>Sets POSIX permission bits (no-op on Windows, or where libc cannot be called).</summary>
+        public static void SetMode(string path, int mode)
+        {
+            if (RuntimeInformation.IsOSPlatform(OSPlatform.Windows)) return;
+            try { Chmod(path, (uint)mode); }
+            catch (DllNotFoundException) { }
+            catch (EntryPointNotFoundException) { }
+        }
+
+        /// <summary>Creates the folder (mode 0700) if it does not exist.</summary>
+        public void Create()
+        {
+            if (Directory.Exists(Path)) return;
+            Directory.CreateDirectory(Path);
+            SetMode(Path, 0x1C0);          // 0700
         }
 
         public string NotServedMessage()

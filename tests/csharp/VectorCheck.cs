@@ -3,13 +3,51 @@
 //   mcs -unsafe -optimize+ -out:VectorCheck.exe csharp/LessPy/*.cs tests/csharp/VectorCheck.cs
 // Run: mono VectorCheck.exe tests/vectors
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Text;
 using LessPy;
 
+public class Point { public double X { get; set; } public double Y { get; set; } }
+public struct Pixel { public byte R; public byte G; public byte B; }
+public class Shape
+{
+    public string Name { get; set; }
+    public int MaxValue { get; set; }
+    public Point Origin { get; set; }
+    public double[] Samples { get; set; }
+    public List<string> Tags { get; set; }
+    public Point Parent { get; set; }
+    public double Area { get { return 0; } }       // get-only: not a field of the record
+}
+public enum Color { Red = 1, Green = 2 }
+public enum Level : byte { Low = 1, High = 3 }
+
 static class VectorCheck
 {
+    // the declared C# type of each vector of tests/vectors/generate.py's TYPED_CASES (the others decode undeclared)
+    static readonly Dictionary<string, Type> Declared = new Dictionary<string, Type>
+    {
+        { "value_nullable_int_null", typeof(int?) }, { "value_nullable_int", typeof(int?) }, { "value_nullable_double", typeof(double?) },
+        { "value_nullable_bool", typeof(bool?) }, { "value_nullable_long_null", typeof(long?) }, { "value_nullable_float", typeof(float?) },
+        { "value_array_float64", typeof(double[]) }, { "value_array_float64_empty", typeof(double[]) }, { "value_array_float32", typeof(float[]) },
+        { "value_array_int64", typeof(long[]) }, { "value_array_int16", typeof(short[]) }, { "value_array_uint16", typeof(ushort[]) },
+        { "value_array_uint32", typeof(uint[]) }, { "value_array_uint64", typeof(ulong[]) }, { "value_array_int8", typeof(sbyte[]) },
+        { "value_array_bool", typeof(bool[]) }, { "value_string_array", typeof(string[]) }, { "value_string_list_empty", typeof(List<string>) },
+        { "value_double_jagged", typeof(double[][]) }, { "value_dict_double", typeof(Dictionary<string, double>) },
+        { "value_dict_empty", typeof(IReadOnlyDictionary<string, int>) }, { "value_dict_of_lists", typeof(Dictionary<string, IReadOnlyList<string>>) },
+        { "value_datetime_utc", typeof(DateTime) }, { "value_datetime_naive_min", typeof(DateTime) }, { "value_datetime_naive_max", typeof(DateTime) },
+        { "value_timespan_negative", typeof(TimeSpan) }, { "value_timespan_zero", typeof(TimeSpan) }, { "value_guid", typeof(Guid) },
+        { "value_scalar_uint8", typeof(byte) }, { "value_scalar_int8", typeof(sbyte) }, { "value_scalar_int16", typeof(short) },
+        { "value_scalar_uint16", typeof(ushort) }, { "value_scalar_uint32", typeof(uint) }, { "value_scalar_uint64", typeof(ulong) },
+        { "value_enum_int", typeof(Color) }, { "value_enum_byte", typeof(Level) },
+        { "value_rect_float64_2x3", typeof(double[,]) }, { "value_rect_int32_fortran", typeof(int[,,]) }, { "value_rect_bool_0x2", typeof(bool[,]) },
+        { "value_record_point", typeof(Point) }, { "value_record_struct", typeof(Pixel) }, { "value_record_nested", typeof(Shape) },
+        { "value_record_null", typeof(Point) }, { "value_nullable_struct_null", typeof(Pixel?) }, { "value_record_list", typeof(IList<Point>) },
+        { "value_tuple_datetime_nullable", typeof(ValueTuple<DateTime, int?>) },
+    };
+
     static int Main(string[] args)
     {
         if (args.Length != 1)
@@ -34,6 +72,11 @@ static class VectorCheck
                         new object[] { NdArray.FromArray(new float[] { 0f, 0.25f, 0.5f, 0.75f, 1f, 1.25f }, 2, 3), 2.5,
                                        new[] { 1, 2, 3 }, "\u00e9" },
                         typeof(NdArray), typeof(double), typeof(int[]), typeof(string));
+                else if (name == "call_types")
+                    ok &= CheckCall(name, bytes, "types", typeof(Shape),
+                        new object[] { new[] { 0.5, -1.0 }, null, new Dictionary<string, int> { { "k", 7 } },
+                                       new Guid("00112233-4455-6677-8899-aabbccddeeff"), new Point { X = 3, Y = 4 }, new double[,] { { 1, 0 }, { 0, 1 } } },
+                        typeof(double[]), typeof(DateTime?), typeof(Dictionary<string, int>), typeof(Guid), typeof(Point), typeof(double[,]));
             }
             catch (Exception e)
             {
@@ -41,15 +84,57 @@ static class VectorCheck
                 ok = false;
             }
         }
+        ok &= Fuzz(args[0]);
         return ok ? 0 : 1;
+    }
+
+    /// <summary>Corrupted and truncated vectors, decoded as their declared types, only ever raise ProtocolException.</summary>
+    static bool Fuzz(string dir)
+    {
+        var rng = new Random(7);
+        int tries = 0, rejected = 0;
+        foreach (var kv in Declared)
+        {
+            byte[] original = File.ReadAllBytes(Path.Combine(dir, kv.Key + ".bin"));
+            Type unused;
+            WireType declared = WireType.For(kv.Value, false, out unused);
+            for (int i = 0; i < 300; i++)
+            {
+                byte[] b = (byte[])original.Clone();
+                int flips = rng.Next(1, 4);
+                for (int k = 0; k < flips && b.Length > 0; k++) b[rng.Next(b.Length)] = (byte)rng.Next(256);
+                int len = rng.Next(2) == 0 ? b.Length : rng.Next(b.Length + 1);
+                var mem = new ReadOnlyMemory<byte>(b, 0, len);
+                int pos = 0;
+                WireType actual;
+                tries++;
+                try { Codec.Read(mem, mem.Span, ref pos, declared, out actual); }
+                catch (ProtocolException) { rejected++; }
+                catch (Exception e)
+                {
+                    Console.WriteLine("fuzz " + kv.Key + " FAILED: " + e.GetType().Name + ": " + e.Message + " on " + Hex(b.Take(len).ToArray()));
+                    return false;
+                }
+            }
+        }
+        Console.WriteLine("fuzz ok " + tries + " tries, " + rejected + " rejected");
+        return true;
     }
 
     static bool CheckValue(string name, byte[] bytes)
     {
         var mem = new ReadOnlyMemory<byte>(bytes);
         int pos = 0;
-        WireType type;
-        object v = Codec.Read(mem, mem.Span, ref pos, null, out type);
+        WireType type, declared = null;
+        Type clr, unused;
+        if (Declared.TryGetValue(name, out clr))
+        {
+            declared = WireType.For(clr, false, out unused);
+            if (declared == null) throw new InvalidDataException("WireType.For refused " + clr + " (" + unused + ")");
+        }
+        object v = Codec.Read(mem, mem.Span, ref pos, declared, out type);
+        if (declared != null && v != null && !clr.IsAssignableFrom(v.GetType()) && Nullable.GetUnderlyingType(clr) != v.GetType())
+            throw new InvalidDataException("decoded a " + v.GetType() + " for " + clr);
         if (pos != bytes.Length) throw new InvalidDataException((bytes.Length - pos) + " bytes left after the value");
         Console.WriteLine(name + " " + Render(v, type));
 
@@ -86,11 +171,13 @@ static class VectorCheck
     static string Render(object v, WireType t)
     {
         if (v == null) return "none";
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        if (t.Tag == Tag.Optional) t = t.Items[0];
         switch (t.Tag)
         {
             case Tag.Bool: return (bool)v ? "bool:true" : "bool:false";
-            case Tag.Int32: return "int32:" + ((int)v).ToString(System.Globalization.CultureInfo.InvariantCulture);
-            case Tag.Int64: return "int64:" + ((long)v).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            case Tag.Int32: return "int32:" + Convert.ToInt64(v).ToString(inv);
+            case Tag.Int64: return "int64:" + Convert.ToInt64(v).ToString(inv);
             case Tag.Float32: return "float32:" + Hex(BitConverter.GetBytes((float)v));
             case Tag.Float64: return "float64:" + Hex(BitConverter.GetBytes((double)v));
             case Tag.String: return "string:" + Hex(Encoding.UTF8.GetBytes((string)v));
@@ -108,8 +195,49 @@ static class VectorCheck
                 var nd = (NdArray)v;
                 return "ndarray:" + nd.Dtype + ":[" + string.Join(",", nd.Shape) + "]:" + Hex(nd.Data);
             }
+            case Tag.RectArray:
+            {
+                var a = (Array)v;
+                var shape = Enumerable.Range(0, a.Rank).Select(i => a.GetLength(i));
+                return "ndarray:" + t.DType.Name + ":[" + string.Join(",", shape) + "]:" + Hex(ArrayBytes(a));
+            }
+            case Tag.Array: return "array:" + t.DType.Name + ":" + Hex(ArrayBytes((Array)v));
+            case Tag.List:
+            {
+                var parts = new List<string>();
+                foreach (object item in (System.Collections.IEnumerable)v) parts.Add(Render(item, t.Items[0]));
+                return "list(" + string.Join(",", parts) + ")";
+            }
+            case Tag.Dict:
+            {
+                var parts = new List<string>();
+                foreach (KeyValuePair<string, object> kv in t.Dicts.Pairs(v))
+                    parts.Add(Hex(Encoding.UTF8.GetBytes(kv.Key)) + "=" + Render(kv.Value, t.Items[0]));
+                return "dict(" + string.Join(",", parts) + ")";
+            }
+            case Tag.Scalar: return t.DType.Name + ":" + (t.DType.Name[0] == 'i' ? Convert.ToInt64(v).ToString(inv) : Convert.ToUInt64(v).ToString(inv));
+            case Tag.DateTime:
+            {
+                var d = (DateTime)v;
+                return "datetime:" + d.Ticks.ToString(inv) + ":" + (d.Kind == DateTimeKind.Utc ? "1" : "0");
+            }
+            case Tag.TimeSpan: return "timespan:" + ((TimeSpan)v).Ticks.ToString(inv);
+            case Tag.Guid: return "guid:" + ((Guid)v).ToString();
+            case Tag.Record:
+            {
+                var parts = new string[t.Items.Length];
+                for (int i = 0; i < parts.Length; i++) parts[i] = t.Names[i] + "=" + Render(t.GetField(v, i), t.Items[i]);
+                return "record(" + string.Join(",", parts) + ")";
+            }
         }
         return "?";
+    }
+
+    static byte[] ArrayBytes(Array a)
+    {
+        var b = new byte[Buffer.ByteLength(a)];
+        Buffer.BlockCopy(a, 0, b, 0, b.Length);
+        return b;
     }
 
     static string Ints(int[] a) { return "[" + string.Join(",", a) + "]"; }

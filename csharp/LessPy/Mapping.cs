@@ -1,0 +1,169 @@
+using System;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+using System.IO;
+using System.IO.MemoryMappedFiles;
+
+namespace LessPy
+{
+    /// <summary>
+    /// One mapped lane file (<c>lane-N.req.mmf</c> or <c>lane-N.resp.mmf</c>, PROTOCOL.md section 2), its header
+    /// checked, held by a raw pointer. It grows on demand: the writer extends the file and maps it again; the reader
+    /// maps it again when the header's capacity is larger than its view. A view replaced by growth stays mapped
+    /// until <see cref="Dispose"/> (the old pointer keeps showing the same pages), so a view handed out earlier
+    /// never points at unmapped memory while the lane lives.
+    /// </summary>
+    internal sealed unsafe class Mapping : IDisposable
+    {
+        readonly string _path;
+        FileStream _stream;
+        MemoryMappedFile _file;
+        MemoryMappedViewAccessor _view;
+        readonly List<IDisposable> _retired = new List<IDisposable>();
+        bool _pointerHeld;
+
+        Mapping(string path) { _path = path; }
+
+        /// <summary>The start of the header; the payload starts at <c>Base + Wire.HeaderSize</c>.</summary>
+        public byte* Base { get; private set; }
+
+        /// <summary>The mapped size in bytes, header included.</summary>
+        public long Capacity { get; private set; }
+
+        /// <summary>Bytes available for a payload in the current view (a span can address at most int.MaxValue).</summary>
+        public int PayloadCapacity { get { return (int)Math.Min(Capacity - Wire.HeaderSize, Wire.MaxPayload); } }
+
+        public string Path { get { return _path; } }
+
+        /// <summary>Maps <paramref name="path"/> and checks its header: magic, version 2, header size, capacity, session id.</summary>
+        /// <exception cref="ProtocolException">The header is not a version 2 lane file of this session.</exception>
+        /// <exception cref="IOException">The file cannot be opened or mapped.</exception>
+        public static Mapping Open(string path, ulong sessionId)
+        {
+            var m = new Mapping(path);
+            try
+            {
+                m._stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+                long length = m._stream.Length;
+                if (length < Wire.HeaderSize)
+                    throw new ProtocolException(path + " is " + length + " bytes, shorter than its 64-byte header");
+                m.Map(length);
+                m.CheckHeader(sessionId);
+                return m;
+            }
+            catch
+            {
+                m.Dispose();
+                throw;
+            }
+        }
+
+        void Map(long length)
+        {
+            if (_view != null)
+            {
+                // keep the old view mapped: a pointer taken from it stays valid (same file pages) until Dispose
+                _retired.Add(new Retired(_view, _file, _pointerHeld));
+                _view = null;
+                _file = null;
+                _pointerHeld = false;
+            }
+            _file = MemoryMappedFile.CreateFromFile(_stream, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, true);
+            _view = _file.CreateViewAccessor(0, length, MemoryMappedFileAccess.ReadWrite);
+            byte* p = null;
+            _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            _pointerHeld = true;
+            Base = p + _view.PointerOffset;
+            Capacity = length;
+        }
+
+        void CheckHeader(ulong sessionId)
+        {
+            var h = new ReadOnlySpan<byte>(Base, Wire.HeaderSize);
+            if (h[0] != 'L' || h[1] != 'P' || h[2] != 'Y' || h[3] != 'M')
+                throw new ProtocolException(_path + " does not start with the magic LPYM");
+            int version = BinaryPrimitives.ReadUInt16LittleEndian(h.Slice(Wire.OffVersion));
+            if (version != Wire.Version)
+                throw new ProtocolException(_path + " has protocol version " + version + "; this client speaks version " + Wire.Version);
+            int headerSize = BinaryPrimitives.ReadUInt16LittleEndian(h.Slice(Wire.OffHeaderSize));
+            if (headerSize != Wire.HeaderSize) throw new ProtocolException(_path + " has header size " + headerSize + ", not 64");
+            ulong cap = BinaryPrimitives.ReadUInt64LittleEndian(h.Slice(Wire.OffCapacity));
+            if (cap < Wire.HeaderSize || cap > (ulong)Capacity)
+                throw new ProtocolException(_path + " says its capacity is " + cap + " but the file is " + Capacity + " bytes");
+            ulong session = BinaryPrimitives.ReadUInt64LittleEndian(h.Slice(Wire.OffSession));
+            if (session != sessionId)
+                throw new SessionChangedException(_path + " belongs to another server run (session " + session.ToString("x16")
+                    + ", the hello said " + sessionId.ToString("x16") + ")");
+        }
+
+        /// <summary>
+        /// Writer side: makes room for a payload of <paramref name="payload"/> bytes, extending the file to the next
+        /// power of two (at least header + payload) and mapping it again; writes the new capacity into the header.
+        /// The caller writes the sequence after this (PROTOCOL.md section 2, "Growth").
+        /// </summary>
+        public void EnsurePayload(long payload)
+        {
+            if (payload <= PayloadCapacity) return;
+            if (payload > Wire.MaxPayload)
+                throw new PayloadTooLargeException("a payload of " + payload + " bytes is over the protocol's limit of " + Wire.MaxPayload
+                    + " bytes (2^31 - 65)", payload + Wire.HeaderSize, Capacity);
+            long size = Capacity;
+            while (size < payload + Wire.HeaderSize) size *= 2;
+            if (size > (long)int.MaxValue + 1) size = (long)int.MaxValue + 1;
+            _stream.SetLength(size);
+            Map(size);
+            *(ulong*)(Base + Wire.OffCapacity) = (ulong)size;
+        }
+
+        /// <summary>Reader side: maps the file again when the header's capacity is larger than the current view.</summary>
+        public void Refresh()
+        {
+            ulong cap = *(ulong*)(Base + Wire.OffCapacity);
+            if (cap <= (ulong)Capacity) return;
+            long length = _stream.Length;
+            if (cap > (ulong)length || cap > (ulong)int.MaxValue + 1)
+                throw new ProtocolException(_path + " says its capacity is " + cap + " but the file is " + length + " bytes");
+            Map((long)cap);
+        }
+
+        /// <summary>Unmaps every view (current and replaced) and closes the file. Idempotent.</summary>
+        public void Dispose()
+        {
+            if (_view != null)
+            {
+                if (_pointerHeld) _view.SafeMemoryMappedViewHandle.ReleasePointer();
+                _view.Dispose();
+                _view = null;
+            }
+            if (_file != null) _file.Dispose();
+            _file = null;
+            foreach (var r in _retired) r.Dispose();
+            _retired.Clear();
+            if (_stream != null) _stream.Dispose();
+            _stream = null;
+            Base = null;
+            Capacity = 0;
+        }
+
+        sealed class Retired : IDisposable
+        {
+            readonly MemoryMappedViewAccessor _view;
+            readonly MemoryMappedFile _file;
+            readonly bool _pointerHeld;
+
+            public Retired(MemoryMappedViewAccessor view, MemoryMappedFile file, bool pointerHeld)
+            {
+                _view = view;
+                _file = file;
+                _pointerHeld = pointerHeld;
+            }
+
+            public void Dispose()
+            {
+                if (_pointerHeld) _view.SafeMemoryMappedViewHandle.ReleasePointer();
+                _view.Dispose();
+                _file.Dispose();
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+"""Where a served call's output goes in a notebook: the cell that ran `%lesspy serve`.
+
+What a called function prints, and the traceback of a function that raised, appear under the serving cell, not
+under whatever cell happens to run. ipykernel >= 7 gives each thread (and asyncio task) its own parent header
+(`set_thread_parent`), so routing a call's output touches nothing a running cell uses. ipykernel 6 has one parent
+header per stream: the call's output is routed by setting it and restoring it afterwards, which is all that
+version allows.
+
+Repeated tracebacks are summarised: the first `full` of one error (same function, same exception type) are
+printed in full, after that one line every `every` repeats; `lesspy_kernel.calls()` keeps them all.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+
+from .protocol import ErrorKind
+
+R = TypeVar("R")
+
+FULL_TRACEBACKS = 3
+SUMMARY_EVERY = 100
+
+
+class ErrorSummary:
+    """Decides what the serving cell shows for each failed call: a traceback, one line, or nothing."""
+
+    def __init__(self, full: int = FULL_TRACEBACKS, every: int = SUMMARY_EVERY) -> None:
+        self.full = full
+        self.every = every
+        self.counts: Dict[Tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def text(self, name: str, error: Any) -> Optional[str]:
+        """What to print for this failed call, or None."""
+        python_type = str(getattr(error, "python_type", "") or "error")
+        key = (name, python_type)
+        with self._lock:
+            n = self.counts.get(key, 0) + 1
+            self.counts[key] = n
+        message = " ".join(str(getattr(error, "message", "")).split())
+        if len(message) > 200:
+            message = message[:199] + "…"
+        if n <= self.full:
+            text = (f"lesspy: {name} raised; the C# caller got a PythonException:\n"
+                    f"{getattr(error, 'traceback', '') or python_type + ': ' + message}")
+            if n == self.full:
+                text += (f"\nlesspy: further {python_type} from {name} are counted, not printed: one line every "
+                         f"{self.every}; lesspy_kernel.calls() keeps them all")
+            return text
+        if n % self.every == 0:
+            return f"lesspy: {name} raised {python_type} {n} times so far (last: {message})"
+        return None
+
+
+class CellOutput:
+    """Runs a call with its output routed to the serving cell (`parent`, the kernel's shell parent header)."""
+
+    def __init__(self, kernel: object, full: int = FULL_TRACEBACKS, every: int = SUMMARY_EVERY) -> None:
+        get_parent = getattr(kernel, "get_parent", None)
+        self.parent = get_parent("shell") if get_parent else getattr(kernel, "_parent_header", {})
+        self.shell = getattr(kernel, "shell", None)
+        self.errors = ErrorSummary(full, every)
+
+    @staticmethod
+    def _streams() -> List[Any]:
+        return [s for s in (sys.stdout, sys.stderr) if hasattr(s, "set_parent")]
+
+    def run(self, fn: Callable[[], R]) -> R:
+        """Call `fn` (which returns an Outcome-like object) with its output in the serving cell."""
+        streams = self._streams()
+        restore = self._route_shell()
+        if restore is None:
+            restore = [self._route(s) for s in streams]
+        try:
+            result = fn()
+            error = getattr(result, "error", None)
+            if error is not None and error.kind == ErrorKind.PYTHON_ERROR:
+                text = self.errors.text(str(getattr(result, "name", "?")), error)
+                if text:
+                    print(text, file=sys.stderr)
+            return result
+        finally:
+            for s in streams:
+                try:
+                    s.flush()
+                except Exception:
+                    pass
+            for undo in restore:
+                try:
+                    undo()
+                except Exception:
+                    pass
+
+    def _route_shell(self) -> Optional[List[Callable[[], None]]]:
+        """ipykernel >= 7: the shell points stdout, stderr and display at the serving cell for this thread only."""
+        set_thread_parent = getattr(self.shell, "set_thread_parent", None)
+        reset_thread_parent = getattr(self.shell, "reset_thread_parent", None)
+        if set_thread_parent is None or reset_thread_parent is None:
+            return None
+        tokens = set_thread_parent(self.parent)
+        return [lambda: reset_thread_parent(tokens)]
+
+    def _route(self, stream: Any) -> Callable[[], None]:
+        """Point `stream` at the serving cell for this thread; return what undoes it."""
+        set_thread_parent = getattr(stream, "set_thread_parent", None)
+        if set_thread_parent is not None:                      # ipykernel >= 7: this thread/task only
+            token = set_thread_parent(self.parent)
+            return lambda: stream.reset_thread_parent(token)
+        saved = getattr(stream, "parent_header", None)          # ipykernel 6: the stream's one parent header
+        stream.set_parent(self.parent)
+
+        def undo() -> None:
+            if saved is not None:
+                stream.parent_header = saved
+        return undo

@@ -1,0 +1,183 @@
+"""A Python client of docs/PROTOCOL.md: `lesspy status` and `lesspy stop`, and lanes for tests and tools.
+
+The real client is C# (csharp/LessPy); this one follows the same rules (handshake, lane handover with the
+waiting word, cancel word, growth) so the server can be checked without Mono, and so the CLI can ask a
+running server how it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Union
+
+from . import handshake
+from .mapping import Mapping, full_fence
+from .protocol import (CANCEL_OFFSET, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
+                       STATUS_END, STATUS_ERROR, ErrorReply, decode_error, decode_value, encode_call, publish,
+                       read_header)
+from .workfolder import KEY_FILE, connect_notify
+
+_U64 = struct.Struct("<Q")
+PathLike = Union[str, os.PathLike]
+END = object()                  # what `receive` returns when a stream has no more items
+
+
+class RemoteError(Exception):
+    """The server answered a call with an error reply."""
+
+    def __init__(self, reply: ErrorReply) -> None:
+        super().__init__(f"{reply.kind.name}: {reply.message}")
+        self.reply = reply
+
+
+def _key(folder: Path) -> bytes:
+    return (folder / KEY_FILE).read_text().strip().encode("ascii")
+
+
+def _connect(folder: Path, purpose: handshake.Purpose, key: Optional[bytes] = None, client_id: int = 0,
+             timeout: float = 5.0):
+    sock = connect_notify(folder, timeout)
+    try:
+        mode, session, message = handshake.connect(sock, key if key is not None else _key(folder), purpose,
+                                                   client_id)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, mode, session, message
+
+
+def status(folder: PathLike, timeout: float = 5.0) -> Dict[str, Any]:
+    """The status of the server of `folder` (pid, version, mode, clients, lanes, calls, ...)."""
+    sock, _, _, message = _connect(Path(folder), handshake.Purpose.STATUS, timeout=timeout)
+    sock.close()
+    result: Dict[str, Any] = json.loads(message.decode("utf-8"))
+    return result
+
+
+def stop(folder: PathLike, timeout: float = 5.0, wait: bool = True) -> None:
+    """Ask the server of `folder` to stop, and (by default) wait until its process has gone."""
+    from .workfolder import PID_FILE, pid_alive
+
+    folder = Path(folder)
+    try:
+        pid: Optional[int] = int((folder / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    sock, _, _, _ = _connect(folder, handshake.Purpose.STOP, timeout=timeout)
+    sock.close()
+    if wait and pid is not None and pid != os.getpid():
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+class Lane:
+    """One lane: a verified connection and the two mappings it was given."""
+
+    def __init__(self, folder: PathLike, key: Optional[bytes] = None, client_id: Optional[int] = None,
+                 timeout: float = 30.0) -> None:
+        self.folder = Path(folder)
+        self.client_id = client_id if client_id is not None else secrets.randbits(63)
+        self.sock, self.mode, self.session, message = _connect(self.folder, handshake.Purpose.LANE, key,
+                                                               self.client_id)
+        self.sock.settimeout(timeout)
+        self.id = handshake.LANE_ID.unpack(message)[0]
+        self.req = Mapping(self.folder / f"lane-{self.id}.req.mmf", create=False)
+        self.resp = Mapping(self.folder / f"lane-{self.id}.resp.mmf", create=False)
+        for m in (self.req, self.resp):
+            if m.session != self.session:
+                raise ConnectionError(f"{m.path.name} belongs to another server run")
+        self.seq = 0
+        self._stream: object = None
+
+    def send_raw(self, payload: bytes, status: int = REQUEST_CALL) -> int:
+        """Write a request frame and hand it over (grow the request file first when it does not fit)."""
+        self.req.grow(len(payload))
+        self.seq += 1
+        self.req.view[HEADER_SIZE:HEADER_SIZE + len(payload)] = payload
+        publish(self.req.header, self.seq, len(payload), status)
+        full_fence()
+        if self.req.waiting:
+            self.sock.sendall(handshake.CALL)
+        return self.seq
+
+    def wait(self, seq: Optional[int] = None, spin: float = 50e-6) -> None:
+        """Wait until the reply to `seq` (default: the last call) is in the response file."""
+        seq = self.seq if seq is None else seq
+        end = time.perf_counter() + spin
+        while self.resp.sequence < seq:
+            if time.perf_counter() > end:
+                break
+        while self.resp.sequence < seq:
+            self.resp.waiting = 1
+            full_fence()
+            if self.resp.sequence >= seq:
+                self.resp.waiting = 0
+                break
+            b = self.sock.recv(1)
+            self.resp.waiting = 0
+            if not b:
+                raise ConnectionError("the server closed the lane")
+        if self.resp.sequence != seq:
+            raise ConnectionError(f"the reply carries sequence {self.resp.sequence}, the call was {seq}")
+
+    def receive(self) -> Any:
+        self.wait()
+        self.resp.refresh()
+        _, length, status = read_header(self.resp.view)
+        payload = bytes(self.resp.payload(length))
+        if status == STATUS_ERROR:
+            raise RemoteError(decode_error(payload))
+        if status == STATUS_END:
+            return END
+        return decode_value(payload)
+
+    def call(self, name: str, returns: Any, args: Any = (), arg_descs: Any = None) -> Any:
+        self.send_raw(encode_call(name, returns, list(args), arg_descs))
+        return self.receive()
+
+    def stream(self, name: str, item: Any, args: Any = (), arg_descs: Any = None) -> Iterator[Any]:
+        """Call a function whose result is streamed (C# IEnumerable<T>): one round trip per item. Closing
+        the iterator early closes the Python generator."""
+        token = object()
+        self._stream = token                  # a lane has one open stream: a newer call replaces this one
+        self.send_raw(encode_call(name, item, list(args), arg_descs), REQUEST_STREAM)
+        done = False
+        try:
+            while True:
+                value = self.receive()
+                if value is END:
+                    done = True
+                    return
+                yield value
+                self.send_raw(b"", REQUEST_NEXT)
+        except RemoteError:
+            done = True
+            raise
+        finally:
+            if not done and self._stream is token:
+                self.send_raw(b"", REQUEST_CLOSE)
+                self.receive()
+
+    def cancel(self, seq: Optional[int] = None) -> None:
+        """Abandon a call: the server does not start it, or interrupts it."""
+        _U64.pack_into(self.req.header, CANCEL_OFFSET, self.seq if seq is None else seq)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            self.req.close()
+            self.resp.close()
+
+    def __enter__(self) -> "Lane":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

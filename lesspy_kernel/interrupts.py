@@ -1,0 +1,112 @@
+"""Stopping a call from another thread: never start a call its caller abandoned, interrupt one that runs.
+
+A running call is interrupted the way Python allows it: an exception raised asynchronously in the thread
+that runs it (`PyThreadState_SetAsyncExc`), which takes effect at the next bytecode of pure-Python code.
+Code blocked inside C (a long NumPy operation, a system call) sees it when it returns to Python.
+
+The exception must never escape into code that is not the call (the kernel's own loop, the next call): it
+is only raised under a lock while the call is marked running, and the end of a call clears any pending one
+under the same lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any, Optional
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+_set_async_exc.restype = ctypes.c_int
+_current = threading.local()
+
+
+class CallCancelled(BaseException):
+    """Raised inside a running call that its C# caller abandoned (cancelled, timed out, gone) or that a
+    stopping server ends. A BaseException, like asyncio.CancelledError, so `except Exception` lets it pass."""
+
+
+def _raise_in(thread_id: int, exc: type) -> None:
+    _set_async_exc(thread_id, exc)
+
+
+def _let_it_fire() -> None:
+    """Run a few backward jumps (each checks for a pending asynchronous exception) and drop a CallCancelled."""
+    for _ in range(3):
+        try:
+            for _ in range(100):
+                pass
+            return
+        except CallCancelled:
+            continue
+
+
+class RunningCall:
+    """The call one lane is running. The lane thread prepares it; any thread may cancel it."""
+
+    def __init__(self, lane: Any = None) -> None:
+        self.lane = lane
+        self._lock = threading.Lock()
+        self._thread: Optional[int] = None
+        self.sequence = 0
+        self.reason: Optional[str] = None
+        self.started = False
+        self.active = False
+        self._raised = False
+
+    def prepare(self, sequence: int) -> None:
+        """A new call arrived on the lane (called by the lane thread before handing it to the executor)."""
+        with self._lock:
+            self.sequence = sequence
+            self.reason = None
+            self.started = False
+            self.active = True
+            self._raised = False
+
+    def begin(self) -> bool:
+        """On the thread that will run the call: False when it was cancelled before it started."""
+        with self._lock:
+            if self.reason is not None:
+                return False
+            self._thread = threading.get_ident()
+            self.started = True
+        _current.lane = self.lane
+        return True
+
+    def end(self) -> None:
+        """On the running thread, after the call: from here on no interrupt can reach this thread.
+
+        A CallCancelled that was set but has not fired yet is made to fire here and dropped (the call is over).
+        It is never cleared with SetAsyncExc(NULL): that leaves CPython's interpreter-wide "async exception
+        pending" flag set, which slows every thread down and hangs a thread that runs under a profiler.
+        """
+        _current.lane = None
+        with self._lock:
+            self._thread = None
+            pending = self._raised
+        if pending:
+            _let_it_fire()
+
+    def finish(self) -> None:
+        """The lane thread has sent the reply."""
+        with self._lock:
+            self.active = False
+
+    def cancel(self, reason: str) -> str:
+        """Abandon the call: 'not started' (it never will), 'interrupted' (raised in it), or 'idle'."""
+        with self._lock:
+            if not self.active:
+                return "idle"
+            if self.reason is None:
+                self.reason = reason
+            if self._thread is not None:
+                if not self._raised:                        # once: code that swallows it is left alone
+                    self._raised = True
+                    _raise_in(self._thread, CallCancelled)
+                return "interrupted"
+            return "running" if self.started else "not started"
+
+
+def current_lane() -> Any:
+    """The lane whose call runs on this thread (None outside a call)."""
+    return getattr(_current, "lane", None)

@@ -1,0 +1,122 @@
+"""Functions for the lane, cancellation and robustness tests (headless server and C# clients)."""
+
+import asyncio
+import os
+import threading
+import time
+
+import numpy as np
+
+import lesspy_kernel
+
+_started = []
+
+
+def add_ints(a, b):
+    return a + b
+
+
+def started_count():
+    """How many calls of `record_start` ever began: a cancelled call that was never run does not count."""
+    return len(_started)
+
+
+def record_start(seconds):
+    _started.append(time.time())
+    time.sleep(seconds)
+    return len(_started)
+
+
+def spin_forever():
+    """Pure Python that never returns: only an interrupt ends it."""
+    n = 0
+    while True:
+        n += 1
+
+
+def sleep_then(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+def thread_name():
+    return threading.current_thread().name
+
+
+def tagged(tag, n):
+    """An array filled with `tag`: a caller that gets another caller's data sees the wrong tag."""
+    return np.full(n, tag, dtype=np.int32)
+
+
+def echo_bytes(b):
+    return bytes(b)
+
+
+def zeros_bytes(n):
+    return bytes(n)
+
+
+def plus_one_in_place(a):
+    out = lesspy_kernel.result_array(a.shape, a.dtype)
+    np.add(a, 1, out=out)
+    return out
+
+
+def plus_one_shifted(a):
+    """Returns a view into a result_array that is not at its start: must be copied, not corrupted."""
+    out = lesspy_kernel.result_array((a.size + 1,), a.dtype)
+    out[1:] = a + 1
+    out[0] = -1
+    return out[1:]
+
+
+async def async_double(x):
+    await asyncio.sleep(0.01)
+    return 2 * x
+
+
+def raises_long_type_name(n):
+    cls = type("E" * n, (Exception,), {})
+    raise cls("m" * n)
+
+
+def pid():
+    return os.getpid()
+
+
+closed = []
+
+
+def countdown(n):
+    """A generator: streamed to C# as IEnumerable<int>, one item per MoveNext."""
+    try:
+        for i in range(n, 0, -1):
+            _started.append(i)
+            yield i
+    finally:
+        closed.append(n)
+
+
+def closed_streams():
+    return list(closed)
+
+
+def fails_at(n):
+    for i in range(n):
+        yield i
+    raise ValueError(f"no item {n}")
+
+
+def not_iterable():
+    return 42
+
+
+def chatty(n):
+    for i in range(n):
+        print(f"line {i} " + "x" * 100)
+    return n
+
+
+def tagged_rows(rows, n):
+    for r in range(rows):
+        yield np.full(n, r, dtype=np.int32)

@@ -1,0 +1,263 @@
+"""Protocol version 2 on a real headless server: lanes, cancellation, interrupts, growth, fast paths, limits.
+
+Driven by the Python client (lesspy_kernel.client), which follows the same handover rules as the C# client;
+the C# side proves the same things again in test_csharp_lanes.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lesspy_kernel import handshake
+from lesspy_kernel.client import Lane, RemoteError, status, stop
+from lesspy_kernel.protocol import ErrorKind, Tag, encode_call
+from lesspy_kernel.workfolder import connect_notify
+from servers import ROOT, Headless, wait_for
+
+LANES_MODULE = ROOT / "tests" / "pymodules" / "lanes_module.py"
+I, D, S, B, N = Tag.INT32, Tag.FLOAT64, Tag.STRING, Tag.BYTES, Tag.NDARRAY
+
+
+@pytest.fixture
+def server(tmp_path):
+    with Headless(tmp_path / "work", LANES_MODULE, "--keep-alive", "--capacity", "64K") as s:
+        yield s
+
+
+def test_lanes_run_calls_at_the_same_time(server):
+    slow, fast = Lane(server.folder), Lane(server.folder)
+    slow.send_raw(encode_call("sleep_then", I, [1.5, 7], [D, I]))
+    t0 = time.monotonic()
+    assert fast.call("add_ints", I, [2, 40], [I, I]) == 42
+    assert time.monotonic() - t0 < 1.0, "a call on another lane must not wait for the slow one"
+    assert slow.receive() == 7
+    assert slow.call("thread_name", S) != fast.call("thread_name", S)
+    slow.close()
+    fast.close()
+
+
+def test_threads_each_get_their_own_data(server):
+    errors = []
+
+    def worker(tag: int) -> None:
+        lane = Lane(server.folder)
+        try:
+            for n in (1, 1000, 300_000):          # the last one grows the 64 KiB mappings
+                for _ in range(20):
+                    out = lane.call("tagged", N, [tag, n], [I, I])
+                    if out.shape != (n,) or not (out == tag).all():
+                        errors.append((tag, n, out[:4]))
+        finally:
+            lane.close()
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+
+
+def test_cancel_before_start_never_runs(server):
+    lane = Lane(server.folder)
+    before = lane.call("started_count", I)
+    payload = encode_call("record_start", I, [0.0], [D])
+    lane.cancel(lane.seq + 1)                       # abandoned before it is even sent: the server must not run it
+    lane.send_raw(payload)
+    with pytest.raises(RemoteError) as e:
+        lane.receive()
+    assert e.value.reply.kind == ErrorKind.CANCELLED and "not run" in e.value.reply.message
+    assert lane.call("started_count", I) == before
+    lane.close()
+
+
+def test_cancel_interrupts_a_running_pure_python_call_and_the_lane_goes_on(server):
+    lane = Lane(server.folder)
+    lane.send_raw(encode_call("spin_forever", I, []))
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    lane.cancel()
+    with pytest.raises(RemoteError) as e:
+        lane.receive()
+    assert e.value.reply.kind == ErrorKind.CANCELLED and "cancelled" in e.value.reply.message
+    assert time.monotonic() - t0 < 3
+    assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+    lane.close()
+
+
+def test_a_client_that_dies_mid_call_gets_its_call_interrupted(server):
+    lane = Lane(server.folder)
+    lane.send_raw(encode_call("spin_forever", I, []))
+    time.sleep(0.2)
+    lane.sock.close()
+    wait_for(lambda: status(server.folder)["lanes"] == 0, timeout=10, what="the dead client's lane to close")
+    with Lane(server.folder) as other:
+        assert other.call("add_ints", I, [1, 2], [I, I]) == 3
+
+
+def test_sigterm_stops_within_5_s_even_when_a_call_is_stuck(tmp_path):
+    for stuck in ("spin_forever", "sleep_then"):
+        s = Headless(tmp_path / stuck, LANES_MODULE, "--keep-alive")
+        lane = Lane(s.folder)
+        args, descs = ([], None) if stuck == "spin_forever" else ([1000.0, 1], [D, I])
+        lane.send_raw(encode_call(stuck, I, args, descs))
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(s.pid, signal.SIGTERM)
+        assert s.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 5, f"{stuck}: took {time.monotonic() - t0:.1f} s"
+        assert not (tmp_path / stuck / "python.pid").exists()
+        lane.close()
+        s.stop()
+
+
+def test_requests_and_results_grow_the_mappings(server):
+    lane = Lane(server.folder)
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    assert lane.call("echo_bytes", B, [big], [B]) == big          # 64 KiB mappings, 3 MiB both ways
+    assert lane.req.capacity > 3 * 1024 * 1024
+    assert lane.call("zeros_bytes", B, [10], [I]) == bytes(10)
+    assert lane.call("zeros_bytes", B, [5_000_000], [I]) == bytes(5_000_000)
+    lane.close()
+
+
+def test_result_array_is_sent_without_a_copy_and_overlaps_are_safe(server):
+    lane = Lane(server.folder)
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for _ in range(3):
+        np.testing.assert_array_equal(lane.call("plus_one_in_place", N, [a]), a + 1)
+    big = np.arange(300_000, dtype=np.float64)                       # grows the response mapping first
+    np.testing.assert_array_equal(lane.call("plus_one_in_place", N, [big]), big + 1)
+    np.testing.assert_array_equal(lane.call("plus_one_shifted", N, [a.ravel()]), a.ravel() + 1)
+    lane.close()
+
+
+def test_async_def_functions_are_awaited(server):
+    with Lane(server.folder) as lane:
+        assert lane.call("async_double", I, [21], [I]) == 42
+
+
+def test_an_exception_with_a_huge_type_name_cannot_stop_the_server(server):
+    with Lane(server.folder) as lane:
+        with pytest.raises(RemoteError) as e:
+            lane.call("raises_long_type_name", I, [200_000], [I])
+        assert e.value.reply.kind == ErrorKind.PYTHON_ERROR
+        assert len(e.value.reply.python_type) <= 256 and len(e.value.reply.message) <= 64 * 1024
+        assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+
+
+def test_status_counts_calls_and_refusals_but_not_liveness_probes(server):
+    for _ in range(3):
+        connect_notify(server.folder).close()           # a probe: connect, close
+    st = status(server.folder)
+    assert st["refused"] == 0 and st["pid"] == server.pid and st["protocol"] == 2 and st["mode"] == "headless"
+    with pytest.raises(handshake.HandshakeError):
+        Lane(server.folder, key=b"0" * 64)
+    with Lane(server.folder) as lane:
+        lane.call("add_ints", I, [1, 2], [I, I])
+        st = status(server.folder)
+        assert st["refused"] == 1 and st["clients"] == 1 and st["lanes"] == 1 and st["calls"] >= 1
+
+
+def test_a_client_of_another_protocol_version_is_told_at_once(server):
+    with connect_notify(server.folder) as s:
+        hello = s.recv(48)
+        assert hello[:4] == b"LSPY" and int.from_bytes(hello[4:6], "little") == 2
+        s.sendall(b"LSPY" + (1).to_bytes(2, "little") + bytes(2))     # a version 1 client's first bytes
+        result = s.recv(3)
+        message = s.recv(200).decode()
+        assert result[0] == handshake.Result.BAD_VERSION and "version 1" in message and "version 2" in message
+
+
+def test_stop_request_stops_the_server(tmp_path):
+    s = Headless(tmp_path / "w", LANES_MODULE, "--keep-alive")
+    stop(s.folder)
+    assert s.proc.wait(10) == 0
+    s.stop()
+
+
+def test_two_servers_started_at_once_on_one_folder_leave_exactly_one(tmp_path):
+    folder = tmp_path / "w"
+    for _ in range(3):
+        procs = [subprocess.Popen([sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(LANES_MODULE),
+                                   "--work-folder", str(folder), "--keep-alive"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, cwd=str(ROOT)) for _ in range(3)]
+        try:
+            wait_for(lambda: sum(p.poll() is not None for p in procs) >= 2, timeout=30,
+                     what="all but one server to give up")
+            alive = [p for p in procs if p.poll() is None]
+            assert len(alive) == 1
+            assert all(p.returncode == 2 for p in procs if p not in alive)
+            wait_for(lambda: (folder / "notify.port").exists(), what="the winner to be ready")
+            assert int((folder / "python.pid").read_text()) == alive[0].pid
+            with Lane(folder) as lane:
+                assert lane.call("pid", I) == alive[0].pid
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                p.wait(10)
+                p.stdout.close()
+                p.stderr.close()
+
+
+def test_generators_stream_lazily_and_close_when_abandoned(server):
+    with Lane(server.folder) as lane:
+        assert list(lane.stream("countdown", I, [3], [I])) == [3, 2, 1]
+        before = lane.call("started_count", I)
+        items = lane.stream("countdown", I, [1000], [I])
+        assert [next(items), next(items)] == [1000, 999]
+        assert lane.call("started_count", I) == before + 2, "one item per MoveNext, not the whole generator"
+        items = lane.stream("countdown", I, [50], [I])
+        assert next(items) == 50
+        items.close()                                     # Dispose before the end: the generator's finally runs
+        assert 50 in lane.call("closed_streams", Tag.INT32_ARRAY)
+        got = []
+        with pytest.raises(RemoteError) as e:
+            for x in lane.stream("fails_at", I, [2], [I]):
+                got.append(x)
+        assert got == [0, 1] and e.value.reply.python_type == "ValueError" and "no item 2" in e.value.reply.message
+        with pytest.raises(RemoteError) as e:
+            list(lane.stream("not_iterable", I))
+        assert e.value.reply.kind == ErrorKind.RESULT_MISMATCH and "IEnumerable<int>" in e.value.reply.message
+        assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+
+
+def test_the_log_file_is_rotated_at_its_cap(tmp_path):
+    log = tmp_path / "server.log"
+    with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive", "--log-file", str(log), "--log-max-bytes",
+                  "64K") as s, Lane(s.folder) as lane:
+        for _ in range(10):
+            assert lane.call("chatty", I, [2000], [I]) == 2000      # about 230 KB each
+            time.sleep(0.15)
+        wait_for(lambda: log.stat().st_size < 300_000, timeout=5, what="the log to be rotated")
+        backup = tmp_path / "server.log.1"
+        assert backup.exists() and backup.stat().st_size <= 64 * 1024
+        assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+
+
+def test_a_folder_too_long_for_a_unix_socket_is_served_on_tcp(tmp_path):
+    folder = tmp_path / ("x" * (110 - len(str(tmp_path))))
+    with Headless(folder, LANES_MODULE, "--keep-alive") as s:
+        assert (folder / "notify.port").read_text().isdigit() and not (folder / "notify.sock").exists()
+        with Lane(s.folder) as lane:
+            assert lane.call("add_ints", I, [2, 40], [I, I]) == 42
+        assert "longer than a Unix socket address allows" in s.output()
+
+
+def test_csharp_streams_and_async_def(server, csharp_bin):
+    from conftest import compile_csharp, run_mono
+
+    exe = compile_csharp(csharp_bin, [ROOT / "tests" / "csharp" / "StreamClient.cs"], "StreamClient.exe",
+                         extra=["-r:System.Core.dll"])
+    p = run_mono(exe, server.folder, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("OK ") == 10 and "FAIL" not in p.stdout, p.stdout
