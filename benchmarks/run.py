@@ -538,8 +538,9 @@ def live_kernel(exe: Path, tmp: Path, sz: Dict[str, int], procs: Procs, res: Dic
                 if reply["parent_header"].get("msg_id") == msg_id:
                     return reply
 
-        r = execute("import sys\nsys.path.insert(0, %r)\nfrom bench_module import noop, add_ints\n"
-                    "%%load_ext lesspy_kernel\n%%lesspy serve --folder %s" % (str(BENCH), folder))
+        # defined in the notebook, as its users write them (imported functions are not exported)
+        r = execute("def noop():\n    return None\n\ndef add_ints(a, b):\n    return a + b\n\n"
+                    "%%load_ext lesspy_kernel\n%%lesspy serve --folder %s" % folder)
         if r["content"]["status"] != "ok":
             raise Broken(f"%lesspy serve in the kernel failed: {r['content']}")
         t0 = time.monotonic()
