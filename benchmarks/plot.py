@@ -92,6 +92,7 @@ def main(src, out):
         ("floor_of:big_natural", "floor: copy in + np.add + round trip"),
         ("big_natural", "lesspy: return a + 1"),
         ("big_result_array", "lesspy: into result_array()"),
+        ("floor_of:big_inplace", "floor: np.add + lesspy no-op call"),
         ("big_inplace", "lesspy: request filled in place"),
         ("pythonnet_big", "pythonnet: copy in, + 1, copy out"),
         ("lpi_published", "original LessPythonInvoke 4096²"),
@@ -116,7 +117,9 @@ def main(src, out):
     fig.suptitle(f"lesspy, {meta['date']}: {meta['machine']['cpu']}, {meta['machine']['cores']} cores\n"
                  f"Python {v['python']}, numpy {v['numpy']}, lesspy {v['lesspy']}, {v['mono']}"
                  + (f", pythonnet {v['pythonnet']}" if "pythonnet" in v else "")
-                 + (f", kernel gateway {v['jupyter_kernel_gateway']}" if "jupyter_kernel_gateway" in v else ""),
+                 + (f", kernel gateway {v['jupyter_kernel_gateway']}" if "jupyter_kernel_gateway" in v else "")
+                 + (f"\nmachine busy with other work (load average {meta['load_average_before'][0]} on "
+                    f"{meta['machine']['cores']} cores): compare ratios, not times" if meta.get("busy_warning") else ""),
                  fontsize=9)
     fig.tight_layout(rect=(0, 0.03, 1, 0.95))
     fig.savefig(out, dpi=110)
