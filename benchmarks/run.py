@@ -161,7 +161,7 @@ def machine() -> Dict[str, Any]:
     except (OSError, IndexError):
         pass
     return {"cpu": model, "cores": os.cpu_count(), "allowed_cpus": sorted(os.sched_getaffinity(0)),
-            "memory": mem, "os": f"{platform.system()} {platform.release()}", "hostname": platform.node()}
+            "memory": mem, "os": f"{platform.system()} {platform.release()}"}
 
 
 def versions(bench_py: Optional[Path]) -> Dict[str, str]:
