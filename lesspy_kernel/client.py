@@ -10,20 +10,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
-import struct
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
 
 from . import handshake
 from .mapping import Mapping, full_fence
-from .protocol import (CANCEL_OFFSET, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
-                       STATUS_END, STATUS_ERROR, ErrorReply, decode_error, decode_value, encode_call, publish,
+from .protocol import (HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
+                       STATUS_END, STATUS_ERROR, ErrorReply, decode_error, decode_value, encode_call,
                        read_header)
 from .workfolder import KEY_FILE, connect_notify
 
-_U64 = struct.Struct("<Q")
 PathLike = Union[str, os.PathLike]
 END = object()                  # what `receive` returns when a stream has no more items
 
@@ -101,19 +98,24 @@ class Lane:
         self.req.grow(len(payload))
         self.seq += 1
         self.req.view[HEADER_SIZE:HEADER_SIZE + len(payload)] = payload
-        publish(self.req.header, self.seq, len(payload), status)
+        self.req.publish(self.seq, len(payload), status)
         full_fence()
         if self.req.waiting:
             self.sock.sendall(handshake.CALL)
         return self.seq
 
-    def wait(self, seq: Optional[int] = None, spin: float = 50e-6) -> None:
-        """Wait until the reply to `seq` (default: the last call) is in the response file."""
+    def wait(self, seq: Optional[int] = None, spin: float = 50e-6, yield_for: float = 200e-6) -> None:
+        """Wait until the reply to `seq` (default: the last call) is in the response file: spin, then yield the
+        CPU between looks, then block on the socket (as the C# client does)."""
         seq = self.seq if seq is None else seq
-        end = time.perf_counter() + spin
+        now = time.perf_counter()
+        spin_end, yield_end = now + spin, now + spin + yield_for
         while self.resp.sequence < seq:
-            if time.perf_counter() > end:
-                break
+            now = time.perf_counter()
+            if now > spin_end:
+                if now > yield_end:
+                    break
+                os.sched_yield()
         while self.resp.sequence < seq:
             self.resp.waiting = 1
             full_fence()
@@ -167,7 +169,7 @@ class Lane:
 
     def cancel(self, seq: Optional[int] = None) -> None:
         """Abandon a call: the server does not start it, or interrupts it."""
-        _U64.pack_into(self.req.header, CANCEL_OFFSET, self.seq if seq is None else seq)
+        self.req.cancel = self.seq if seq is None else seq
 
     def close(self) -> None:
         try:

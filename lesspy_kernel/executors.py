@@ -87,13 +87,14 @@ class KernelExecutor(Executor):
     async def _on_main_thread(self, fn: Callable[[], R]) -> R:
         """Run a call between cells with Jupyter's interrupt armed: the stop button raises KeyboardInterrupt in
         the call (ipykernel ignores SIGINT outside cells), and the C# caller gets an INTERRUPTED error."""
-        previous = _arm_interrupt()
+        _interrupt.arm()
+        _interrupt.running = True
         try:
             result = self._with_output(fn)
         finally:
-            _disarm_interrupt(previous)
+            _interrupt.running = False
         if getattr(result, "awaitable", None) is not None:      # an `async def`: await it on the kernel's loop
-            result = await complete_awaitable(result)  # type: ignore[arg-type, assignment]
+            result = await complete_awaitable(result)  # type: ignore[arg-type]
         return result
 
     def _with_output(self, fn: Callable[[], R]) -> R:
@@ -102,21 +103,35 @@ class KernelExecutor(Executor):
         return self.output.run(fn)
 
 
-def _arm_interrupt() -> object:
-    """Install Python's default SIGINT handler (raise KeyboardInterrupt) for the duration of a call."""
-    try:
-        return signal.signal(signal.SIGINT, signal.default_int_handler)
-    except (ValueError, OSError):     # not the main thread: nothing to arm
-        return None
+class _MainThreadInterrupt:
+    """Jupyter's interrupt (SIGINT) for calls running on the kernel's main thread.
 
+    Between cells ipykernel ignores SIGINT; during a cell it installs Python's default handler and restores its
+    own afterwards. This handler stands in for the idle one: it raises KeyboardInterrupt only while a lesspy
+    call runs, and otherwise does what the handler it replaced did. It is (re)installed by the first call after
+    each cell, a check that costs a dictionary lookup instead of two sigaction calls per call.
+    """
 
-def _disarm_interrupt(previous: object) -> None:
-    """Restore the kernel's handler; a KeyboardInterrupt arriving right now is dropped, the call is over."""
-    if previous is None:
-        return
-    while True:
-        try:
-            signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
+    def __init__(self) -> None:
+        self.running = False
+        self.previous: object = signal.SIG_IGN
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.running:
+            raise KeyboardInterrupt
+        previous = self.previous
+        if callable(previous) and previous is not self.handle:
+            previous(signum, frame)
+
+    def arm(self) -> None:
+        current = signal.getsignal(signal.SIGINT)
+        if current == self.handle:
             return
-        except KeyboardInterrupt:
-            continue
+        try:
+            signal.signal(signal.SIGINT, self.handle)
+        except (ValueError, OSError):     # not the main thread: nothing to arm
+            return
+        self.previous = current
+
+
+_interrupt = _MainThreadInterrupt()

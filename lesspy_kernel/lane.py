@@ -9,11 +9,11 @@ the same way. Only the lane's own caller can overwrite what its mappings hold.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 import numpy as np
@@ -23,7 +23,7 @@ from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .mapping import Mapping, full_fence
 from .protocol import (DTYPE_CODES, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
-                       SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, decode_call, error_size, fit_error, publish, read_header, value_size, write_error,
+                       SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, decode_call, error_size, fit_error, read_header, value_size, write_error,
                        write_value)
 
 if TYPE_CHECKING:
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lesspy_kernel")
 _SEQ = struct.Struct("<Q")
-SPIN_SECONDS = 50e-6        # how long a lane thread spins for the next request before it blocks
+_SEQ_WORD = SEQUENCE_OFFSET // 8
+SPIN_SECONDS = 20e-6        # how long a lane thread spins for the next request,
+YIELD_SECONDS = 100e-6      # then yields the CPU between looks, before it blocks on the socket
 # scalar results written with one pack (tag + value), as protocol.write_value would write them
 _SMALL = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),
           Tag.FLOAT32: struct.Struct("<Bf"), Tag.BOOL: struct.Struct("<B?")}
@@ -69,20 +71,23 @@ class Lane:
 
     def _next_request(self) -> Optional[int]:
         """The sequence of the next request, or None when the connection closed. Spin, then block."""
-        header = self.req.header
+        words = self.req.words
         last = self._last
-        end = time.perf_counter() + SPIN_SECONDS
-        unpack = _SEQ.unpack_from
-        while True:
-            seq = unpack(header, SEQUENCE_OFFSET)[0]
+        now = time.perf_counter()
+        spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
+        while True:                                  # spin: a call that follows closely costs no system call
+            seq = words[_SEQ_WORD]
             if seq != last:
                 return seq
-            if time.perf_counter() > end:
-                break
+            now = time.perf_counter()
+            if now > spin_end:
+                if now > yield_end:
+                    break
+                os.sched_yield()                     # then yield: the client may share this CPU (and the GIL goes)
         while True:
             self.req.waiting = 1
             full_fence()
-            seq = unpack(header, SEQUENCE_OFFSET)[0]
+            seq = words[_SEQ_WORD]
             if seq != last:
                 self.req.waiting = 0
                 return seq
@@ -246,7 +251,7 @@ class Lane:
 
     def _publish_reply(self) -> None:
         seq, length, status = self._pending
-        publish(self.resp.header, seq, length, status)
+        self.resp.publish(seq, length, status)
         full_fence()
         if self.resp.waiting:
             try:

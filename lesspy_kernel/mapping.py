@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import mmap
 import os
-import struct
+import sys
 import threading
 from pathlib import Path
 
@@ -19,9 +19,16 @@ from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, HEADER_SIZE, SEQUENCE_OFF
 
 MIN_CAPACITY = 4096
 MAX_PAYLOAD = 2**31 - 1 - HEADER_SIZE          # what a .NET span can address
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
 _fence_lock = threading.Lock()
+# The header's words are read and written through typed views: each access is one aligned 8- or 4-byte load or
+# store, so the other process never sees half a sequence number (struct's '<Q' goes byte by byte, and reads
+# them in the opposite order). Native order is little-endian: lesspy refuses big-endian machines.
+_SEQ_WORD, _CAPACITY_WORD, _CANCEL_WORD, _SESSION_WORD = (SEQUENCE_OFFSET // 8, CAPACITY_OFFSET // 8,
+                                                          CANCEL_OFFSET // 8, SESSION_OFFSET // 8)
+_LENGTH_WORD = 24 // 8
+_STATUS_INT, _WAITING_INT = 32 // 4, WAITING_OFFSET // 4
+if sys.byteorder != "little":  # pragma: no cover
+    raise ImportError("lesspy's mappings are little-endian; this machine is big-endian")
 
 
 def full_fence() -> None:
@@ -70,32 +77,44 @@ class Mapping:
         self.capacity = len(self._mmap)
         self.view = memoryview(self._mmap)
         self.header = self.view[:HEADER_SIZE]
+        self.words = self.header.cast("Q")          # 8 u64 words
+        self.ints = self.header.cast("I")           # 16 u32 words
 
     # ------------------------------------------------------------ header words
 
     @property
     def sequence(self) -> int:
-        return _U64.unpack_from(self.header, SEQUENCE_OFFSET)[0]
+        return self.words[_SEQ_WORD]
 
     @property
     def waiting(self) -> int:
-        return _U32.unpack_from(self.header, WAITING_OFFSET)[0]
+        return self.ints[_WAITING_INT]
 
     @waiting.setter
     def waiting(self, value: int) -> None:
-        _U32.pack_into(self.header, WAITING_OFFSET, value)
+        self.ints[_WAITING_INT] = value
 
     @property
     def cancel(self) -> int:
-        return _U64.unpack_from(self.header, CANCEL_OFFSET)[0]
+        return self.words[_CANCEL_WORD]
+
+    @cancel.setter
+    def cancel(self, value: int) -> None:
+        self.words[_CANCEL_WORD] = value
 
     @property
     def session(self) -> int:
-        return _U64.unpack_from(self.header, SESSION_OFFSET)[0]
+        return self.words[_SESSION_WORD]
 
     @property
     def declared_capacity(self) -> int:
-        return _U64.unpack_from(self.header, CAPACITY_OFFSET)[0]
+        return self.words[_CAPACITY_WORD]
+
+    def publish(self, seq: int, length: int, status: int) -> None:
+        """Write length and status, then the sequence last, each as one store (PROTOCOL.md section 2)."""
+        self.words[_LENGTH_WORD] = length
+        self.ints[_STATUS_INT] = status
+        self.words[_SEQ_WORD] = seq
 
     @property
     def payload_capacity(self) -> int:
@@ -119,7 +138,7 @@ class Mapping:
         finally:
             os.close(fd)
         self._remap(size)
-        _U64.pack_into(self.header, CAPACITY_OFFSET, size)
+        self.words[_CAPACITY_WORD] = size
 
     def refresh(self) -> None:
         """Reader side: map the file again if its writer grew it (the header says a larger capacity)."""
@@ -130,10 +149,10 @@ class Mapping:
                 self._remap(declared)
 
     def _remap(self, size: int) -> None:
-        old, old_view, old_header = self._mmap, self.view, self.header
+        old, old_views = self._mmap, (self.words, self.ints, self.header, self.view)
         self._map(size)
-        old_header.release()
-        old_view.release()
+        for v in old_views:
+            v.release()
         try:
             old.close()
         except BufferError:       # user code still holds a view of it: the GC unmaps it later
@@ -141,7 +160,7 @@ class Mapping:
 
     def close(self, unlink: bool = False) -> None:
         """Unmap (leaving it to the GC if Python code still holds a view), and remove the file if asked."""
-        for v in (self.header, self.view):
+        for v in (self.words, self.ints, self.header, self.view):
             try:
                 v.release()
             except ValueError:

@@ -202,7 +202,10 @@ def test_repeated_tracebacks_are_summarised(k):
     assert "bad raised ValueError 100 times so far (last: bad 99)" in text
     assert "bad raised ValueError 200 times so far" in text and "300 times" not in text
     assert "KeyError" in text
-    assert "250" in k.run("import lesspy_kernel\nprint(sum(r.function == 'bad' for r in lesspy_kernel.calls()))")
+    out = k.run("import lesspy_kernel, collections\nprint(sum(r.function == 'bad' for r in lesspy_kernel.calls()))\n"
+                "print(collections.Counter(r.function for r in lesspy_kernel.calls()))\n"
+                "print([r.args for r in lesspy_kernel.calls()][:20])")
+    assert "250" in out, out
 
 
 RSS = "import re\nprint('RSS', re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"

@@ -6,7 +6,6 @@ The same behaviour is proven again from C# in test_csharp_client.py.
 from __future__ import annotations
 
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -16,9 +15,9 @@ import numpy as np
 import pytest
 
 from lesspy_kernel import handshake
-from lesspy_kernel.protocol import ErrorKind, Tag, encode_call, publish
+from lesspy_kernel.protocol import ErrorKind, Tag, encode_call
 from lesspy_kernel.workfolder import connect_notify
-from pyclient import PyClient, RemoteError, status
+from pyclient import PyClient, RemoteError
 from servers import TYPES_MODULE, Headless, wait_for
 
 I, L, D, S = Tag.INT32, Tag.INT64, Tag.FLOAT64, Tag.STRING
@@ -81,7 +80,7 @@ def test_malformed_frame_is_answered_and_server_goes_on(server):
     assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST and "type tag" in e.value.reply.message
     # a header claiming more payload than the mapping holds
     c.seq += 1
-    publish(c.req.header, c.seq, 10**9, 0)
+    c.req.publish(c.seq, 10**9, 0)
     c.sock.sendall(handshake.CALL)
     with pytest.raises(RemoteError) as e:
         c.receive()

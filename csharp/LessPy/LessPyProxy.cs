@@ -22,6 +22,12 @@ namespace LessPy
         /// <summary>Do not use: proxies are made by <see cref="LessPythonInvoke"/> (DispatchProxy needs this public constructor).</summary>
         public LessPyProxy() { }
 
+        /// <summary>Generates the proxy type for <typeparamref name="T"/> (DispatchProxy caches it) while the socket layer warms up.</summary>
+        internal static void Prepare<T>() where T : class
+        {
+            DispatchProxy.Create<T, LessPyProxy>();
+        }
+
         internal static T Create<T>(Channel channel, Dictionary<MethodInfo, MethodBinding> bindings)
             where T : class
         {

@@ -47,6 +47,7 @@ namespace LessPy
             if (exportingPyPath == null) throw new ArgumentNullException(nameof(exportingPyPath));
             if (capacity < 4096) throw new ArgumentOutOfRangeException(nameof(capacity), "at least 4096 bytes");
             CheckPlatform();
+            WarmUp.Sockets();
             var bindings = MethodBinding.BindAll(typeof(T));
             string module = Path.GetFullPath(exportingPyPath);
             if (!File.Exists(module)) throw new FileNotFoundException("the exporting Python module " + module + " does not exist", module);
@@ -82,7 +83,9 @@ namespace LessPy
             if (workFolderOrName == null) throw new ArgumentNullException(nameof(workFolderOrName));
             if (workFolderOrName.Length == 0) throw new ArgumentException("empty work folder or session name", nameof(workFolderOrName));
             CheckPlatform();
+            WarmUp.Sockets();
             var bindings = MethodBinding.BindAll(typeof(T));
+            LessPyProxy.Prepare<T>();
             WorkFolder folder = WorkFolder.Resolve(workFolderOrName);
             bool isName = folder.Path != Path.GetFullPath(workFolderOrName);
             string how = isName ? "run %lesspy serve --name " + workFolderOrName + " in the notebook" : "run %lesspy serve in the notebook";

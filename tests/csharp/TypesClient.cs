@@ -159,7 +159,7 @@ public interface IBadNullable { [PythonImport] decimal? f(); }
 public interface IBadDictKey { [PythonImport] void f(Dictionary<int, string> d); }
 public interface IBadRecursive { [PythonImport] void f(Node n); }
 public interface IBadRectStrings { [PythonImport] string[,] f(); }
-public interface IBadEnumerable { [PythonImport] IEnumerable<int> f(); }
+public interface IBadEnumerable { [PythonImport] void f(IEnumerable<int> xs); }
 public class MyList : List<int> { }
 public interface IBadCollection { [PythonImport] void f(MyList l); }
 
