@@ -94,7 +94,7 @@ class KernelExecutor(Executor):
         finally:
             _interrupt.running = False
         if getattr(result, "awaitable", None) is not None:      # an `async def`: await it on the kernel's loop
-            result = await complete_awaitable(result)  # type: ignore[arg-type]
+            result = await complete_awaitable(result)  # type: ignore[arg-type,assignment]
         return result
 
     def _with_output(self, fn: Callable[[], R]) -> R:

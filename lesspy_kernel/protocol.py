@@ -336,11 +336,17 @@ class _Reader:
         return len(self.buf) - self.pos
 
 
+_EMPTY_INT32 = np.zeros(0, dtype="<i4")
+_EMPTY_INT32.flags.writeable = False
+
+
 def _decode_int32_array(r: _Reader) -> np.ndarray:
     count = r.unpack(_U32, "int[] count")
     r.align(8)
     start = r.need(4 * count, f"int[] of {count} elements")
     r.align(8)
+    if count == 0:  # one shared view: 8 bytes of frame must not cost a 300-byte array (INT32_JAGGED rows)
+        return _EMPTY_INT32
     arr = np.frombuffer(r.buf, dtype="<i4", count=count, offset=start)
     arr.flags.writeable = False
     return arr

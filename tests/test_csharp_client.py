@@ -124,7 +124,7 @@ def test_missing_package_error_says_what_to_run(app_dir, tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
     run = run_mono(app_dir / "KeepAliveClient.exe", TYPES_MODULE, bare, "false")
     assert run.returncode != 0
-    assert "pip install lesspy-kernel" in run.stdout and str(bare) in run.stdout, run.stdout
+    assert "-m pip install PATH_TO_LESSPY" in run.stdout and "not on PyPI" in run.stdout and str(bare) in run.stdout, run.stdout
     run = run_mono(app_dir / "KeepAliveClient.exe", TYPES_MODULE, tmp_path / "no-such-venv", "false")
     assert "ServerUnavailableException" in run.stdout and "no-such-venv" in run.stdout, run.stdout
 

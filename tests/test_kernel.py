@@ -23,6 +23,11 @@ from servers import wait_for
 I, D = Tag.INT32, Tag.FLOAT64
 
 
+THREADS = ("import sys, traceback, threading\nnames = {t.ident: t.name for t in threading.enumerate()}\n"
+           "for tid, frame in sys._current_frames().items():\n"
+           "    print('--', names.get(tid, tid))\n    print(''.join(traceback.format_stack(frame)[-6:]))")
+
+
 @pytest.fixture(params=FLAVOURS)
 def k(request, tmp_path):
     with kernel(tmp_path, request.param) as k:
@@ -91,7 +96,12 @@ def test_calls_wait_for_a_running_cell_unless_threaded(k):
     msg = k.start("time.sleep(3.0)")
     time.sleep(0.5)
     t0 = time.monotonic()
-    assert c.call("ping", I) == 1
+    c.sock.settimeout(15)
+    try:
+        assert c.call("ping", I) == 1
+    except TimeoutError:         # say where the kernel's threads are (a cell can run: the server is threaded)
+        k.wait_idle(msg)
+        raise AssertionError("no reply; the kernel's threads:\n" + k.run(THREADS)) from None
     assert time.monotonic() - t0 < 1.5, "threaded mode should answer during a sleeping cell"
     k.wait_idle(msg)
     c.close()

@@ -261,3 +261,23 @@ def test_csharp_streams_and_async_def(server, csharp_bin):
     p = run_mono(exe, server.folder, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.count("OK ") == 10 and "FAIL" not in p.stdout, p.stdout
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_when_idle_after_a_burst_of_calls(server):
+    """Spinning is only for calls that follow closely: with no calls, the server and its lanes block."""
+    lanes = [Lane(server.folder) for _ in range(3)]
+    for lane in lanes:
+        for i in range(2000):
+            assert lane.call("add_ints", I, [i, 1], [I, I]) == i + 1
+    time.sleep(0.5)
+    before = _cpu_seconds(server.pid)
+    time.sleep(3.0)
+    used = _cpu_seconds(server.pid) - before
+    assert used < 0.1, f"the idle server used {used:.2f} s of CPU in 3 s (a lane or the watchdog spins)"
+    for lane in lanes:
+        lane.close()

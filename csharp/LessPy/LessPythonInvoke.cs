@@ -297,8 +297,9 @@ namespace LessPy
         static string StartFailure(string python, string command, int exitCode, string stderr)
         {
             if (stderr.Contains("No module named lesspy_kernel") || stderr.Contains("No module named 'lesspy_kernel'"))
-                return "the Python interpreter " + python + " does not have the lesspy_kernel package. Install it with: "
-                    + python + " -m pip install lesspy-kernel (or, from a checkout: " + python + " -m pip install PATH_TO_LESSPY)";
+                return "the Python interpreter " + python + " does not have the lesspy_kernel package. Install it into that interpreter "
+                    + "from a clone of the lesspy repository or a wheel built from it (lesspy is not on PyPI): " + python
+                    + " -m pip install PATH_TO_LESSPY (or PATH_TO/lesspy_kernel-VERSION-py3-none-any.whl); or pass the venv that has it as pythonVenvPath";
             return "the Python server exited with code " + exitCode + " before it was ready. Command: " + command
                 + (stderr.Length > 0 ? Environment.NewLine + stderr : " (it printed nothing on stderr)");
         }
