@@ -1,4 +1,19 @@
-"""The functions benchmarks/Bench.exe calls, written the way users write them (no out=, no tricks)."""
+"""The functions the benchmarks call (lesspy from Bench.cs, pythonnet from PyNetBench.cs).
+
+Written the way users write them; `inc_into_result` is the one fast-path variant, using the result buffer
+API (`lesspy_kernel.result_array`) when this lesspy has it.
+"""
+
+import numpy as np
+
+try:
+    from lesspy_kernel import result_array
+except ImportError:          # an older lesspy, or the pythonnet peer's interpreter without lesspy
+    result_array = None
+
+
+def noop():
+    return None
 
 
 def add_ints(a, b):
@@ -6,10 +21,21 @@ def add_ints(a, b):
 
 
 def inc_ndarray(a):
-    # a is a read-only view over req.mmf; the result is a fresh array, copied into resp.mmf by the server
+    # a is a read-only view over the request mapping; the result is a fresh array
     return a + 1
 
 
+def inc_into_result(a):
+    # the result is written straight into the response mapping: no fresh 64 MiB array, no copy afterwards
+    out = result_array(a.shape, a.dtype)
+    np.add(a, 1, out=out)
+    return out
+
+
 def echo(a):
-    # returns the argument itself (a view over req.mmf): the server copies it into resp.mmf
+    # returns the argument itself (a view over the request mapping)
     return a
+
+
+def has_result_array():
+    return result_array is not None
