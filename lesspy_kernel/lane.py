@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("lesspy_kernel")
 _SEQ = struct.Struct("<Q")
 _SEQ_WORD = SEQUENCE_OFFSET // 8
-SPIN_SECONDS = 20e-6        # how long a lane thread spins for the next request,
-YIELD_SECONDS = 100e-6      # then yields the CPU between looks, before it blocks on the socket
+SPIN_SECONDS = 5e-6         # how long a lane thread spins for the next request, then it yields the CPU between
+YIELD_SECONDS = 150e-6      # looks (at once back when nobody else wants it) until this, before it blocks
 _spinner = threading.Lock()  # held by the one lane thread that spins; the others block at once
 # scalar results written with one pack (tag + value), as protocol.write_value would write them
 _SMALL = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),

@@ -51,10 +51,14 @@ namespace LessPy
         static readonly byte[] CallByte = { Wire.NotifyCall };
         static readonly byte[] ShutdownByte = { Wire.NotifyShutdown };
         static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
-        /// <summary>Spin on the response sequence this long before yielding (the server's reply usually comes first).</summary>
-        static readonly long SpinTicks = Stopwatch.Frequency / 20000;            // 50 µs
-        /// <summary>Then yield the CPU (the other side may need it: 2-CPU machines) this long before blocking.</summary>
-        static readonly long YieldTicks = Stopwatch.Frequency / 5000;            // 200 µs more
+        /// <summary>
+        /// Spin on the response sequence this long, then yield the CPU between looks. A yield returns at once when no
+        /// other thread wants this CPU (then it is a spin that costs a system call), and hands the CPU over when the
+        /// server shares it, which a pure spin would hold for its whole length (on 2 CPUs that happens often).
+        /// </summary>
+        static readonly long SpinTicks = Stopwatch.Frequency / 200000;           // 5 µs
+        /// <summary>How long to look (yielding) before blocking on the socket.</summary>
+        static readonly long YieldTicks = Stopwatch.Frequency / 4000;            // 250 µs more
         /// <summary>While a cancellable call blocks, it wakes this often to look at its token.</summary>
         const int CancelSliceMicroseconds = 20000;
 
