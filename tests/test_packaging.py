@@ -45,8 +45,13 @@ def test_the_version_is_written_once():
     assert "version" in PYPROJECT["project"]["dynamic"] and "version" not in PYPROJECT["project"]
     assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "lesspy_kernel.__version__"}
     assert metadata.version("lesspy-kernel") == lesspy_kernel.__version__
-    sources = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".toml", ".csproj", ".sh", ".cs")
-               and not any(part.startswith(".") or part in ("build", "dist") for part in p.relative_to(ROOT).parts)]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode == 0:         # the project's own files, not what a build wrote (csharp/bin/obj, ...)
+        sources = [ROOT / f for f in tracked.stdout.splitlines()]
+    else:
+        sources = [p for p in ROOT.rglob("*")
+                   if not any(part.startswith(".") or part in ("build", "dist", "bin") for part in p.relative_to(ROOT).parts)]
+    sources = [p for p in sources if p.suffix in (".py", ".toml", ".csproj", ".sh", ".cs") and p.is_file()]
     holders = [p.relative_to(ROOT) for p in sources if f'"{lesspy_kernel.__version__}"' in p.read_text(errors="ignore")]
     assert holders == [Path("lesspy_kernel/__init__.py")], f"the version literal is also in {holders}"
 
