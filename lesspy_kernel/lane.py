@@ -1,9 +1,10 @@
 """One lane: a verified connection and its two mappings, carrying one call at a time (PROTOCOL.md section 2).
 
-Each lane has its own server thread. It waits for the next request by spinning briefly on the request's
-sequence word (a call that follows the previous one closely is picked up in microseconds, with no system
-call), then blocks on the socket; it runs the call through the server's executor and hands the reply over
-the same way. Only the lane's own caller can overwrite what its mappings hold.
+Each lane has its own server thread. It waits for the next request by looking at the request's sequence
+word, spinning a few microseconds and then yielding the CPU between looks (a call that follows the previous
+one closely is picked up with no system call; one lane spins at a time, since spinning holds the GIL), then
+blocks on the socket; it runs the call through the server's executor and hands the reply over the same way.
+Only the lane's own caller can overwrite what its mappings hold.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .mapping import Mapping, full_fence
 from .protocol import (DTYPE_CODES, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
-                       SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, decode_call, error_size, fit_error, read_header, value_size, write_error,
-                       write_value)
+                       SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, decode_call,
+                       error_size, fit_error, read_header, value_size, write_error, write_value)
 
 if TYPE_CHECKING:
     from .server import Server
