@@ -478,8 +478,11 @@ namespace LessPy
             }
         }
 
-        /// <summary>Waits for the reply, decodes it and gives the lane back (held when the result has views).</summary>
-        object Complete(Lane lane, MethodBinding m, ulong seq, long deadline, CancellationToken ct)
+        /// <summary>
+        /// Waits until the reply to <paramref name="seq"/> is in the lane's response file. On a timeout or cancellation the
+        /// lane is set aside (the server drops or interrupts the call) and on a closed connection it is dropped; both throw.
+        /// </summary>
+        void AwaitReply(Lane lane, MethodBinding m, ulong seq, long deadline, CancellationToken ct, string what)
         {
             WaitOutcome outcome;
             try { outcome = lane.Wait(seq, deadline, ct); }
@@ -496,13 +499,19 @@ namespace LessPy
                     throw new CallTimeoutException(TimeoutMessage(m));
                 case WaitOutcome.Cancelled:
                     SetAside(lane, seq);
-                    throw new OperationCanceledException("the call to " + m.PyName + " was cancelled; the server was told to drop it, or to "
+                    throw new OperationCanceledException(what + " was cancelled; the server was told to drop it, or to "
                         + "interrupt it if it is running", ct);
                 case WaitOutcome.Closed:
                     Drop(lane);
                     if (_disposed) throw Disposed();
-                    throw new ServerUnavailableException("the server closed the connection during the call to " + m.PyName + ": " + GoneText());
+                    throw new ServerUnavailableException("the server closed the connection during " + what + ": " + GoneText());
             }
+        }
+
+        /// <summary>Waits for the reply, decodes it and gives the lane back (held when the result has views).</summary>
+        object Complete(Lane lane, MethodBinding m, ulong seq, long deadline, CancellationToken ct)
+        {
+            AwaitReply(lane, m, seq, deadline, ct, "the call to " + m.PyName);
             bool hold = false;
             try
             {
@@ -600,27 +609,7 @@ namespace LessPy
         internal object StreamStep(Lane lane, MethodBinding m, ulong seq, CancellationToken ct, out bool end)
         {
             end = false;
-            WaitOutcome outcome;
-            try { outcome = lane.Wait(seq, Deadline(), ct); }
-            catch (ProtocolException)
-            {
-                Drop(lane);
-                throw;
-            }
-            switch (outcome)
-            {
-                case WaitOutcome.TimedOut:
-                    SetAside(lane, seq);
-                    if (_disposed) throw Disposed();
-                    throw new CallTimeoutException(TimeoutMessage(m));
-                case WaitOutcome.Cancelled:
-                    SetAside(lane, seq);
-                    throw new OperationCanceledException("the stream of " + m.PyName + " was cancelled; the server was told to drop it", ct);
-                case WaitOutcome.Closed:
-                    Drop(lane);
-                    if (_disposed) throw Disposed();
-                    throw new ServerUnavailableException("the server closed the connection during the stream of " + m.PyName + ": " + GoneText());
-            }
+            AwaitReply(lane, m, seq, Deadline(), ct, "the stream of " + m.PyName);
             lane.Response.Refresh();
             if (*(uint*)(lane.Response.Base + Wire.OffStatus) == (uint)FrameStatus.End)
             {
