@@ -70,6 +70,7 @@ class CellOutput:
 
     def run(self, fn: Callable[[], R]) -> R:
         """Call `fn` (which returns an Outcome-like object) with its output in the serving cell."""
+        forget_thread_parent()
         streams = self._streams()
         restore = self._route_shell()
         flush = restore is None
@@ -120,3 +121,20 @@ class CellOutput:
             if saved is not None:
                 stream.parent_header = saved
         return undo
+
+
+def forget_thread_parent() -> None:
+    """Drop this thread from ipykernel's map of which thread started which.
+
+    ipykernel 6 records, by thread id, the thread that started each thread, to send a thread's output to the cell
+    that started it, and prunes the map only when the garbage collector runs. Thread ids are reused: once a server
+    has been stopped and started again, the map can hold a cycle (A started by B, B by A), and reading a stream's
+    parent header from such a thread loops forever. lesspy's threads route their output themselves, so they are
+    taken out of the map (it is harmless where the map does not exist).
+    """
+    ident = threading.get_ident()
+    for stream in (sys.stdout, sys.stderr):
+        for name in ("_thread_to_parent", "_thread_to_parent_header"):
+            table = getattr(stream, name, None)
+            if isinstance(table, dict):
+                table.pop(ident, None)

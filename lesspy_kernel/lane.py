@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 import numpy as np
 
 from . import handshake
+from .celloutput import forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .mapping import Mapping, full_fence
@@ -115,6 +116,7 @@ class Lane:
     # ------------------------------------------------------------ serving
 
     def _run(self) -> None:
+        forget_thread_parent()
         try:
             while not self.server.stopping:
                 seq = self._next_request()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Union
 
 from . import handshake
+from .celloutput import forget_thread_parent
 from .dispatch import Outcome
 from .executors import DirectExecutor, Executor
 from .handshake import Answer, HandshakeError, Pending, Purpose, Result
@@ -198,6 +199,7 @@ class Server:
                 pass
 
     def serve_forever(self) -> None:
+        forget_thread_parent()
         watchdog = threading.Thread(target=self._watch, name="lesspy-watchdog", daemon=True)
         watchdog.start()
         try:
@@ -423,6 +425,7 @@ class Server:
 
     def _watch(self) -> None:
         """Cancel calls whose caller abandoned them or went away; stop when the parent is gone; cap the log."""
+        forget_thread_parent()
         last_slow = 0.0
         interval = WATCH_INTERVAL
         while not self._stop.wait(interval):

@@ -150,3 +150,21 @@ def test_generators_and_async_defs_in_the_notebook(k):
         assert list(lane.stream("rows", Tag.STRING, [3], [I])) == ["MainThread"] * 3, "items run on the main thread"
         assert lane.call("later", I, [41], [I]) == 42
     k.run("%lesspy stop")
+
+
+def test_threaded_calls_survive_a_cycle_in_ipykernels_thread_map(k):
+    """ipykernel 6 maps thread ids to the thread that started them and prunes the map only at GC: after a stop
+    and a serve, reused ids can form a cycle there, and reading a stream's parent header then never returned."""
+    k.run(DEFS + "%lesspy serve --name cyc --threaded")
+    with Lane(k.folder("cyc")) as lane:                  # a new lane thread: it has made no call yet
+        k.run("import sys, threading\n"
+              "for t in threading.enumerate():\n"
+              "    if t.name.startswith('lesspy-'):\n"
+              "        for s in (sys.stdout, sys.stderr):\n"
+              "            m = getattr(s, '_thread_to_parent', None)\n"
+              "            if isinstance(m, dict):\n"
+              "                m[t.ident] = -t.ident\n"
+              "                m[-t.ident] = t.ident\n")
+        lane.sock.settimeout(20)
+        assert lane.call("add", I, [2, 40], [I, I]) == 42
+    k.run("%lesspy stop")
