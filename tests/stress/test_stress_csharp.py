@@ -88,7 +88,7 @@ def check_soak(f: dict, calls: int) -> None:
 
 
 def test_csharp_soak_short(stress_client, server):
-    f = csharp_soak(stress_client, server, 5_000, timeout=300, sample_every=0.2)
+    f = csharp_soak(stress_client, server, 5_000, timeout=300, sample_every=0.05)
     check_soak(f, 5_000 * THREADS)
 
 

@@ -137,7 +137,7 @@ def lanes_gone(folder) -> bool:
 
 
 def test_soak_short(server):
-    f = soak(server.folder, server.pid, 20_000, time.monotonic() + 120, sample_every=0.5)
+    f = soak(server.folder, server.pid, 20_000, time.monotonic() + 120, sample_every=0.05)
     assert f["calls"] == 20_000, f
     check(f)
     wait_for(lambda: lanes_gone(server.folder), what="the soak's lanes to close")
