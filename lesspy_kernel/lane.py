@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger("lesspy_kernel")
-_SEQ = struct.Struct("<Q")
+_U64 = struct.Struct("<Q")
 _SEQ_WORD = SEQUENCE_OFFSET // 8
 SPIN_SECONDS = 5e-6         # how long a lane thread spins for the next request, then it yields the CPU between
 YIELD_SECONDS = 150e-6      # looks (at once back when nobody else wants it) until this, before it blocks
@@ -280,7 +280,7 @@ class Lane:
         self.resp.grow(offset + nbytes)
         start = HEADER_SIZE + offset
         arr = np.frombuffer(self.resp.view[start:start + nbytes], dtype=dt).reshape(shape)
-        self._result_at = self.resp.address() + start
+        self._result_at = self.resp.address + start
         return arr
 
     def _write_in_place(self, outcome: Outcome) -> bool:
@@ -294,7 +294,7 @@ class Lane:
                 outcome.value = np.array(value)          # it lives in the mapping but elsewhere: copy it out first
             return False
         head = bytes([Tag.NDARRAY, DTYPE_CODES[value.dtype.name], value.ndim]) + \
-            b"".join(_SEQ.pack(s) for s in value.shape)
+            b"".join(_U64.pack(s) for s in value.shape)
         offset = _ndarray_data_offset(value.ndim)
         payload = self.resp.payload(offset)
         payload[:len(head)] = head
@@ -356,7 +356,7 @@ def _ndarray_data_offset(ndim: int) -> int:
 
 def _overlaps(value: np.ndarray, mapping: Mapping) -> bool:
     start = value.__array_interface__["data"][0]
-    base = mapping.address()
+    base = mapping.address
     return base <= start < base + mapping.capacity
 
 

@@ -75,6 +75,9 @@ class Mapping:
         finally:
             os.close(fd)
         self.capacity = len(self._mmap)
+        probe = np.frombuffer(self._mmap, dtype=np.uint8, count=1)
+        self.address = int(probe.__array_interface__["data"][0])   # first byte (for the result-array fast path)
+        del probe
         self.view = memoryview(self._mmap)
         self.header = self.view[:HEADER_SIZE]
         self.words = self.header.cast("Q")          # 8 u64 words
@@ -176,13 +179,6 @@ class Mapping:
                 self.path.unlink()
             except OSError:
                 pass
-
-    def address(self) -> int:
-        """The address of the first byte of the mapping (for the result-array fast path)."""
-        probe = np.frombuffer(self._mmap, dtype=np.uint8, count=1)
-        address = int(probe.__array_interface__["data"][0])
-        del probe
-        return address
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"Mapping({self.path.name}, {self.capacity:,} bytes)"

@@ -36,8 +36,6 @@ SEQUENCE_OFFSET = 16
 WAITING_OFFSET = 36
 SESSION_OFFSET = 40
 CANCEL_OFFSET = 48
-_SEQ = struct.Struct("<Q")
-_LEN_STATUS = struct.Struct("<QI")
 # what an error reply keeps at most of each part (issue: a hostile exception must not outgrow the reply)
 MAX_ERROR_TYPE = 256
 MAX_ERROR_MESSAGE = 64 * 1024
@@ -298,12 +296,6 @@ def read_header(buf: memoryview) -> Tuple[int, int, int]:
     if length > len(buf) - HEADER_SIZE:
         raise FrameError(24, f"payload length {length} exceeds the mapping's {len(buf) - HEADER_SIZE} payload bytes")
     return seq, length, status
-
-
-def publish(buf: memoryview, seq: int, length: int, status: int) -> None:
-    """Write length and status, then the sequence word last (the reader may spin on it)."""
-    _LEN_STATUS.pack_into(buf, 24, length, status)
-    _SEQ.pack_into(buf, SEQUENCE_OFFSET, seq)
 
 
 

@@ -20,6 +20,25 @@ IPK6_PYTHON = Path(os.environ.get("LESSPY_IPK6_PYTHON", ROOT / ".venv-ipk6" / "b
 FLAVOURS = ["ipykernel7", "ipykernel6"]
 
 
+# Notebook functions the lane tests call (from Python or from C#): a loop that only an interrupt ends, a plain
+# call, and one that records the order calls ran in.
+LANE_DEFS = """
+%load_ext lesspy_kernel
+import time
+order = []
+def spin():
+    n = 0
+    while True:
+        n += 1
+def add(a, b):
+    return a + b
+def note(tag, seconds):
+    order.append(tag)
+    time.sleep(seconds)
+    return tag
+"""
+
+
 def _kernelspec(home: Path, flavour: str) -> str:
     python = sys.executable if flavour == "ipykernel7" else str(IPK6_PYTHON)
     if not Path(python).exists():

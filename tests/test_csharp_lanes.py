@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compile_csharp, run_mono
+from kernels import LANE_DEFS, kernel
 from lesspy_kernel import protocol
 from lesspy_kernel.workfolder import pid_alive
 from servers import Headless, wait_for
@@ -131,29 +132,10 @@ def test_four_apps_initialize_one_folder_together(app_dir):
             wait_for(lambda: not pid_alive(pid), timeout=15, what=f"server {pid} to stop")
 
 
-NOTEBOOK_DEFS = """
-%load_ext lesspy_kernel
-import time
-order = []
-def spin():
-    n = 0
-    while True:
-        n += 1
-def add(a, b):
-    return a + b
-def note(tag, seconds):
-    order.append(tag)
-    time.sleep(seconds)
-    return tag
-"""
-
-
 def test_notebook_interrupt_and_cancel_while_queued(csharp_bin, tmp_path):
-    from kernels import kernel
-
     exe = compile_csharp(csharp_bin, [CS / "InterruptClient.cs"], "InterruptClient.exe")
     with kernel(tmp_path) as k:
-        k.run(NOTEBOOK_DEFS + "%lesspy serve --name intr")
+        k.run(LANE_DEFS + "%lesspy serve --name intr")
         env = dict(os.environ, MONO_PATH=str(csharp_bin), JUPYTER_RUNTIME_DIR=str(k.runtime_dir))
         app = subprocess.Popen(["mono", "--debug", str(exe), "intr"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env)

@@ -10,28 +10,12 @@ import time
 
 import pytest
 
-from kernels import FLAVOURS, kernel
+from kernels import FLAVOURS, LANE_DEFS, kernel
 from lesspy_kernel.client import Lane, RemoteError
 from lesspy_kernel.protocol import ErrorKind, Tag, encode_call
 from servers import wait_for
 
 I, D = Tag.INT32, Tag.FLOAT64
-
-DEFS = """
-%load_ext lesspy_kernel
-import time
-order = []
-def spin():
-    n = 0
-    while True:
-        n += 1
-def add(a, b):
-    return a + b
-def note(tag, seconds):
-    order.append(tag)
-    time.sleep(seconds)
-    return tag
-"""
 
 
 @pytest.fixture(params=FLAVOURS)
@@ -42,7 +26,7 @@ def k(request, tmp_path):
 
 
 def test_jupyter_interrupt_ends_a_stuck_call_and_the_next_cell_runs(k):
-    k.run(DEFS + "%lesspy serve --name intr")
+    k.run(LANE_DEFS + "%lesspy serve --name intr")
     lane = Lane(k.folder("intr"))
     lane.send_raw(encode_call("spin", I, []))
     time.sleep(0.5)                                   # spin() now holds the kernel's main thread
@@ -59,7 +43,7 @@ def test_jupyter_interrupt_ends_a_stuck_call_and_the_next_cell_runs(k):
 
 
 def test_stop_finishes_quickly_with_queued_and_stuck_calls(k):
-    k.run(DEFS + "%lesspy serve --name stopq")
+    k.run(LANE_DEFS + "%lesspy serve --name stopq")
     folder = k.folder("stopq")
     lanes = [Lane(folder) for _ in range(3)]
     msg = k.start("time.sleep(1.5)\n%lesspy stop")   # the cell holds the main thread while calls queue up
@@ -80,7 +64,7 @@ def test_stop_finishes_quickly_with_queued_and_stuck_calls(k):
 
 
 def test_stop_interrupts_a_stuck_threaded_call(k):
-    k.run(DEFS + "%lesspy serve --name stopt --threaded")
+    k.run(LANE_DEFS + "%lesspy serve --name stopt --threaded")
     lane = Lane(k.folder("stopt"))
     lane.send_raw(encode_call("spin", I, []))
     time.sleep(0.3)
@@ -91,7 +75,7 @@ def test_stop_interrupts_a_stuck_threaded_call(k):
 
 
 def test_calls_from_several_clients_queue_in_arrival_order_and_a_cancelled_one_never_runs(k):
-    k.run(DEFS + "%lesspy serve --name fair")
+    k.run(LANE_DEFS + "%lesspy serve --name fair")
     folder = k.folder("fair")
     lanes = [Lane(folder) for _ in range(4)]           # four clients (each Lane has its own client id)
     msg = k.start("time.sleep(1.0)")                   # calls queue behind this cell
@@ -117,7 +101,7 @@ def test_calls_from_several_clients_queue_in_arrival_order_and_a_cancelled_one_n
 
 
 def test_clients_past_the_limit_are_refused_at_once(k):
-    k.run(DEFS + "%lesspy serve --name lim")
+    k.run(LANE_DEFS + "%lesspy serve --name lim")
     folder = k.folder("lim")
     lanes = [Lane(folder) for _ in range(8)]
     t0 = time.monotonic()
@@ -142,7 +126,7 @@ def test_clients_past_the_limit_are_refused_at_once(k):
 
 
 def test_generators_and_async_defs_in_the_notebook(k):
-    k.run(DEFS + "import asyncio\nimport threading\n"
+    k.run(LANE_DEFS + "import asyncio\nimport threading\n"
           "def rows(n):\n    for i in range(n):\n        yield threading.current_thread().name\n"
           "async def later(x):\n    await asyncio.sleep(0.01)\n    return x + 1\n"
           "%lesspy serve --name gen")
@@ -155,7 +139,7 @@ def test_generators_and_async_defs_in_the_notebook(k):
 def test_threaded_calls_survive_a_cycle_in_ipykernels_thread_map(k):
     """ipykernel 6 maps thread ids to the thread that started them and prunes the map only at GC: after a stop
     and a serve, reused ids can form a cycle there, and reading a stream's parent header then never returned."""
-    k.run(DEFS + "%lesspy serve --name cyc --threaded")
+    k.run(LANE_DEFS + "%lesspy serve --name cyc --threaded")
     with Lane(k.folder("cyc")) as lane:                  # a new lane thread: it has made no call yet
         k.run("import sys, threading\n"
               "for t in threading.enumerate():\n"
