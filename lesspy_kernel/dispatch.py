@@ -202,6 +202,13 @@ def stopped_error(name: str, exc: BaseException, reason: Optional[str]) -> Error
     return ErrorReply(kind, "", f"{name} was interrupted: {why}", "")
 
 
+def raised_error(name: str, exc: BaseException, reason: Any = None) -> ErrorReply:
+    """The error for an exception a call raised: stopped from outside (cancelled, interrupted), or the user's own."""
+    if isinstance(exc, (CallCancelled, KeyboardInterrupt)):
+        return stopped_error(name, exc, reason() if reason else None)
+    return _python_error(name, exc)
+
+
 def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = False) -> Outcome:
     """Run `call` against `namespace`. Runs on whatever thread the executor chose.
 
@@ -226,12 +233,8 @@ def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = 
                 out.awaitable = out.result          # the executor awaits it on its own loop
                 return out
             out.result = asyncio.run(_await(out.result))
-    except (CallCancelled, KeyboardInterrupt) as e:
-        out.error = stopped_error(call.name, e, reason() if reason else None)
-        out.duration = time.perf_counter() - t0
-        return out
     except BaseException as e:  # the user's code: anything it raises (even SystemExit) goes back to C#
-        out.error = _python_error(call.name, e)
+        out.error = raised_error(call.name, e, reason)
         out.duration = time.perf_counter() - t0
         return out
     out.duration = time.perf_counter() - t0
@@ -263,12 +266,8 @@ def next_item(name: str, returns: Any, iterator: Any, reason: Any = None) -> Out
         out.end = True
         out.stream = None
         return out
-    except (CallCancelled, KeyboardInterrupt) as e:
-        out.error = stopped_error(name, e, reason() if reason else None)
-        out.stream = None
-        return out
     except BaseException as e:  # raised inside the generator: it surfaces at this item in C#
-        out.error = _python_error(name, e)
+        out.error = raised_error(name, e, reason)
         out.stream = None
         return out
     finally:
@@ -313,11 +312,8 @@ async def complete_awaitable(out: Outcome, reason: Any = None) -> Outcome:
     t0 = time.perf_counter()
     try:
         out.result = await out.awaitable
-    except (CallCancelled, KeyboardInterrupt) as e:
-        out.error = stopped_error(out.name, e, reason() if reason else None)
-        return out
     except BaseException as e:
-        out.error = _python_error(out.name, e)
+        out.error = raised_error(out.name, e, reason)
         return out
     finally:
         out.awaitable = None
