@@ -76,6 +76,8 @@ def soak(folder, server_pid: int, calls: int, deadline: float, sample_every: flo
                     done[c] = i + 1
                     if i % 1000 == 0 and time.monotonic() > deadline:
                         break
+                count(-1)                             # before the lane closes: the sampler stops first
+                opened = False
         except BaseException as e:
             errors.append(f"thread {c}: {type(e).__name__}: {e}")
         finally:
@@ -85,8 +87,12 @@ def soak(folder, server_pid: int, calls: int, deadline: float, sample_every: flo
 
     def sampler() -> None:
         while not stop.wait(sample_every):
-            if running[0] == THREADS:                 # only while every lane is open: comparable figures
-                samples.append(dict(proc_figures(server_pid), calls=sum(done)))
+            # only while every lane is open, before and after the sample: comparable figures (a lane that
+            # closes while /proc is read would show as a lost descriptor)
+            if running[0] == THREADS:
+                figures = dict(proc_figures(server_pid), calls=sum(done))
+                if running[0] == THREADS:
+                    samples.append(figures)
 
     before = dict(steady_figures(server_pid), after="before the lanes opened")
     mon = threading.Thread(target=sampler, daemon=True)
