@@ -574,6 +574,11 @@ def cold(exe: Path, tmp: Path, sz: Dict[str, int], res: Dict[str, Any], skips: D
     print("running Bench.exe cold (Initialize starting Python, then `python -c \"import numpy\"`)...", flush=True)
     init, numpy_ = [], []
     venv = Path(sys.prefix)
+    # numpy's bytecode was compiled when pip installed it; ours too when installed from the wheel, but not in
+    # an editable checkout (and PYTHONDONTWRITEBYTECODE keeps it from being cached): compile it alike
+    import compileall
+    import lesspy_kernel
+    compileall.compile_dir(str(Path(lesspy_kernel.__file__).parent), quiet=1)
     for _ in range(sz["cold"]):
         d = tmp / "cold"
         shutil.rmtree(d, ignore_errors=True)
