@@ -26,7 +26,7 @@ from .interrupts import CallCancelled, RunningCall, current_lane
 from .mapping import Mapping, full_fence
 from .protocol import (DTYPE_CODES, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
                        SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, decode_call,
-                       error_size, fit_error, read_header, value_size, write_error, write_value)
+                       error_size, fit_error, value_size, write_error, write_value)
 
 if TYPE_CHECKING:
     from .server import Server
@@ -143,8 +143,7 @@ class Lane:
 
     def _run_call(self, seq: int) -> Outcome:
         try:
-            self.req.refresh()
-            _, length, status = read_header(self.req.view)
+            length, status = self.req.read_request()
             if status in (REQUEST_NEXT, REQUEST_CLOSE):
                 return self._stream_request(seq, status)
             if status not in (REQUEST_CALL, REQUEST_STREAM):
@@ -223,11 +222,16 @@ class Lane:
             if outcome.error is None:
                 if self._result_at is not None and self._write_in_place(outcome):
                     return
-                small = _SMALL.get(outcome.returns) if type(outcome.returns) is Tag else None
-                if small is not None and type(outcome.value) in _SMALL_TYPES:     # the fast path: one pack
-                    small.pack_into(self.resp.view, HEADER_SIZE, outcome.returns, outcome.value)
-                    self._pending = (seq, small.size, STATUS_OK)
-                    return
+                if type(outcome.returns) is Tag:          # the fast paths: None, or a scalar in one pack
+                    if outcome.value is None and outcome.returns is Tag.NONE:
+                        self.resp.view[HEADER_SIZE] = Tag.NONE
+                        self._pending = (seq, 1, STATUS_OK)
+                        return
+                    small = _SMALL.get(outcome.returns)
+                    if small is not None and type(outcome.value) in _SMALL_TYPES:
+                        small.pack_into(self.resp.view, HEADER_SIZE, outcome.returns, outcome.value)
+                        self._pending = (seq, small.size, STATUS_OK)
+                        return
                 size = value_size(outcome.value, outcome.returns)
                 self.resp.grow(size)
                 write_value(self.resp.payload(size), outcome.value, outcome.returns)

@@ -11,11 +11,12 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 
-from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, HEADER_SIZE, SEQUENCE_OFFSET, SESSION_OFFSET,
-                       WAITING_OFFSET, write_header)
+from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, HEADER, HEADER_SIZE, MAPPING_MAGIC, PROTOCOL_VERSION,
+                       SEQUENCE_OFFSET, SESSION_OFFSET, WAITING_OFFSET, read_header, write_header)
 
 MIN_CAPACITY = 4096
 MAX_PAYLOAD = 2**31 - 1 - HEADER_SIZE          # what a .NET span can address
@@ -26,6 +27,8 @@ _fence_lock = threading.Lock()
 _SEQ_WORD, _CAPACITY_WORD, _CANCEL_WORD, _SESSION_WORD = (SEQUENCE_OFFSET // 8, CAPACITY_OFFSET // 8,
                                                           CANCEL_OFFSET // 8, SESSION_OFFSET // 8)
 _LENGTH_WORD = 24 // 8
+_FIRST_WORD = int.from_bytes(HEADER.pack(MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, 0, 0, 0, 0, 0, 0, 0)[:8],
+                             "little")               # magic, version and header size: one word to check
 _STATUS_INT, _WAITING_INT = 32 // 4, WAITING_OFFSET // 4
 if sys.byteorder != "little":  # pragma: no cover
     raise ImportError("lesspy's mappings are little-endian; this machine is big-endian")
@@ -142,6 +145,19 @@ class Mapping:
             os.close(fd)
         self._remap(size)
         self.words[_CAPACITY_WORD] = size
+
+    def read_request(self) -> Tuple[int, int]:
+        """Reader side: (payload length, status) of the frame just published, after `refresh` and the header
+        checks of `read_header`. The common case (nothing grown, header intact) is three word loads."""
+        words = self.words
+        if words[0] != _FIRST_WORD or words[_CAPACITY_WORD] != self.capacity:
+            self.refresh()
+            _, length, status = read_header(self.view)
+            return length, status
+        length = words[_LENGTH_WORD]
+        if length > self.capacity - HEADER_SIZE:
+            read_header(self.view)                # raises the FrameError that names the bad length
+        return length, self.ints[_STATUS_INT]
 
     def refresh(self) -> None:
         """Reader side: map the file again if its writer grew it (the header says a larger capacity)."""

@@ -616,7 +616,13 @@ _INLINE: Dict[int, struct.Struct] = {Tag.INT32: _I32, Tag.INT64: _I64, Tag.FLOAT
 
 def decode_call(payload: Union[bytes, memoryview]) -> Call:
     """Decode a call frame; arrays in the arguments are read-only views over `payload`."""
-    r = _Reader(memoryview(payload))
+    buf = payload if type(payload) is memoryview else memoryview(payload)
+    quick = _known_scalar_call(buf)
+    return quick if quick is not None else _decode_call_fully(buf)
+
+
+def _decode_call_fully(buf: memoryview) -> Call:
+    r = _Reader(buf)
     buf = r.buf
     head = _prefix(r)
     name, returns = head
@@ -635,6 +641,41 @@ def decode_call(payload: Union[bytes, memoryview]) -> Call:
         pos = r.pos
     r.pos = pos
     _check_end(r, "the arguments")
+    return Call(name, returns, args)
+
+
+def _known_scalar_call(buf: memoryview) -> Optional[Call]:
+    """The common call, decoded in a few steps: a name and return type seen before (so already checked) and
+    only scalar arguments. Anything else, including every malformed frame, returns None: the full decoder
+    then decodes it or says what is wrong."""
+    size = len(buf)
+    if size < 4:
+        return None
+    n = buf[0] | buf[1] << 8
+    known = _PREFIXES.get(bytes(buf[2:2 + n]))
+    if known is None:
+        return None
+    pos = 2 + n
+    for desc_bytes, name, returns in known:
+        end = pos + len(desc_bytes)
+        if end < size and buf[pos:end] == desc_bytes:
+            break
+    else:
+        return None
+    argc = buf[end]
+    pos = end + 1
+    args = []
+    while argc:
+        if pos >= size:
+            return None
+        s = _INLINE.get(buf[pos])
+        if s is None or pos + 1 + s.size > size:
+            return None
+        args.append(s.unpack_from(buf, pos + 1)[0])
+        pos += 1 + s.size
+        argc -= 1
+    if pos != size:
+        return None
     return Call(name, returns, args)
 
 

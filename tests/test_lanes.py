@@ -129,6 +129,29 @@ def test_requests_and_results_grow_the_mappings(server):
     lane.close()
 
 
+def test_a_damaged_request_header_gets_an_error_and_the_lane_goes_on(server):
+    """The server reads a request's length and status from the header words; a header the client broke
+    (magic, or a length past the mapping) is a malformed request, not a crash or a read past the end."""
+    from lesspy_kernel.protocol import HEADER_SIZE, REQUEST_CALL
+    with Lane(server.folder) as lane:
+        assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+        frame = encode_call("add_ints", I, [3, 4], [I, I])
+        lane.req.view[HEADER_SIZE:HEADER_SIZE + len(frame)] = frame
+        lane.req.view[0:4] = b"XXXX"                              # the magic
+        lane.seq += 1
+        lane.req.publish(lane.seq, len(frame), REQUEST_CALL)
+        with pytest.raises(RemoteError, match="magic") as e:
+            lane.receive()
+        assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST
+        lane.req.view[0:4] = b"LPYM"
+        lane.seq += 1
+        lane.req.publish(lane.seq, lane.req.capacity, REQUEST_CALL)  # a length past the end of the mapping
+        with pytest.raises(RemoteError, match="payload length") as e:
+            lane.receive()
+        assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST
+        assert lane.call("add_ints", I, [5, 6], [I, I]) == 11
+
+
 def test_result_array_is_sent_without_a_copy_and_overlaps_are_safe(server):
     lane = Lane(server.folder)
     a = np.arange(12, dtype=np.float32).reshape(3, 4)

@@ -147,3 +147,28 @@ def test_only_restricts_both(both):
             ns.lookup("double")
     with pytest.raises(FunctionNotFound, match="imported from"):           # --only does not export an import
         ModuleNamespace(module.module, only=["remove"]).lookup("remove")
+
+
+def test_a_name_rebound_after_a_call_is_judged_again():
+    """lookup remembers the function it last allowed under a name; rebinding the name (a re-run cell, an
+    import over it) must not inherit that verdict."""
+    import os
+
+    ns: dict = {"__name__": "__main__"}
+    exec("def f():\n    return 1\n", ns)
+    space = DictNamespace(ns)
+    first = space.lookup("f")
+    assert space.lookup("f") is first
+    exec("def f():\n    return 2\n", ns)             # the cell re-run: the new function is called
+    assert space.lookup("f")() == 2
+    ns["f"] = os.remove                              # imported over it: refused
+    with pytest.raises(FunctionNotFound, match="not defined in"):
+        space.lookup("f")
+    exec("class f:\n    pass\n", ns)                 # a class: refused
+    with pytest.raises(FunctionNotFound, match="is a class"):
+        space.lookup("f")
+    del ns["f"]
+    with pytest.raises(FunctionNotFound):
+        space.lookup("f")
+    exec("def f():\n    return 3\n", ns)
+    assert space.lookup("f")() == 3

@@ -127,6 +127,39 @@ def test_random_garbage_never_raises_anything_but_frame_error():
             pass
 
 
+def test_the_scalar_call_shortcut_agrees_with_the_full_decoder():
+    """decode_call takes a shortcut for a known name and return type with scalar arguments; on any frame
+    (valid, cut, changed) it must give what the full decoder gives, or leave the frame to it."""
+    from lesspy_kernel.protocol import _decode_call_fully, _known_scalar_call
+    rng = np.random.default_rng(2)
+    bases = [encode_call("add", Tag.INT32, [2, 40], [Tag.INT32, Tag.INT32]),
+             encode_call("mix", (Tag.FLOAT64, Tag.INT64), [1.5, 2**40, np.float32(0.25)],
+                         [Tag.FLOAT64, Tag.INT64, Tag.FLOAT32]),
+             encode_call("noop", Tag.NONE, [], [])]
+    for base in bases:
+        decode_call(base)                        # now the name and return type are known
+        assert _known_scalar_call(memoryview(base)) is not None
+    taken = 0
+    for _ in range(20000):
+        raw = bytearray(bases[rng.integers(0, len(bases))])
+        for _ in range(rng.integers(0, 3)):
+            raw[rng.integers(0, len(raw))] = rng.integers(0, 256)
+        if rng.integers(0, 4) == 0:
+            raw = raw[: rng.integers(0, len(raw) + 1)]
+        quick = _known_scalar_call(memoryview(bytes(raw)))
+        try:
+            full = _decode_call_fully(memoryview(bytes(raw)))
+        except FrameError:
+            assert quick is None, (bytes(raw), quick)
+            continue
+        if quick is not None:
+            taken += 1
+            assert (quick.name, quick.returns) == (full.name, full.returns)
+            assert [(type(a), a) for a in quick.args] == [(type(a), a) for a in full.args] or \
+                all(math.isnan(a) and math.isnan(b) for a, b in zip(quick.args, full.args) if a != b)
+    assert taken > 1000                          # the shortcut was exercised
+
+
 def test_size_is_measured_before_writing():
     arr = np.zeros((10, 10), np.float64)
     assert value_size(arr, Tag.NDARRAY) == len(encode_value(arr, Tag.NDARRAY))
