@@ -286,6 +286,22 @@ def test_csharp_streams_and_async_def(server, csharp_bin):
     assert p.stdout.count("OK ") == 10 and "FAIL" not in p.stdout, p.stdout
 
 
+def test_csharp_over_both_transports(tmp_path, csharp_bin):
+    """The C# client drives a Unix socket through libc on Linux and TCP through System.Net.Sockets: the same
+    client (streams, async, cancellation) works over each."""
+    from conftest import compile_csharp, run_mono
+
+    exe = compile_csharp(csharp_bin, [ROOT / "tests" / "csharp" / "StreamClient.cs"], "StreamClient.exe",
+                         extra=["-r:System.Core.dll"])
+    for folder in (tmp_path / "w", tmp_path / ("x" * (110 - len(str(tmp_path))))):
+        with Headless(folder, LANES_MODULE, "--keep-alive") as s:
+            tcp = (folder / "notify.port").read_text().isdigit()
+            assert tcp == (folder.name != "w")
+            p = run_mono(exe, s.folder, timeout=120)
+            assert p.returncode == 0, p.stdout + p.stderr
+            assert p.stdout.count("OK ") == 10 and "FAIL" not in p.stdout, (tcp, p.stdout)
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

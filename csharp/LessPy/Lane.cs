@@ -62,7 +62,7 @@ namespace LessPy
         /// <summary>While a cancellable call blocks, it wakes this often to look at its token.</summary>
         const int CancelSliceMicroseconds = 20000;
 
-        readonly Socket _socket;
+        readonly NotifySocket _socket;
         readonly byte[] _drain = new byte[64];                   // receives notify bytes; only the Busy thread uses it
         ulong _sequence;
 
@@ -88,7 +88,7 @@ namespace LessPy
         public long SentEnd;            // the end of the highest in-place request array the frame being written sends
         public bool KeepsViews;         // Busy, taken from its holder: its views stay valid until the call is published
 
-        Lane(int id, Socket socket, Mapping req, Mapping resp, ulong session)
+        Lane(int id, NotifySocket socket, Mapping req, Mapping resp, ulong session)
         {
             Id = id;
             _socket = socket;
@@ -116,23 +116,7 @@ namespace LessPy
         }
 
         /// <summary>Connects to the folder's server; the socket is connected, nothing is read yet.</summary>
-        public static Socket Connect(EndPoint at)
-        {
-            Socket s = at.AddressFamily == AddressFamily.Unix
-                ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-                : new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            try
-            {
-                if (at.AddressFamily != AddressFamily.Unix) s.NoDelay = true;
-                s.Connect(at);
-                return s;
-            }
-            catch
-            {
-                s.Dispose();
-                throw;
-            }
-        }
+        public static NotifySocket Connect(EndPoint at) { return NotifySocket.Connect(at); }
 
         /// <summary>Opens a lane: connect, handshake with purpose 0, map the two files and check their session id.</summary>
         /// <exception cref="HandshakeException">The server refused (wrong key, version, busy: its message says which limit).</exception>
@@ -140,7 +124,7 @@ namespace LessPy
         public static Lane Open(WorkFolder folder, byte[] key, ulong clientId, out Hello hello)
         {
             EndPoint at = NotifyEndPoint(folder);
-            Socket s;
+            NotifySocket s;
             try { s = Connect(at); }
             catch (SocketException e)
             {
@@ -183,7 +167,7 @@ namespace LessPy
         }
 
         /// <summary>Reads the hello, checks it, and sends the answer (PROTOCOL.md section 3 steps 1 and 2).</summary>
-        public static Hello Handshake(Socket s, EndPoint at, byte[] key, Purpose purpose, ulong clientId)
+        public static Hello Handshake(NotifySocket s, EndPoint at, byte[] key, Purpose purpose, ulong clientId)
         {
             var hello = new byte[Wire.HelloSize];
             ReadExact(s, hello, 0, 8, "the server's hello");
@@ -207,13 +191,12 @@ namespace LessPy
             BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(answer, 8, 4), (uint)CurrentPid);
             BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(answer, 12, 8), clientId);
             Buffer.BlockCopy(mac, 0, answer, 20, 32);
-            try { s.Send(answer); }
-            catch (SocketException e) { throw new ServerUnavailableException("the server closed the connection during the handshake: " + e.Message, e); }
+            if (!s.Send(answer, 0, answer.Length)) throw new ServerUnavailableException("the server closed the connection during the handshake");
             return h;
         }
 
         /// <summary>Reads the result and its message; returns the message of an accepted connection, throws otherwise.</summary>
-        public static byte[] ReadResult(Socket s, EndPoint at, WorkFolder folder)
+        public static byte[] ReadResult(NotifySocket s, EndPoint at, WorkFolder folder)
         {
             var head = new byte[3];
             ReadExact(s, head, 0, 3, "the handshake result");
@@ -248,18 +231,19 @@ namespace LessPy
             }
         }
 
-        static void ReadExact(Socket s, byte[] buf, int offset, int n, string what)
+        static void ReadExact(NotifySocket s, byte[] buf, int offset, int n, string what)
         {
             var sw = Stopwatch.StartNew();
             int got = 0;
             while (got < n)
             {
                 int left = (int)(HandshakeTimeout.TotalMilliseconds - sw.ElapsedMilliseconds);
-                if (left <= 0 || !s.Poll(left * 1000, SelectMode.SelectRead))
+                if (left <= 0 || !s.Poll(left * 1000))
                     throw new ServerUnavailableException("the server did not send " + what + " within " + HandshakeTimeout.TotalSeconds + " s");
-                SocketError err;
-                int r = s.Receive(buf, offset + got, n - got, SocketFlags.None, out err);
-                if (r <= 0) throw new ServerUnavailableException("the server closed the connection before sending " + what + (err != SocketError.Success ? " (" + err + ")" : ""));
+                int r;
+                try { r = s.Receive(buf, offset + got, n - got); }
+                catch (SocketException e) { throw new ServerUnavailableException("the connection failed before the server sent " + what + ": " + e.Message, e); }
+                if (r <= 0) throw new ServerUnavailableException("the server closed the connection before sending " + what);
                 got += r;
             }
         }
@@ -290,16 +274,7 @@ namespace LessPy
             return seq;
         }
 
-        bool SendByte(byte[] b)
-        {
-            try
-            {
-                SocketError err;
-                return _socket.Send(b, 0, 1, SocketFlags.None, out err) == 1;
-            }
-            catch (ObjectDisposedException) { return false; }
-            catch (SocketException) { return false; }
-        }
+        bool SendByte(byte[] b) { return _socket.Send(b, 0, 1); }
 
         ulong ReplySequence { get { return (ulong)Volatile.Read(ref *(long*)(Response.Base + Wire.OffSequence)); } }
 
@@ -369,10 +344,9 @@ namespace LessPy
                 bool closed = false;
                 try
                 {
-                    if (_socket.Poll(us, SelectMode.SelectRead))
+                    if (_socket.Poll(us))
                     {
-                        SocketError err;
-                        int r = _socket.Receive(_drain, 0, _drain.Length, SocketFlags.None, out err);
+                        int r = _socket.Receive(_drain, 0, _drain.Length);
                         if (r <= 0) closed = true;
                         // bytes are wake-up hints (REPLY); a stray or late one is dropped
                     }
@@ -403,11 +377,9 @@ namespace LessPy
         {
             try
             {
-                while (_socket.Poll(0, SelectMode.SelectRead))
+                while (_socket.Poll(0))
                 {
-                    if (_socket.Available == 0) return false;
-                    SocketError err;
-                    if (_socket.Receive(_drain, 0, _drain.Length, SocketFlags.None, out err) <= 0) return false;
+                    if (_socket.Receive(_drain, 0, _drain.Length) <= 0) return false;   // readable with nothing: closed
                 }
                 return true;
             }
@@ -421,9 +393,7 @@ namespace LessPy
         /// <summary>Shuts the connection down without unmapping: wakes a thread blocked in <see cref="Wait"/>.</summary>
         public void Abort()
         {
-            try { _socket.Shutdown(SocketShutdown.Both); }
-            catch (SocketException) { }
-            catch (ObjectDisposedException) { }
+            _socket.Shutdown();
         }
 
         /// <summary>Closes the connection and unmaps both files; every view of this lane throws from now on. Idempotent.</summary>

@@ -48,7 +48,23 @@ namespace LessPy
             if (capacity < 4096) throw new ArgumentOutOfRangeException(nameof(capacity), "at least 4096 bytes");
             CheckPlatform();
             WarmUp.Sockets();
-            var bindings = MethodBinding.BindAll(typeof(T));
+            var preparation = Preparation<T>.Start();
+            Channel channel;
+            try
+            {
+                channel = StartOrReuse(pythonVenvPath, exportingPyPath, debug, keepAlive, capacity);
+            }
+            catch
+            {
+                preparation.Finish();             // an interface that cannot be bound is reported first
+                throw;
+            }
+            return Create<T>(channel, preparation);
+        }
+
+        /// <summary>The channel to the folder's server of <paramref name="exportingPyPath"/>: reused, or started (Initialize's work).</summary>
+        static Channel StartOrReuse(string pythonVenvPath, string exportingPyPath, bool debug, bool keepAlive, int capacity)
+        {
             string module = Path.GetFullPath(exportingPyPath);
             if (!File.Exists(module)) throw new FileNotFoundException("the exporting Python module " + module + " does not exist", module);
 
@@ -66,7 +82,7 @@ namespace LessPy
             }
             // No SHUTDOWN on Dispose: a server started without --keep-alive stops by itself once its last client has
             // gone and this process has ended (--parent-pid); SHUTDOWN would stop it under another app sharing it.
-            return LessPyProxy.Create<T>(channel, bindings);
+            return channel;
         }
 
         /// <summary>
@@ -84,8 +100,38 @@ namespace LessPy
             if (workFolderOrName.Length == 0) throw new ArgumentException("empty work folder or session name", nameof(workFolderOrName));
             CheckPlatform();
             WarmUp.Sockets();
-            var bindings = MethodBinding.BindAll(typeof(T));
-            LessPyProxy.Prepare<T>();
+            var preparation = Preparation<T>.Start();
+            Channel channel;
+            try
+            {
+                channel = OpenServed(workFolderOrName);
+            }
+            catch
+            {
+                preparation.Finish();             // an interface that cannot be bound is reported first
+                throw;
+            }
+            return Create<T>(channel, preparation);
+        }
+
+        static T Create<T>(Channel channel, Preparation<T> preparation) where T : class
+        {
+            Dictionary<MethodInfo, MethodBinding> bindings;
+            try
+            {
+                bindings = preparation.Finish();
+            }
+            catch
+            {
+                channel.Dispose();
+                throw;
+            }
+            return LessPyProxy.Create<T>(channel, bindings);
+        }
+
+        /// <summary>The channel to the live server of a folder or session name (Connect's checks, in order).</summary>
+        static Channel OpenServed(string workFolderOrName)
+        {
             WorkFolder folder = WorkFolder.Resolve(workFolderOrName);
             bool isName = folder.Path != Path.GetFullPath(workFolderOrName);
             string how = isName ? "run %lesspy serve --name " + workFolderOrName + " in the notebook" : "run %lesspy serve in the notebook";
@@ -101,8 +147,7 @@ namespace LessPy
                 throw new ServerUnavailableException("the " + (served != null ? "headless " : "") + "server of " + folder.Path + " (pid " + pid
                     + ") is no longer running: its files are stale; " + how);
             }
-            Channel channel = Channel.Open(folder);
-            return LessPyProxy.Create<T>(channel, bindings);
+            return Channel.Open(folder);
         }
 
         static void CheckPlatform()

@@ -14,7 +14,7 @@ namespace LessPy
             try
             {
                 EndPoint at = Lane.NotifyEndPoint(folder);
-                using (Socket s = Lane.Connect(at)) return true;
+                using (NotifySocket s = Lane.Connect(at)) return true;
             }
             catch (LessPyException) { return false; }
             catch (SocketException) { return false; }
@@ -28,7 +28,7 @@ namespace LessPy
             {
                 byte[] key = folder.ReadKey();
                 EndPoint at = Lane.NotifyEndPoint(folder);
-                using (Socket s = Lane.Connect(at))
+                using (NotifySocket s = Lane.Connect(at))
                 {
                     Lane.Handshake(s, at, key, Purpose.Stop, 0);
                     Lane.ReadResult(s, at, folder);

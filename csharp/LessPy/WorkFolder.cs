@@ -88,6 +88,7 @@ namespace LessPy
         public static bool ProcessAlive(int pid)
         {
             if (pid <= 0) return false;
+            if (Posix.IsLinux) return Posix.ProcessAlive(pid);
             try
             {
                 using (var p = Process.GetProcessById(pid)) return !p.HasExited;

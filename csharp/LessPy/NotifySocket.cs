@@ -1,0 +1,268 @@
+using System;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+using Microsoft.Win32.SafeHandles;
+
+namespace LessPy
+{
+    /// <summary>
+    /// The byte stream to a server's notify socket (a lane's wake-up bytes, the handshake, probes).
+    /// On Linux the Unix socket is driven through libc directly: Mono's <see cref="Socket"/> reads machine.config and
+    /// the network interfaces the first time it is used (about 50 ms here), which a fresh process paid on every
+    /// Connect and Initialize. TCP (long folder paths, Windows) and other systems use <see cref="Socket"/>.
+    /// Errors are <see cref="SocketException"/>s and a disposed socket throws <see cref="ObjectDisposedException"/>,
+    /// as with <see cref="Socket"/>.
+    /// </summary>
+    internal abstract class NotifySocket : IDisposable
+    {
+        /// <summary>Connects to <paramref name="at"/> (a <see cref="UnixEndPoint"/> or a loopback <see cref="IPEndPoint"/>).</summary>
+        public static NotifySocket Connect(EndPoint at)
+        {
+            var unix = at as UnixEndPoint;
+            if (unix != null && PosixNotifySocket.Usable) return PosixNotifySocket.Open(unix.Path);
+            return ManagedNotifySocket.Open(at);
+        }
+
+        /// <summary>True when <see cref="Connect"/> never touches <see cref="Socket"/> for this address (no warm-up needed).</summary>
+        public static bool AvoidsManagedSockets(EndPoint at) { return at is UnixEndPoint && PosixNotifySocket.Usable; }
+
+        /// <summary>Sends all of <paramref name="count"/> bytes; false when the connection is gone.</summary>
+        public abstract bool Send(byte[] buffer, int offset, int count);
+
+        /// <summary>Receives up to <paramref name="count"/> bytes; 0 when the peer closed the connection.</summary>
+        public abstract int Receive(byte[] buffer, int offset, int count);
+
+        /// <summary>True when a byte (or the end of the stream) can be read within <paramref name="microseconds"/> (-1: forever).</summary>
+        public abstract bool Poll(int microseconds);
+
+        /// <summary>Shuts both directions down: a thread blocked in <see cref="Poll"/> wakes up.</summary>
+        public abstract void Shutdown();
+
+        /// <summary>Closes the socket (after any call still running on another thread returns).</summary>
+        public abstract void Dispose();
+    }
+
+    /// <summary>A <see cref="Socket"/> (TCP on loopback with NoDelay, or a Unix socket where libc is not used).</summary>
+    internal sealed class ManagedNotifySocket : NotifySocket
+    {
+        readonly Socket _s;
+
+        ManagedNotifySocket(Socket s) { _s = s; }
+
+        public static NotifySocket Open(EndPoint at)
+        {
+            Socket s = at.AddressFamily == AddressFamily.Unix
+                ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                : new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                if (at.AddressFamily != AddressFamily.Unix) s.NoDelay = true;
+                s.Connect(at);
+                return new ManagedNotifySocket(s);
+            }
+            catch
+            {
+                s.Dispose();
+                throw;
+            }
+        }
+
+        public override bool Send(byte[] buffer, int offset, int count)
+        {
+            try
+            {
+                while (count > 0)
+                {
+                    SocketError err;
+                    int n = _s.Send(buffer, offset, count, SocketFlags.None, out err);
+                    if (n <= 0) return false;
+                    offset += n;
+                    count -= n;
+                }
+                return true;
+            }
+            catch (SocketException) { return false; }
+            catch (ObjectDisposedException) { return false; }
+        }
+
+        public override int Receive(byte[] buffer, int offset, int count)
+        {
+            SocketError err;
+            int n = _s.Receive(buffer, offset, count, SocketFlags.None, out err);
+            return n < 0 ? 0 : n;
+        }
+
+        public override bool Poll(int microseconds) { return _s.Poll(microseconds, SelectMode.SelectRead); }
+
+        public override void Shutdown()
+        {
+            try { _s.Shutdown(SocketShutdown.Both); }
+            catch (SocketException) { }
+            catch (ObjectDisposedException) { }
+        }
+
+        public override void Dispose() { _s.Dispose(); }
+    }
+
+    /// <summary>
+    /// A Unix stream socket through libc (Linux). The descriptor is a <see cref="SafeHandle"/>, so closing it while
+    /// another thread is inside poll or recv waits for that call to return: the number is never reused under it.
+    /// </summary>
+    internal sealed unsafe class PosixNotifySocket : NotifySocket
+    {
+        const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000, SHUT_RDWR = 2, MSG_NOSIGNAL = 0x4000;
+        const short POLLIN = 1;
+        const int EINTR = 4, EAGAIN = 11;
+        const int SunPathBytes = 108;
+
+        sealed class Fd : SafeHandleZeroOrMinusOneIsInvalid
+        {
+            public Fd() : base(true) { }
+            protected override bool ReleaseHandle() { return close((int)handle) == 0; }
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        struct PollFd
+        {
+            public int fd;
+            public short events;
+            public short revents;
+        }
+
+        [DllImport("libc", SetLastError = true)] static extern Fd socket(int domain, int type, int protocol);
+        [DllImport("libc", SetLastError = true)] static extern int connect(Fd fd, byte* addr, int addrlen);
+        [DllImport("libc", SetLastError = true)] static extern IntPtr send(Fd fd, byte* buf, IntPtr len, int flags);
+        [DllImport("libc", SetLastError = true)] static extern IntPtr recv(Fd fd, byte* buf, IntPtr len, int flags);
+        [DllImport("libc", SetLastError = true)] static extern int poll(PollFd* fds, UIntPtr nfds, int timeout);
+        [DllImport("libc", SetLastError = true)] static extern int shutdown(Fd fd, int how);
+        [DllImport("libc", SetLastError = true)] static extern int close(int fd);
+        [DllImport("libc")] static extern IntPtr strerror(int errnum);
+
+        /// <summary>Linux, with libc reachable through P/Invoke.</summary>
+        public static bool Usable { get { return Posix.IsLinux; } }
+
+        readonly Fd _fd;
+        int _shut;
+
+        PosixNotifySocket(Fd fd) { _fd = fd; }
+
+        public static NotifySocket Open(string path)
+        {
+            byte[] name = Encoding.UTF8.GetBytes(path);
+            if (name.Length >= SunPathBytes)
+                throw new ArgumentException("the socket path " + path + " is longer than the " + (SunPathBytes - 1)
+                    + " bytes a Unix socket address holds: use a shorter work folder path", nameof(path));
+            byte* addr = stackalloc byte[2 + SunPathBytes];
+            for (int i = 0; i < 2 + SunPathBytes; i++) addr[i] = 0;
+            addr[0] = AF_UNIX;                                   // sa_family_t, little-endian u16
+            for (int i = 0; i < name.Length; i++) addr[2 + i] = name[i];
+            int len = 2 + name.Length + 1;
+            for (int attempt = 0; ; attempt++)
+            {
+                Fd fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd.IsInvalid) throw Error("socket");
+                if (connect(fd, addr, len) == 0) return new PosixNotifySocket(fd);
+                int errno = Marshal.GetLastWin32Error();
+                fd.Dispose();
+                if (errno != EINTR || attempt >= 3) throw Error("connect to " + path, errno);
+            }
+        }
+
+        public override bool Send(byte[] buffer, int offset, int count)
+        {
+            if (offset < 0 || count < 0 || offset + count > buffer.Length) throw new ArgumentOutOfRangeException(nameof(count));
+            try
+            {
+                fixed (byte* b = buffer)
+                {
+                    while (count > 0)
+                    {
+                        long n = (long)send(_fd, b + offset, (IntPtr)count, MSG_NOSIGNAL);
+                        if (n < 0)
+                        {
+                            int errno = Marshal.GetLastWin32Error();
+                            if (errno == EINTR || errno == EAGAIN) continue;
+                            return false;
+                        }
+                        if (n == 0) return false;
+                        offset += (int)n;
+                        count -= (int)n;
+                    }
+                }
+                return true;
+            }
+            catch (ObjectDisposedException) { return false; }
+        }
+
+        public override int Receive(byte[] buffer, int offset, int count)
+        {
+            if (offset < 0 || count < 0 || offset + count > buffer.Length) throw new ArgumentOutOfRangeException(nameof(count));
+            fixed (byte* b = buffer)
+            {
+                while (true)
+                {
+                    long n = (long)recv(_fd, b + offset, (IntPtr)count, 0);
+                    if (n >= 0) return (int)n;
+                    int errno = Marshal.GetLastWin32Error();
+                    if (errno == EINTR) continue;
+                    if (Volatile.Read(ref _shut) != 0) return 0;
+                    throw Error("recv", errno);
+                }
+            }
+        }
+
+        public override bool Poll(int microseconds)
+        {
+            int ms = microseconds < 0 ? -1 : (int)Math.Min(int.MaxValue, ((long)microseconds + 999) / 1000);
+            bool added = false;
+            try
+            {
+                _fd.DangerousAddRef(ref added);
+                var p = new PollFd { fd = (int)_fd.DangerousGetHandle(), events = POLLIN };
+                while (true)
+                {
+                    int r = poll(&p, (UIntPtr)1, ms);
+                    if (r >= 0) return r > 0;      // readable, closed (POLLHUP) or in error: a read says which
+                    int errno = Marshal.GetLastWin32Error();
+                    if (errno != EINTR) throw Error("poll", errno);
+                }
+            }
+            finally
+            {
+                if (added) _fd.DangerousRelease();
+            }
+        }
+
+        public override void Shutdown()
+        {
+            Volatile.Write(ref _shut, 1);
+            try { shutdown(_fd, SHUT_RDWR); }
+            catch (ObjectDisposedException) { }
+        }
+
+        public override void Dispose() { _fd.Dispose(); }
+
+        static SocketException Error(string what) { return Error(what, Marshal.GetLastWin32Error()); }
+
+        static SocketException Error(string what, int errno) { return new PosixSocketException(what, errno); }
+
+        /// <summary>A failed libc call, with the system's own words for its errno.</summary>
+        sealed class PosixSocketException : SocketException
+        {
+            readonly string _message;
+
+            public PosixSocketException(string what, int errno)
+            {
+                string text = null;
+                try { text = Marshal.PtrToStringAnsi(strerror(errno)); }
+                catch (Exception) { }
+                _message = what + ": " + (text ?? "error") + " (errno " + errno + ")";
+            }
+
+            public override string Message { get { return _message; } }
+        }
+    }
+}
