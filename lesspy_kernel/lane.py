@@ -1,16 +1,19 @@
 """One lane: a verified connection and its two mappings, carrying one call at a time (PROTOCOL.md section 2).
 
-Each lane has its own server thread. It waits for the next request by looking at the request's sequence
-word, spinning a few microseconds and then yielding the CPU between looks (a call that follows the previous
-one closely is picked up with no system call; one lane spins at a time, since spinning holds the GIL), then
-blocks on the socket; it runs the call through the server's executor and hands the reply over the same way.
-Only the lane's own caller can overwrite what its mappings hold.
+Each lane has its own server thread, which blocks on the lane's socket. One thread spins: it looks at request
+sequence words, a few microseconds busily and then yielding the CPU between looks, so a call that follows the
+previous one closely is picked up with no system call (only one spins, since spinning holds the GIL). On a
+headless server that is a thread of its own which watches every lane and serves their calls itself: a call then
+costs no thread wake-up and no GIL handoff, which made many threads of small calls slower than one (Spinner).
+In a kernel the lane threads take turns at spinning on their own lane. Whoever serves a lane's request holds
+the lane's claim; only the lane's own caller can overwrite what its mappings hold.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import struct
 import threading
@@ -36,11 +39,145 @@ _U64 = struct.Struct("<Q")
 _SEQ_WORD = SEQUENCE_OFFSET // 8
 SPIN_SECONDS = 5e-6         # how long a lane thread spins for the next request, then it yields the CPU between
 YIELD_SECONDS = 150e-6      # looks (at once back when nobody else wants it) until this, before it blocks
-_spinner = threading.Lock()  # held by the one lane thread that spins; the others block at once
+RESCUE_AFTER = 0.002        # a call the spinner serves for longer than this gives the other lanes back to their threads
 # scalar results written with one pack (tag + value), as protocol.write_value would write them
 _SMALL = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),
           Tag.FLOAT32: struct.Struct("<Bf"), Tag.BOOL: struct.Struct("<B?")}
 _SMALL_TYPES = frozenset((int, float, bool))
+
+
+class Spinner:
+    """The one thread of a server that spins, and (headless) the lanes it watches and serves.
+
+    Headless (`serve_all`), a thread of its own spins over every lane: while it runs it "covers" them (their
+    `waiting` words are 0, so clients send no wake-up byte) and serves their requests itself, one per lane per
+    round; a call then costs no thread wake-up and no GIL handoff. When nothing came for YIELD_SECONDS it
+    uncovers them (`waiting` = 1, a fence, then a last look at each sequence word: a lane whose request came
+    meanwhile has its thread woken, since its client saw `waiting` 0 and sent no byte) and sleeps until a lane
+    thread, woken by a byte, kicks it. A call that runs long on the spinner would hold up the covered lanes, so
+    the watchdog uncovers them after RESCUE_AFTER (`rescue`) and their own threads serve them meanwhile.
+
+    In a kernel (calls run on its main thread) the lane threads take turns at the role instead, each spinning on
+    its own lane (`acquire`).
+    """
+
+    def __init__(self, server: "Server", serve_all: bool) -> None:
+        self.server = server
+        self.serve_all = serve_all
+        self.lanes: Tuple["Lane", ...] = ()       # the server's open lanes (the server keeps this current)
+        self.active = False                       # the spinning thread covers the lanes right now
+        self.epoch = 0                            # bumped when the watchdog uncovers the lanes under a long call
+        self.inline_since = 0.0                   # perf_counter() when the spinner began serving a call, else 0
+        self._kick = threading.Event()
+        self._lock = threading.Lock()
+        self._turn = threading.Lock()             # a kernel's lane threads: the one spinning holds it
+        self.thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------ a kernel: lane threads take turns
+
+    def acquire(self) -> bool:
+        return self._turn.acquire(False)
+
+    def release(self) -> None:
+        self._turn.release()
+
+    # ------------------------------------------------------------ headless: one thread serves every lane
+
+    def start(self) -> None:
+        if self.serve_all:
+            self.thread = threading.Thread(target=self._run, name="lesspy-spinner", daemon=True)
+            self.thread.start()
+
+    def kick(self) -> None:
+        """A lane thread served a call that came with a byte: let the spinner cover the lanes again."""
+        if self.serve_all and not self.active:
+            self._kick.set()
+
+    def stop(self) -> None:
+        self._kick.set()
+
+    def _run(self) -> None:
+        forget_thread_parent()
+        server = self.server
+        while not server.stopping:
+            self._kick.wait()
+            self._kick.clear()
+            if server.stopping:
+                break
+            try:
+                self._spin()
+            except CallCancelled:                # a cancel that arrived as a call ended: it is over
+                pass
+            except Exception:
+                log.exception("the spinning thread failed a round; the lanes' own threads serve meanwhile")
+
+    def _spin(self) -> None:
+        server = self.server
+        lanes: Tuple[Lane, ...] = ()
+        epoch = -1
+        self.active = True
+        try:
+            now = time.perf_counter()
+            spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
+            while not server.stopping:
+                if self.lanes is not lanes or self.epoch != epoch:
+                    lanes, epoch = self._cover()
+                served = False
+                for lane in lanes:
+                    try:
+                        pending = lane.req.words[_SEQ_WORD] != lane._last
+                    except ValueError:           # remapped or closed under us: look again next round
+                        continue
+                    if pending:
+                        self.inline_since = time.perf_counter()
+                        served = lane.serve_if_pending() or served
+                        self.inline_since = 0.0
+                now = time.perf_counter()
+                if served:
+                    spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
+                elif now > spin_end:
+                    if now > yield_end:
+                        break
+                    os.sched_yield()             # the client may share this CPU (and the GIL goes)
+        finally:
+            with self._lock:
+                self.active = False
+                self._uncover(lanes)
+
+    def _cover(self) -> Tuple[Tuple["Lane", ...], int]:
+        """Take over the current lanes' wake-ups; returns them and the epoch they were covered in."""
+        with self._lock:
+            lanes = self.lanes
+            for lane in lanes:
+                lane.covered = True
+                try:
+                    lane.req.waiting = 0
+                except ValueError:                # closed under us: it leaves the set soon
+                    pass
+            return lanes, self.epoch
+
+    def _uncover(self, lanes: Tuple["Lane", ...]) -> None:
+        for lane in lanes:
+            lane.covered = False
+            try:
+                lane.req.waiting = 1
+            except ValueError:
+                pass
+        full_fence()
+        for lane in lanes:
+            if lane.has_request():
+                lane.wake()
+
+    def rescue(self) -> None:
+        """The watchdog's part: the spinner has served one call for longer than RESCUE_AFTER."""
+        since = self.inline_since
+        if not since or time.perf_counter() - since < RESCUE_AFTER:
+            return
+        with self._lock:
+            if self.inline_since != since or not self.active:
+                return
+            self.epoch += 1                       # the spinner covers them again after this call
+            self._uncover(self.lanes)
 
 
 class Lane:
@@ -65,6 +202,11 @@ class Lane:
         self._result_at: Optional[int] = None     # address of a result_array() made during the current call
         self._pending = (0, 0, STATUS_OK)         # the reply to publish: sequence, length, status
         self.stream: Optional[Tuple[str, Any, Any]] = None    # (name, item type, iterator) of an open stream
+        self.covered = False                      # a spinner watches this lane's requests (see Spinner)
+        self._claim = threading.Lock()            # held by the thread serving a request of this lane
+        self._wake_r, self._wake_w = socket.socketpair()      # lets a spinner wake this lane's blocked thread
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self.thread = threading.Thread(target=self._run, name=f"lesspy-lane-{lane_id}", daemon=True)
 
     def start(self) -> None:
@@ -72,46 +214,97 @@ class Lane:
 
     # ------------------------------------------------------------ waiting for a request
 
-    def _next_request(self) -> Optional[int]:
-        """The sequence of the next request, or None when the connection closed. Spin, then block."""
+    def has_request(self) -> bool:
+        """A request this lane has not served yet is in its request mapping."""
+        try:
+            return self.req.words[_SEQ_WORD] != self._last and not self.closed
+        except ValueError:                        # unmapped: the lane is closing
+            return False
+
+    def wake(self) -> None:
+        """Make this lane's thread look at its request mapping (it may be blocked on its socket)."""
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:                           # a wake-up is already pending, or the lane is closing
+            pass
+
+    def _wait_for_request(self) -> bool:
+        """Until this lane has a request (True) or its connection closed (False). Spin, then block."""
+        spinner = self.server.spinner
+        while True:
+            if self.has_request():
+                return True
+            if not spinner.serve_all and spinner.acquire():
+                try:
+                    self._spin_own()
+                finally:
+                    spinner.release()
+                if self.has_request():
+                    return True
+            if self._block() is None:
+                return False
+
+    def _spin_own(self) -> None:
+        """Look at this lane's sequence word only (a notebook: its calls run on the kernel's main thread)."""
         words = self.req.words
         last = self._last
-        if _spinner.acquire(False):                  # one lane at a time spins: spinning holds the GIL
-            try:
-                now = time.perf_counter()
-                spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
-                while True:                          # spin: a call that follows closely costs no system call
-                    seq = words[_SEQ_WORD]
-                    if seq != last:
-                        return seq
-                    now = time.perf_counter()
-                    if now > spin_end:
-                        if now > yield_end:
-                            break
-                        os.sched_yield()             # then yield: the client may share this CPU (and the GIL goes)
-            finally:
-                _spinner.release()
+        now = time.perf_counter()
+        spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
+        while words[_SEQ_WORD] == last:          # spin: a call that follows closely costs no system call
+            now = time.perf_counter()
+            if now > spin_end:
+                if now > yield_end:
+                    return
+                os.sched_yield()                 # then yield: the client may share this CPU (and the GIL goes)
+
+    def serve_if_pending(self) -> bool:
+        """Serve this lane's request here if it has one and no other thread is serving it (the spinner's way in)."""
+        if not self._claim.acquire(False):
+            return False
+        try:
+            if not self.has_request():
+                return False
+            self._serve(self.req.words[_SEQ_WORD])
+            return True
+        finally:
+            self._claim.release()
+
+    def _block(self) -> Optional[bool]:
+        """Block on the socket and the wake-up socket: True when a request is there, False when woken (look
+        again: the spinner's role may be free), None when the connection closed."""
         while True:
-            self.req.waiting = 1
-            full_fence()
-            seq = words[_SEQ_WORD]
-            if seq != last:
-                self.req.waiting = 0
-                return seq
+            announce = not self.covered          # a covering spinner looks for us: no byte needed (Spinner)
+            if announce:
+                self.req.waiting = 1
+                full_fence()
+            if self.has_request():
+                if announce:
+                    self.req.waiting = 0
+                return True
             try:
-                byte = self.sock.recv(1)
-            except OSError:
-                byte = b""
-            self.req.waiting = 0
-            if byte == handshake.CALL:
-                continue
-            if byte == handshake.SHUTDOWN:
-                self.client.shutdown_requested = True
-                continue
-            if byte:
-                log.warning("lane %d: byte 0x%02x on the notify socket is not CALL or SHUTDOWN; closing the lane",
-                            self.id, byte[0])
-            return None
+                readable, _, _ = select.select([self.sock, self._wake_r], [], [])
+            except (OSError, ValueError):
+                return None
+            if announce:
+                self.req.waiting = 0
+            if self.sock in readable:
+                try:
+                    byte = self.sock.recv(1)
+                except OSError:
+                    byte = b""
+                if byte == handshake.SHUTDOWN:
+                    self.client.shutdown_requested = True
+                elif byte != handshake.CALL:
+                    if byte:
+                        log.warning("lane %d: byte 0x%02x on the notify socket is not CALL or SHUTDOWN; closing "
+                                    "the lane", self.id, byte[0])
+                    return None
+            if self._wake_r in readable:
+                try:
+                    self._wake_r.recv(64)
+                except OSError:
+                    pass
+                return False
 
     # ------------------------------------------------------------ serving
 
@@ -119,10 +312,12 @@ class Lane:
         forget_thread_parent()
         try:
             while not self.server.stopping:
-                seq = self._next_request()
-                if seq is None or self.server.stopping:
+                if not self._wait_for_request() or self.server.stopping:
                     break
-                self._serve(seq)
+                with self._claim:                # unless the spinner is serving it already (then nothing is left)
+                    if self.has_request():
+                        self._serve(self.req.words[_SEQ_WORD])
+                self.server.spinner.kick()       # calls came with bytes: the spinner may take the lanes over
         except Exception:
             log.exception("lane %d failed", self.id)
         finally:
@@ -319,12 +514,16 @@ class Lane:
             pass
 
     def release(self) -> None:
-        """After the thread ended: close an open stream and the socket, unmap and remove the files."""
-        self._drop_stream()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        """After the thread ended: close an open stream and the sockets, unmap and remove the files. Waits for a
+        spinner that is serving this lane's last request."""
+        with self._claim:
+            self.closed = True
+            self._drop_stream()
+            for sock in (self.sock, self._wake_r, self._wake_w):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
         self.req.close(unlink=True)
         self.resp.close(unlink=True)
 

@@ -28,7 +28,7 @@ from .celloutput import forget_thread_parent
 from .dispatch import Outcome
 from .executors import DirectExecutor, Executor
 from .handshake import Answer, HandshakeError, Pending, Purpose, Result
-from .lane import Lane
+from .lane import Lane, Spinner
 from .namespaces import Namespace
 from .workfolder import MAX_SOCKET_PATH, SOCKET_FILE, UNIX, WorkFolder, pid_alive, use_unix_socket
 
@@ -40,6 +40,7 @@ MAX_LANES_PER_CLIENT = 64
 MAX_PENDING = 256            # connections being verified at once; past it the oldest is dropped
 WATCH_INTERVAL = 0.05        # how often the watchdog looks at running calls (cancel words, lost clients)
 IDLE_WATCH_INTERVAL = 0.25   # how often it looks when no call was running
+RESCUE_INTERVAL = 0.002      # how often it looks while a thread spins for every lane (see lane.Spinner)
 STOP_GRACE = 3.0             # how long stop() waits for running calls to end after interrupting them
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
 Observer = Callable[[Outcome], None]
@@ -79,6 +80,8 @@ class Server:
         self.namespace = namespace
         self.folder = WorkFolder(folder)
         self.executor = executor or DirectExecutor()
+        # headless: the spinning thread serves every lane (a kernel runs calls on its main thread instead)
+        self.spinner = Spinner(self, serve_all=type(self.executor) is DirectExecutor)
         self.capacity = capacity
         self.keep_alive = keep_alive
         self.parent_pid = parent_pid
@@ -202,6 +205,7 @@ class Server:
         forget_thread_parent()
         watchdog = threading.Thread(target=self._watch, name="lesspy-watchdog", daemon=True)
         watchdog.start()
+        self.spinner.start()
         try:
             assert self._selector is not None
             while not self._stop.is_set():
@@ -230,9 +234,12 @@ class Server:
         for lane in lanes:
             lane.call.cancel("the server is stopping")
             lane.close()
+        self.spinner.stop()
         deadline = time.monotonic() + STOP_GRACE
         for lane in lanes:
             lane.thread.join(max(0.0, deadline - time.monotonic()))
+        if self.spinner.thread is not None:
+            self.spinner.thread.join(max(0.0, deadline - time.monotonic()))
         stuck = [lane.id for lane in lanes if lane.thread.is_alive()]
         if stuck:
             log.warning("lanes %s still run a call that did not stop; leaving them behind", stuck)
@@ -377,6 +384,7 @@ class Server:
                 self.clients[client.id] = client
                 self.stats.clients_seen += 1
             client.lanes.add(lane)
+            self.spinner.lanes = self.spinner.lanes + (lane,)
             self._had_client = True
         p.reply(Result.ACCEPTED, handshake.LANE_ID.pack(lane_id))
         lane.start()
@@ -384,6 +392,8 @@ class Server:
 
     def lane_closed(self, lane: Lane) -> None:
         """Called by a lane's thread when it ends: forget it, remove its files, maybe stop the server."""
+        with self._lock:
+            self.spinner.lanes = tuple(other for other in self.spinner.lanes if other is not lane)
         lane.close()
         lane.release()
         with self._lock:
@@ -430,11 +440,14 @@ class Server:
         interval = WATCH_INTERVAL
         while not self._stop.wait(interval):
             interval = IDLE_WATCH_INTERVAL                 # nothing running: look less often (idle when idle)
+            if self.spinner.active:
+                self.spinner.rescue()                      # a long call on the spinner gives the other lanes back
+                interval = RESCUE_INTERVAL
             for lane in self.lanes():
                 try:
                     if not lane.busy:
                         continue
-                    interval = WATCH_INTERVAL
+                    interval = min(interval, WATCH_INTERVAL)
                     if lane.req.cancel == lane.call.sequence:
                         lane.call.cancel("its caller cancelled it or timed out")
                     elif lane.connection_lost():

@@ -33,15 +33,56 @@ def server(tmp_path):
 
 
 def test_lanes_run_calls_at_the_same_time(server):
+    """The spinning thread serves every lane's calls; one that runs long (releasing the GIL or not) gives the
+    other lanes back to their own threads, so their calls go on meanwhile."""
     slow, fast = Lane(server.folder), Lane(server.folder)
-    slow.send_raw(encode_call("sleep_then", I, [1.5, 7], [D, I]))
-    t0 = time.monotonic()
-    assert fast.call("add_ints", I, [2, 40], [I, I]) == 42
-    assert time.monotonic() - t0 < 1.0, "a call on another lane must not wait for the slow one"
-    assert slow.receive() == 7
-    assert slow.call("thread_name", S) != fast.call("thread_name", S)
+    for _ in range(50):                                   # both lanes known to the spinner, which serves them
+        assert fast.call("add_ints", I, [1, 1], [I, I]) == 2
+        assert slow.call("add_ints", I, [1, 2], [I, I]) == 3
+    for name, args, descs in (("sleep_then", [1.5, 7], [D, I]), ("spin_for", [1.5, 7], [D, I])):
+        slow.send_raw(encode_call(name, I, args, descs))
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        for i in range(20):
+            assert fast.call("add_ints", I, [i, 40], [I, I]) == i + 40
+        assert time.monotonic() - t0 < 1.0, f"calls on another lane must not wait for {name}"
+        assert slow.receive() == 7
+        assert fast.call("add_ints", I, [2, 40], [I, I]) == 42
     slow.close()
     fast.close()
+
+
+def test_a_call_served_by_another_lanes_thread_can_be_cancelled(server):
+    """While one lane keeps the spinner busy, a pure-Python call on another lane may run on the spinner's
+    thread; cancelling it interrupts that thread's call, and both lanes go on with the right results."""
+    busy, other = Lane(server.folder), Lane(server.folder)
+    stop = threading.Event()
+    wrong: list = []
+
+    def hammer() -> None:
+        i = 0
+        while not stop.is_set():
+            if busy.call("add_ints", I, [i, 1], [I, I]) != i + 1:
+                wrong.append(i)
+            i += 1
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        for _ in range(3):
+            other.send_raw(encode_call("spin_forever", I, []))
+            time.sleep(0.3)
+            other.cancel()
+            with pytest.raises(RemoteError) as e:
+                other.receive()
+            assert e.value.reply.kind == ErrorKind.CANCELLED
+            assert other.call("add_ints", I, [5, 6], [I, I]) == 11
+    finally:
+        stop.set()
+        t.join()
+    assert not wrong
+    busy.close()
+    other.close()
 
 
 def test_threads_each_get_their_own_data(server):

@@ -39,6 +39,14 @@ def sleep_then(seconds, value):
     return value
 
 
+def spin_for(seconds, value):
+    """Pure Python for `seconds`: holds the GIL except when the interpreter's switch interval takes it away."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return value
+
+
 def thread_name():
     return threading.current_thread().name
 
