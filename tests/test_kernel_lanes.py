@@ -141,9 +141,13 @@ def test_threaded_calls_survive_a_cycle_in_ipykernels_thread_map(k):
     and a serve, reused ids can form a cycle there, and reading a stream's parent header then never returned."""
     k.run(LANE_DEFS + "%lesspy serve --name cyc --threaded")
     with Lane(k.folder("cyc")) as lane:                  # a new lane thread: it has made no call yet
-        k.run("import sys, threading\n"
-              "for t in threading.enumerate():\n"
-              "    if t.name.startswith('lesspy-'):\n"
+        k.run("import sys, threading, time\n"
+              "lesspy_threads = lambda: [t for t in threading.enumerate() if t.name.startswith('lesspy-')]\n"
+              "deadline = time.monotonic() + 10\n"        # the lane thread may still be starting (no id yet)
+              "while any(t.ident is None for t in lesspy_threads()) and time.monotonic() < deadline:\n"
+              "    time.sleep(0.01)\n"
+              "for t in lesspy_threads():\n"
+              "    if t.ident is not None:\n"
               "        for s in (sys.stdout, sys.stderr):\n"
               "            m = getattr(s, '_thread_to_parent', None)\n"
               "            if isinstance(m, dict):\n"
