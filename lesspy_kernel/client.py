@@ -96,9 +96,14 @@ class Lane:
     def send_raw(self, payload: bytes, status: int = REQUEST_CALL) -> int:
         """Write a request frame and hand it over (grow the request file first when it does not fit)."""
         self.req.grow(len(payload))
-        self.seq += 1
         self.req.view[HEADER_SIZE:HEADER_SIZE + len(payload)] = payload
-        self.req.publish(self.seq, len(payload), status)
+        return self.hand_over(len(payload), status)
+
+    def hand_over(self, length: int, status: int = REQUEST_CALL) -> int:
+        """Publish the frame already in the request file under the next sequence (PROTOCOL.md section 2): the
+        sequence last, a fence, and a CALL byte if the server said it would block."""
+        self.seq += 1
+        self.req.publish(self.seq, length, status)
         full_fence()
         if self.req.waiting:
             self.sock.sendall(handshake.CALL)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import select
+import selectors
 import socket
 import struct
 import threading
@@ -207,6 +207,9 @@ class Lane:
         self._wake_r, self._wake_w = socket.socketpair()      # lets a spinner wake this lane's blocked thread
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()          # the lane thread blocks on both sockets
+        self._selector.register(self.sock, selectors.EVENT_READ)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
         self.thread = threading.Thread(target=self._run, name=f"lesspy-lane-{lane_id}", daemon=True)
 
     def start(self) -> None:
@@ -282,7 +285,7 @@ class Lane:
                     self.req.waiting = 0
                 return True
             try:
-                readable, _, _ = select.select([self.sock, self._wake_r], [], [])
+                readable = [key.fileobj for key, _ in self._selector.select()]
             except (OSError, ValueError):
                 return None
             if announce:
@@ -519,6 +522,7 @@ class Lane:
         with self._claim:
             self.closed = True
             self._drop_stream()
+            self._selector.close()
             for sock in (self.sock, self._wake_r, self._wake_w):
                 try:
                     sock.close()

@@ -208,14 +208,12 @@ def test_a_damaged_request_header_gets_an_error_and_the_lane_goes_on(server):
         frame = encode_call("add_ints", I, [3, 4], [I, I])
         lane.req.view[HEADER_SIZE:HEADER_SIZE + len(frame)] = frame
         lane.req.view[0:4] = b"XXXX"                              # the magic
-        lane.seq += 1
-        lane.req.publish(lane.seq, len(frame), REQUEST_CALL)
+        lane.hand_over(len(frame), REQUEST_CALL)
         with pytest.raises(RemoteError, match="magic") as e:
             lane.receive()
         assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST
         lane.req.view[0:4] = b"LPYM"
-        lane.seq += 1
-        lane.req.publish(lane.seq, lane.req.capacity, REQUEST_CALL)  # a length past the end of the mapping
+        lane.hand_over(lane.req.capacity, REQUEST_CALL)             # a length past the end of the mapping
         with pytest.raises(RemoteError, match="payload length") as e:
             lane.receive()
         assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST
