@@ -87,6 +87,10 @@ class RunningCall:
         if pending:
             _let_it_fire()
 
+    def why(self) -> Optional[str]:
+        """Why the call was stopped (None while it runs undisturbed)."""
+        return self.reason
+
     def finish(self) -> None:
         """The lane thread has sent the reply."""
         with self._lock:

@@ -26,6 +26,7 @@ from . import handshake
 from .celloutput import forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
+from .executors import DirectExecutor
 from .mapping import Mapping, full_fence
 from .protocol import (DTYPE_CODES, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
                        SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, decode_call,
@@ -67,7 +68,9 @@ class Spinner:
         self.lanes: Tuple["Lane", ...] = ()       # the server's open lanes (the server keeps this current)
         self.active = False                       # the spinning thread covers the lanes right now
         self.epoch = 0                            # bumped when the watchdog uncovers the lanes under a long call
-        self.inline_since = 0.0                   # perf_counter() when the spinner began serving a call, else 0
+        self.serving = False                      # the spinner is running a call
+        self.served = 0                           # calls the spinner began (the watchdog tells a long one by it)
+        self._seen = (0, 0.0)                     # the watchdog's: (served, when it first saw that call running)
         self._kick = threading.Event()
         self._lock = threading.Lock()
         self._turn = threading.Lock()             # a kernel's lane threads: the one spinning holds it
@@ -129,9 +132,10 @@ class Spinner:
                     except ValueError:           # remapped or closed under us: look again next round
                         continue
                     if pending:
-                        self.inline_since = time.perf_counter()
+                        self.served += 1
+                        self.serving = True
                         served = lane.serve_if_pending() or served
-                        self.inline_since = 0.0
+                        self.serving = False
                 now = time.perf_counter()
                 if served:
                     spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
@@ -169,13 +173,20 @@ class Spinner:
                 lane.wake()
 
     def rescue(self) -> None:
-        """The watchdog's part: the spinner has served one call for longer than RESCUE_AFTER."""
-        since = self.inline_since
-        if not since or time.perf_counter() - since < RESCUE_AFTER:
+        """The watchdog's part, every RESCUE_INTERVAL while the spinner is active: when it has been running the
+        same call for RESCUE_AFTER, give the other lanes back to their threads."""
+        served, now = self.served, time.monotonic()
+        if not self.serving:
+            return
+        if self._seen[0] != served:
+            self._seen = (served, now)
+            return
+        if now - self._seen[1] < RESCUE_AFTER:
             return
         with self._lock:
-            if self.inline_since != since or not self.active:
+            if self.served != served or not self.serving or not self.active:
                 return
+            self._seen = (served, float("inf"))  # once per call
             self.epoch += 1                       # the spinner covers them again after this call
             self._uncover(self.lanes)
 
@@ -265,9 +276,13 @@ class Lane:
         if not self._claim.acquire(False):
             return False
         try:
-            if not self.has_request():
+            try:
+                seq = self.req.words[_SEQ_WORD]
+            except ValueError:                   # unmapped: the lane is closing
                 return False
-            self._serve(self.req.words[_SEQ_WORD])
+            if seq == self._last or self.closed:
+                return False
+            self._serve(seq)
             return True
         finally:
             self._claim.release()
@@ -380,27 +395,30 @@ class Lane:
 
     def _execute(self, name: str, body: Callable[[Callable[[], Optional[str]]], Outcome]) -> Outcome:
         """Run `body` through the server's executor with this lane's call marked running (so it can be
-        cancelled before it starts or interrupted while it runs)."""
-        control = self.call
-
-        def run_call() -> Outcome:
-            if not control.begin():
-                return failed(name, ErrorKind.CANCELLED, f"{name} was not run: {control.reason or 'its caller abandoned it'}")
-            try:
-                return body(lambda: control.reason)
-            finally:
-                control.end()
-
+        cancelled before it starts or interrupted while it runs). `body` gets a callable that says why the
+        call was stopped."""
+        executor = self.server.executor
         try:
-            return self.server.executor.run(run_call, self.server.stop_event)
+            if type(executor) is DirectExecutor:     # this thread runs it: no hand-over
+                return self._controlled(name, body)
+            return executor.run(lambda: self._controlled(name, body), self.server.stop_event)
         except (CallCancelled, KeyboardInterrupt) as e:
             out = failed(name, ErrorKind.CANCELLED, "")
-            out.error = stopped_error(name, e, control.reason)
+            out.error = stopped_error(name, e, self.call.reason)
             return out
         except BaseException as e:  # the executor gave up (server stopping) or something of ours broke
             if self.server.stopping:
                 return failed(name, ErrorKind.INTERRUPTED, f"the server is stopping, so {name} did not run")
             return failed(name, ErrorKind.SERVER_ERROR, f"the server could not run {name}: {e}")
+
+    def _controlled(self, name: str, body: Callable[[Callable[[], Optional[str]]], Outcome]) -> Outcome:
+        control = self.call
+        if not control.begin():
+            return failed(name, ErrorKind.CANCELLED, f"{name} was not run: {control.reason or 'its caller abandoned it'}")
+        try:
+            return body(control.why)
+        finally:
+            control.end()
 
     def _drop_stream(self) -> None:
         if self.stream is not None:
