@@ -35,6 +35,7 @@ public interface IBench
     [PythonImport] NdArray inc_ndarray(NdArray a);
     [PythonImport] NdArray inc_into_result(NdArray a);
     [PythonImport] NdArray echo(NdArray a);
+    [PythonImport] double add_floor_us(NdArray a);
 }
 
 static unsafe class Bench
@@ -180,6 +181,7 @@ static unsafe class Bench
             var copy64 = new List<double>(bigCalls);
             var bigT = new List<double>(bigCalls);
             var bigR = new List<double>(bigCalls);
+            var addInServer = new List<double>(bigCalls);
             if (haveResultArray)
             {
                 try { for (int i = 0; i < 2; i++) ok &= CheckInc("inc_into_result", api.inc_into_result(big), bigSrc); }
@@ -204,9 +206,11 @@ static unsafe class Bench
                     r = api.inc_into_result(big);
                     bigR.Add(Us(t0));
                     if (i == bigCalls - 1) ok &= CheckInc("inc_into_result", r, bigSrc);
+                    addInServer.Add(api.add_floor_us(big));
                 }
             }
             Report("floor_cs_copy_64MiB", copy64);
+            if (addInServer.Count > 0) Report("floor_py_add_in_server", addInServer);
             Report("big_natural", bigT);
             if (haveResultArray) Report("big_result_array", bigR);
             else if (I("result_array", 0) == 0) Console.WriteLine("SKIP big_result_array lesspy_kernel.result_array does not exist in this lesspy");

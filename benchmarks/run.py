@@ -733,6 +733,7 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
         if n == 4096 else f"C# Buffer.MemoryCopy {n}² float32 into a mapped view")
     row("floor", "floor_py_copy_64MiB", "numpy copy 64 MiB heap -> mapping" if n == 4096 else f"numpy copy {n}² float32")
     row("floor", "floor_py_add_map_to_map", f"np.add(a, 1, out=b), {big} float32, map -> map")
+    row("floor", "floor_py_add_in_server", f"the same inside the server, request -> response mapping, between the calls")
     row("floor", "floor_cs_copy_1MiB", "C# Buffer.MemoryCopy 1 MiB into a mapped view")
     row("floor", "floor_py_copy_1MiB", "numpy copy 1 MiB map -> map")
     row("floor", "floor_jupyter_msg", "Jupyter messaging: execute_request `noop()` -> execute_reply (jupyter_client)")
@@ -741,7 +742,10 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
     spin, unix = m(res, "floor_spin"), m(res, "floor_rtt_unix")
     rt = spin if spin is not None else unix
     noop = m(res, "noop")
-    big_floor = total(m(res, "floor_cs_copy_64MiB"), m(res, "floor_py_add_map_to_map"), rt)
+    # np.add's floor as measured inside the server next to the calls when it could be (the separate process at
+    # the start of the run sees other conditions; its figure moves by a third from run to run)
+    add = m(res, "floor_py_add_in_server") or m(res, "floor_py_add_map_to_map")
+    big_floor = total(m(res, "floor_cs_copy_64MiB"), add, rt)
     big_label = "C# copy in + np.add map->map + spin round trip"
 
     # ---- lesspy
@@ -760,7 +764,7 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
     row("lesspy", "big_result_array", f"{big} float32 +1 into result_array()", big_floor, big_label,
         "≤ 1.10× floor", lambda r: r["ratio"] <= 1.10)
     row("lesspy", "big_inplace", f"{big} float32 +1, C# fills the request in place", total(
-        m(res, "floor_py_add_map_to_map"), noop), "np.add map->map + lesspy no-op call", "≤ 1.25× floor",
+        add, noop), "np.add map->map + lesspy no-op call", "≤ 1.25× floor",
         lambda r: r["ratio"] <= 1.25)
     row("lesspy", "echo_1MiB", "1 MiB float64 echo", total(m(res, "floor_cs_copy_1MiB"), m(res, "floor_py_copy_1MiB"), rt),
         "C# copy 1 MiB + numpy copy 1 MiB + spin round trip", "≤ 1.5× floor", lambda r: r["ratio"] <= 1.5)
