@@ -194,18 +194,13 @@ class Spinner:
 class Lane:
     """One lane of one client. Created by the server after the handshake; runs until its socket closes."""
 
-    def __init__(self, server: "Server", lane_id: int, client: Any, sock: socket.socket, capacity: int) -> None:
+    def __init__(self, server: "Server", lane_id: int, client: Any, sock: socket.socket,
+                 mappings: Tuple[Mapping, Mapping]) -> None:
         self.server = server
         self.id = lane_id
         self.client = client
         self.sock = sock
-        folder = server.folder
-        self.req = Mapping(folder.lane_file(lane_id, "req"), capacity, server.session)
-        try:
-            self.resp = Mapping(folder.lane_file(lane_id, "resp"), capacity, server.session)
-        except BaseException:
-            self.req.close(unlink=True)
-            raise
+        self.req, self.resp = mappings
         self.call = RunningCall(self)
         self.busy = False
         self.closed = False
@@ -225,6 +220,17 @@ class Lane:
 
     def start(self) -> None:
         self.thread.start()
+
+    @staticmethod
+    def create_mappings(server: "Server", lane_id: int) -> Tuple[Mapping, Mapping]:
+        """The two files of lane `lane_id`, created and mapped."""
+        folder = server.folder
+        req = Mapping(folder.lane_file(lane_id, "req"), server.capacity, server.session)
+        try:
+            return req, Mapping(folder.lane_file(lane_id, "resp"), server.capacity, server.session)
+        except BaseException:
+            req.close(unlink=True)
+            raise
 
     # ------------------------------------------------------------ waiting for a request
 

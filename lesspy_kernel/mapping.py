@@ -61,15 +61,21 @@ class Mapping:
         if create:
             if capacity < MIN_CAPACITY:
                 raise ValueError(f"capacity {capacity} is below the minimum of {MIN_CAPACITY} bytes")
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            header = bytearray(HEADER_SIZE)
+            write_header(memoryview(header), capacity, session)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
             try:
                 os.ftruncate(fd, capacity)
+                # written through the file, not the mapping: allocating the first page can take a millisecond
+                # on a disk file system, and a system call does it without holding the GIL
+                if hasattr(os, "pwrite"):
+                    os.pwrite(fd, header, 0)
+                else:                                 # Windows
+                    os.write(fd, header)
             finally:
                 os.close(fd)
         self._old: list = []
         self._map(capacity if create else 0)
-        if create:
-            write_header(self.view, self.capacity, session)
 
     def _map(self, size: int) -> None:
         fd = os.open(self.path, os.O_RDWR)

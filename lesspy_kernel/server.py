@@ -378,7 +378,7 @@ class Server:
         new_client = client is None
         if client is None:
             client = Client(answer.client_id, answer.pid)
-        lane = Lane(self, lane_id, client, sock, self.capacity)
+        lane = Lane(self, lane_id, client, sock, Lane.create_mappings(self, lane_id))
         with self._lock:
             if new_client:
                 self.clients[client.id] = client
