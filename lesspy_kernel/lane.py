@@ -294,8 +294,8 @@ class Lane:
             self._claim.release()
 
     def _block(self) -> Optional[bool]:
-        """Block on the socket and the wake-up socket: True when a request is there, False when woken (look
-        again: the spinner's role may be free), None when the connection closed."""
+        """Block on the socket and the wake-up socket: True when a request is there, False when the spinner
+        woke this thread (look again), None when the connection closed."""
         while True:
             announce = not self.covered          # a covering spinner looks for us: no byte needed (Spinner)
             if announce:
