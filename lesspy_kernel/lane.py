@@ -219,6 +219,9 @@ class Lane:
         self.thread = threading.Thread(target=self._run, name=f"lesspy-lane-{lane_id}", daemon=True)
 
     def start(self) -> None:
+        """After the handshake's reply: from now on the socket is read only when a selector says so, and the
+        watchdog peeks at it too (connection_lost), so it never blocks."""
+        self.sock.setblocking(False)
         self.thread.start()
 
     @staticmethod
@@ -314,6 +317,8 @@ class Lane:
             if self.sock in readable:
                 try:
                     byte = self.sock.recv(1)
+                except (BlockingIOError, InterruptedError):   # the watchdog took it (connection_lost)
+                    byte = handshake.CALL
                 except OSError:
                     byte = b""
                 if byte == handshake.SHUTDOWN:
@@ -556,9 +561,16 @@ class Lane:
         self.resp.close(unlink=True)
 
     def connection_lost(self) -> bool:
-        """True when the client closed the connection (only asked while a call runs: nobody reads it then)."""
+        """True when the client closed the connection (the watchdog asks while a call runs). Wake-up bytes the
+        lane thread has not read (it found the request without them) may stand before the end of the stream:
+        they are only hints, so they are taken here (a SHUTDOWN is noted) and the stream looked at again."""
         try:
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            waiting = self.sock.recv(64, socket.MSG_PEEK)
+            if waiting and self.sock.recv(len(waiting)) == waiting:
+                if handshake.SHUTDOWN in waiting:
+                    self.client.shutdown_requested = True
+                waiting = self.sock.recv(1, socket.MSG_PEEK)
+            return waiting == b""
         except (BlockingIOError, InterruptedError, socket.timeout):
             return False
         except OSError:

@@ -163,10 +163,15 @@ def test_cancel_interrupts_a_running_pure_python_call_and_the_lane_goes_on(serve
     lane.close()
 
 
-def test_a_client_that_dies_mid_call_gets_its_call_interrupted(server):
+@pytest.mark.parametrize("stray_bytes", [0, 3])
+def test_a_client_that_dies_mid_call_gets_its_call_interrupted(server, stray_bytes):
+    """Also when wake-up bytes the server never needed to read stand before the end of the stream (the server
+    found the request without them): they must not hide that the client is gone."""
     lane = Lane(server.folder)
+    lane.sock.sendall(handshake.CALL * stray_bytes)
     lane.send_raw(encode_call("spin_forever", I, []))
     time.sleep(0.2)
+    lane.sock.sendall(handshake.CALL * stray_bytes)
     lane.sock.close()
     wait_for(lambda: status(server.folder)["lanes"] == 0, timeout=10, what="the dead client's lane to close")
     with Lane(server.folder) as other:
