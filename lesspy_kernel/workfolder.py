@@ -71,7 +71,8 @@ def session_folder(name: str) -> Path:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (signal 0 on POSIX; on Windows os.kill would kill it)."""
+    """Whether a process with this id runs (signal 0 on POSIX; on Windows os.kill would kill it). On Linux a
+    zombie (it exited, its parent has not reaped it yet) does not count, as the C# client's check does."""
     if pid <= 0:
         return False
     if sys.platform == "win32":
@@ -85,8 +86,15 @@ def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except OSError as e:
-        return e.errno == errno.EPERM
-    return True
+        if e.errno != errno.EPERM:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:            # it just went, or there is no /proc (macOS: signal 0's answer stands)
+        return not Path("/proc/self").exists()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2:stat.rindex(")") + 3] != "Z"
 
 
 def _read_int(path: Path) -> Optional[int]:

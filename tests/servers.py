@@ -9,22 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from lesspy_kernel.workfolder import pid_alive
-
 ROOT = Path(__file__).resolve().parent.parent
 TYPES_MODULE = ROOT / "tests" / "pymodules" / "types_module.py"
-
-
-def running(pid: int) -> bool:
-    """The process runs: it exists (signal 0) and is not a zombie that exited but was not reaped yet (a server
-    whose parent already ended is reaped by init, which may take a moment)."""
-    if not pid_alive(pid):
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):

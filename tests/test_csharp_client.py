@@ -13,7 +13,7 @@ import pytest
 
 from conftest import compile_csharp, run_mono
 from lesspy_kernel.workfolder import pid_alive
-from servers import TYPES_MODULE, Headless, running, wait_for
+from servers import TYPES_MODULE, Headless, wait_for
 from vectors.generate import ERROR_CASE, HERE as VECTORS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,5 +188,5 @@ def test_keep_alive_server_of_another_module_is_replaced(app_dir):
     second = run_mono(exe, other, sys.executable, "false")
     checks(second)
     assert _pid(second) != old, "a server of another module must not answer for this one"
-    assert not running(old), "the server of the other module must have stopped (an unreaped zombie counts as stopped)"
+    assert not pid_alive(old), "the server of the other module must have stopped (an unreaped zombie counts as stopped)"
     wait_for(lambda: not pid_alive(_pid(second)), timeout=15, what="the replacement server to stop with its app")

@@ -5,6 +5,7 @@ The same behaviour is proven again from C# in test_csharp_client.py.
 
 from __future__ import annotations
 
+import os
 import signal
 import stat
 import subprocess
@@ -295,3 +296,19 @@ def test_only_the_modules_own_functions_are_exported(server):
         c.call("sleep", Tag.NONE, [0.0], [D])          # `from time import sleep` would be imported, not defined
     assert e.value.reply.kind == ErrorKind.FUNCTION_NOT_FOUND
     c.close()
+
+
+def test_pid_alive_counts_a_zombie_as_gone():
+    """A process that exited but was not reaped yet is gone, as the C# client's check says (the server asks
+    this of its --parent-pid)."""
+    from lesspy_kernel.workfolder import pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert pid_alive(child.pid) or child.poll() is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)                 # exited, not reaped: Popen has not waited for it
+    assert not pid_alive(child.pid)
+    child.wait()
+    assert not pid_alive(child.pid)
+    assert pid_alive(os.getpid())
