@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,29 @@ def test_keep_alive_server_of_another_module_is_replaced(app_dir):
     assert _pid(second) != old, "a server of another module must not answer for this one"
     assert not pid_alive(old), "the server of the other module must have stopped (an unreaped zombie counts as stopped)"
     wait_for(lambda: not pid_alive(_pid(second)), timeout=15, what="the replacement server to stop with its app")
+
+
+def test_initialize_with_an_interface_that_cannot_bind_starts_no_server(csharp_bin, tmp_path):
+    """Binding runs beside the start-up, but a server is started only for an interface that binds: a method
+    without [PythonImport] fails with NotSupportedException and leaves no Python process behind."""
+    d = tmp_path / "badapp"
+    d.mkdir()
+    shutil.copy(csharp_bin / "LessPy.dll", d)
+    src = d / "BadInterface.cs"
+    src.write_text(textwrap.dedent("""
+        using System;
+        using LessPy;
+        public interface IBad { int add_ints(int a, int b); }
+        static class Program
+        {
+            static int Main(string[] a)
+            {
+                try { LessPythonInvoke.Initialize<IBad>(a[0], a[1]); return 1; }
+                catch (NotSupportedException e) { Console.WriteLine("NOT SUPPORTED " + e.Message); return 0; }
+            }
+        }
+        """))
+    exe = compile_csharp(d, [src], "BadInterface.exe")
+    p = run_mono(exe, sys.executable, TYPES_MODULE)
+    assert p.returncode == 0 and "NOT SUPPORTED" in p.stdout and "PythonImport" in p.stdout, p.stdout + p.stderr
+    assert not (d / "lesspy_work" / "python.pid").exists(), "no server may be started for an interface that cannot bind"

@@ -52,7 +52,8 @@ namespace LessPy
             Channel channel;
             try
             {
-                channel = StartOrReuse(pythonVenvPath, exportingPyPath, debug, keepAlive, capacity);
+                // a server is started only for an interface that binds: wait for the binding before starting one
+                channel = StartOrReuse(pythonVenvPath, exportingPyPath, debug, keepAlive, capacity, () => preparation.Finish());
             }
             catch
             {
@@ -62,8 +63,12 @@ namespace LessPy
             return Create<T>(channel, preparation);
         }
 
-        /// <summary>The channel to the folder's server of <paramref name="exportingPyPath"/>: reused, or started (Initialize's work).</summary>
-        static Channel StartOrReuse(string pythonVenvPath, string exportingPyPath, bool debug, bool keepAlive, int capacity)
+        /// <summary>
+        /// The channel to the folder's server of <paramref name="exportingPyPath"/>: reused, or started (Initialize's
+        /// work). <paramref name="beforeStarting"/> runs (and may throw) before a new server is started.
+        /// </summary>
+        static Channel StartOrReuse(string pythonVenvPath, string exportingPyPath, bool debug, bool keepAlive, int capacity,
+            Action beforeStarting)
         {
             string module = Path.GetFullPath(exportingPyPath);
             if (!File.Exists(module)) throw new FileNotFoundException("the exporting Python module " + module + " does not exist", module);
@@ -77,6 +82,7 @@ namespace LessPy
                 channel = TryReuse(folder, module);
                 if (channel == null)
                 {
+                    beforeStarting();
                     channel = StartServer(folder, FindPython(pythonVenvPath ?? ""), module, debug, keepAlive, capacity);
                 }
             }
