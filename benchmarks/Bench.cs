@@ -27,6 +27,7 @@ using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Threading;
 using LessPy;
+using static Measure;
 
 public interface IBench
 {
@@ -44,8 +45,6 @@ static unsafe class Bench
     const int EchoCount = 1 << 17;               // 131072 float64 = 1 MiB
     const long EchoBytes = EchoCount * 8L;
 
-    static readonly double UsPerTick = 1e6 / Stopwatch.Frequency;
-    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
     static Dictionary<string, string> Opt = new Dictionary<string, string>();
 
     static int Main(string[] args)
@@ -479,9 +478,6 @@ static unsafe class Bench
 
     static string OneLine(string s) { return s.Replace('\n', ' ').Replace('\r', ' '); }
 
-    static double Us(long t0) { return (Stopwatch.GetTimestamp() - t0) * UsPerTick; }
-    static string F(double v) { return v.ToString("0.00", Inv); }
-
     /// <summary>One byte out, one byte back, blocking receive: the floor of a notify round trip.</summary>
     static void RoundTrip(Socket s, byte[] one)
     {
@@ -522,17 +518,6 @@ static unsafe class Bench
         for (int i = 0; i < src.Length; i += 97)
             if (s[i] != src[i]) { Console.Error.WriteLine("CHECK FAILED: echo element " + i); return false; }
         return true;
-    }
-
-    static void Report(string name, List<double> us)
-    {
-        us.Sort();
-        Console.WriteLine("RESULT " + name + " " + F(us[us.Count / 2]) + " " + F(Pct(us, 0.90)) + " " + F(Pct(us, 0.99)) + " " + us.Count);
-    }
-
-    static double Pct(List<double> sorted, double p)
-    {
-        return sorted[(int)Math.Min(sorted.Count - 1, Math.Max(0, Math.Ceiling(p * sorted.Count) - 1))];
     }
 }
 

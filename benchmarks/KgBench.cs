@@ -10,11 +10,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http;
 using System.Text;
+using static Measure;
 
 static class KgBench
 {
-    static readonly double UsPerTick = 1e6 / Stopwatch.Frequency;
-    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
     static int Main(string[] args)
     {
@@ -84,19 +83,5 @@ static class KgBench
                 return text;
             }
         }
-    }
-
-    static double Us(long t0) { return (Stopwatch.GetTimestamp() - t0) * UsPerTick; }
-    static string F(double v) { return v.ToString("0.00", Inv); }
-
-    static void Report(string name, List<double> us)
-    {
-        us.Sort();
-        Console.WriteLine("RESULT " + name + " " + F(us[us.Count / 2]) + " " + F(Pct(us, 0.90)) + " " + F(Pct(us, 0.99)) + " " + us.Count);
-    }
-
-    static double Pct(List<double> sorted, double p)
-    {
-        return sorted[(int)Math.Min(sorted.Count - 1, Math.Max(0, Math.Ceiling(p * sorted.Count) - 1))];
     }
 }

@@ -10,11 +10,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Python.Runtime;
+using static Measure;
 
 static class PyNetBench
 {
-    static readonly double UsPerTick = 1e6 / Stopwatch.Frequency;
-    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
     static int Main(string[] args)
     {
@@ -99,19 +98,5 @@ static class PyNetBench
         using (PyObject data = ai.GetItem("data"))
         using (PyObject p = data.GetItem(0))
             return new IntPtr(p.As<long>());
-    }
-
-    static double Us(long t0) { return (Stopwatch.GetTimestamp() - t0) * UsPerTick; }
-    static string F(double v) { return v.ToString("0.00", Inv); }
-
-    static void Report(string name, List<double> us)
-    {
-        us.Sort();
-        Console.WriteLine("RESULT " + name + " " + F(us[us.Count / 2]) + " " + F(Pct(us, 0.90)) + " " + F(Pct(us, 0.99)) + " " + us.Count);
-    }
-
-    static double Pct(List<double> sorted, double p)
-    {
-        return sorted[(int)Math.Min(sorted.Count - 1, Math.Max(0, Math.Ceiling(p * sorted.Count) - 1))];
     }
 }

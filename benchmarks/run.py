@@ -246,7 +246,7 @@ def build_lesspy(tmp: Path) -> Path:
     if not dll.exists() or any(src.stat().st_mtime > dll.stat().st_mtime for src in sources):
         run_checked(["bash", str(ROOT / "csharp" / "build.sh"), str(BIN)], "csharp/build.sh", 600)
     exe = tmp / "Bench.exe"
-    mcs(exe, [BENCH / "Bench.cs"], [str(BIN / "LessPy.dll")])
+    mcs(exe, [BENCH / "Bench.cs", BENCH / "Measure.cs"], [str(BIN / "LessPy.dll")])
     shutil.copy2(BIN / "LessPy.dll", tmp / "LessPy.dll")
     return exe
 
@@ -617,7 +617,7 @@ def pythonnet_peer(tmp: Path, bench_py: Optional[Path], why: str, sz: Dict[str, 
     d.mkdir()
     shutil.copy2(dll, d / "Python.Runtime.dll")
     try:
-        mcs(d / "PyNetBench.exe", [BENCH / "PyNetBench.cs"],
+        mcs(d / "PyNetBench.exe", [BENCH / "PyNetBench.cs", BENCH / "Measure.cs"],
             [str(d / "Python.Runtime.dll"), "Microsoft.CSharp", "System.Numerics", NETSTANDARD])
     except Broken as e:
         for k in names:
@@ -658,7 +658,7 @@ def kernel_gateway_peer(tmp: Path, bench_py: Optional[Path], why: str, sz: Dict[
           "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None, "outputs": [],
                      "source": src} for i, src in enumerate(KG_NOTEBOOK_CELLS)]}
     (d / "api.ipynb").write_text(json.dumps(nb))
-    mcs(d / "KgBench.exe", [BENCH / "KgBench.cs"], ["System.Net.Http"])
+    mcs(d / "KgBench.exe", [BENCH / "KgBench.cs", BENCH / "Measure.cs"], ["System.Net.Http"])
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
