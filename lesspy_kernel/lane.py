@@ -280,9 +280,10 @@ class Lane:
                     return
                 os.sched_yield()                 # then yield: the client may share this CPU (and the GIL goes)
 
-    def serve_if_pending(self) -> bool:
-        """Serve this lane's request here if it has one and no other thread is serving it (the spinner's way in)."""
-        if not self._claim.acquire(False):
+    def serve_if_pending(self, wait: bool = False) -> bool:
+        """Serve this lane's request here if it has one: the spinner's way in (it skips a lane another thread is
+        serving), and with `wait` the lane thread's (it waits for that thread, then finds nothing left)."""
+        if not self._claim.acquire(wait):
             return False
         try:
             try:
@@ -343,9 +344,7 @@ class Lane:
             while not self.server.stopping:
                 if not self._wait_for_request() or self.server.stopping:
                     break
-                with self._claim:                # unless the spinner is serving it already (then nothing is left)
-                    if self.has_request():
-                        self._serve(self.req.words[_SEQ_WORD])
+                self.serve_if_pending(wait=True)
                 self.server.spinner.kick()       # calls came with bytes: the spinner may take the lanes over
         except Exception:
             log.exception("lane %d failed", self.id)
