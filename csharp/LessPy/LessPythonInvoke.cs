@@ -46,21 +46,9 @@ namespace LessPy
         {
             if (exportingPyPath == null) throw new ArgumentNullException(nameof(exportingPyPath));
             if (capacity < 4096) throw new ArgumentOutOfRangeException(nameof(capacity), "at least 4096 bytes");
-            CheckPlatform();
-            WarmUp.Sockets();
-            var preparation = Preparation<T>.Start();
-            Channel channel;
-            try
-            {
-                // a server is started only for an interface that binds: wait for the binding before starting one
-                channel = StartOrReuse(pythonVenvPath, exportingPyPath, debug, keepAlive, capacity, () => preparation.Finish());
-            }
-            catch
-            {
-                preparation.Finish();             // an interface that cannot be bound is reported first
-                throw;
-            }
-            return Create<T>(channel, preparation);
+            // a server is started only for an interface that binds: the binding is waited for before starting one
+            return Prepared<T>(preparation => StartOrReuse(pythonVenvPath, exportingPyPath, debug, keepAlive, capacity,
+                () => preparation.Finish()));
         }
 
         /// <summary>
@@ -104,24 +92,29 @@ namespace LessPy
         {
             if (workFolderOrName == null) throw new ArgumentNullException(nameof(workFolderOrName));
             if (workFolderOrName.Length == 0) throw new ArgumentException("empty work folder or session name", nameof(workFolderOrName));
+            return Prepared<T>(preparation => OpenServed(workFolderOrName));
+        }
+
+        /// <summary>
+        /// The proxy over the channel <paramref name="open"/> returns, with <typeparamref name="T"/> bound on another
+        /// thread meanwhile (<see cref="Preparation{T}"/>). An interface that cannot be bound is reported first,
+        /// whatever opening the channel said.
+        /// </summary>
+        static T Prepared<T>(Func<Preparation<T>, Channel> open) where T : class
+        {
             CheckPlatform();
             WarmUp.Sockets();
             var preparation = Preparation<T>.Start();
             Channel channel;
             try
             {
-                channel = OpenServed(workFolderOrName);
+                channel = open(preparation);
             }
             catch
             {
-                preparation.Finish();             // an interface that cannot be bound is reported first
+                preparation.Finish();
                 throw;
             }
-            return Create<T>(channel, preparation);
-        }
-
-        static T Create<T>(Channel channel, Preparation<T> preparation) where T : class
-        {
             Dictionary<MethodInfo, MethodBinding> bindings;
             try
             {
