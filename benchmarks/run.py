@@ -733,7 +733,7 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
         if n == 4096 else f"C# Buffer.MemoryCopy {n}² float32 into a mapped view")
     row("floor", "floor_py_copy_64MiB", "numpy copy 64 MiB heap -> mapping" if n == 4096 else f"numpy copy {n}² float32")
     row("floor", "floor_py_add_map_to_map", f"np.add(a, 1, out=b), {big} float32, map -> map")
-    row("floor", "floor_py_add_in_server", f"the same inside the server, request -> response mapping, between the calls")
+    row("floor", "floor_py_add_in_server", "the same inside the server, request -> response mapping, between the calls")
     row("floor", "floor_cs_copy_1MiB", "C# Buffer.MemoryCopy 1 MiB into a mapped view")
     row("floor", "floor_py_copy_1MiB", "numpy copy 1 MiB map -> map")
     row("floor", "floor_jupyter_msg", "Jupyter messaging: execute_request `noop()` -> execute_reply (jupyter_client)")
