@@ -16,13 +16,14 @@ from typing import Any, Dict, Iterator, Optional, Union
 
 from . import handshake
 from .mapping import Mapping, full_fence
-from .protocol import (HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
-                       STATUS_END, STATUS_ERROR, ErrorReply, decode_error, decode_value, encode_call,
-                       read_header)
+from .protocol import (FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT,
+                       REQUEST_STREAM, STATUS_END, STATUS_ERROR, ErrorReply, Tag, decode_error, decode_reply,
+                       decode_value, encode_call, read_header)
 from .workfolder import KEY_FILE, connect_notify
 
 PathLike = Union[str, os.PathLike]
 END = object()                  # what `receive` returns when a stream has no more items
+_IN_REQUEST = bytes([Tag.NDARRAY_IN_REQUEST])
 
 
 class RemoteError(Exception):
@@ -91,12 +92,16 @@ class Lane:
             if m.session != self.session:
                 raise ConnectionError(f"{m.path.name} belongs to another server run")
         self.seq = 0
+        self._sent = 0                        # payload length of the last request
         self._stream: object = None
 
-    def send_raw(self, payload: bytes, status: int = REQUEST_CALL) -> int:
-        """Write a request frame and hand it over (grow the request file first when it does not fit)."""
+    def send_raw(self, payload: bytes, status: int = REQUEST_CALL, flags: int = 0) -> int:
+        """Write a request frame and hand it over (grow the request file first when it does not fit).
+        `flags`: the request's flags word (FLAG_REPLY_IN_REQUEST)."""
         self.req.grow(len(payload))
         self.req.view[HEADER_SIZE:HEADER_SIZE + len(payload)] = payload
+        self.req.flags = flags
+        self._sent = len(payload)
         return self.hand_over(len(payload), status)
 
     def hand_over(self, length: int, status: int = REQUEST_CALL) -> int:
@@ -143,10 +148,16 @@ class Lane:
             raise RemoteError(decode_error(payload))
         if status == STATUS_END:
             return END
+        if payload[:1] == _IN_REQUEST and self.req.flags & FLAG_REPLY_IN_REQUEST:
+            return decode_reply(payload, bytes(self.req.payload(self._sent)))    # a copy, as every result here
         return decode_value(payload)
 
-    def call(self, name: str, returns: Any, args: Any = (), arg_descs: Any = None) -> Any:
-        self.send_raw(encode_call(name, returns, list(args), arg_descs))
+    def call(self, name: str, returns: Any, args: Any = (), arg_descs: Any = None,
+             reply_in_request: bool = False) -> Any:
+        """Call `name`; with `reply_in_request` an NdArray result that is part of an argument may come back
+        as a pointer into the request (PROTOCOL.md section 7); it is copied out here either way."""
+        self.send_raw(encode_call(name, returns, list(args), arg_descs),
+                      flags=FLAG_REPLY_IN_REQUEST if reply_in_request else 0)
         return self.receive()
 
     def stream(self, name: str, item: Any, args: Any = (), arg_descs: Any = None) -> Iterator[Any]:

@@ -28,9 +28,9 @@ from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
 from .mapping import Mapping, full_fence
-from .protocol import (DTYPE_CODES, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM,
-                       SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, decode_call,
-                       error_size, fit_error, value_size, write_error, write_value)
+from .protocol import (DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
+                       ErrorReply, Tag, decode_call, error_size, fit_error, value_size, write_error,
+                       write_reply_in_request, write_value)
 
 if TYPE_CHECKING:
     from .server import Server
@@ -206,6 +206,7 @@ class Lane:
         self.closed = False
         self._last = 0
         self._result_at: Optional[int] = None     # address of a result_array() made during the current call
+        self._call_length = 0                     # payload length of the current call's request (0: not a call)
         self._pending = (0, 0, STATUS_OK)         # the reply to publish: sequence, length, status
         self.stream: Optional[Tuple[str, Any, Any]] = None    # (name, item type, iterator) of an open stream
         self.covered = False                      # a spinner watches this lane's requests (see Spinner)
@@ -365,6 +366,7 @@ class Lane:
         self._publish_reply()
 
     def _run_call(self, seq: int) -> Outcome:
+        self._call_length = 0
         try:
             length, status = self.req.read_request()
             if status in (REQUEST_NEXT, REQUEST_CLOSE):
@@ -372,6 +374,8 @@ class Lane:
             if status not in (REQUEST_CALL, REQUEST_STREAM):
                 raise ValueError(f"request status {status} is not 0 (call), 1 (next), 2 (close) or 3 (stream)")
             call = decode_call(self.req.payload(length))
+            if status == REQUEST_CALL:
+                self._call_length = length
         except Exception as e:  # FrameError, or anything a hostile frame provokes: never fatal
             return failed("?", ErrorKind.MALFORMED_REQUEST, f"the request could not be decoded ({e}): the client "
                           "and server disagree about docs/PROTOCOL.md; use matching versions")
@@ -447,6 +451,8 @@ class Lane:
                 return
             if outcome.error is None:
                 if self._result_at is not None and self._write_in_place(outcome):
+                    return
+                if outcome.returns is Tag.NDARRAY and self._call_length and self._write_in_request(outcome.value):
                     return
                 if type(outcome.returns) is Tag:          # the fast paths: None, or a scalar in one pack
                     if outcome.value is None and outcome.returns is Tag.NONE:
@@ -530,6 +536,20 @@ class Lane:
         payload[:len(head)] = head
         payload[len(head):offset] = bytes(offset - len(head))
         self._pending = (self.call.sequence, offset + value.nbytes, STATUS_OK)
+        return True
+
+    def _write_in_request(self, value: Any) -> bool:
+        """An NdArray result that is an argument, or a contiguous part of one, already lies in the request file:
+        when the client allows it (request flag), the reply says where instead of copying it. False: not so."""
+        if type(value) is not np.ndarray or not value.flags.c_contiguous or value.nbytes == 0 \
+                or value.dtype.name not in DTYPE_CODES or value.dtype.byteorder == ">":
+            return False
+        offset = value.__array_interface__["data"][0] - (self.req.address + HEADER_SIZE)
+        if offset < 0 or offset + value.nbytes > self._call_length or offset % value.dtype.itemsize \
+                or not self.req.flags & FLAG_REPLY_IN_REQUEST:
+            return False
+        n = write_reply_in_request(self.resp.payload(self.resp.payload_capacity), value, offset)
+        self._pending = (self.call.sequence, n, STATUS_OK)
         return True
 
     # ------------------------------------------------------------ closing

@@ -15,8 +15,8 @@ from typing import Tuple
 
 import numpy as np
 
-from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, HEADER, HEADER_SIZE, MAPPING_MAGIC, PROTOCOL_VERSION,
-                       SEQUENCE_OFFSET, SESSION_OFFSET, WAITING_OFFSET, read_header, write_header)
+from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, FLAGS_OFFSET, HEADER, HEADER_SIZE, MAPPING_MAGIC,
+                       PROTOCOL_VERSION, SEQUENCE_OFFSET, SESSION_OFFSET, WAITING_OFFSET, read_header, write_header)
 
 MIN_CAPACITY = 4096
 MAX_PAYLOAD = 2**31 - 1 - HEADER_SIZE          # what a .NET span can address
@@ -29,7 +29,7 @@ _SEQ_WORD, _CAPACITY_WORD, _CANCEL_WORD, _SESSION_WORD = (SEQUENCE_OFFSET // 8, 
 _LENGTH_WORD = 24 // 8
 _FIRST_WORD = int.from_bytes(HEADER.pack(MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, 0, 0, 0, 0, 0, 0, 0)[:8],
                              "little")               # magic, version and header size: one word to check
-_STATUS_INT, _WAITING_INT = 32 // 4, WAITING_OFFSET // 4
+_STATUS_INT, _WAITING_INT, _FLAGS_INT = 32 // 4, WAITING_OFFSET // 4, FLAGS_OFFSET // 4
 if sys.byteorder != "little":  # pragma: no cover
     raise ImportError("lesspy's mappings are little-endian; this machine is big-endian")
 
@@ -113,6 +113,14 @@ class Mapping:
     @cancel.setter
     def cancel(self, value: int) -> None:
         self.words[_CANCEL_WORD] = value
+
+    @property
+    def flags(self) -> int:
+        return self.ints[_FLAGS_INT]
+
+    @flags.setter
+    def flags(self, value: int) -> None:
+        self.ints[_FLAGS_INT] = value
 
     @property
     def session(self) -> int:

@@ -29,13 +29,15 @@ MAX_NAME_BYTES = 1024
 MAX_NDIM = 32
 MAX_TUPLE = 7
 
-# magic, version, header size, capacity, sequence, payload length, status, waiting, session id, cancel, reserved
+# magic, version, header size, capacity, sequence, payload length, status, waiting, session id, cancel, flags, reserved
 HEADER = struct.Struct("<4sHHQQQIIQQ8x")
 CAPACITY_OFFSET = 8
 SEQUENCE_OFFSET = 16
 WAITING_OFFSET = 36
 SESSION_OFFSET = 40
 CANCEL_OFFSET = 48
+FLAGS_OFFSET = 56               # request file only: u32 flags the client sets with each call
+FLAG_REPLY_IN_REQUEST = 1       # the client takes an NDARRAY_IN_REQUEST reply (PROTOCOL.md section 7)
 # what an error reply keeps at most of each part (issue: a hostile exception must not outgrow the reply)
 MAX_ERROR_TYPE = 256
 MAX_ERROR_MESSAGE = 64 * 1024
@@ -85,6 +87,7 @@ class Tag(IntEnum):
     RECORD = 0x14          # field count, then name + tagged value pairs (a class/struct <-> a dataclass)
     OPTIONAL = 0x15        # descriptors only: a nullable value type (int?): NONE or the inner value
     RECT_ARRAY = 0x16      # descriptors only: a rectangular C# array (double[,]), carried as NDARRAY
+    NDARRAY_IN_REQUEST = 0x17  # replies only: an NdArray result whose data is part of the request's payload
 
 
 class ErrorKind(IntEnum):
@@ -552,6 +555,44 @@ def decode_value(buf: Union[bytes, memoryview]) -> Any:
     value = _decode_value(r)
     _check_end(r, "the value")
     return value
+
+
+def write_reply_in_request(buf: memoryview, arr: np.ndarray, offset: int) -> int:
+    """Write an NDARRAY_IN_REQUEST reply: `arr` (C-contiguous, little-endian) lies `offset` bytes into the
+    request payload, so only its shape and that offset are sent. Returns the reply's length."""
+    ndim = arr.ndim
+    head = 3 + 8 * ndim
+    at = (head + 7) // 8 * 8
+    buf[0] = Tag.NDARRAY_IN_REQUEST
+    buf[1] = DTYPE_CODES[arr.dtype.name]
+    buf[2] = ndim
+    struct.pack_into(f"<{ndim}Q", buf, 3, *arr.shape)
+    buf[head:at] = bytes(at - head)
+    _U64.pack_into(buf, at, offset)
+    return at + 8
+
+
+def decode_reply(payload: Union[bytes, memoryview], request: Union[bytes, memoryview, None] = None) -> Any:
+    """Decode a reply value (header status 0). With the request payload it was answering, an
+    NDARRAY_IN_REQUEST reply becomes a read-only view of that payload; without it, such a reply is malformed."""
+    buf = memoryview(payload)
+    if len(buf) == 0 or buf[0] != Tag.NDARRAY_IN_REQUEST:
+        return decode_value(buf)
+    if request is None:
+        raise FrameError(0, "an NDARRAY_IN_REQUEST reply came to a call that did not ask for one")
+    r = _Reader(buf)
+    r.pos = 1
+    dtype, shape, count = _decode_shape(r, "NDARRAY_IN_REQUEST")
+    r.align(8)
+    where = r.pos
+    offset = r.unpack(_U64, "NDARRAY_IN_REQUEST data offset")
+    _check_end(r, "the value")
+    nbytes = count * dtype.itemsize
+    req = memoryview(request)
+    if offset > len(req) or nbytes > len(req) - offset:
+        raise FrameError(where, f"NDARRAY_IN_REQUEST data of {nbytes} bytes at offset {offset} lies beyond the "
+                                f"{len(req)}-byte request payload")
+    return _view(_Reader(req), where, dtype, shape, count, offset)
 
 
 def _decode_desc(r: _Reader, depth: int = 0) -> TypeDesc:

@@ -45,6 +45,7 @@ def test_golden_vectors_in_csharp(csharp_bin, tmp_path):
     hexes = "|".join(s.encode().hex() for s in (ptype, message, tb))
     assert f"error_python error {int(kind)}|{hexes}" in lines
     assert "call_add_ints encode ok" in lines and "call_scale3 encode ok" in lines
+    assert "reply_ndarray_in_request OK" in lines
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,20 @@ def test_in_place_request_arrays(programs, server):
         assert name in result, sorted(result)
 
 
+def test_results_that_are_arguments_come_back_as_views_of_the_request(programs, server):
+    """NDARRAY_IN_REQUEST from C#: 8 threads echo their own arrays (the reply points into each call's request)
+    between other calls; such a view is right, unchanged until the thread's next call, usable as that call's
+    argument, untouched by a new in-place request array, and dead afterwards."""
+    result = checks(run_mono(programs["ThreadsClient"], server.folder, 8, 150, 1024, "inrequest", timeout=180))
+    for name in ("threads_results_correct", "threads_results_unchanged_until_next_call", "threads_stale_views_throw",
+                 "in_request_echo", "in_request_view_as_next_argument", "in_request_view_dies_on_next_call",
+                 "in_request_view_survives_new_request_array", "in_request_then_in_place",
+                 "in_request_part_of_an_argument", "in_request_echo_of_in_place_array", "in_request_flag_sent",
+                 "in_request_then_plain_call"):
+        assert name in result, sorted(result)
+    assert server.proc.poll() is None
+
+
 def test_async_cancellation_and_timeouts(programs, server):
     result = checks(run_mono(programs["AsyncClient"], server.folder, timeout=180))
     for name in ("async_does_not_block", "cancelled_before_start_never_runs",

@@ -18,7 +18,8 @@ import pytest
 
 from lesspy_kernel import handshake
 from lesspy_kernel.client import Lane, RemoteError, status, stop
-from lesspy_kernel.protocol import ErrorKind, Tag, encode_call
+from lesspy_kernel.protocol import (FLAG_REPLY_IN_REQUEST, REQUEST_STREAM, ErrorKind, FrameError, ListOf, Tag,
+                                   decode_reply, encode_call)
 from lesspy_kernel.workfolder import connect_notify
 from servers import ROOT, Headless, wait_for
 
@@ -233,6 +234,52 @@ def test_result_array_is_sent_without_a_copy_and_overlaps_are_safe(server):
     big = np.arange(300_000, dtype=np.float64)                       # grows the response mapping first
     np.testing.assert_array_equal(lane.call("plus_one_in_place", N, [big]), big + 1)
     np.testing.assert_array_equal(lane.call("plus_one_shifted", N, [a.ravel()]), a.ravel() + 1)
+    lane.close()
+
+
+def test_a_returned_argument_comes_back_as_a_pointer_into_the_request(server):
+    """With the request flag, an NdArray result that is an argument (or a contiguous part of one) is sent as
+    NDARRAY_IN_REQUEST: its shape and where it lies in the request, no copy. Anything else is an NDARRAY."""
+    lane = Lane(server.folder)
+    a = np.arange(40_000, dtype=np.float64).reshape(200, 200)       # grows the 64K request file first
+
+    def raw_reply(name: str, flagged: bool) -> bytes:
+        lane.send_raw(encode_call(name, N, [a]), flags=FLAG_REPLY_IN_REQUEST if flagged else 0)
+        lane.wait()
+        length = lane.resp.words[3]
+        return bytes(lane.resp.payload(length))
+
+    for flagged in (True, False):
+        for _ in range(3):
+            reply = raw_reply("echo", flagged)
+            assert reply[0] == (Tag.NDARRAY_IN_REQUEST if flagged else Tag.NDARRAY)
+    reply = raw_reply("echo", True)
+    assert len(reply) == 3 + 16 + 5 + 8                                   # tag, dtype, ndim, shape, padding, offset
+    offset = int.from_bytes(reply[-8:], "little")
+    frame = encode_call("echo", N, [a])
+    assert offset == frame.index(a.tobytes()) and offset % 64 == 0        # where the NDARRAY data of the call lies
+    assert decode_reply(reply, frame).tobytes() == a.tobytes()
+    with pytest.raises(FrameError, match="did not ask"):
+        decode_reply(reply)
+    with pytest.raises(FrameError, match="beyond"):
+        decode_reply(reply, frame[:offset + 100])
+
+    half = raw_reply("second_half", True)
+    assert half[0] == Tag.NDARRAY_IN_REQUEST
+    assert int.from_bytes(half[-8:], "little") == offset + a[100:].nbytes
+    for name in ("every_other", "echo_copy"):                            # not contiguous; not in the request
+        assert raw_reply(name, True)[0] == Tag.NDARRAY
+    for name in ("echo", "second_half", "every_other", "echo_copy"):      # the values, through the client
+        want = {"echo": a, "second_half": a[100:], "every_other": a[::2], "echo_copy": a}[name]
+        np.testing.assert_array_equal(lane.call(name, N, [a], reply_in_request=True), want)
+    lists = encode_call("echo_first", N, [[a, a[:1]]], [ListOf(N)])  # nested in a list: still found in the request
+    lane.send_raw(lists, flags=FLAG_REPLY_IN_REQUEST)
+    np.testing.assert_array_equal(lane.receive(), a)
+    lane.send_raw(encode_call("halves", N, [a]), REQUEST_STREAM, flags=FLAG_REPLY_IN_REQUEST)   # stream items
+    lane.wait()
+    assert lane.resp.payload(1)[0] == Tag.NDARRAY
+    np.testing.assert_array_equal(lane.receive(), a[:100])
+    assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     lane.close()
 
 

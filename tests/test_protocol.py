@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from lesspy_kernel.protocol import (ArrayOf, CoercionError, DictOf, ErrorKind, FrameError, ListOf, Nullable, Record,
-                                    RectArray, ScalarOf, Tag, coerce, decode_call, decode_error, decode_value,
+                                    RectArray, ScalarOf, Tag, coerce, decode_call, decode_error, decode_reply, decode_value,
                                     encode_call, encode_desc, encode_value, ticks_to_datetime, ticks_to_timedelta,
                                     value_size)
 from vectors.generate import (ERROR_CASE, HERE, PIXEL, POINT, SCALE3_CALL, SHAPE, TYPED_CASES, TYPES_CALL, VALUE_CASES,
@@ -206,6 +206,25 @@ def test_golden_ndarray_at_is_a_readonly_view_after_the_frame():
     assert offset % 64 == 0 and offset + 24 == len(raw)
     struct.pack_into("<f", raw, offset, 42.0)           # zero-copy: the view sees the payload change
     assert arr[0, 0] == 42.0
+
+
+def test_golden_reply_in_request_points_at_the_argument():
+    """NDARRAY_IN_REQUEST: the reply to call_scale3 whose result is its first argument, a view of the request."""
+    reply = (HERE / "reply_ndarray_in_request.bin").read_bytes()
+    call = bytearray((HERE / "call_scale3.bin").read_bytes())
+    arr = decode_reply(reply, memoryview(call))
+    np.testing.assert_array_equal(arr, SCALE3_CALL[2][0])
+    assert not arr.flags.writeable
+    struct.pack_into("<f", call, 64, 42.0)              # zero-copy: the view sees the request change
+    assert arr[0, 0] == 42.0
+    with pytest.raises(FrameError, match="did not ask"):
+        decode_reply(reply)
+    with pytest.raises(FrameError, match="beyond"):
+        decode_reply(reply, bytes(call[:64 + 23]))
+    with pytest.raises(FrameError, match="bytes left"):
+        decode_reply(reply + b"\0", call)
+    with pytest.raises(FrameError):                      # anywhere else it is no value at all
+        decode_value(reply)
 
 
 def _at_call(offset: int, shape=(2,), total: int = 256) -> bytes:

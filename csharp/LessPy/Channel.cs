@@ -185,6 +185,7 @@ namespace LessPy
         Lane Acquire(long deadline, CancellationToken ct, string what, Thread me, bool mayBlock)
         {
             long stealAfter = 0;
+            bool keepViews = false;
             lock (_lock)
             {
                 while (true)
@@ -193,12 +194,17 @@ namespace LessPy
                     // a lane this thread holds is its to reuse; its views (and those of any other lane it holds) stay
                     // valid while the arguments are encoded (a result view may be an argument) and die before the
                     // call is published (Send)
+                    // (one whose result view lies in its request file is not: the call goes on another lane, and that view
+                    // dies once the call is published, as the views of every lane this thread holds do)
                     Lane mine = null;
+                    bool holds = false;
                     for (int i = 0; i < _lanes.Count; i++)
                     {
                         Lane l = _lanes[i];
                         if (l.State == LaneState.Held && l.Holder == me)
                         {
+                            holds = true;
+                            if (l.ResultsInRequest) continue;
                             if (mine == null || l.InPlaceLow >= 0) mine = l;   // in-place request arrays pin the lane
                         }
                         else if (l.State == LaneState.SetAside && l.ReplyCameFor(l.Abandoned))
@@ -225,23 +231,27 @@ namespace LessPy
                             RemoveLocked(pick);
                             continue;
                         }
+                        pick.KeepsViews = holds;
                         return Take(pick, me);
                     }
                     if (_lanes.Count + _opening < _maxLanes)
                     {
                         if (!mayBlock) return null;
+                        keepViews = holds;
                         break;                                       // open a new lane, outside the lock
                     }
-                    Lane victim = null;
+                    Lane victim = null, own = null;
                     bool dead = false, aside = false;
                     for (int i = 0; i < _lanes.Count; i++)
                     {
                         Lane l = _lanes[i];
                         if (l.State == LaneState.SetAside) aside = true;
                         if (l.State != LaneState.Held || dead) continue;
+                        if (l.Holder == me) { own = l; continue; }           // this thread's own views die last
                         if (!l.Holder.IsAlive) { victim = l; dead = true; continue; }
                         if (victim == null || l.LastUsed < victim.LastUsed) victim = l;
                     }
+                    if (victim == null) victim = own;
                     long now = Stopwatch.GetTimestamp();
                     // a live thread's views die only when no set-aside lane is about to come back (its late reply
                     // usually follows the cancel within milliseconds): wait a little for one first
@@ -253,6 +263,7 @@ namespace LessPy
                     if (victim != null)
                     {
                         Release(victim);                             // its views throw from now on
+                        victim.KeepsViews = holds;
                         return Take(victim, me);
                     }
                     if (deadline != long.MaxValue && now >= deadline)
@@ -278,6 +289,7 @@ namespace LessPy
                     throw Disposed();
                 }
                 _lanes.Add(fresh);
+                fresh.KeepsViews = keepViews;
                 return Take(fresh, me);
             }
         }
@@ -320,6 +332,7 @@ namespace LessPy
             l.Results.Bump();
             l.Requests.Bump();
             l.InPlaceLow = -1;
+            l.ResultsInRequest = false;
             l.Holder = null;
             l.State = LaneState.Free;
         }
@@ -455,7 +468,8 @@ namespace LessPy
                 lane.InPlaceLow = -1;
                 ReleaseHeldBefore(lane, lane.Holder);
                 bool sent;
-                ulong seq = lane.Publish(len, status, out sent);
+                uint flags = status == RequestStatus.Call && m.ReturnType.Tag == Tag.NdArray ? Wire.FlagReplyInRequest : 0;
+                ulong seq = lane.Publish(len, status, flags, out sent);
                 published = true;
                 if (!sent)
                 {
@@ -542,6 +556,19 @@ namespace LessPy
             if (status == (uint)FrameStatus.Error)
                 throw ToException(Codec.ReadError(new ReadOnlySpan<byte>(h + Wire.HeaderSize, (int)len)), m, lane);
             if (status != (uint)FrameStatus.Value) throw new ProtocolException("the reply has status " + status + " (0 value, 1 error)");
+            if (len > 0 && h[Wire.HeaderSize] == (byte)Tag.NdArrayInRequest && m.ReturnType.Tag == Tag.NdArray)
+            {
+                // the result is (part of) an argument: a view of this call's request, which stays as it is while the lane is
+                // held (no call is written into it: Acquire); it expires like any result view
+                DType dt;
+                int[] shape;
+                int offset, length;
+                Codec.ReadInRequest(new ReadOnlySpan<byte>(h + Wire.HeaderSize, (int)len), lane.SentLength, out dt, out shape, out offset, out length);
+                var view = new MappedMemoryManager(lane.Request.Base + Wire.HeaderSize + offset, length, lane.Results).Memory;
+                lane.ResultsInRequest = true;
+                hold = true;
+                return new NdArray(dt, shape, view);
+            }
             ReadOnlyMemory<byte> memory = m.ReturnsArrays
                 ? new MappedMemoryManager(h + Wire.HeaderSize, (int)len, lane.Results).Memory
                 : ReadOnlyMemory<byte>.Empty;           // nothing will keep a view: no need to allocate one
@@ -680,7 +707,7 @@ namespace LessPy
             {
                 if (_disposed) throw Disposed();
                 for (int i = 0; i < _lanes.Count; i++)
-                    if (_lanes[i].State == LaneState.Held && _lanes[i].Holder == me) { lane = _lanes[i]; break; }
+                    if (_lanes[i].State == LaneState.Held && _lanes[i].Holder == me && !_lanes[i].ResultsInRequest) { lane = _lanes[i]; break; }
                 if (lane != null)
                 {
                     lane.State = LaneState.Busy;      // keeps its result views: only the request file changes

@@ -652,6 +652,26 @@ namespace LessPy
             throw Bad(at, "unknown value tag 0x" + ((byte)tag).ToString("x2"));
         }
 
+        /// <summary>
+        /// An NDARRAY_IN_REQUEST reply (PROTOCOL.md section 7): the array's dtype and shape, and where its data lies in the
+        /// request payload of <paramref name="requestLength"/> bytes that it answers (checked).
+        /// </summary>
+        internal static void ReadInRequest(ReadOnlySpan<byte> s, int requestLength, out DType dt, out int[] shape, out int offset, out int length)
+        {
+            int pos = 1;
+            long count;
+            ReadShape(s, ref pos, out dt, out shape, out count);
+            pos = (int)Pad(pos, 8);
+            Need(s, pos, 8, "NDARRAY_IN_REQUEST offset");
+            ulong at = BinaryPrimitives.ReadUInt64LittleEndian(s.Slice(pos));
+            if (pos + 8 != s.Length) throw Bad(pos + 8, (s.Length - pos - 8) + " bytes after the NDARRAY_IN_REQUEST reply");
+            long len = count * dt.ItemSize;
+            if (at > (ulong)requestLength || len > requestLength - (long)at)
+                throw Bad(pos, "NDARRAY_IN_REQUEST data of " + len + " bytes at offset " + at + " lies beyond the " + requestLength + "-byte request");
+            offset = (int)at;
+            length = (int)len;
+        }
+
         static void ReadShape(ReadOnlySpan<byte> s, ref int pos, out DType dt, out int[] shape, out long count)
         {
             Need(s, pos, 2, "NDARRAY dtype and ndim");

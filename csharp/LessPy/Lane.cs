@@ -86,7 +86,9 @@ namespace LessPy
         public bool Closed;
         public Thread Encoder;          // the thread writing a call frame into the request file right now, else null
         public long SentEnd;            // the end of the highest in-place request array the frame being written sends
-        public bool KeepsViews;         // Busy, taken from its holder: its views stay valid until the call is published
+        public bool KeepsViews;         // Busy for a thread that holds lanes: their views stay valid until this call is published
+        public int SentLength;          // the payload length of the last request published
+        public bool ResultsInRequest;   // Held: a result view lies in the request file, so no call may be written there until it is released
 
         Lane(int id, NotifySocket socket, Mapping req, Mapping resp, ulong session)
         {
@@ -263,9 +265,17 @@ namespace LessPy
         /// <summary>As <see cref="Publish(int, out bool)"/>, with the request's status (a stream's call, next or close).</summary>
         public ulong Publish(int payloadLength, RequestStatus status, out bool sent)
         {
+            return Publish(payloadLength, status, 0, out sent);
+        }
+
+        /// <summary>As <see cref="Publish(int, RequestStatus, out bool)"/>, with the request's flags (<see cref="Wire.FlagReplyInRequest"/>).</summary>
+        public ulong Publish(int payloadLength, RequestStatus status, uint flags, out bool sent)
+        {
             byte* h = Request.Base;
             *(ulong*)(h + Wire.OffLength) = (ulong)payloadLength;
             *(uint*)(h + Wire.OffStatus) = (uint)status;
+            *(uint*)(h + Wire.OffFlags) = flags;
+            SentLength = payloadLength;
             ulong seq = ++_sequence;
             Volatile.Write(ref *(long*)(h + Wire.OffSequence), (long)seq);
             Interlocked.MemoryBarrier();

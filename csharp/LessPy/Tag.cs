@@ -22,5 +22,7 @@ namespace LessPy
         Optional = 0x15,
         /// <summary>Descriptors only: a rectangular array (double[,]); its values travel as NDARRAY.</summary>
         RectArray = 0x16,
+        /// <summary>Replies only, to a call that allowed it: an NdArray result whose data is part of the request's payload.</summary>
+        NdArrayInRequest = 0x17,
     }
 }

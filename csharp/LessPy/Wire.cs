@@ -18,6 +18,9 @@ namespace LessPy
         public const int OffWaiting = 36;       // u32, written by the file's reader: 1 while it blocks on the socket
         public const int OffSession = 40;       // u64, the server run's session id
         public const int OffCancel = 48;        // u64, request file only: the sequence of an abandoned call
+        public const int OffFlags = 56;         // u32, request file only: what this call's reply may use
+        /// <summary>Request flag: the reply may be an NDARRAY_IN_REQUEST (a pointer into this request's payload).</summary>
+        public const uint FlagReplyInRequest = 1;
 
         /// <summary>The largest payload: what a .NET span can address, minus the header.</summary>
         public const long MaxPayload = int.MaxValue - HeaderSize;

@@ -1,7 +1,9 @@
 // Many threads on ONE proxy: each thread's NdArray results are its own, correct, and unchanged until that thread's
 // next call; then the old view throws. Also the IDisposable / ILessPyConnection-derived interface (issue 9 item 1).
-//   mono ThreadsClient.exe <work folder> <threads> <calls per thread> <elements per result> [inplace]
+//   mono ThreadsClient.exe <work folder> <threads> <calls per thread> <elements per result> [inplace|inrequest]
 // With "inplace" it also checks in-place request arrays (NDARRAY_AT: needs a server whose decoder has that tag).
+// With "inrequest" every third call of each thread is an echo of its own array, whose reply points into the
+// request (NDARRAY_IN_REQUEST), and the rules of such results are checked.
 // Prints CHECK lines; exits 0 only when all passed.
 using System;
 using System.Collections.Generic;
@@ -15,6 +17,9 @@ public interface ILanes : IDisposable, ILessPyConnection
     [PythonImport] (NdArray, int) fill_pair(int tag, int n);
     [PythonImport] double sum_array(NdArray a);
     [PythonImport] NdArray scale(NdArray a, double k);
+    [PythonImport] NdArray echo(NdArray a);
+    [PythonImport] NdArray tail(NdArray a, int k);
+    [PythonImport] string echo_flags();
 }
 
 static class ThreadsClient
@@ -37,6 +42,7 @@ static class ThreadsClient
     {
         string folder = args[0];
         int threads = int.Parse(args[1]), calls = int.Parse(args[2]), n = int.Parse(args[3]);
+        string mode = args.Length > 4 ? args[4] : "";
         using (ILanes api = LessPythonInvoke.Connect<ILanes>(folder))
         {
             api.CallTimeout = TimeSpan.FromSeconds(60);                    // set through the derived interface
@@ -53,13 +59,19 @@ static class ThreadsClient
                 var th = new Thread(() =>
                 {
                     NdArray previous = null;
+                    var own = new int[n];
                     for (int i = 0; i < calls; i++)
                     {
                         int tag = me * 1000000 + i;
                         try
                         {
                             NdArray r;
-                            if (i % 3 == 2)
+                            if (mode == "inrequest" && i % 3 == 1)
+                            {
+                                for (int k = 0; k < own.Length; k++) own[k] = tag;
+                                r = api.echo(NdArray.FromArray(own, n));     // a view of this call's request file
+                            }
+                            else if (i % 3 == 2)
                             {
                                 var pair = api.fill_pair(tag, n);
                                 r = pair.Item1;
@@ -93,9 +105,52 @@ static class ThreadsClient
             Check("threads_results_unchanged_until_next_call", changed == 0, changed + " results changed under their reader");
             Check("threads_stale_views_throw", staleDidNotThrow == 0, staleDidNotThrow + " stale views readable");
 
-            if (args.Length > 4 && args[4] == "inplace") InPlace(api);
+            if (mode == "inplace") InPlace(api);
+            if (mode == "inrequest") InRequest(api, threads * ((calls + 1) / 3));
         }
         return failures == 0 ? 0 : 1;
+    }
+
+    static bool Equal(NdArray r, double[] want)
+    {
+        var s = r.AsSpan<double>();
+        if (s.Length != want.Length) return false;
+        for (int i = 0; i < s.Length; i++) if (s[i] != want[i]) return false;
+        return true;
+    }
+
+    static void InRequest(ILanes api, int threadEchoes)
+    {
+        var x = new double[5000];
+        for (int i = 0; i < x.Length; i++) x[i] = i * 0.25;
+        NdArray r = api.echo(NdArray.FromArray(x, x.Length));
+        Check("in_request_echo", Equal(r, x));
+        // the result is the next call's argument: it goes out on another lane, copied from this lane's request file
+        NdArray r2 = api.echo(r);
+        Check("in_request_view_as_next_argument", Equal(r2, x));
+        bool threw = false;
+        try { r.AsSpan<double>(); } catch (InvalidOperationException) { threw = true; }
+        Check("in_request_view_dies_on_next_call", threw);
+        // an in-place request array made while such a view is held does not overwrite it
+        NdArray q = api.NewRequestArray<double>(x.Length);
+        var qw = q.AsWritableSpan<double>();
+        for (int i = 0; i < qw.Length; i++) qw[i] = -1;
+        Check("in_request_view_survives_new_request_array", Equal(r2, x));
+        double sum = api.sum_array(q);
+        Check("in_request_then_in_place", sum == -x.Length, sum.ToString());
+        NdArray t = api.tail(NdArray.FromArray(x, x.Length), 7);
+        var want = new double[7];
+        Array.Copy(x, x.Length - 7, want, 0, 7);
+        Check("in_request_part_of_an_argument", Equal(t, want), t.ToString());
+        // an echo of an in-place request array: the reply points at the array's own bytes
+        NdArray p = api.NewRequestArray<double>(x.Length);
+        x.AsSpan().CopyTo(p.AsWritableSpan<double>());
+        Check("in_request_echo_of_in_place_array", Equal(api.echo(p), x));
+        // every echo (the threads' and these) allowed a reply into its request: the C# client sets the flag
+        string flags = api.echo_flags();
+        int calls = threadEchoes + 3;
+        Check("in_request_flag_sent", flags == calls + "/" + calls, flags);
+        Check("in_request_then_plain_call", api.add_ints(1, 2) == 3);
     }
 
     static void InPlace(ILanes api)

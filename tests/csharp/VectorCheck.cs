@@ -72,6 +72,8 @@ static class VectorCheck
                         new object[] { NdArray.FromArray(new float[] { 0f, 0.25f, 0.5f, 0.75f, 1f, 1.25f }, 2, 3), 2.5,
                                        new[] { 1, 2, 3 }, "\u00e9" },
                         typeof(NdArray), typeof(double), typeof(int[]), typeof(string));
+                else if (name == "reply_ndarray_in_request")
+                    ok &= CheckInRequest(name, bytes, File.ReadAllBytes(Path.Combine(args[0], "call_scale3.bin")));
                 else if (name == "call_types")
                     ok &= CheckCall(name, bytes, "types", typeof(Shape),
                         new object[] { new[] { 0.5, -1.0 }, null, new Dictionary<string, int> { { "k", 7 } },
@@ -87,6 +89,33 @@ static class VectorCheck
         ok &= Fuzz(args[0]);
         return ok ? 0 : 1;
     }
+
+    /// <summary>NDARRAY_IN_REQUEST: the reply to call_scale3 points at its first argument's data; elsewhere it is no value.</summary>
+    static bool CheckInRequest(string name, byte[] reply, byte[] request)
+    {
+        DType dt;
+        int[] shape;
+        int offset, length;
+        Codec.ReadInRequest(reply, request.Length, out dt, out shape, out offset, out length);
+        var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(new ReadOnlySpan<byte>(request, offset, length)).ToArray();
+        bool ok = dt.Name == "float32" && shape.Length == 2 && shape[0] == 2 && shape[1] == 3
+            && values.SequenceEqual(new float[] { 0f, 0.25f, 0.5f, 0.75f, 1f, 1.25f });
+        bool beyond = false, elsewhere = false;
+        try { Codec.ReadInRequest(reply, offset + length - 1, out dt, out shape, out offset, out length); }
+        catch (ProtocolException) { beyond = true; }
+        try
+        {
+            int pos = 0;
+            WireType actual;
+            Codec.Read(new ReadOnlyMemory<byte>(reply), reply, ref pos, WireType.For(typeof(NdArray), false, out _unusedType), out actual);
+        }
+        catch (ProtocolException) { elsewhere = true; }
+        ok &= beyond && elsewhere;
+        Console.WriteLine(name + (ok ? " OK" : " MISMATCH beyond=" + beyond + " elsewhere=" + elsewhere));
+        return ok;
+    }
+
+    static Type _unusedType;
 
     /// <summary>Corrupted and truncated vectors, decoded as their declared types, only ever raise ProtocolException.</summary>
     static bool Fuzz(string dir)

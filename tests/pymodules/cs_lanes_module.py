@@ -29,6 +29,31 @@ def scale(a, k):
     return a * k
 
 
+_in_request = []
+
+
+def echo(a):
+    """Returns its argument: the reply points into the request (NDARRAY_IN_REQUEST) when the call's flag allows."""
+    _in_request.append(_reply_may_point_into_request())
+    return a
+
+
+def tail(a, k):
+    return a[a.shape[0] - int(k):]
+
+
+def echo_flags():
+    """How many echo calls so far allowed a reply into their request, as "allowed/calls"."""
+    return f"{sum(_in_request)}/{len(_in_request)}"
+
+
+def _reply_may_point_into_request():
+    from lesspy_kernel.lane import current_lane
+    from lesspy_kernel.protocol import FLAG_REPLY_IN_REQUEST
+    lane = current_lane()
+    return bool(lane is not None and lane.req.flags & FLAG_REPLY_IN_REQUEST)
+
+
 def record(tag):
     """Remembers that it ran (the cancellation tests ask `ran` afterwards)."""
     _ran.append(str(tag))

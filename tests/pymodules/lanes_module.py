@@ -78,6 +78,33 @@ def plus_one_shifted(a):
     return out[1:]
 
 
+def echo(a):
+    return a
+
+
+def second_half(a):
+    return a[a.shape[0] // 2:]
+
+
+def every_other(a):
+    return a[::2]
+
+
+def echo_copy(a):
+    return np.array(a)
+
+
+def echo_first(items):
+    """The first array of a list: a result that lies in the request, reached through another value."""
+    return items[0]
+
+
+def halves(a):
+    """A stream of two views of its argument: items are always copied (the request outlives no item)."""
+    yield a[:a.shape[0] // 2]
+    yield a[a.shape[0] // 2:]
+
+
 async def async_double(x):
     await asyncio.sleep(0.01)
     return 2 * x

@@ -18,7 +18,7 @@ import numpy as np
 
 from lesspy_kernel.protocol import (ArrayOf, DictOf, ErrorKind, ListOf, Nullable, Record, RectArray, ScalarOf, Tag,
                                     datetime_to_ticks, decode_call, decode_value, encode_call, encode_desc,
-                                    encode_error, encode_value, timedelta_to_ticks)
+                                    encode_error, encode_value, timedelta_to_ticks, write_reply_in_request)
 
 HERE = Path(__file__).resolve().parent
 T = Tag
@@ -227,6 +227,15 @@ SCALE3_CALL = ("scale3", (T.NDARRAY, T.FLOAT64),
                [T.NDARRAY, T.FLOAT64, T.INT32_ARRAY, T.STRING])
 
 
+def reply_in_request() -> bytes:
+    """The reply to call_scale3 whose result is its first argument: NDARRAY_IN_REQUEST pointing at that data."""
+    call = encode_call(*SCALE3_CALL)
+    arr = SCALE3_CALL[2][0]
+    buf = bytearray(64)
+    n = write_reply_in_request(memoryview(buf), arr, call.index(arr.tobytes()))
+    return bytes(buf[:n])
+
+
 def main() -> None:
     lines = []
     for name, value, desc in VALUE_CASES + TYPED_CASES:
@@ -238,6 +247,7 @@ def main() -> None:
     (HERE / "call_scale3.bin").write_bytes(encode_call(*SCALE3_CALL))
     (HERE / "call_types.bin").write_bytes(encode_call(*TYPES_CALL))
     (HERE / "call_ndarray_at.bin").write_bytes(ndarray_at_call())
+    (HERE / "reply_ndarray_in_request.bin").write_bytes(reply_in_request())
     (HERE / "expected.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
