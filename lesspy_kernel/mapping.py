@@ -191,6 +191,15 @@ class Mapping:
         except BufferError:       # user code still holds a view of it: the GC unmaps it later
             self._old.append(old)
 
+    def detach(self) -> mmap.mmap:
+        """Map the file again at a new address and hand the old mapping over unclosed: a block in it lives on
+        (allocator.move_out)."""
+        old, old_views = self._mmap, (self.words, self.ints, self.header, self.view)
+        self._map(self.capacity)
+        for v in old_views:
+            v.release()
+        return old
+
     def close(self, unlink: bool = False) -> None:
         """Unmap (leaving it to the GC if Python code still holds a view), and remove the file if asked."""
         for v in (self.words, self.ints, self.header, self.view):

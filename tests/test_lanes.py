@@ -430,3 +430,37 @@ def test_idle_when_idle_after_a_burst_of_calls(server):
     assert used < 0.1, f"the idle server used {used:.2f} s of CPU in 3 s (a lane or the watchdog spins)"
     for lane in lanes:
         lane.close()
+
+
+def test_big_results_are_computed_in_the_response_mapping_and_kept_ones_stay_intact(server):
+    """NumPy's allocator (allocator.py): a call's first big array is made in the response mapping, and returning
+    it costs no copy. One that outlives the call (a global, a traceback, a view) is moved out before the next
+    reply, so Python never sees another reply's bytes; other lanes and threads free it safely."""
+    lane, other = Lane(server.folder), Lane(server.folder)
+    a = np.arange(100_000, dtype=np.float64)           # 800 KB: above allocator.MIN_BYTES
+    np.testing.assert_array_equal(lane.call("plus_one", N, [a]), a + 1)
+    np.testing.assert_array_equal(lane.call("plus_one", N, [a * 3]), a * 3 + 1)
+    assert lane.call("places", Tag.STRING) == "mapping,mapping"
+    sums = []
+    for k in range(3):                                 # kept results and kept temporaries, replies in between
+        np.testing.assert_array_equal(lane.call("plus_one_kept", N, [a + k]), a + k + 1)
+        sums.append(float((a + k + 1).sum()))
+        np.testing.assert_array_equal(lane.call("temporary_kept", N, [a + k]), a + k + 1)
+        sums.append(float(((a + k) * 2).sum()))
+        np.testing.assert_array_equal(lane.call("plus_one", N, [-a]), -a + 1)
+    np.testing.assert_array_equal(lane.call("plus_one_tail", N, [a]), (a + 1)[1:])
+    with pytest.raises(RemoteError, match="failed after making"):
+        lane.call("plus_one_then_fail", N, [a])
+    np.testing.assert_array_equal(lane.call("plus_one", N, [a]), a + 1)
+    assert lane.call("zeros_like", N, [a]).tolist() == [0.0] * a.size    # calloc over an earlier reply's bytes
+    np.testing.assert_array_equal(lane.call("grown", N, [a]), np.concatenate([a + 1, np.zeros(a.size)]))
+    assert "mapping" in lane.call("places", Tag.STRING)
+    assert lane.call("kept_sums", ListOf(D)) == sums
+    assert other.call("drop_kept", I) == 6             # freed by another lane's thread
+    for _ in range(3):                                 # many small arrays: the allocator steps aside for it
+        np.testing.assert_array_equal(lane.call("many_small", N, [a]), a + 1)
+    assert lane.call("places", Tag.STRING) == "mapping,heap,heap"
+    np.testing.assert_array_equal(lane.call("plus_one_in_place", N, [a]), a + 1)   # result_array still works
+    np.testing.assert_array_equal(lane.call("plus_one", N, [a]), a + 1)
+    lane.close()
+    other.close()

@@ -99,6 +99,76 @@ def echo_first(items):
     return items[0]
 
 
+kept = []
+where = []
+
+
+def _note(arr):
+    """Whether `arr` was made by lesspy's allocator inside this lane's response mapping."""
+    from lesspy_kernel.lane import current_lane
+    lane = current_lane()
+    start = arr.__array_interface__["data"][0] - lane.resp.address
+    where.append("mapping" if 0 <= start < lane.resp.capacity else "heap")
+    return arr
+
+
+def plus_one(a):
+    return _note(a + 1)
+
+
+def plus_one_kept(a):
+    """The result is also kept in a global: it must keep its values after later replies."""
+    kept.append(_note(a + 1))
+    return kept[-1]
+
+
+def temporary_kept(a):
+    """The first big array (which goes to the mapping) is kept; the result is another array."""
+    kept.append(_note(a * 2))
+    return a + 1
+
+
+def plus_one_tail(a):
+    return _note(a + 1)[1:]
+
+
+def plus_one_then_fail(a):
+    b = _note(a + 1)
+    raise ValueError(f"failed after making {b.size} values")
+
+
+def zeros_like(a):
+    return _note(np.zeros_like(a))
+
+
+def grown(a):
+    b = _note(a + 1)
+    b.resize(b.size * 2, refcheck=False)            # realloc: the block leaves the mapping
+    return b
+
+
+def many_small(a):
+    for _ in range(1000):
+        np.arange(3) + 1
+    return _note(a + 1)
+
+
+def kept_sums():
+    return [float(k.sum()) for k in kept]
+
+
+def drop_kept():
+    n = len(kept)
+    kept.clear()
+    return n
+
+
+def places():
+    out = ",".join(where)
+    where.clear()
+    return out
+
+
 def halves(a):
     """A stream of two views of its argument: items are always copied (the request outlives no item)."""
     yield a[:a.shape[0] // 2]

@@ -1,4 +1,4 @@
-"""The Python decoder fuzz: mutated frames through decode_call, decode_value and decode_error.
+"""The Python decoder fuzz: mutated frames through decode_call, decode_value, decode_error and decode_reply.
 
 Only `FrameError` may escape a decoder. A sample of the frames is decoded again under tracemalloc, and the
 peak of what one decode allocates is compared with the frame's size: a length field can never make the
@@ -15,11 +15,13 @@ import tracemalloc
 from collections import Counter
 from typing import Any, Callable, Dict, List
 
-from lesspy_kernel.protocol import FrameError, Tag, decode_call, decode_error, decode_value
+from lesspy_kernel.protocol import FrameError, Tag, decode_call, decode_error, decode_reply, decode_value
 
-from mutate import golden, mutate, random_frames
+from mutate import VECTORS, golden, mutate, random_frames
 
-DECODERS: Dict[str, Callable[[bytes], Any]] = {"call": decode_call, "value": decode_value, "error": decode_error}
+_REQUEST = (VECTORS / "call_scale3.bin").read_bytes()       # what the golden NDARRAY_IN_REQUEST reply answers
+DECODERS: Dict[str, Callable[[bytes], Any]] = {"call": decode_call, "value": decode_value, "error": decode_error,
+                                               "reply": lambda frame: decode_reply(frame, _REQUEST)}
 # What one decode may allocate at most: ALLOC_FACTOR bytes per byte of frame plus ALLOC_SLACK. The factor
 # covers Python's per-object cost (a 5-byte INT32 in a tuple becomes a 28-byte int and an 8-byte slot; a
 # 16-byte one-element INT32_ARRAY row becomes a NumPy view of about 300 bytes); a length field believed before it
@@ -61,7 +63,9 @@ def crafted() -> Dict[str, List[bytes]]:
         bytes([200]) + bytes(12),
         bytes([1]) + struct.pack("<I", 4) + b"\xff\xfe\xfd\xfc" + bytes(8),
     ]
-    return {"call": call, "value": value, "error": error}
+    reply = [bytes([Tag.NDARRAY_IN_REQUEST, 12, 2]) + struct.pack("<QQ", 2**62, 2**62) + bytes(5) + struct.pack("<Q", 64),
+             bytes([Tag.NDARRAY_IN_REQUEST, 12, 1]) + struct.pack("<Q", 1) + bytes(4) + struct.pack("<Q", 2**64 - 8)]
+    return {"call": call, "value": value, "error": error, "reply": reply}
 
 
 def _decode(decoder: Callable[[bytes], Any], frame: bytes) -> str:

@@ -27,8 +27,8 @@ KINDS = ("flip", "byte", "truncate", "huge16", "huge32", "huge64", "insert", "de
 
 
 def golden() -> Dict[str, List[bytes]]:
-    """The golden vectors by decoder: call frames, value frames, error frames."""
-    out: Dict[str, List[bytes]] = {"call": [], "value": [], "error": []}
+    """The golden vectors by decoder: call frames, value frames, error frames, replies into the request."""
+    out: Dict[str, List[bytes]] = {"call": [], "value": [], "error": [], "reply": []}
     for path in sorted(VECTORS.glob("*.bin")):
         kind = path.name.split("_", 1)[0]
         out[kind].append(path.read_bytes())
@@ -70,7 +70,7 @@ def _random_value(rng: random.Random, depth: int = 0):
 
 def random_frames(rng: random.Random, n: int) -> Dict[str, List[bytes]]:
     """n valid frames of each kind, built from random values."""
-    out: Dict[str, List[bytes]] = {"call": [], "value": [], "error": []}
+    out: Dict[str, List[bytes]] = {"call": [], "value": [], "error": [], "reply": []}
     for _ in range(n):
         v, d = _random_value(rng)
         out["value"].append(encode_value(v, d))
