@@ -11,9 +11,9 @@ PY := $(VENV)/bin/python
 IPK6 := .venv-ipk6
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: demo test stress deps mono venv venv-ipk6 build bench dist typecheck clean
+.PHONY: demo test stress deps mono cc venv venv-ipk6 build bench dist typecheck clean
 
-deps: mono venv
+deps: mono cc venv
 
 mono:
 	@command -v mcs >/dev/null 2>&1 && command -v mono >/dev/null 2>&1 || { \
@@ -21,7 +21,18 @@ mono:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mono-devel >/dev/null; }
 
-$(PY): pyproject.toml
+# a C compiler and Python's headers build lesspy_kernel/_resultalloc.c (allocator.py) on Linux
+cc:
+	@command -v cc >/dev/null 2>&1 || { \
+	  echo "Installing a C compiler (gcc) from Debian..."; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq gcc libc6-dev >/dev/null; }
+	@$(PYTHON) -c "import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" || { \
+	  echo "Installing Python's headers (python3-dev) from Debian..."; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-dev >/dev/null; }
+
+$(PY): pyproject.toml setup.py lesspy_kernel/_resultalloc.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test,ci]"

@@ -208,9 +208,8 @@ class Lane:
         self._result_at: Optional[int] = None     # address of a result_array() made during the current call
         self._call_length = 0                     # payload length of the current call's request (0: not a call)
         # where the allocator puts a call's first big array (allocator.py); None where it cannot
-        self.slot = allocator.ResultSlot(self.resp) if allocator.available() else None
-        self._in_slot = False                     # the current call runs with the allocator on
-        self._sent_from_slot = False              # and its result went out from the slot without a copy
+        self.slot = allocator.slot_for(self.resp)
+        self._call_slot: Optional[allocator.ResultSlot] = None   # the slot of the current call, if it uses one
         self._pending = (0, 0, STATUS_OK)         # the reply to publish: sequence, length, status
         self.stream: Optional[Tuple[str, Any, Any]] = None    # (name, item type, iterator) of an open stream
         self.covered = False                      # a spinner watches this lane's requests (see Spinner)
@@ -364,20 +363,19 @@ class Lane:
             outcome = self._run_call(seq)
             self._write_reply(seq, outcome)
             self.server.record(outcome)       # observers copy arguments before the client may reuse the lane
-            if self._in_slot:
-                allocator.judge(outcome.name, self.slot, self._sent_from_slot)
         finally:
             self.call.finish()
             self.busy = False
         self._publish_reply()
-        if self._in_slot:
+        slot = self._call_slot
+        if slot is not None:
             del outcome                       # usually the last reference to a result sent from the slot
-            if self.slot.address:             # something else keeps it: it must not see the next reply
-                allocator.move_out(self.slot)
+            if slot.address:                  # something else keeps it: it must not see the next reply
+                slot.move_out()
 
     def _run_call(self, seq: int) -> Outcome:
         self._call_length = 0
-        self._in_slot = self._sent_from_slot = False
+        self._call_slot = None
         try:
             length, status = self.req.read_request()
             if status in (REQUEST_NEXT, REQUEST_CLOSE):
@@ -394,21 +392,22 @@ class Lane:
         if self.req.cancel == seq:
             return failed(call.name, ErrorKind.CANCELLED, f"{call.name} was not run: its caller abandoned it first")
         streaming = status == REQUEST_STREAM
-        if call.returns is Tag.NDARRAY and not streaming and self.slot is not None and allocator.wanted(call.name):
-            self._in_slot = True
-            return self._execute(call.name, lambda reason: self._invoke_in_slot(call, reason))
+        slot = self.slot
+        if call.returns is Tag.NDARRAY and not streaming and slot is not None:
+            self._call_slot = slot
+            return self._execute(call.name, lambda reason: self._invoke_in_slot(slot, call, reason))
         outcome = self._execute(call.name, lambda reason: invoke(call, self.server.namespace, reason, streaming))
         if streaming and outcome.stream is not None:
             self.stream = (call.name, call.returns, outcome.stream)
         return outcome
 
-    def _invoke_in_slot(self, call: Any, reason: Callable[[], Optional[str]]) -> Outcome:
+    def _invoke_in_slot(self, slot: allocator.ResultSlot, call: Any, reason: Callable[[], Optional[str]]) -> Outcome:
         """Run the call with NumPy's big arrays allocated in the response mapping (on the executing thread)."""
-        previous = allocator.begin(self.slot)
+        previous = slot.begin(allocator.expected_bytes(call.args))
         try:
             return invoke(call, self.server.namespace, reason, False)
         finally:
-            allocator.end(self.slot, previous)
+            slot.end(previous)
 
     def _stream_request(self, seq: int, status: int) -> Outcome:
         """NEXT: the next item of the open stream; CLOSE: close it (its generator's finally blocks run)."""
@@ -471,13 +470,13 @@ class Lane:
             if outcome.end and outcome.error is None:
                 self._pending = (seq, 0, STATUS_END)
                 return
-            slot = self.slot
+            slot = self._call_slot
             if slot is not None and slot.address:      # the call's first big array lives where replies go
-                if outcome.error is None and _lies_at(outcome.value, slot.address, self.resp):
-                    self._result_at = slot.address
-                    self._sent_from_slot = True
+                if outcome.error is None and _lies_at(outcome.value, slot.place, self.resp):
+                    self._result_at = slot.place
+                    slot.last = outcome.value.nbytes
                 else:
-                    allocator.move_out(slot)           # kept elsewhere: it must not see this reply
+                    slot.move_out()                    # kept elsewhere: it must not see this reply
             if outcome.error is None:
                 if self._result_at is not None and self._write_in_place(outcome):
                     return
@@ -540,8 +539,8 @@ class Lane:
         if dt.name not in DTYPE_CODES:
             raise TypeError(f"dtype {dt} cannot be sent to C#; use one of {', '.join(DTYPE_CODES)}")
         shape = tuple(int(s) for s in shape)
-        if self.slot is not None:
-            allocator.reserve(self.slot)             # the place is this array's now
+        if self._call_slot is not None:
+            self._call_slot.reserve()                # the place is this array's now
         offset = _ndarray_data_offset(len(shape))
         nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         self.resp.grow(offset + nbytes)
@@ -556,7 +555,6 @@ class Lane:
         if outcome.returns != Tag.NDARRAY or not isinstance(value, np.ndarray):
             return False
         if not _lies_at(value, self._result_at, self.resp):
-            self._sent_from_slot = False
             if _overlaps(value, self.resp):
                 outcome.value = np.array(value)          # it lives in the mapping but elsewhere: copy it out first
             return False
@@ -649,7 +647,7 @@ def _ndarray_data_offset(ndim: int) -> int:
 
 def _lies_at(value: Any, address: Optional[int], resp: Mapping) -> bool:
     """`value` can be sent by writing only an NDARRAY header: its data is at `address`, where that header puts it."""
-    return (type(value) is np.ndarray and value.__array_interface__["data"][0] == address
+    return (address is not None and type(value) is np.ndarray and value.__array_interface__["data"][0] == address
             and value.flags.c_contiguous and value.dtype.name in DTYPE_CODES and value.dtype.byteorder != ">"
             and address - resp.address - HEADER_SIZE == _ndarray_data_offset(value.ndim)
             and address - resp.address + value.nbytes <= resp.capacity)

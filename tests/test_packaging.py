@@ -104,6 +104,8 @@ def test_the_wheel_carries_licence_metadata_script_and_the_csharp_sources(dist):
             assert z.read(f"lesspy_kernel/csharp/{cs.name}") == cs.read_bytes(), cs.name
         assert "lesspy_kernel/csharp/LessPy.csproj" in names
     assert "lesspy_kernel/magics/lesspy_magics.py" in names and "lesspy_kernel/py.typed" in names
+    if sys.platform.startswith("linux"):              # the result allocator (allocator.py), built for this Python
+        assert any(re.match(r"lesspy_kernel/_resultalloc\..*\.so$", n) for n in names), names
     assert not any(n.startswith(("magics/", "tests/")) for n in names), "only the lesspy_kernel package"
     assert meta["License-Expression"] == "BSD-3-Clause"
     assert not any(c.startswith("License ::") for c in meta.get_all("Classifier"))
@@ -121,9 +123,10 @@ def test_the_sdist_is_the_whole_project(dist):
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
     for needed in ("LICENSE", "README.md", "CHANGELOG.md", "Makefile", ".ci/run", "csharp/build.sh",
                    "csharp/LessPy/LessPy.csproj", "csharp/Demo/Program.cs", "docs/PROTOCOL.md", "docs/CSHARP.md",
-                   "tests/conftest.py", "tests/test_readme.py", "magics/lesspy_magics.py"):
+                   "tests/conftest.py", "tests/test_readme.py", "magics/lesspy_magics.py", "setup.py",
+                   "lesspy_kernel/_resultalloc.c"):
         assert needed in names, f"the sdist lacks {needed}"
-    assert not any(n.endswith((".dll", ".exe", ".pyc")) for n in names)
+    assert not any(n.endswith((".dll", ".exe", ".pyc", ".so")) for n in names)
 
 
 # ------------------------------------------------------------------------------------------------ README, LICENSE

@@ -153,6 +153,12 @@ def many_small(a):
     return _note(a + 1)
 
 
+def allocate_forever():
+    """Returns an NdArray (so the allocator is on) and never ends: an interrupt usually fires inside it."""
+    while True:
+        np.arange(3) + 1
+
+
 def kept_sums():
     return [float(k.sum()) for k in kept]
 
