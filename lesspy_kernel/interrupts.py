@@ -87,12 +87,6 @@ class RunningCall:
         if pending:
             _let_it_fire()
 
-    def rearm(self) -> None:
-        """The CallCancelled raised in the call fired inside lesspy's allocator, which cannot pass it on: the
-        watchdog's next look raises it again."""
-        with self._lock:
-            self._raised = False
-
     def why(self) -> Optional[str]:
         """Why the call was stopped (None while it runs undisturbed)."""
         return self.reason

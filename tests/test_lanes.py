@@ -455,6 +455,9 @@ def test_big_results_are_computed_in_the_response_mapping_and_kept_ones_stay_int
     np.testing.assert_array_equal(lane.call("plus_one_tail", N, [a]), (a + 1)[1:])
     with pytest.raises(RemoteError, match="failed after making"):
         lane.call("plus_one_then_fail", N, [a])
+    with pytest.raises(RemoteError) as e:                # an error NumPy raises while freeing its array
+        lane.call("log_raising", N, [np.zeros(a.size)])
+    assert e.value.reply.python_type == "FloatingPointError"
     np.testing.assert_array_equal(lane.call("plus_one", N, [a]), a + 1)
     assert lane.call("zeros_like", N, [a]).tolist() == [0.0] * a.size    # calloc over an earlier reply's bytes
     np.testing.assert_array_equal(lane.call("grown", N, [a]), np.concatenate([a + 1, np.zeros(a.size)]))
