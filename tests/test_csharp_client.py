@@ -48,6 +48,18 @@ def test_golden_vectors_in_csharp(csharp_bin, tmp_path):
     assert "reply_ndarray_in_request OK" in lines
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the libc paths are Linux only")
+def test_libc_paths_match_the_managed_apis(csharp_bin, tmp_path):
+    """Small file reads, File/Directory.Exists, GetFullPath's shortcut, the pid and mmap'd lane files (growth) through libc."""
+    exe = tmp_path / "PosixCheck.exe"
+    p = subprocess.run(["mcs", "-unsafe", "-optimize+", "-nologo", f"-out:{exe}",
+                        *map(str, sorted((ROOT / "csharp" / "LessPy").glob("*.cs"))), str(CS / "PosixCheck.cs")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    result = checks(run_mono(exe, tmp_path / "scratch"))
+    assert "map_reader_refresh" in result and "read_bom" in result and len(result) >= 30
+
+
 @pytest.fixture(scope="module")
 def types_client(csharp_bin):
     return compile_csharp(csharp_bin, [CS / "TypesClient.cs"], "TypesClient.exe")

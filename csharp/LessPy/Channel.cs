@@ -60,7 +60,7 @@ namespace LessPy
         /// </summary>
         static ulong NewClientId()
         {
-            ulong x = ((ulong)(uint)Process.GetCurrentProcess().Id << 32) ^ (ulong)Stopwatch.GetTimestamp()
+            ulong x = ((ulong)(uint)Lane.CurrentPid << 32) ^ (ulong)Stopwatch.GetTimestamp()
                 ^ ((ulong)Interlocked.Increment(ref _proxies) * 0x9E3779B97F4A7C15UL);
             x ^= x >> 33;
             x *= 0xFF51AFD7ED558CCDUL;

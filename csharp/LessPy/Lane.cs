@@ -105,11 +105,20 @@ namespace LessPy
         public static EndPoint NotifyEndPoint(WorkFolder folder)
         {
             string text;
-            try { text = File.ReadAllText(folder.File(WorkFolder.PortFile)).Trim(); }
+            try { text = WorkFolder.ReadText(folder.File(WorkFolder.PortFile)).Trim(); }
             catch (IOException) { text = null; }
             catch (UnauthorizedAccessException) { text = null; }
             if (text == null) throw new ServerUnavailableException(folder.NotServedMessage());
             if (text == Wire.UnixPortText) return new UnixEndPoint(folder.File(Wire.SocketFile));
+            return LoopbackEndPoint(folder, text);
+        }
+
+        /// <summary>
+        /// The TCP address notify.port names. Apart from <see cref="NotifyEndPoint"/> so that compiling that (on the Unix
+        /// socket path) does not initialise IPAddress.
+        /// </summary>
+        static EndPoint LoopbackEndPoint(WorkFolder folder, string text)
+        {
             int port;
             if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out port) && port > 0 && port <= 65535)
                 return new IPEndPoint(IPAddress.Loopback, port);
@@ -140,8 +149,8 @@ namespace LessPy
                 byte[] answer = ReadResult(s, at, folder);
                 if (answer.Length != 4) throw new ProtocolException("the server accepted the lane but sent " + answer.Length + " bytes, not a u32 lane id");
                 int id = (int)BinaryPrimitives.ReadUInt32LittleEndian(answer);
-                string reqPath = folder.File(string.Format(CultureInfo.InvariantCulture, Wire.LaneRequestFile, id));
-                string respPath = folder.File(string.Format(CultureInfo.InvariantCulture, Wire.LaneResponseFile, id));
+                string reqPath = folder.File(Wire.LaneFile(id, Wire.LaneRequestSuffix));
+                string respPath = folder.File(Wire.LaneFile(id, Wire.LaneResponseSuffix));
                 try
                 {
                     req = Mapping.Open(reqPath, hello.Session);
@@ -224,11 +233,16 @@ namespace LessPy
         }
 
         static int _pid;
-        static int CurrentPid
+        /// <summary>This process's id (through libc on Linux: System.Diagnostics.Process is slow to start on Mono).</summary>
+        internal static int CurrentPid
         {
             get
             {
-                if (_pid == 0) using (var p = Process.GetCurrentProcess()) _pid = p.Id;
+                if (_pid == 0)
+                {
+                    if (Posix.IsLinux) _pid = Posix.ProcessId;
+                    else using (var p = Process.GetCurrentProcess()) _pid = p.Id;
+                }
                 return _pid;
             }
         }

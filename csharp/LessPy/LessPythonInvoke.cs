@@ -132,9 +132,9 @@ namespace LessPy
         static Channel OpenServed(string workFolderOrName)
         {
             WorkFolder folder = WorkFolder.Resolve(workFolderOrName);
-            bool isName = folder.Path != Path.GetFullPath(workFolderOrName);
+            bool isName = folder.Path != WorkFolder.FullPath(workFolderOrName);
             string how = isName ? "run %lesspy serve --name " + workFolderOrName + " in the notebook" : "run %lesspy serve in the notebook";
-            if (!Directory.Exists(folder.Path) || !folder.HasServerFiles)
+            if (!WorkFolder.DirectoryExists(folder.Path) || !folder.HasServerFiles)
                 throw new ServerUnavailableException("no lesspy server is serving " + folder.Path + ": " + how
                     + " (or start one with `python -m lesspy_kernel serve --module M --work-folder " + folder.Path + "`)");
             int pid = folder.ReadNumber(WorkFolder.PidFile);

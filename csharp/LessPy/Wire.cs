@@ -37,11 +37,17 @@ namespace LessPy
         public const byte NotifyReply = 0x01;     // server -> client
 
         // ---- work folder files (section 1)
-        public const string LaneRequestFile = "lane-{0}.req.mmf";
-        public const string LaneResponseFile = "lane-{0}.resp.mmf";
+        public const string LaneRequestSuffix = ".req.mmf";     // lane-N.req.mmf
+        public const string LaneResponseSuffix = ".resp.mmf";   // lane-N.resp.mmf
         public const string SocketFile = "notify.sock";
         public const string LockFile = "lesspy.lock";
         public const string UnixPortText = "unix";
+
+        /// <summary>Lane <paramref name="id"/>'s file: "lane-" + id + <paramref name="suffix"/>.</summary>
+        public static string LaneFile(int id, string suffix)
+        {
+            return "lane-" + id.ToString(System.Globalization.CultureInfo.InvariantCulture) + suffix;
+        }
     }
 
     /// <summary>The header's status field (section 2).</summary>

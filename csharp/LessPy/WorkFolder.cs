@@ -17,7 +17,34 @@ namespace LessPy
         /// <summary>A stale server's files, removed before a new server starts (never server.log nor lesspy.lock).</summary>
         static readonly string[] ServerFiles = { PortFile, PidFile, KeyFile, ModuleFile, Wire.SocketFile, "req.mmf", "resp.mmf" };
 
-        public WorkFolder(string path) { Path = System.IO.Path.GetFullPath(path); }
+        public WorkFolder(string path) { Path = FullPath(path); }
+
+        /// <summary>
+        /// Path.GetFullPath, which a path that is already absolute and normal on Unix (no empty, "." or ".." part, no
+        /// trailing separator) skips: its first use costs a fresh Mono process about a millisecond of a Connect.
+        /// </summary>
+        public static string FullPath(string path)
+        {
+            return IsNormalUnixPath(path) ? path : System.IO.Path.GetFullPath(path);
+        }
+
+        static bool IsNormalUnixPath(string p)
+        {
+            if (System.IO.Path.DirectorySeparatorChar != '/' || p.Length < 2 || p[0] != '/' || p[p.Length - 1] == '/') return false;
+            for (int i = 0; i < p.Length; i++)
+            {
+                char c = p[i];
+                if (c == '\0' || c == '\\') return false;
+                if (c != '/') continue;
+                // p[i + 1] exists: p does not end with '/'
+                if (p[i + 1] == '/') return false;
+                if (p[i + 1] != '.') continue;
+                int j = i + 2;                                      // after "/."
+                if (j == p.Length || p[j] == '/') return false;
+                if (p[j] == '.' && (j + 1 == p.Length || p[j + 1] == '/')) return false;
+            }
+            return true;
+        }
 
         public string Path { get; }
 
@@ -30,7 +57,7 @@ namespace LessPy
         public static WorkFolder Resolve(string workFolderOrName)
         {
             string a = workFolderOrName;
-            if (a.IndexOf('/') >= 0 || a.IndexOf('\\') >= 0 || a.IndexOf(System.IO.Path.DirectorySeparatorChar) >= 0 || Directory.Exists(a))
+            if (a.IndexOf('/') >= 0 || a.IndexOf('\\') >= 0 || a.IndexOf(System.IO.Path.DirectorySeparatorChar) >= 0 || DirectoryExists(a))
                 return new WorkFolder(a);
             return new WorkFolder(System.IO.Path.Combine(JupyterRuntimeDir(), "lesspy", a));
         }
@@ -62,7 +89,28 @@ namespace LessPy
 
         public bool HasServerFiles
         {
-            get { return System.IO.File.Exists(File(PortFile)) && System.IO.File.Exists(File(PidFile)); }
+            get { return FileExists(File(PortFile)) && FileExists(File(PidFile)); }
+        }
+
+        /// <summary>As File.Exists; through libc on Linux (see <see cref="ReadText"/>).</summary>
+        public static bool FileExists(string path)
+        {
+            return Posix.IsLinux ? Posix.KindOf(path) == PathKind.File : System.IO.File.Exists(path);
+        }
+
+        /// <summary>As Directory.Exists; through libc on Linux (see <see cref="ReadText"/>).</summary>
+        public static bool DirectoryExists(string path)
+        {
+            return Posix.IsLinux ? Posix.KindOf(path) == PathKind.Directory : Directory.Exists(path);
+        }
+
+        /// <summary>
+        /// A small file's text (File.ReadAllText); through libc on Linux, where Mono's first file stream costs a fresh
+        /// process milliseconds of a Connect.
+        /// </summary>
+        public static string ReadText(string path)
+        {
+            return Posix.IsLinux ? Posix.ReadAllText(path) : System.IO.File.ReadAllText(path);
         }
 
         /// <summary>The ASCII decimal in <paramref name="name"/>, or -1 when missing or unreadable.</summary>
@@ -71,7 +119,7 @@ namespace LessPy
             try
             {
                 int v;
-                string t = System.IO.File.ReadAllText(File(name)).Trim();
+                string t = ReadText(File(name)).Trim();
                 return int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out v) ? v : -1;
             }
             catch (IOException) { return -1; }
@@ -81,7 +129,7 @@ namespace LessPy
         /// <summary>The HMAC key: the ASCII bytes of session.key's trimmed text.</summary>
         public byte[] ReadKey()
         {
-            string t = System.IO.File.ReadAllText(File(KeyFile)).Trim();
+            string t = ReadText(File(KeyFile)).Trim();
             return System.Text.Encoding.ASCII.GetBytes(t);
         }
 
