@@ -98,13 +98,14 @@ namespace LessPy
         /// <summary>
         /// The proxy over the channel <paramref name="open"/> returns, with <typeparamref name="T"/> bound on another
         /// thread meanwhile (<see cref="Preparation{T}"/>). An interface that cannot be bound is reported first,
-        /// whatever opening the channel said.
+        /// whatever opening the channel said. This thread compiles the codec first (<see cref="Preparation{T}.WarmCodec"/>).
         /// </summary>
         static T Prepared<T>(Func<Preparation<T>, Channel> open) where T : class
         {
             CheckPlatform();
-            WarmUp.Sockets();
             var preparation = Preparation<T>.Start();
+            WarmUp.Sockets();
+            Preparation<T>.WarmCodec();
             Channel channel;
             try
             {
