@@ -33,3 +33,24 @@ def sleep_then(seconds, value):
 
 def add_ints(a, b):
     return a + b
+
+
+kept = {}                            # (caller, i) -> a result of keep_plus that outlived its call
+
+
+def keep_plus(caller, i, a):
+    """`a + 1` is made in the response mapping (lesspy's allocator); one call in three also keeps it, so it is
+    moved out before the next reply. Every kept array must keep its own values for ever."""
+    r = a + 1
+    if i % 3 == 0:
+        kept[(caller, i)] = r
+    return r
+
+
+def check_kept(caller):
+    """How many of this caller's kept arrays lost their values; then drops the older half of them."""
+    mine = sorted(k for k in kept if k[0] == caller)
+    bad = sum(1 for k in mine if not (kept[k] == kept[k][0]).all() or int(kept[k][0]) != caller * 10_000_000 + k[1] + 1)
+    for k in mine[: len(mine) // 2]:
+        del kept[k]
+    return bad
