@@ -10,7 +10,9 @@ An array placed there that is still referenced when the mapping is needed again 
 inside something else, held by a traceback) is moved out of the way first: its pages are replaced, in this
 process only, by private pages holding the same bytes at the same address (`mremap`), and the response file is
 mapped anew for the replies. So no Python object ever sees another reply's bytes, and C# never sees a later
-change to a Python object.
+change to a Python object. A moved block keeps its old mapping (and that mapping's file descriptor) until it is
+freed, so at most MAX_MOVED of them live at once: while that many are kept, calls run without the allocator and
+their results are copied, as they would be without it.
 
 The allocator itself is C (`_resultalloc.c`): NumPy calls it while an exception may be set, or without the GIL,
 where no Python code may run. It is built on Linux only (`mremap`), and optional: without it (another system,
@@ -27,6 +29,7 @@ from .protocol import HEADER_SIZE
 log = logging.getLogger("lesspy_kernel")
 
 DATA_OFFSET = 64                # where a top-level NDARRAY reply's data starts (ndim <= 7; PROTOCOL.md section 4)
+MAX_MOVED = 16                  # moved blocks alive at once; beyond, calls run without the allocator until some go
 _native: Any = None             # the _resultalloc module once imported; False when unavailable
 _moved: Dict[int, Any] = {}     # address of a moved block -> the old mapping it keeps alive
 
@@ -89,6 +92,14 @@ class ResultSlot:
         place = self.place
         if _native.move_out(place):
             _moved[place] = self.resp.detach()
+
+
+def has_room() -> bool:
+    """Whether a call may use the allocator now (see MAX_MOVED)."""
+    if len(_moved) >= MAX_MOVED:
+        for address in _native.reap():
+            _moved.pop(address, None)
+    return len(_moved) < MAX_MOVED
 
 
 def expected_bytes(args: Any) -> int:

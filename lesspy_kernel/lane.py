@@ -393,7 +393,7 @@ class Lane:
             return failed(call.name, ErrorKind.CANCELLED, f"{call.name} was not run: its caller abandoned it first")
         streaming = status == REQUEST_STREAM
         slot = self.slot
-        if call.returns is Tag.NDARRAY and not streaming and slot is not None:
+        if call.returns is Tag.NDARRAY and not streaming and slot is not None and allocator.has_room():
             self._call_slot = slot
             return self._execute(call.name, lambda reason: self._invoke_in_slot(slot, call, reason))
         outcome = self._execute(call.name, lambda reason: invoke(call, self.server.namespace, reason, streaming))

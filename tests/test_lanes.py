@@ -469,5 +469,16 @@ def test_big_results_are_computed_in_the_response_mapping_and_kept_ones_stay_int
     assert lane.call("places", Tag.STRING) == "mapping,mapping,mapping"
     np.testing.assert_array_equal(lane.call("plus_one_in_place", N, [a]), a + 1)   # result_array still works
     np.testing.assert_array_equal(lane.call("plus_one", N, [a]), a + 1)
+    assert lane.call("places", Tag.STRING) == "mapping"
+    # every result kept: at most allocator.MAX_MOVED old mappings (each with a descriptor) live at once, the
+    # rest are copied; dropping them gives the allocator back
+    for k in range(allocator.MAX_MOVED + 8):
+        np.testing.assert_array_equal(lane.call("plus_one_kept", N, [a + k]), a + k + 1)
+    places = lane.call("places", Tag.STRING).split(",")
+    assert places.count("mapping") == allocator.MAX_MOVED and places.count("heap") == 8, places
+    assert lane.call("kept_sums", ListOf(D)) == [float((a + k + 1).sum()) for k in range(allocator.MAX_MOVED + 8)]
+    assert other.call("drop_kept", I) == allocator.MAX_MOVED + 8
+    lane.call("plus_one", N, [a])
+    assert lane.call("places", Tag.STRING) == "mapping"
     lane.close()
     other.close()
