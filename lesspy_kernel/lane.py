@@ -28,9 +28,10 @@ from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
 from .mapping import Mapping, full_fence
-from .protocol import (DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
-                       ErrorReply, Tag, decode_call, error_size, fit_error, value_size, write_error,
-                       write_reply_in_request, write_value)
+from .protocol import (DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT,
+                       REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply,
+                       Tag, decode_call, error_size, fit_error, value_size, write_error, write_reply_in_request,
+                       write_value)
 
 if TYPE_CHECKING:
     from .server import Server
