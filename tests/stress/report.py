@@ -96,7 +96,8 @@ def render(results: Dict[str, Any]) -> str:
     ]
     if "fuzz_python" in s:
         _fuzz(lines, s["fuzz_python"], "Python (`lesspy_kernel.protocol`)", "FrameError",
-              {"call": "decode_call", "value": "decode_value", "error": "decode_error"})
+              {"call": "decode_call", "value": "decode_value", "error": "decode_error",
+               "reply": "decode_reply (NDARRAY_IN_REQUEST)"})
     if "fuzz_csharp" in s:
         _fuzz(lines, s["fuzz_csharp"], "C# (`LessPy.Codec`, tests/csharp/FuzzCodec.cs)", "ProtocolException",
               {"read": "Codec.Read", "read_error": "Codec.ReadError"})
@@ -160,6 +161,17 @@ def render(results: Dict[str, Any]) -> str:
             lines += [f"The server counted {c['calls']:,} calls with {c['errors']:,} errors for the "
                       f"{c['client_calls']:,} calls the C# client made.", ""]
         lines += _table(["server", "descriptors", "threads", "RSS MiB"], rows)
+    if "allocator" in s:
+        k = s["allocator"]
+        lines += ["## Results made in the response mapping, kept in globals", "",
+                  f"{k['calls']:,} calls from {k['threads']} threads in {k['seconds']} s, each returning `a + 1` for "
+                  "a 512 KiB+ argument, which lesspy's allocator makes in the lane's response mapping; one call in "
+                  "three also keeps its result in a global, so it is moved out of the mapping (`mremap`) before the "
+                  "next reply, and every 50 calls the caller checks all its kept arrays and drops the older half "
+                  f"(freed by a later call): {k['wrong']} wrong results or changed kept arrays, "
+                  f"{len(k['errors'])} failed callers. Server after the run: {k['server']['fds']} descriptors, "
+                  f"{k['server']['threads']} threads, {_mib(k['server']['rss_kib'])} MiB resident. Recorded "
+                  f"{k.get('recorded_at', '?')}.", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

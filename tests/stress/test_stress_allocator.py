@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from stress_support import HERE, proc_figures
+from stress_support import HERE, proc_figures, record  # noqa: F401 (record: fixture)
 from lesspy_kernel import allocator
 from lesspy_kernel.client import Lane
 from lesspy_kernel.protocol import Tag
@@ -26,7 +26,7 @@ I, N = Tag.INT32, Tag.NDARRAY
 @pytest.mark.stress
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the allocator is Linux only (mremap)")
-def test_kept_results_made_in_the_mapping_keep_their_values(tmp_path):
+def test_kept_results_made_in_the_mapping_keep_their_values(tmp_path, record):
     assert allocator.available(), "lesspy_kernel/_resultalloc.c was not built"
     seconds = 40.0
     wrong: list = []
@@ -68,4 +68,5 @@ def test_kept_results_made_in_the_mapping_keep_their_values(tmp_path):
         figures = proc_figures(server.pid)
         assert server.proc.poll() is None
     assert sum(calls) > 1000, calls
-    print(f"allocator stress: {sum(calls)} calls, server {figures}")
+    record("allocator", {"calls": sum(calls), "threads": THREADS, "seconds": seconds, "wrong": len(wrong),
+                         "errors": errors, "server": figures})
