@@ -55,13 +55,15 @@ class RunningCall:
         self._raised = False
 
     def prepare(self, sequence: int) -> None:
-        """A new call arrived on the lane (called by the lane thread before handing it to the executor)."""
-        with self._lock:
-            self.sequence = sequence
-            self.reason = None
-            self.started = False
-            self.active = True
-            self._raised = False
+        """A new call arrived on the lane (called by the thread serving it, before handing it to the executor).
+
+        No lock: `cancel` acts only once `active` is True, and that is stored last (under the GIL, the other
+        stores are seen before it)."""
+        self.sequence = sequence
+        self.reason = None
+        self.started = False
+        self._raised = False
+        self.active = True
 
     def begin(self) -> bool:
         """On the thread that will run the call: False when it was cancelled before it started."""
@@ -92,9 +94,9 @@ class RunningCall:
         return self.reason
 
     def finish(self) -> None:
-        """The lane thread has sent the reply."""
-        with self._lock:
-            self.active = False
+        """The reply is written. No lock: a `cancel` that still sees `active` finds no thread to interrupt
+        (`end` cleared it under the lock) and only sets a reason, which the next `prepare` clears."""
+        self.active = False
 
     def cancel(self, reason: str) -> str:
         """Abandon the call: 'not started' (it never will), 'interrupted' (raised in it), or 'idle'."""
