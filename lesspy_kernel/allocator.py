@@ -67,8 +67,9 @@ class ResultSlot:
     def begin(self, expect: int) -> Any:
         """On the thread that runs the call: big arrays go to the place until `end`. The mapping is grown first
         to hold `expect` bytes (the largest array argument, or the last result). Returns what `end` needs."""
-        for address in _native.reap():            # moved blocks freed since: their old mappings may go
-            _moved.pop(address, None)
+        if _moved:
+            for address in _native.reap():         # moved blocks freed since: their old mappings may go
+                _moved.pop(address, None)
         need = max(expect, self.last)
         if need >= _native.MIN_BYTES:
             try:

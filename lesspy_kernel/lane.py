@@ -28,7 +28,7 @@ from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
 from .mapping import Mapping, full_fence
-from .protocol import (DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT,
+from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT,
                        REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply,
                        Tag, decode_call, error_size, fit_error, value_size, write_error, write_reply_in_request,
                        write_value)
@@ -559,7 +559,7 @@ class Lane:
             if _overlaps(value, self.resp):
                 outcome.value = np.array(value)          # it lives in the mapping but elsewhere: copy it out first
             return False
-        head = bytes([Tag.NDARRAY, DTYPE_CODES[value.dtype.name], value.ndim]) + \
+        head = bytes([Tag.NDARRAY, DTYPE_CODE_OF[value.dtype], value.ndim]) + \
             b"".join(_U64.pack(s) for s in value.shape)
         offset = _ndarray_data_offset(value.ndim)
         payload = self.resp.payload(offset)
@@ -571,8 +571,8 @@ class Lane:
     def _write_in_request(self, value: Any) -> bool:
         """An NdArray result that is an argument, or a contiguous part of one, already lies in the request file:
         when the client allows it (request flag), the reply says where instead of copying it. False: not so."""
-        if type(value) is not np.ndarray or not value.flags.c_contiguous or value.nbytes == 0 \
-                or value.dtype.name not in DTYPE_CODES or value.dtype.byteorder == ">":
+        if type(value) is not np.ndarray or value.dtype not in DTYPE_CODE_OF or not value.flags.c_contiguous \
+                or value.nbytes == 0:
             return False
         offset = value.__array_interface__["data"][0] - (self.req.address + HEADER_SIZE)
         if offset < 0 or offset + value.nbytes > self._call_length or offset % value.dtype.itemsize \
@@ -649,7 +649,7 @@ def _ndarray_data_offset(ndim: int) -> int:
 def _lies_at(value: Any, address: Optional[int], resp: Mapping) -> bool:
     """`value` can be sent by writing only an NDARRAY header: its data is at `address`, where that header puts it."""
     return (address is not None and type(value) is np.ndarray and value.__array_interface__["data"][0] == address
-            and value.flags.c_contiguous and value.dtype.name in DTYPE_CODES and value.dtype.byteorder != ">"
+            and value.dtype in DTYPE_CODE_OF and value.flags.c_contiguous
             and address - resp.address - HEADER_SIZE == _ndarray_data_offset(value.ndim)
             and address - resp.address + value.nbytes <= resp.capacity)
 
