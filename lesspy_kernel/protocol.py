@@ -971,6 +971,8 @@ def _is_sequence(value: Any) -> bool:
 
 def coerce(value: Any, desc: TypeDesc) -> Any:
     """Turn a Python result into the normalized form the encoder writes for the declared C# type."""
+    if value is None and desc is Tag.NONE:           # a void method
+        return None
     if desc is Tag.NDARRAY and type(value) is np.ndarray and value.dtype in DTYPE_CODE_OF \
             and value.flags.c_contiguous and value.ndim <= MAX_NDIM and all(d <= _I32_RANGE[1] for d in value.shape):
         return value                                  # the common NdArray result, already as the encoder wants it
