@@ -43,6 +43,7 @@ SPIN_SECONDS = 5e-6         # how long a lane thread spins for the next request,
 YIELD_SECONDS = 150e-6      # looks (at once back when nobody else wants it) until this, before it blocks
 RESCUE_AFTER = 0.002        # a call the spinner serves for longer than this gives the other lanes back to their threads
 # scalar results written with one pack (tag + value), as protocol.write_value would write them
+_NONE, _NDARRAY = Tag.NONE, Tag.NDARRAY          # an enum member is a class attribute lookup (~70 ns) each time
 _SMALL = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),
           Tag.FLOAT32: struct.Struct("<Bf"), Tag.BOOL: struct.Struct("<B?")}
 _SMALL_TYPES = frozenset((int, float, bool))
@@ -394,7 +395,7 @@ class Lane:
             return failed(call.name, ErrorKind.CANCELLED, f"{call.name} was not run: its caller abandoned it first")
         streaming = status == REQUEST_STREAM
         slot = self.slot
-        if call.returns is Tag.NDARRAY and not streaming and slot is not None and allocator.has_room():
+        if call.returns is _NDARRAY and not streaming and slot is not None and allocator.has_room():
             self._call_slot = slot
             return self._execute(call.name, lambda reason: self._invoke_in_slot(slot, call, reason))
         outcome = self._execute(call.name, lambda reason: invoke(call, self.server.namespace, reason, streaming))
@@ -481,11 +482,11 @@ class Lane:
             if outcome.error is None:
                 if self._result_at is not None and self._write_in_place(outcome):
                     return
-                if outcome.returns is Tag.NDARRAY and self._call_length and self._write_in_request(outcome.value):
+                if outcome.returns is _NDARRAY and self._call_length and self._write_in_request(outcome.value):
                     return
                 if type(outcome.returns) is Tag:          # the fast paths: None, or a scalar in one pack
-                    if outcome.value is None and outcome.returns is Tag.NONE:
-                        self.resp.view[HEADER_SIZE] = Tag.NONE
+                    if outcome.value is None and outcome.returns is _NONE:
+                        self.resp.view[HEADER_SIZE] = _NONE
                         self._pending = (seq, 1, STATUS_OK)
                         return
                     small = _SMALL.get(outcome.returns)

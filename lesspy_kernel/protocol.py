@@ -90,6 +90,10 @@ class Tag(IntEnum):
     NDARRAY_IN_REQUEST = 0x17  # replies only: an NdArray result whose data is part of the request's payload
 
 
+# hot-path aliases: an enum member is a class attribute lookup (~70 ns) each time
+_NONE, _INT32, _INT64, _FLOAT64, _NDARRAY = Tag.NONE, Tag.INT32, Tag.INT64, Tag.FLOAT64, Tag.NDARRAY
+
+
 class ErrorKind(IntEnum):
     """What went wrong, so the C# side can throw the matching exception type."""
 
@@ -971,11 +975,21 @@ def _is_sequence(value: Any) -> bool:
 
 def coerce(value: Any, desc: TypeDesc) -> Any:
     """Turn a Python result into the normalized form the encoder writes for the declared C# type."""
-    if value is None and desc is Tag.NONE:           # a void method
-        return None
-    if desc is Tag.NDARRAY and type(value) is np.ndarray and value.dtype in DTYPE_CODE_OF \
-            and value.flags.c_contiguous and value.ndim <= MAX_NDIM and all(d <= _I32_RANGE[1] for d in value.shape):
-        return value                                  # the common NdArray result, already as the encoder wants it
+    kind = type(value)                               # the common results first, already as the encoder wants them
+    if kind is int:
+        if desc is _INT32 and _I32_RANGE[0] <= value <= _I32_RANGE[1] \
+                or desc is _INT64 and _I64_RANGE[0] <= value <= _I64_RANGE[1]:
+            return value
+    elif kind is float:
+        if desc is _FLOAT64:
+            return value
+    elif value is None:
+        if desc is _NONE:                            # a void method
+            return None
+    elif kind is np.ndarray:
+        if desc is _NDARRAY and value.dtype in DTYPE_CODE_OF and value.flags.c_contiguous and value.ndim <= MAX_NDIM \
+                and all(d <= _I32_RANGE[1] for d in value.shape):
+            return value
     if isinstance(desc, tuple):
         if isinstance(value, np.ndarray) and value.ndim == 1:
             value = tuple(value.tolist())
