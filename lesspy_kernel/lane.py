@@ -207,6 +207,7 @@ class Lane:
         self.busy = False
         self.closed = False
         self._last = 0
+        self.calls = 0                            # calls served here (the server's status adds them up)
         self._result_at: Optional[int] = None     # address of a result_array() made during the current call
         self._call_length = 0                     # payload length of the current call's request (0: not a call)
         # where the allocator puts a call's first big array (allocator.py); None where it cannot
@@ -364,6 +365,7 @@ class Lane:
         try:
             outcome = self._run_call(seq)
             self._write_reply(seq, outcome)
+            self.calls += 1
             self.server.record(outcome)       # observers copy arguments before the client may reuse the lane
         finally:
             self.call.finish()
