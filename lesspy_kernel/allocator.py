@@ -68,8 +68,7 @@ class ResultSlot:
         """On the thread that runs the call: big arrays go to the place until `end`. The mapping is grown first
         to hold `expect` bytes (the largest array argument, or the last result). Returns what `end` needs."""
         if _moved:
-            for address in _native.reap():         # moved blocks freed since: their old mappings may go
-                _moved.pop(address, None)
+            _reap()
         need = max(expect, self.last)
         if need >= _native.MIN_BYTES:
             try:
@@ -98,9 +97,14 @@ class ResultSlot:
 def has_room() -> bool:
     """Whether a call may use the allocator now (see MAX_MOVED)."""
     if len(_moved) >= MAX_MOVED:
-        for address in _native.reap():
-            _moved.pop(address, None)
+        _reap()
     return len(_moved) < MAX_MOVED
+
+
+def _reap() -> None:
+    """Let go of the old mappings of moved blocks that have been freed since the last look."""
+    for address in _native.reap():
+        _moved.pop(address, None)
 
 
 def expected_bytes(args: Any) -> int:

@@ -28,10 +28,10 @@ from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
 from .mapping import Mapping, full_fence
-from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT,
-                       REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply,
-                       Tag, decode_call, error_size, fit_error, value_size, write_error, write_reply_in_request,
-                       write_value)
+from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE,
+                       REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
+                       ErrorReply, Tag, decode_call, error_size, fit_error, value_size, write_error,
+                       write_reply_in_request, write_value)
 
 if TYPE_CHECKING:
     from .server import Server
@@ -477,10 +477,10 @@ class Lane:
             slot = self._call_slot
             if slot is not None and slot.address:      # the call's first big array lives where replies go
                 if outcome.error is None and _lies_at(outcome.value, slot.place, self.resp):
-                    self._result_at = slot.place
                     slot.last = outcome.value.nbytes
-                else:
-                    slot.move_out()                    # kept elsewhere: it must not see this reply
+                    self._write_ndarray_header(outcome.value)
+                    return
+                slot.move_out()                        # kept elsewhere: it must not see this reply
             if outcome.error is None:
                 if self._result_at is not None and self._write_in_place(outcome):
                     return
@@ -562,6 +562,12 @@ class Lane:
             if _overlaps(value, self.resp):
                 outcome.value = np.array(value)          # it lives in the mapping but elsewhere: copy it out first
             return False
+        self._write_ndarray_header(value)
+        return True
+
+    def _write_ndarray_header(self, value: np.ndarray) -> None:
+        """Send `value`, whose data already lies where a top-level NDARRAY reply puts it (_lies_at), by writing
+        only the header in front of it."""
         head = bytes([Tag.NDARRAY, DTYPE_CODE_OF[value.dtype], value.ndim]) + \
             b"".join(_U64.pack(s) for s in value.shape)
         offset = _ndarray_data_offset(value.ndim)
@@ -569,7 +575,6 @@ class Lane:
         payload[:len(head)] = head
         payload[len(head):offset] = bytes(offset - len(head))
         self._pending = (self.call.sequence, offset + value.nbytes, STATUS_OK)
-        return True
 
     def _write_in_request(self, value: Any) -> bool:
         """An NdArray result that is an argument, or a contiguous part of one, already lies in the request file:

@@ -399,12 +399,18 @@ def _decode_ndarray(r: _Reader) -> np.ndarray:
     return _view(r, at, dtype, shape, count, r.need(nbytes, "array data"))
 
 
-def _decode_ndarray_at(r: _Reader) -> np.ndarray:
-    at = r.pos
-    dtype, shape, count = _decode_shape(r, "NDARRAY_AT")
+def _decode_shape_and_offset(r: _Reader, what: str) -> Tuple[np.dtype, Tuple[int, ...], int, int, int]:
+    """The body of NDARRAY_AT and NDARRAY_IN_REQUEST: dtype, shape, element count, then (after padding to 8)
+    the data offset and where it was read."""
+    dtype, shape, count = _decode_shape(r, what)
     r.align(8)
     where = r.pos
-    offset = r.unpack(_U64, "NDARRAY_AT data offset")
+    return dtype, shape, count, where, r.unpack(_U64, what + " data offset")
+
+
+def _decode_ndarray_at(r: _Reader) -> np.ndarray:
+    at = r.pos
+    dtype, shape, count, where, offset = _decode_shape_and_offset(r, "NDARRAY_AT")
     nbytes = count * dtype.itemsize
     if offset % 64:
         raise FrameError(where, f"NDARRAY_AT data offset {offset} is not a multiple of 64")
@@ -590,10 +596,7 @@ def decode_reply(payload: Union[bytes, memoryview], request: Union[bytes, memory
         raise FrameError(0, "an NDARRAY_IN_REQUEST reply came to a call that did not ask for one")
     r = _Reader(buf)
     r.pos = 1
-    dtype, shape, count = _decode_shape(r, "NDARRAY_IN_REQUEST")
-    r.align(8)
-    where = r.pos
-    offset = r.unpack(_U64, "NDARRAY_IN_REQUEST data offset")
+    dtype, shape, count, where, offset = _decode_shape_and_offset(r, "NDARRAY_IN_REQUEST")
     _check_end(r, "the value")
     nbytes = count * dtype.itemsize
     req = memoryview(request)
