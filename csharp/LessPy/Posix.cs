@@ -62,17 +62,8 @@ namespace LessPy
         /// <summary>True on 64-bit Linux, where file sizes and offsets fit the plain libc calls (off_t is 64 bits).</summary>
         public static bool Is64BitLinux { get { return IntPtr.Size == 8 && IsLinux; } }
 
-        static int _pid;
-
-        /// <summary>This process's id (Linux only; System.Diagnostics.Process costs a fresh process half a millisecond).</summary>
-        public static int ProcessId
-        {
-            get
-            {
-                if (_pid == 0) _pid = getpid();
-                return _pid;
-            }
-        }
+        /// <summary>This process's id (Linux only; System.Diagnostics.Process costs a fresh process half a millisecond; Lane.CurrentPid keeps it).</summary>
+        public static int ProcessId { get { return getpid(); } }
 
         /// <summary>
         /// Whether process <paramref name="pid"/> runs (Linux only): kill(pid, 0) finds it (EPERM: it exists but is
