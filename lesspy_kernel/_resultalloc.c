@@ -52,7 +52,6 @@ typedef struct {
     size_t room;
     int open;
     int reserved;
-    long allocations;
 } Call;
 
 static __thread Call call;                /* the call this thread runs */
@@ -91,16 +90,13 @@ static void *take(size_t size)
 
 static void *lp_malloc(void *ctx, size_t size)
 {
-    void *p;
-    call.allocations++;
-    p = take(size);
+    void *p = take(size);
     return p ? p : malloc(size);
 }
 
 static void *lp_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     void *p;
-    call.allocations++;
     if (elsize && nelem > SIZE_MAX / elsize)
         return NULL;
     p = take(nelem * elsize);
@@ -165,7 +161,6 @@ static PyObject *py_begin(PyObject *self, PyObject *args)
     call.place = (uintptr_t)place;
     call.room = (size_t)room;
     call.reserved = 0;
-    call.allocations = 0;
     call.open = 1;
     PyObject *previous = set_handler(capsule);
     if (!previous)
@@ -180,7 +175,7 @@ static PyObject *py_end(PyObject *self, PyObject *previous)
     if (!ours)
         return NULL;
     Py_DECREF(ours);
-    return PyLong_FromLong(call.allocations);
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_reserve(PyObject *self, PyObject *unused)
@@ -260,7 +255,7 @@ static PyObject *py_reap(PyObject *self, PyObject *unused)
 static PyMethodDef methods[] = {
     {"begin", py_begin, METH_VARARGS,
      "begin(place, room) -> previous handler: NumPy's big arrays of this thread's call go to `place` (at most `room` bytes)."},
-    {"end", py_end, METH_O, "end(previous) -> allocations: the call is over; NumPy's allocator is `previous` again."},
+    {"end", py_end, METH_O, "end(previous): the call is over; NumPy's allocator is `previous` again."},
     {"reserve", py_reserve, METH_NOARGS, "result_array() took the place for the rest of this thread's call."},
     {"live", py_live, METH_O, "live(place) -> size of the block living at `place` in a mapping (0: none)."},
     {"move_out", py_move_out, METH_O, "move_out(place) -> size: give the block at `place` private pages with its bytes."},
