@@ -21,7 +21,8 @@ import numpy as np
 from .convert import ConversionError, convert, plan
 from .interrupts import CallCancelled
 from .namespaces import FunctionNotFound, Namespace
-from .protocol import Call, CoercionError, ErrorKind, ErrorReply, TypeDesc, coerce, csharp_name, python_type_name
+from .protocol import (Call, CoercionError, ErrorKind, ErrorReply, TypeDesc, coerce, csharp_name, forget_prefix,
+                       python_type_name)
 
 
 @dataclass
@@ -220,6 +221,7 @@ def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = 
     try:
         fn = namespace.lookup(call.name)
     except FunctionNotFound as e:
+        forget_prefix(call.name)               # a client may send any number of names: keep none that is missing
         out.error = ErrorReply(ErrorKind.FUNCTION_NOT_FOUND, "", str(e), "")
         return out
     problem = check_arguments(call.name, fn, call.args)

@@ -216,6 +216,7 @@ class Lane:
         self._pending = (0, 0, STATUS_OK)         # the reply to publish: sequence, length, status
         self.stream: Optional[Tuple[str, Any, Any]] = None    # (name, item type, iterator) of an open stream
         self.covered = False                      # a spinner watches this lane's requests (see Spinner)
+        self._send_failed = False                 # a wake-up byte could not be sent (logged once per lane)
         self._claim = threading.Lock()            # held by the thread serving a request of this lane
         self._wake_r, self._wake_w = socket.socketpair()      # lets a spinner wake this lane's blocked thread
         self._wake_r.setblocking(False)
@@ -532,8 +533,12 @@ class Lane:
         if self.resp.waiting:
             try:
                 self.sock.sendall(handshake.REPLY)
-            except OSError:
-                log.info("lane %d: the client went away before its reply", self.id)
+            except OSError as e:                 # said once per lane: a client that stops reading fails every send
+                if not self._send_failed:
+                    self._send_failed = True
+                    log.info("lane %d: the reply's wake-up byte could not be sent (%s): the client went away or "
+                             "stopped reading its notify socket (said once per lane)", self.id,
+                             "its socket buffer is full" if isinstance(e, BlockingIOError) else e)
 
     # ------------------------------------------------------------ the result-in-the-mapping fast path
 

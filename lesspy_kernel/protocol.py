@@ -14,6 +14,7 @@ import datetime
 import enum
 import math
 import struct
+import threading
 import types
 import uuid
 from dataclasses import dataclass, field
@@ -660,8 +661,16 @@ def _decode_desc(r: _Reader, depth: int = 0) -> TypeDesc:
 
 
 # The start of a call frame (name and return descriptor) repeats call after call: remember what it decodes to.
+# name bytes -> [(descriptor bytes, name, decoded descriptor)], oldest name first. Bounded in bytes (a client may
+# send any number of distinct names and descriptors): what an entry costs is estimated from its bytes (a decoded
+# descriptor takes about 8 times its encoded size), the oldest names go when the budget is exceeded, a prefix
+# larger than PREFIX_ENTRY_MAX is never kept, and a name the namespace lacks is dropped (forget_prefix).
 _PREFIXES: dict = {}
-_MAX_PREFIXES = 4096
+PREFIX_BUDGET = 4 << 20         # estimated bytes the cache may hold
+PREFIX_ENTRY_MAX = 64 << 10     # estimated bytes of the largest prefix kept
+_PER_NAME = 8                   # return descriptors kept per name
+_prefix_bytes = 0               # estimated bytes held now (prefix_cache_bytes)
+_prefix_lock = threading.Lock()  # lane threads add and drop entries at the same time (reads need no lock)
 # Scalar arguments decoded inline on the fast path: tag -> (struct, size)
 _INLINE: Dict[int, struct.Struct] = {Tag.INT32: _I32, Tag.INT64: _I64, Tag.FLOAT64: _F64, Tag.FLOAT32: _F32}
 _SHAPES = [struct.Struct(f"<{n}Q") for n in range(MAX_NDIM + 1)]
@@ -790,11 +799,52 @@ def _prefix(r: _Reader) -> Tuple[str, TypeDesc]:
         raise FrameError(start, "function name is not valid UTF-8") from None
     at = r.pos
     returns = _decode_desc(r)
-    if len(_PREFIXES) < _MAX_PREFIXES:
-        entries = _PREFIXES.setdefault(raw, [])
-        if len(entries) < 8:
-            entries.append((bytes(r.buf[at:r.pos]), name, returns))
+    _remember_prefix(raw, bytes(r.buf[at:r.pos]), name, returns)
     return name, returns
+
+
+def _prefix_cost(raw: bytes, desc_bytes: bytes) -> int:
+    return 256 + 8 * (len(raw) + len(desc_bytes))
+
+
+def _remember_prefix(raw: bytes, desc_bytes: bytes, name: str, returns: TypeDesc) -> None:
+    global _prefix_bytes
+    cost = _prefix_cost(raw, desc_bytes)
+    if cost > PREFIX_ENTRY_MAX:
+        return
+    with _prefix_lock:
+        entries = _PREFIXES.get(raw)
+        if entries is None:
+            entries = _PREFIXES[raw] = []
+        elif len(entries) >= _PER_NAME or any(d == desc_bytes for d, _, _ in entries):
+            return
+        entries.append((desc_bytes, name, returns))
+        _prefix_bytes += cost
+        while _prefix_bytes > PREFIX_BUDGET and _PREFIXES:
+            _drop_prefixes(next(iter(_PREFIXES)))
+
+
+def _drop_prefixes(raw: bytes) -> None:
+    """Under _prefix_lock."""
+    global _prefix_bytes
+    entries = _PREFIXES.pop(raw, None)
+    if entries:
+        _prefix_bytes -= sum(_prefix_cost(raw, desc_bytes) for desc_bytes, _, _ in entries)
+
+
+def forget_prefix(name: str) -> None:
+    """Drop what the cache holds for `name` (a function the server does not have: a client may send any)."""
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return
+    with _prefix_lock:
+        _drop_prefixes(raw)
+
+
+def prefix_cache_bytes() -> int:
+    """The call-prefix cache's estimated size in bytes (at most PREFIX_BUDGET)."""
+    return _prefix_bytes
 
 
 def _decode_text(r: _Reader, what: str) -> str:

@@ -1,0 +1,108 @@
+"""Issue 14 ("Trust"), the Python server's side: what a careless or hostile client, a full file system or a
+cancelled call must never do to a headless server (a whole notebook kernel, in a notebook).
+
+Real headless servers (tests/servers.py) and the Python client of docs/PROTOCOL.md (lesspy_kernel.client).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lesspy_kernel import protocol
+from lesspy_kernel.client import END, Lane, RemoteError
+from lesspy_kernel.protocol import ErrorKind, Record, Tag, decode_call, encode_call
+from servers import ROOT, Headless, wait_for
+
+TRUST_MODULE = ROOT / "tests" / "pymodules" / "trust_module.py"
+I, D, S, N = Tag.INT32, Tag.FLOAT64, Tag.STRING, Tag.NDARRAY
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def big_record(i: int, fields: int = 400) -> Record:
+    """A record descriptor of a few KiB that no other call sends (distinct names)."""
+    return Record(tuple((f"field_{j}_of_record_{i}", D if j % 2 else S) for j in range(fields)), f"Record{i}")
+
+
+@pytest.fixture
+def server(tmp_path):
+    with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive", "--capacity", "64K") as s:
+        yield s
+
+
+# ---------------------------------------------------------------- item 11: the call-prefix cache is bounded
+
+
+def test_prefix_cache_stays_within_its_byte_budget_in_process():
+    """Decoding calls with thousands of distinct large return descriptors keeps the cache under its budget."""
+    before = protocol.prefix_cache_bytes()
+    for i in range(1500):
+        call = decode_call(encode_call(f"missing_{i}", big_record(i, 100), []))
+        assert call.name == f"missing_{i}"
+        assert protocol.prefix_cache_bytes() <= protocol.PREFIX_BUDGET
+    assert protocol.prefix_cache_bytes() > before          # it does cache
+    protocol.forget_prefix("missing_1499")
+    assert b"missing_1499" not in protocol._PREFIXES
+    # a hot call stays fast after a flood: it is decoded again and kept
+    frame = encode_call("add_ints", I, [1, 2], [I, I])
+    assert decode_call(frame).args == [1, 2]
+    assert decode_call(frame).args == [1, 2]
+
+
+def test_thousands_of_large_descriptors_do_not_grow_the_server(server):
+    """1,500 calls with large distinct record descriptors, to missing and to existing functions: the server's
+    RSS stays within a small bound (it grew by hundreds of MiB: every prefix was kept), and it still answers."""
+    lane = Lane(server.folder)
+    assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+    start = rss_mib(server.pid)
+    for i in range(1500):
+        name = "add_ints" if i % 3 == 0 else f"missing_function_{i}"
+        with pytest.raises(RemoteError) as e:
+            lane.call(name, big_record(i), [1, 2], [I, I])
+        assert e.value.reply.kind in (ErrorKind.FUNCTION_NOT_FOUND, ErrorKind.RESULT_MISMATCH)
+    grown = rss_mib(server.pid) - start
+    assert lane.call("add_ints", I, [40, 2], [I, I]) == 42
+    lane.close()
+    assert grown < 40, f"the server grew by {grown:.0f} MiB over 1,500 calls"
+
+
+# ---------------------------------------------------------------- item 14: bounded logs
+
+
+def test_a_client_that_stops_reading_its_notify_socket_does_not_flood_the_log(tmp_path):
+    """A client whose notify socket is never read: once its buffer is full every reply's wake-up byte fails.
+    The log says so once per lane, not once per call (it said "client went away" for nearly every call)."""
+    log_file = tmp_path / "server.log"
+    with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive", "--log-file", str(log_file)) as s:
+        lane = Lane(s.folder)
+        lane.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        for i in range(3000):
+            lane.send_raw(encode_call("add_ints", I, [i, 1], [I, I]))
+            lane.resp.waiting = 1                  # "wake me": the server sends a byte for every reply
+            while lane.resp.sequence < lane.seq:   # ...which this client never reads
+                time.sleep(0)
+            assert protocol.decode_value(bytes(lane.resp.payload(16))[:5]) == i + 1
+        lane.resp.waiting = 0
+        other = Lane(s.folder)
+        assert other.call("add_ints", I, [1, 2], [I, I]) == 3
+        other.close()
+        lane.close()
+    text = log_file.read_text()
+    went_away = [line for line in text.splitlines() if "went away" in line or "notify socket" in line]
+    assert 1 <= len(went_away) <= 2, f"{len(went_away)} log lines about the client's socket:\n" + \
+        "\n".join(went_away[:5])
+    assert log_file.stat().st_size < 64 * 1024
