@@ -93,6 +93,8 @@ namespace LessPy
         public string Folder { get { return _folder.Path; } }
         public int ServerPid { get { return _pid; } }
         public ServerMode Mode { get { return _mode; } }
+        /// <summary>The module this proxy bound (a path; "" for a server that names none; null: not checked), set by LessPythonInvoke.</summary>
+        internal string BoundModule;
         public bool IsDisposed { get { return _disposed; } }
 
         public TimeSpan CallTimeout
@@ -139,6 +141,8 @@ namespace LessPy
                     continue;
                 }
                 int pid = _folder.ReadNumber(WorkFolder.PidFile);
+                // a new server run: it must serve the module this proxy bound, else the lane closes and this throws (issue 14 item 4)
+                if (_session != 0 && hello.Session != _session) _folder.CheckStillServes(BoundModule, lane);
                 lock (_lock)
                 {
                     if (hello.Session != _session)

@@ -153,6 +153,8 @@ namespace LessPy
                 string respPath = folder.File(Wire.LaneFile(id, Wire.LaneResponseSuffix));
                 try
                 {
+                    folder.CheckFile(Wire.LaneFile(id, Wire.LaneRequestSuffix));       // this user's own and private (issue 14)
+                    folder.CheckFile(Wire.LaneFile(id, Wire.LaneResponseSuffix));
                     req = Mapping.Open(reqPath, hello.Session);
                     resp = Mapping.Open(respPath, hello.Session);
                 }

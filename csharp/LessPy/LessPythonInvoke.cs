@@ -135,19 +135,32 @@ namespace LessPy
             WorkFolder folder = WorkFolder.Resolve(workFolderOrName);
             bool isName = folder.Path != WorkFolder.FullPath(workFolderOrName);
             string how = isName ? "run %lesspy serve --name " + workFolderOrName + " in the notebook" : "run %lesspy serve in the notebook";
-            if (!WorkFolder.DirectoryExists(folder.Path) || !folder.HasServerFiles)
+            bool exists = WorkFolder.DirectoryExists(folder.Path) || (Posix.IsLinux && Posix.LinkStatus(folder.Path).HasValue);
+            if (exists) folder.Check();           // this user's own and private, not a link: before anything is read or sent
+            if (!exists || !folder.HasServerFiles)
                 throw new ServerUnavailableException("no lesspy server is serving " + folder.Path + ": " + how
                     + " (or start one with `python -m lesspy_kernel serve --module M --work-folder " + folder.Path + "`)");
             int pid = folder.ReadNumber(WorkFolder.PidFile);
             if (!WorkFolder.ProcessAlive(pid))
             {
-                string served = ServedModule(folder);
+                string served = folder.ServedModule();
                 if (served != null)
                     how = "start it again with `python -m lesspy_kernel serve --module " + served + " --work-folder " + folder.Path + "`";
                 throw new ServerUnavailableException("the " + (served != null ? "headless " : "") + "server of " + folder.Path + " (pid " + pid
                     + ") is no longer running: its files are stale; " + how);
             }
-            return Channel.Open(folder);
+            Channel channel = Channel.Open(folder);
+            try
+            {
+                // the module this proxy binds: after a reconnect the folder's server must still serve it
+                channel.BoundModule = folder.ServedModule() ?? "";
+            }
+            catch
+            {
+                channel.Dispose(false);
+                throw;
+            }
+            return channel;
         }
 
         static void CheckPlatform()
@@ -157,8 +170,11 @@ namespace LessPy
 
         /// <summary>
         /// The folder's live server serving <paramref name="module"/>, or null after removing a stale one's files (or
-        /// stopping a live one that serves another module). Called with the start lock held.
+        /// stopping a live one that serves another module and that no other app uses). Called with the start lock held, on
+        /// a folder already checked (<see cref="WorkFolder.Create"/>): every file read here is checked again.
         /// </summary>
+        /// <exception cref="ServerUnavailableException">A live server there serves another module for other apps (it refused
+        /// to stop), names no module, or did not stop.</exception>
         static Channel TryReuse(WorkFolder folder, string module)
         {
             if (!folder.HasServerFiles)
@@ -166,16 +182,59 @@ namespace LessPy
                 folder.RemoveServerFiles();
                 return null;
             }
-            int pid = folder.ReadNumber(WorkFolder.PidFile);
+            int pid = folder.ReadPidForStaleness();
             if (!WorkFolder.ProcessAlive(pid))
             {
                 folder.RemoveServerFiles();
                 return null;
             }
-            Channel channel;
+            string served = folder.ServedModule();
+            if (served == module)
+            {
+                Channel channel = OpenLive(folder, pid);
+                if (channel == null) return null;
+                if (folder.ServedModule() == module)
+                {
+                    channel.BoundModule = module;
+                    return channel;
+                }
+                // replaced between the two looks: decide again on what serves the folder now
+                channel.Dispose(false);
+                served = folder.ServedModule();
+                pid = folder.ReadNumber(WorkFolder.PidFile);
+                if (served == module) throw new ServerUnavailableException("the server of " + folder.Path + " changed while this app connected to it: try again");
+            }
+            // another module's server (or one that names none): nothing is sent to it but a stop request
+            if (!Probe.Accepts(folder))
+            {
+                folder.RemoveServerFiles();                   // nothing accepts: stale
+                return null;
+            }
+            if (served == null)
+                throw new ServerUnavailableException("the work folder " + folder.Path + " is served by a lesspy server (pid " + pid + ") that does not "
+                    + "say which module it serves (no " + WorkFolder.ModuleFile + ": a notebook's %lesspy serve, or a server of another version), "
+                    + "so Initialize neither uses nor stops it. Stop it (kill " + pid + "), or reach it with LessPythonInvoke.Connect");
+            string inUse;
+            Probe.Stop(folder, out inUse);
+            if (inUse != null)
+                throw new ServerUnavailableException("the work folder " + folder.Path + " is in use: its server (pid " + pid + ") serves " + served
+                    + " for another app, not " + module + ", and refused to stop (" + inUse + "). Initialize never stops a server that "
+                    + "other apps use: give this app its own work folder (lesspy_work/ beside its assembly: run it from another folder)");
+            var sw = Stopwatch.StartNew();
+            while (WorkFolder.ProcessAlive(pid) && sw.Elapsed < StartTimeout) Thread.Sleep(20);
+            if (WorkFolder.ProcessAlive(pid))
+                throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") serves " + served
+                    + ", not " + module + ", and did not stop when asked: stop it (kill " + pid + ")");
+            folder.RemoveServerFiles();
+            return null;
+        }
+
+        /// <summary>A channel to the folder's live server, or null after removing the files of a stale one.</summary>
+        static Channel OpenLive(WorkFolder folder, int pid)
+        {
             try
             {
-                channel = Channel.Open(folder);
+                return Channel.Open(folder);
             }
             catch (ProtocolException)
             {
@@ -193,26 +252,6 @@ namespace LessPy
                 folder.RemoveServerFiles();
                 return null;
             }
-            string served = ServedModule(folder);
-            if (served == null || served == module) return channel;
-            // a kept-alive server of another module: stop it, then start ours in its place
-            channel.Dispose(false);
-            Probe.Stop(folder);
-            var sw = Stopwatch.StartNew();
-            while (WorkFolder.ProcessAlive(pid) && sw.Elapsed < StartTimeout) Thread.Sleep(20);
-            if (WorkFolder.ProcessAlive(pid))
-                throw new ServerUnavailableException("the server of " + folder.Path + " (pid " + pid + ") serves " + served
-                    + ", not " + module + ", and did not stop when asked: stop it (kill " + pid + ")");
-            folder.RemoveServerFiles();
-            return null;
-        }
-
-        /// <summary>The module a headless server serves (python.module), or null when the file is absent.</summary>
-        static string ServedModule(WorkFolder folder)
-        {
-            try { return Path.GetFullPath(File.ReadAllText(folder.File(WorkFolder.ModuleFile), Encoding.UTF8).Trim()); }
-            catch (IOException) { return null; }
-            catch (UnauthorizedAccessException) { return null; }
         }
 
         /// <summary>The interpreter for <paramref name="venv"/>: see <see cref="Initialize{T}"/>.</summary>
@@ -307,8 +346,14 @@ namespace LessPy
                     try
                     {
                         Channel channel = Channel.Open(folder);
+                        channel.BoundModule = module;
                         lock (Started) Started.Add(p);      // keeps its output drained
                         return channel;
+                    }
+                    catch (UntrustedWorkFolderException)
+                    {
+                        try { if (!p.HasExited) p.Kill(); } catch (InvalidOperationException) { } catch (SystemException) { }
+                        throw;
                     }
                     catch (LessPyException)
                     {

@@ -23,6 +23,10 @@ namespace LessPy
         {
             var unix = at as UnixEndPoint;
             if (unix != null && PosixNotifySocket.Usable) return PosixNotifySocket.Open(unix.Path);
+            if (unix != null && Encoding.UTF8.GetByteCount(unix.Path) > UnixEndPoint.MaxPathBytes)
+                throw new ServerUnavailableException("the socket path " + unix.Path + " is longer than the " + UnixEndPoint.MaxPathBytes
+                    + " bytes a Unix socket address holds, and this system has no /proc/self/fd to reach it by a shorter name: "
+                    + "use a shorter work folder path, or a session name");
             return ManagedNotifySocket.Open(at);
         }
 
@@ -140,6 +144,9 @@ namespace LessPy
         [DllImport("libc", SetLastError = true)] static extern int shutdown(Fd fd, int how);
         [DllImport("libc", SetLastError = true)] static extern int close(int fd);
         [DllImport("libc")] static extern IntPtr strerror(int errnum);
+        [DllImport("libc", SetLastError = true)] static extern int getsockopt(Fd fd, int level, int optname, byte* optval, ref int optlen);
+
+        const int SOL_SOCKET = 1, SO_PEERCRED = 17;
 
         /// <summary>Linux, with libc reachable through P/Invoke.</summary>
         public static bool Usable { get { return Posix.IsLinux; } }
@@ -149,12 +156,60 @@ namespace LessPy
 
         PosixNotifySocket(Fd fd) { _fd = fd; }
 
+        /// <summary>
+        /// Connects to the Unix socket <paramref name="path"/> in a work folder and checks who answers. The folder is opened
+        /// first (O_PATH, never through a link) and checked (<see cref="WorkFolder.OpenChecked"/>); a path too long for a
+        /// socket address is reached as /proc/self/fd/N/notify.sock through that descriptor (PROTOCOL.md section 1). Once
+        /// connected, the server's uid (SO_PEERCRED) must be this user's.
+        /// </summary>
+        /// <exception cref="UntrustedWorkFolderException">The folder is not this user's own and private, or another user's process answers.</exception>
         public static NotifySocket Open(string path)
+        {
+            string folderPath = System.IO.Path.GetDirectoryName(path);
+            var folder = new WorkFolder(folderPath);
+            int dirfd = folder.OpenChecked(false);
+            NotifySocket s;
+            try
+            {
+                string target = path;
+                if (Encoding.UTF8.GetByteCount(path) >= SunPathBytes)
+                    target = "/proc/self/fd/" + dirfd + "/" + System.IO.Path.GetFileName(path);
+                s = ConnectTo(target, path);
+            }
+            finally { Posix.Close(dirfd); }
+            try
+            {
+                ((PosixNotifySocket)s).CheckPeer(folderPath);
+                return s;
+            }
+            catch
+            {
+                s.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>Throws unless the process at the other end runs as this user (SO_PEERCRED).</summary>
+        void CheckPeer(string folderPath)
+        {
+            byte* cred = stackalloc byte[12];                    // struct ucred: pid, uid, gid
+            int len = 12;
+            if (getsockopt(_fd, SOL_SOCKET, SO_PEERCRED, cred, ref len) != 0 || len < 12) throw Error("getsockopt(SO_PEERCRED)");
+            int pid = *(int*)cred;
+            uint uid = *(uint*)(cred + 4);
+            uint me = Posix.UserId;
+            if (uid != me)
+                throw new UntrustedWorkFolderException(folderPath, "the process answering on the notify socket of " + folderPath + " (pid " + pid
+                    + ") runs as " + WorkFolder.UserText(uid) + ", not as you (" + WorkFolder.UserText(me) + "): LessPy talks only to a server "
+                    + "of your own and sent it nothing. Stop that process, or use a work folder of your own");
+        }
+
+        static NotifySocket ConnectTo(string path, string shownPath)
         {
             byte[] name = Encoding.UTF8.GetBytes(path);
             if (name.Length >= SunPathBytes)
-                throw new ArgumentException("the socket path " + path + " is longer than the " + (SunPathBytes - 1)
-                    + " bytes a Unix socket address holds: use a shorter work folder path", nameof(path));
+                throw new ServerUnavailableException("the socket path " + shownPath + " is longer than the " + (SunPathBytes - 1)
+                    + " bytes a Unix socket address holds: use a shorter work folder path");
             byte* addr = stackalloc byte[2 + SunPathBytes];
             for (int i = 0; i < 2 + SunPathBytes; i++) addr[i] = 0;
             addr[0] = AF_UNIX;                                   // sa_family_t, little-endian u16
@@ -167,7 +222,7 @@ namespace LessPy
                 if (connect(fd, addr, len) == 0) return new PosixNotifySocket(fd);
                 int errno = Marshal.GetLastWin32Error();
                 fd.Dispose();
-                if (errno != EINTR || attempt >= 3) throw Error("connect to " + path, errno);
+                if (errno != EINTR || attempt >= 3) throw Error("connect to " + shownPath, errno);
             }
         }
 

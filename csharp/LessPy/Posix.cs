@@ -31,6 +31,22 @@ namespace LessPy
         [DllImport("libc", SetLastError = true)] static extern IntPtr mmap(IntPtr addr, UIntPtr length, int prot, int flags, int fd, IntPtr offset);
         [DllImport("libc", SetLastError = true)] static extern int munmap(IntPtr addr, UIntPtr length);
         [DllImport("libc")] static extern IntPtr strerror(int errnum);
+        [DllImport("libc")] static extern uint getuid();
+        [DllImport("libc", SetLastError = true)] static extern int openat(int dirfd, byte* path, int flags, int mode);
+        [DllImport("libc", SetLastError = true)] static extern int mkdir(byte* path, int mode);
+        [DllImport("libc", SetLastError = true)] static extern int fchmod(int fd, int mode);
+        [DllImport("libc", SetLastError = true)] static extern int lockf(int fd, int cmd, IntPtr len);
+
+        // ---- ownership checks (the work folder rule of docs/PROTOCOL.md section 1)
+        const int O_CREAT = 0x40, O_EXCL = 0x80, O_PATH = 0x200000, EEXIST = 17;
+        /// <summary>O_DIRECTORY and O_NOFOLLOW differ on ARM (asm-generic/fcntl.h) from x86 and most others.</summary>
+        static readonly bool ArmFlags = RuntimeInformation.ProcessArchitecture == Architecture.Arm
+            || RuntimeInformation.ProcessArchitecture == Architecture.Arm64;
+        static readonly int O_DIRECTORY = ArmFlags ? 0x4000 : 0x10000, O_NOFOLLOW = ArmFlags ? 0x8000 : 0x20000;
+        const int AT_EMPTY_PATH = 0x1000, STATX_MODE = 2, STATX_UID = 8, STATX_SIZE = 0x200;
+        const int StatxUid = 20, StatxFileSize = 40;         // u32 stx_uid at 20, u64 stx_size at 40
+        const int F_ULOCK = 0, F_TLOCK = 2;
+        public const int ELOOP = 40, ENOTDIR = 20;
 
         static int _linux;      // 0 not yet known, 1 yes, -1 no
 
@@ -92,31 +108,8 @@ namespace LessPy
         public static string ReadAllText(string path)
         {
             int fd = Open(path, O_RDONLY);
-            try
-            {
-                var buf = new byte[256];
-                int n = 0;
-                while (true)
-                {
-                    if (n == buf.Length) Array.Resize(ref buf, buf.Length * 2);
-                    long r;
-                    fixed (byte* b = buf) r = (long)read(fd, b + n, (IntPtr)(buf.Length - n));
-                    if (r == 0) break;
-                    if (r < 0)
-                    {
-                        int errno = Marshal.GetLastWin32Error();
-                        if (errno == EINTR) continue;
-                        throw Error("cannot read " + path, path, errno);
-                    }
-                    n += (int)r;
-                }
-                int skip = n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF ? 3 : 0;
-                return Encoding.UTF8.GetString(buf, skip, n - skip);
-            }
-            finally
-            {
-                close(fd);
-            }
+            try { return ReadAllText(fd, path); }
+            finally { close(fd); }
         }
 
         /// <summary>
@@ -147,12 +140,159 @@ namespace LessPy
             return Directory.Exists(path) ? PathKind.Directory : File.Exists(path) ? PathKind.File : PathKind.None;
         }
 
+        /// <summary>The real user id of this process.</summary>
+        public static uint UserId { get { return getuid(); } }
+
+        /// <summary>
+        /// Opens the directory <paramref name="path"/> without following a symbolic link in its last part
+        /// (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC): the descriptor names that folder for <see cref="OpenAt"/>,
+        /// <see cref="Status(int, string)"/> and /proc/self/fd/N. Returns -1 and the errno when it cannot (ELOOP: a link).
+        /// </summary>
+        public static int OpenFolder(string path, out int errno)
+        {
+            byte[] p = CString(path);
+            while (true)
+            {
+                int fd;
+                fixed (byte* b = p) fd = open(b, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+                errno = fd >= 0 ? 0 : Marshal.GetLastWin32Error();
+                if (fd >= 0 || errno != EINTR) return fd;
+            }
+        }
+
+        /// <summary>
+        /// Opens <paramref name="name"/> in the folder <paramref name="dirfd"/> never following a symbolic link
+        /// (O_NOFOLLOW | O_CLOEXEC), read-only or read-write. With <paramref name="create"/> a missing file is created
+        /// with O_CREAT | O_EXCL, mode 0600 (an existing one is opened as it is: the caller checks it).
+        /// </summary>
+        /// <exception cref="IOException">It cannot be opened (<see cref="FileNotFoundException"/> when missing; ELOOP: a link).</exception>
+        /// <exception cref="UnauthorizedAccessException">Permission denied.</exception>
+        public static int OpenAt(int dirfd, string name, bool write, bool create, string pathForErrors)
+        {
+            byte[] p = CString(name);
+            int flags = (write ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC;
+            while (true)
+            {
+                int fd;
+                fixed (byte* b = p)
+                {
+                    fd = create ? openat(dirfd, b, flags | O_CREAT | O_EXCL, 0x180) : -1;      // 0600
+                    if (!create || (fd < 0 && Marshal.GetLastWin32Error() == EEXIST)) fd = openat(dirfd, b, flags, 0);
+                }
+                if (fd >= 0) return fd;
+                int errno = Marshal.GetLastWin32Error();
+                if (errno != EINTR) throw Error("cannot open " + pathForErrors, pathForErrors, errno);
+            }
+        }
+
+        /// <summary>The type, permission bits, owner and size of the open descriptor <paramref name="fd"/> (statx, AT_EMPTY_PATH).</summary>
+        public static FileStatus Status(int fd, string pathForErrors)
+        {
+            byte* buf = stackalloc byte[StatxSize];
+            byte* empty = stackalloc byte[1];
+            empty[0] = 0;
+            int r;
+            try { r = statx(fd, empty, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID | STATX_SIZE, buf); }
+            catch (EntryPointNotFoundException)
+            {
+                throw new PlatformNotSupportedException("LessPy checks who owns its work folder with statx, which this libc lacks "
+                    + "(glibc 2.28 or later, Linux 4.11 or later is needed)");
+            }
+            if (r != 0) throw Error("cannot inspect " + pathForErrors, pathForErrors, Marshal.GetLastWin32Error());
+            return new FileStatus(*(ushort*)(buf + StatxMode), *(uint*)(buf + StatxUid), *(long*)(buf + StatxFileSize));
+        }
+
+        /// <summary>What is at <paramref name="path"/> itself (a link is not followed), or null when nothing is there.</summary>
+        public static FileStatus? LinkStatus(string path)
+        {
+            byte[] p = CString(path);
+            byte* buf = stackalloc byte[StatxSize];
+            fixed (byte* b = p)
+            {
+                try
+                {
+                    if (statx(AT_FDCWD, b, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID | STATX_SIZE, buf) != 0) return null;
+                }
+                catch (EntryPointNotFoundException) { return null; }
+            }
+            return new FileStatus(*(ushort*)(buf + StatxMode), *(uint*)(buf + StatxUid), *(long*)(buf + StatxFileSize));
+        }
+
+        /// <summary>Creates the directory <paramref name="path"/> with <paramref name="mode"/>; false (no error) when something is already there.</summary>
+        public static bool MakeDirectory(string path, int mode)
+        {
+            byte[] p = CString(path);
+            int r;
+            fixed (byte* b = p) r = mkdir(b, mode);
+            if (r == 0) return true;
+            int errno = Marshal.GetLastWin32Error();
+            if (errno == EEXIST) return false;
+            throw Error("cannot create " + path, path, errno);
+        }
+
+        /// <summary>Sets the permission bits of the directory <paramref name="path"/>, never through a symbolic link.</summary>
+        public static void SetFolderMode(string path, int mode)
+        {
+            byte[] p = CString(path);
+            int fd;
+            fixed (byte* b = p) fd = open(b, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+            if (fd < 0) throw Error("cannot open " + path, path, Marshal.GetLastWin32Error());
+            try
+            {
+                if (fchmod(fd, mode) != 0) throw Error("cannot change the mode of " + path, path, Marshal.GetLastWin32Error());
+            }
+            finally { close(fd); }
+        }
+
+        /// <summary>Takes the exclusive record lock on byte 0 of <paramref name="fd"/> (lockf F_TLOCK at offset 0); false when another process holds it.</summary>
+        public static bool TryLockFirstByte(int fd, string path)
+        {
+            while (true)
+            {
+                if (lseek(fd, IntPtr.Zero, 0) == new IntPtr(-1)) throw Error("cannot seek " + path, path, Marshal.GetLastWin32Error());
+                if (lockf(fd, F_TLOCK, (IntPtr)1) == 0) return true;
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == EINTR) continue;
+                if (errno == EACCES || errno == 11) return false;          // EAGAIN: held by another process
+                throw Error("cannot lock " + path, path, errno);
+            }
+        }
+
+        /// <summary>Releases the lock <see cref="TryLockFirstByte"/> took (closing the descriptor releases it too).</summary>
+        public static void UnlockFirstByte(int fd)
+        {
+            if (lseek(fd, IntPtr.Zero, 0) != new IntPtr(-1)) lockf(fd, F_ULOCK, (IntPtr)1);
+        }
+
+        /// <summary>A small file's text from the open descriptor <paramref name="fd"/> (see <see cref="ReadAllText(string)"/>); does not close it.</summary>
+        public static string ReadAllText(int fd, string path)
+        {
+            var buf = new byte[256];
+            int n = 0;
+            while (true)
+            {
+                if (n == buf.Length) Array.Resize(ref buf, buf.Length * 2);
+                long r;
+                fixed (byte* b = buf) r = (long)read(fd, b + n, (IntPtr)(buf.Length - n));
+                if (r == 0) break;
+                if (r < 0)
+                {
+                    int errno = Marshal.GetLastWin32Error();
+                    if (errno == EINTR) continue;
+                    throw Error("cannot read " + path, path, errno);
+                }
+                n += (int)r;
+            }
+            int skip = n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF ? 3 : 0;
+            return Encoding.UTF8.GetString(buf, skip, n - skip);
+        }
+
         /// <summary>Opens <paramref name="path"/> (close-on-exec) and returns the descriptor.</summary>
         /// <exception cref="IOException">It cannot be opened (<see cref="FileNotFoundException"/> when it is missing).</exception>
         /// <exception cref="UnauthorizedAccessException">Permission denied.</exception>
         public static int Open(string path, bool write)
         {
-            return Open(path, write ? O_RDWR : O_RDONLY);
+            return Open(path, (write ? O_RDWR : O_RDONLY) | O_NOFOLLOW);      // a lane file is never reached through a link
         }
 
         static int Open(string path, int flags)
@@ -208,7 +348,7 @@ namespace LessPy
         }
 
         /// <summary>The exception File's methods throw for <paramref name="errno"/>, with the system's own words.</summary>
-        static Exception Error(string what, string path, int errno)
+        internal static Exception Error(string what, string path, int errno)
         {
             string text = null;
             try { text = Marshal.PtrToStringAnsi(strerror(errno)); }
@@ -218,6 +358,27 @@ namespace LessPy
             if (errno == EACCES || errno == EPERM) return new UnauthorizedAccessException(message);
             return new IOException(message);
         }
+    }
+
+    /// <summary>What statx says of a file: its type and permission bits, its owner and its size.</summary>
+    internal struct FileStatus
+    {
+        public readonly int Mode;       // st_mode: type (S_IFMT) and permission bits
+        public readonly uint Uid;
+        public readonly long Size;
+
+        public FileStatus(int mode, uint uid, long size)
+        {
+            Mode = mode;
+            Uid = uid;
+            Size = size;
+        }
+
+        public bool IsDirectory { get { return (Mode & 0xF000) == 0x4000; } }
+        public bool IsRegular { get { return (Mode & 0xF000) == 0x8000; } }
+        public bool IsLink { get { return (Mode & 0xF000) == 0xA000; } }
+        /// <summary>The permission bits as chmod writes them (for example 0755).</summary>
+        public string Permissions { get { return "0" + Convert.ToString(Mode & 0xFFF, 8); } }
     }
 
     /// <summary>What a path names (<see cref="Posix.KindOf"/>).</summary>

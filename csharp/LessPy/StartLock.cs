@@ -16,15 +16,22 @@ namespace LessPy
         static readonly Dictionary<string, object> InProcess = new Dictionary<string, object>();
         readonly object _gate;
         FileStream _stream;
+        int _fd = -1;                   // Linux: the lock file's descriptor (libc), else -1 and _stream holds it
 
-        StartLock(object gate, FileStream stream)
+        StartLock(object gate, FileStream stream, int fd)
         {
             _gate = gate;
             _stream = stream;
+            _fd = fd;
         }
 
-        /// <summary>Takes the lock of <paramref name="folder"/> (created if missing), waiting up to <paramref name="timeout"/>.</summary>
+        /// <summary>
+        /// Takes the lock of <paramref name="folder"/> (created if missing), waiting up to <paramref name="timeout"/>. On
+        /// Linux the folder and the lock file are checked first (this user's own and private, never through a link: a
+        /// folder that fails is left untouched) and a missing lock file is created O_EXCL, 0600.
+        /// </summary>
         /// <exception cref="ServerUnavailableException">Another process held it for the whole timeout.</exception>
+        /// <exception cref="UntrustedWorkFolderException">The folder or lesspy.lock is not this user's own and private.</exception>
         public static StartLock Acquire(WorkFolder folder, TimeSpan timeout)
         {
             object gate;
@@ -35,6 +42,29 @@ namespace LessPy
             var sw = Stopwatch.StartNew();
             if (!Monitor.TryEnter(gate, timeout))
                 throw new ServerUnavailableException("another thread of this process held the start lock of " + folder.Path + " for " + timeout.TotalSeconds + " s");
+            if (Posix.IsLinux)
+            {
+                int fd = -1;
+                try
+                {
+                    string path = folder.File(Wire.LockFile);
+                    fd = folder.OpenFile(Wire.LockFile, true, true);
+                    int delay = 1;
+                    while (!Posix.TryLockFirstByte(fd, path))
+                    {
+                        if (sw.Elapsed > timeout) throw HeldTooLong(path, timeout);
+                        Thread.Sleep(delay);
+                        if (delay < 20) delay *= 2;
+                    }
+                    return new StartLock(gate, null, fd);
+                }
+                catch
+                {
+                    if (fd >= 0) Posix.Close(fd);
+                    Monitor.Exit(gate);
+                    throw;
+                }
+            }
             FileStream fs = null;
             try
             {
@@ -48,13 +78,11 @@ namespace LessPy
                     try
                     {
                         fs.Lock(0, 1);
-                        return new StartLock(gate, fs);
+                        return new StartLock(gate, fs, -1);
                     }
                     catch (IOException)
                     {
-                        if (sw.Elapsed > timeout)
-                            throw new ServerUnavailableException("another process held the start lock " + path + " for " + timeout.TotalSeconds
-                                + " s while starting the folder's server; if nothing is starting, a stuck process holds it (see `fuser " + path + "`)");
+                        if (sw.Elapsed > timeout) throw HeldTooLong(path, timeout);
                         Thread.Sleep(delay);
                         if (delay < 20) delay *= 2;
                     }
@@ -68,9 +96,23 @@ namespace LessPy
             }
         }
 
+        static ServerUnavailableException HeldTooLong(string path, TimeSpan timeout)
+        {
+            return new ServerUnavailableException("another process held the start lock " + path + " for " + timeout.TotalSeconds
+                + " s while starting the folder's server; if nothing is starting, a stuck process holds it (see `fuser " + path + "`)");
+        }
+
         /// <summary>Releases the lock (closing the file releases the record lock). Idempotent.</summary>
         public void Dispose()
         {
+            if (_fd >= 0)
+            {
+                Posix.UnlockFirstByte(_fd);
+                Posix.Close(_fd);
+                _fd = -1;
+                Monitor.Exit(_gate);
+                return;
+            }
             if (_stream == null) return;
             try { _stream.Unlock(0, 1); }
             catch (IOException) { }

@@ -13,14 +13,15 @@ namespace LessPy
     internal sealed class UnixEndPoint : EndPoint
     {
         /// <summary>sun_path's size on Linux (108) and macOS (104): the longer limit, checked by the OS.</summary>
-        const int MaxPathBytes = 107;
+        internal const int MaxPathBytes = 107;
 
+        /// <summary>
+        /// The socket at <paramref name="path"/>. A longer path than a socket address holds is accepted here: on Linux the
+        /// client reaches it through /proc/self/fd (<see cref="PosixNotifySocket.Open"/>); elsewhere connecting refuses it.
+        /// </summary>
         public UnixEndPoint(string path)
         {
             if (path == null) throw new ArgumentNullException(nameof(path));
-            if (Encoding.UTF8.GetByteCount(path) > MaxPathBytes)
-                throw new ArgumentException("the socket path " + path + " is longer than the " + MaxPathBytes
-                    + " bytes a Unix socket address holds: use a shorter work folder path", nameof(path));
             Path = path;
         }
 

@@ -105,12 +105,157 @@ namespace LessPy
         }
 
         /// <summary>
-        /// A small file's text (File.ReadAllText); through libc on Linux, where Mono's first file stream costs a fresh
-        /// process milliseconds of a Connect.
+        /// The text of a small file of a work folder (File.ReadAllText); through libc on Linux, where Mono's first file
+        /// stream costs a fresh process milliseconds of a Connect, and there only from a folder and a file that are
+        /// this user's own and private (<see cref="OpenFile(string, bool, bool)"/>).
         /// </summary>
+        /// <exception cref="UntrustedWorkFolderException">The folder or the file is not this user's own and private.</exception>
         public static string ReadText(string path)
         {
-            return Posix.IsLinux ? Posix.ReadAllText(path) : System.IO.File.ReadAllText(path);
+            if (!Posix.IsLinux) return System.IO.File.ReadAllText(path);
+            var folder = new WorkFolder(System.IO.Path.GetDirectoryName(path));
+            string name = System.IO.Path.GetFileName(path);
+            int fd = folder.OpenFile(name, false, false);
+            try { return Posix.ReadAllText(fd, path); }
+            finally { Posix.Close(fd); }
+        }
+
+        // ---------------------------------------------------------------- trust (PROTOCOL.md section 1, the ownership rule)
+
+        /// <summary>
+        /// Opens this folder as a descriptor (O_PATH, never through a symbolic link) after checking that it is a directory
+        /// owned by this user with no group or other permission bits (Linux). With <paramref name="tighten"/> a folder of
+        /// ours that others may enter is set to 0700 (Initialize's own folder); otherwise it is refused. The caller closes it.
+        /// </summary>
+        /// <exception cref="UntrustedWorkFolderException">It is a link, not a directory, another user's, or not private.</exception>
+        /// <exception cref="IOException">It cannot be opened (<see cref="FileNotFoundException"/> or DirectoryNotFound when missing).</exception>
+        public int OpenChecked(bool tighten)
+        {
+            int errno;
+            int fd = Posix.OpenFolder(Path, out errno);
+            if (fd < 0)
+            {
+                FileStatus? at = Posix.LinkStatus(Path);
+                if (at.HasValue && at.Value.IsLink)
+                    throw Refuse(Path, "the work folder " + Path + " is a symbolic link: LessPy never follows a link to a work folder (whoever "
+                        + "can change the link could point it at a folder of theirs). Use the real folder's path, or remove the link");
+                if (at.HasValue && !at.Value.IsDirectory)
+                    throw Refuse(Path, "the work folder " + Path + " is not a directory (mode " + at.Value.Permissions + ", type "
+                        + (at.Value.Mode >> 12) + "): remove it or choose another work folder");
+                throw Posix.Error("cannot open the work folder " + Path, Path, errno);
+            }
+            try
+            {
+                FileStatus st = Posix.Status(fd, Path);
+                uint me = Posix.UserId;
+                if (!st.IsDirectory) throw Refuse(Path, "the work folder " + Path + " is not a directory: remove it or choose another work folder");
+                if (st.Uid != me)
+                    throw Refuse(Path, "the work folder " + Path + " belongs to " + UserText(st.Uid) + ", not to you (" + UserText(me) + "): another "
+                        + "user made it and could read or answer everything sent through it, so LessPy will not use it. Remove it if you "
+                        + "trust nothing in it, or use a work folder of your own (one outside a shared directory such as /tmp)");
+                if ((st.Mode & 0x3F) != 0)
+                {
+                    if (!tighten)
+                        throw Refuse(Path, "the work folder " + Path + " has mode " + st.Permissions + ": group or others may use it, and a "
+                            + "lesspy work folder must be private to you (0700). Run `chmod 700 " + Path + "` if everything in it is yours, "
+                            + "or start its server again (it makes its folder private)");
+                    Posix.SetFolderMode(Path, 0x1C0);          // 0700: ours, reached without a link
+                }
+                return fd;
+            }
+            catch
+            {
+                Posix.Close(fd);
+                throw;
+            }
+        }
+
+        /// <summary>Checks this folder (<see cref="OpenChecked"/> without tightening; Linux, elsewhere a no-op).</summary>
+        /// <exception cref="UntrustedWorkFolderException">It is a link, not a directory, another user's, or not private.</exception>
+        public void Check()
+        {
+            if (!Posix.IsLinux) return;
+            Posix.Close(OpenChecked(false));
+        }
+
+        /// <summary>
+        /// Opens <paramref name="name"/> in this folder (checked, <see cref="OpenChecked"/>) never through a symbolic link, and
+        /// checks it is a regular file owned by this user without group or other permission bits (Linux only). With
+        /// <paramref name="create"/> a missing file is created O_EXCL, 0600. The caller closes the descriptor.
+        /// </summary>
+        /// <exception cref="UntrustedWorkFolderException">The folder or the file is not this user's own and private.</exception>
+        /// <exception cref="IOException">It cannot be opened (<see cref="FileNotFoundException"/> when missing).</exception>
+        public int OpenFile(string name, bool write, bool create) { return OpenFile(name, write, create, false); }
+
+        /// <summary><see cref="OpenFile(string, bool, bool)"/>; with <paramref name="anyMode"/> the permission bits are not checked.</summary>
+        int OpenFile(string name, bool write, bool create, bool anyMode)
+        {
+            string path = File(name);
+            int dir = OpenChecked(false);
+            int fd;
+            try
+            {
+                try { fd = Posix.OpenAt(dir, name, write, create, path); }
+                catch (IOException)
+                {
+                    FileStatus? at = Posix.LinkStatus(path);
+                    if (at.HasValue && at.Value.IsLink)
+                        throw Refuse(path, path + " is a symbolic link: LessPy never follows a link inside a work folder. Remove it (rm "
+                            + path + ") and start the folder's server again");
+                    throw;
+                }
+            }
+            finally { Posix.Close(dir); }
+            try
+            {
+                CheckOpenFile(fd, path, anyMode);
+                return fd;
+            }
+            catch
+            {
+                Posix.Close(fd);
+                throw;
+            }
+        }
+
+        /// <summary>Checks a file of this folder where it stands: <see cref="OpenFile(string, bool, bool)"/>, then closes it (Linux; elsewhere a no-op).</summary>
+        public void CheckFile(string name)
+        {
+            if (!Posix.IsLinux) return;
+            Posix.Close(OpenFile(name, false, false));
+        }
+
+        static void CheckOpenFile(int fd, string path, bool anyMode)
+        {
+            FileStatus st = Posix.Status(fd, path);
+            uint me = Posix.UserId;
+            if (!st.IsRegular)
+                throw Refuse(path, path + " is not a regular file (type " + (st.Mode >> 12) + "): it was not written by a lesspy server; remove it");
+            if (st.Uid != me)
+                throw Refuse(path, path + " belongs to " + UserText(st.Uid) + ", not to you (" + UserText(me) + "): LessPy uses only files of "
+                    + "your own in a work folder. Remove it (rm " + path + ") if you do not know where it comes from, and start the server again");
+            if ((st.Mode & 0x3F) != 0 && !anyMode)
+                throw Refuse(path, path + " has mode " + st.Permissions + ": group or others may read or change it, and the files of a "
+                    + "lesspy work folder must be private (0600). A lesspy server older than this client may have written it: "
+                    + "stop that server, upgrade its lesspy-kernel package and start it again");
+        }
+
+        static UntrustedWorkFolderException Refuse(string path, string message) { return new UntrustedWorkFolderException(path, message); }
+
+        /// <summary>"uid 1001 (alice)": the user name from /etc/passwd when it is there.</summary>
+        internal static string UserText(uint uid)
+        {
+            string name = null;
+            try
+            {
+                foreach (string line in System.IO.File.ReadAllLines("/etc/passwd"))
+                {
+                    string[] f = line.Split(':');
+                    if (f.Length > 2 && f[2] == uid.ToString(CultureInfo.InvariantCulture)) { name = f[0]; break; }
+                }
+            }
+            catch (Exception) { }
+            return "uid " + uid + (name != null ? " (" + name + ")" : "");
         }
 
         /// <summary>The ASCII decimal in <paramref name="name"/>, or -1 when missing or unreadable.</summary>
@@ -120,6 +265,71 @@ namespace LessPy
             {
                 int v;
                 string t = ReadText(File(name)).Trim();
+                return int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out v) ? v : -1;
+            }
+            catch (IOException) { return -1; }
+            catch (UnauthorizedAccessException) { return -1; }
+        }
+
+        /// <summary>
+        /// The module a headless server serves (python.module, as a full path), or null when the file is absent or
+        /// unreadable (a notebook's server writes none).
+        /// </summary>
+        /// <exception cref="UntrustedWorkFolderException">The folder or python.module is not this user's own and private.</exception>
+        public string ServedModule()
+        {
+            try
+            {
+                string text = ReadText(File(ModuleFile)).Trim();
+                return text.Length == 0 ? null : System.IO.Path.GetFullPath(text);
+            }
+            catch (IOException) { return null; }
+            catch (UnauthorizedAccessException) { return null; }
+            catch (ArgumentException) { return null; }
+            catch (NotSupportedException) { return null; }
+        }
+
+        /// <summary>
+        /// After a connection reached a new server run in this folder (a restart, or another app's server): throws, closing
+        /// <paramref name="lane"/>, unless that server serves the module the proxy was bound to (<paramref name="bound"/>:
+        /// a module path, "" for a server that names none, null when nothing was recorded). A proxy never silently
+        /// calls another module's code.
+        /// </summary>
+        public void CheckStillServes(string bound, Lane lane)
+        {
+            if (bound == null) return;
+            string now;
+            try { now = ServedModule(); }
+            catch
+            {
+                lane.Close();
+                throw;
+            }
+            if (now == null ? bound.Length == 0 : now == bound) return;
+            lane.Close();
+            int pid = ReadNumber(PidFile);
+            throw new ServerUnavailableException("the server of " + Path + " changed under this connection: it was bound to "
+                + (bound.Length == 0 ? "a server that names no module (a notebook's %lesspy serve)" : "the module " + bound)
+                + ", and the server now answering there (pid " + pid + ") " + (now == null ? "names no module (no " + ModuleFile + ")" : "serves " + now)
+                + ". LessPy will not call another module's code through this interface, so this call was not sent. Another app probably "
+                + "started its own server in this work folder: give each app its own work folder, then connect again");
+        }
+
+        /// <summary>
+        /// The pid in python.pid, or -1 when missing or unreadable, for deciding whether the folder is stale: the file must
+        /// be this user's own and not a link, but its permission bits are not checked (an older server, or a test, wrote it
+        /// 0644; a dead pid's files are removed, and a live one's are checked in full before use).
+        /// </summary>
+        public int ReadPidForStaleness()
+        {
+            if (!Posix.IsLinux) return ReadNumber(PidFile);
+            try
+            {
+                int fd = OpenFile(PidFile, false, false, true);
+                string t;
+                try { t = Posix.ReadAllText(fd, File(PidFile)).Trim(); }
+                finally { Posix.Close(fd); }
+                int v;
                 return int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out v) ? v : -1;
             }
             catch (IOException) { return -1; }
@@ -174,9 +384,19 @@ namespace LessPy
             catch (EntryPointNotFoundException) { }
         }
 
-        /// <summary>Creates the folder (mode 0700) if it does not exist.</summary>
+        /// <summary>
+        /// Creates the folder (mode 0700) if it does not exist; on Linux then checks it is this user's own, not a link, and
+        /// makes it private if others may enter it (<see cref="OpenChecked"/>).
+        /// </summary>
+        /// <exception cref="UntrustedWorkFolderException">It is a link, not a directory, or another user's.</exception>
         public void Create()
         {
+            if (Posix.IsLinux)
+            {
+                Posix.MakeDirectory(Path, 0x1C0);          // 0700; an existing one is checked
+                Posix.Close(OpenChecked(true));
+                return;
+            }
             if (Directory.Exists(Path)) return;
             Directory.CreateDirectory(Path);
             SetMode(Path, 0x1C0);          // 0700
