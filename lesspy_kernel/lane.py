@@ -27,7 +27,7 @@ from .celloutput import forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
-from .mapping import Mapping, full_fence
+from .mapping import Mapping, Truncated, full_fence
 from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE,
                        REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
                        ErrorReply, Tag, decode_call, error_size, fit_error, value_size, write_error,
@@ -238,7 +238,7 @@ class Lane:
         folder = server.folder
         req = Mapping(folder.lane_file(lane_id, "req"), server.capacity, server.session)
         try:
-            return req, Mapping(folder.lane_file(lane_id, "resp"), server.capacity, server.session)
+            return req, Mapping(folder.lane_file(lane_id, "resp"), server.capacity, server.session, reserved=True)
         except BaseException:
             req.close(unlink=True)
             raise
@@ -390,6 +390,8 @@ class Lane:
             call = decode_call(self.req.payload(length))
             if status == REQUEST_CALL:
                 self._call_length = length
+        except Truncated as e:  # the client cut its request file: reading the frame would be a SIGBUS
+            return failed("?", ErrorKind.MALFORMED_REQUEST, str(e))
         except Exception as e:  # FrameError, or anything a hostile frame provokes: never fatal
             return failed("?", ErrorKind.MALFORMED_REQUEST, f"the request could not be decoded ({e}): the client "
                           "and server disagree about docs/PROTOCOL.md; use matching versions")

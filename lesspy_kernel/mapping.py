@@ -6,6 +6,7 @@ The header's sequence and waiting words are how the two sides hand a frame over 
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import sys
@@ -19,6 +20,7 @@ from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, FLAGS_OFFSET, HEADER, HEA
                        PROTOCOL_VERSION, SEQUENCE_OFFSET, SESSION_OFFSET, WAITING_OFFSET, read_header, write_header)
 
 MIN_CAPACITY = 4096
+PAGE = mmap.PAGESIZE            # the first page always exists while the file is not empty: no size check for it
 MAX_PAYLOAD = 2**31 - 1 - HEADER_SIZE          # what a .NET span can address
 _fence_lock = threading.Lock()
 # The header's words are read and written through typed views: each access is one aligned 8- or 4-byte load or
@@ -44,6 +46,47 @@ def full_fence() -> None:
     _fence_lock.release()
 
 
+class DiskFull(OSError):
+    """A lane file could not be given room on its file system: an error for the caller, never a SIGBUS."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class Truncated(ValueError):
+    """A lane file is shorter than the part about to be read or written: another process cut it."""
+
+
+def reserve(fd: int, path: Path, start: int, end: int, what: str) -> None:
+    """Give bytes `start`..`end` of the file real room on its file system (extending it to `end`), so writing
+    through a mapping can never meet a full file system (SIGBUS). DiskFull, with the sizes, when it cannot."""
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, start, end - start)
+        elif os.fstat(fd).st_size < end:         # macOS, Windows: no reservation, only the size
+            os.ftruncate(fd, end)
+    except OSError as e:
+        raise disk_full(e, path, end, what, fd) from None
+
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def disk_full(e: OSError, path: Path, end: int, what: str, fd: int = -1) -> OSError:
+    """`e` as a DiskFull that says what needed room and what is free, when it means the file system is full."""
+    if isinstance(e, DiskFull) or e.errno not in _FULL:
+        return e
+    try:
+        st = os.fstatvfs(fd) if fd >= 0 else os.statvfs(path.parent)
+        room = f"{st.f_bavail * st.f_frsize:,} bytes are free there"
+    except (OSError, AttributeError):
+        room = "its free space is unknown"
+    folder = os.path.realpath(path.parent)      # a /proc/self/fd/N path names the folder itself
+    return DiskFull(e.errno, f"the work folder's file system is full: {what} needs {path.name} to be {end:,} "
+                             f"bytes, and {room} ({folder}; {os.strerror(e.errno)}). Free space there, send "
+                             "less data per call, or put the work folder on a larger file system (--work-folder)")
+
+
 def grown_size(payload: int) -> int:
     """The file size for a payload: the next power of two holding header + payload."""
     need = HEADER_SIZE + payload
@@ -56,7 +99,8 @@ def grown_size(payload: int) -> int:
 class Mapping:
     """A lane file mapped read-write. `create=True` makes it (the server); otherwise it is opened (a client)."""
 
-    def __init__(self, path: Path, capacity: int = 0, session: int = 0, create: bool = True) -> None:
+    def __init__(self, path: Path, capacity: int = 0, session: int = 0, create: bool = True,
+                 reserved: bool = False) -> None:
         self.path = Path(path)
         if create:
             if capacity < MIN_CAPACITY:
@@ -65,17 +109,31 @@ class Mapping:
             write_header(memoryview(header), capacity, session)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
             try:
-                os.ftruncate(fd, capacity)
+                if reserved:                          # the server's response file: every byte it writes has room
+                    reserve(fd, self.path, 0, capacity, "opening a lane")
+                else:
+                    os.ftruncate(fd, capacity)
                 # written through the file, not the mapping: allocating the first page can take a millisecond
                 # on a disk file system, and a system call does it without holding the GIL
                 if hasattr(os, "pwrite"):
                     os.pwrite(fd, header, 0)
                 else:                                 # Windows
                     os.write(fd, header)
-            finally:
+            except OSError as e:                      # a full file system: no file left behind, and say so
+                error = disk_full(e, self.path, capacity, "opening a lane", fd)
                 os.close(fd)
+                fd = -1
+                try:
+                    self.path.unlink()
+                except OSError:
+                    pass
+                raise error from None
+            finally:
+                if fd >= 0:
+                    os.close(fd)
         self._old: list = []
         self._map(capacity if create else 0)
+        self._fd = os.open(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))   # for size checks and reservations
 
     def _map(self, size: int) -> None:
         fd = os.open(self.path, os.O_RDWR)
@@ -146,32 +204,57 @@ class Mapping:
     # ------------------------------------------------------------ growth
 
     def grow(self, payload: int) -> None:
-        """Writer side: make room for `payload` bytes (file extended, mapped again, capacity field updated)."""
+        """Writer side: make room for `payload` bytes (file extended with its room reserved, mapped again, capacity
+        field updated). DiskFull when the file system has no room for it; Truncated when another process cut the
+        file below what is about to be written (its size is restored first, so the next write works)."""
         if payload <= self.payload_capacity:
+            if HEADER_SIZE + payload > PAGE:
+                self._check_written(HEADER_SIZE + payload)
             return
         if payload > MAX_PAYLOAD:
             raise OverflowError(f"{payload:,} bytes is more than the {MAX_PAYLOAD:,} a lane can carry")
         size = grown_size(payload)
-        fd = os.open(self.path, os.O_RDWR)
+        self._check_written(self.capacity)
         try:
-            os.ftruncate(fd, size)
-        finally:
-            os.close(fd)
+            reserve(self._fd, self.path, self.capacity, size, f"a frame of {payload:,} bytes")
+        except DiskFull:
+            os.ftruncate(self._fd, self.capacity)     # give back what a partial reservation took
+            raise
         self._remap(size)
         self.words[_CAPACITY_WORD] = size
 
     def read_request(self) -> Tuple[int, int]:
         """Reader side: (payload length, status) of the frame just published, after `refresh` and the header
-        checks of `read_header`. The common case (nothing grown, header intact) is three word loads."""
+        checks of `read_header`. The common case (nothing grown, header intact, the frame within the first page)
+        is three word loads; a longer frame is checked against the file's real size first (Truncated)."""
         words = self.words
         if words[0] != _FIRST_WORD or words[_CAPACITY_WORD] != self.capacity:
             self.refresh()
             _, length, status = read_header(self.view)
-            return length, status
-        length = words[_LENGTH_WORD]
-        if length > self.capacity - HEADER_SIZE:
-            read_header(self.view)                # raises the FrameError that names the bad length
-        return length, self.ints[_STATUS_INT]
+        else:
+            length = words[_LENGTH_WORD]
+            if length > self.capacity - HEADER_SIZE:
+                read_header(self.view)            # raises the FrameError that names the bad length
+            status = self.ints[_STATUS_INT]
+        if HEADER_SIZE + length > PAGE:
+            size = os.fstat(self._fd).st_size
+            if size < HEADER_SIZE + length:
+                raise Truncated(f"{self.path.name} is {size:,} bytes long, but its header announces a request of "
+                                f"{length:,} bytes (up to byte {HEADER_SIZE + length:,}): the client cut the file "
+                                "while the lane was open, so lesspy did not read it. Lane files belong to lesspy: "
+                                "never truncate or replace them; close this lane and open a new one")
+        return length, status
+
+    def _check_written(self, end: int) -> None:
+        """Writer side, before writing up to byte `end`: a file another process cut is given its size (and room)
+        back, and the write is refused with Truncated (touching the missing part would be a SIGBUS)."""
+        size = os.fstat(self._fd).st_size
+        if size >= end:
+            return
+        reserve(self._fd, self.path, 0, self.capacity, "restoring a cut lane file")
+        raise Truncated(f"{self.path.name} had been cut to {size:,} bytes by another process while its lane was "
+                        f"open (its capacity is {self.capacity:,}): lesspy gave it its size back, and this reply "
+                        "was not written. Lane files belong to lesspy: never truncate or replace them")
 
     def refresh(self) -> None:
         """Reader side: map the file again if its writer grew it (the header says a larger capacity)."""
@@ -213,6 +296,12 @@ class Mapping:
             except BufferError:
                 pass
         self._old = []
+        fd, self._fd = getattr(self, "_fd", -1), -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         if unlink:
             try:
                 self.path.unlink()

@@ -106,3 +106,110 @@ def test_a_client_that_stops_reading_its_notify_socket_does_not_flood_the_log(tm
     assert 1 <= len(went_away) <= 2, f"{len(went_away)} log lines about the client's socket:\n" + \
         "\n".join(went_away[:5])
     assert log_file.stat().st_size < 64 * 1024
+
+
+# ---------------------------------------------------------------- item 9: no SIGBUS, whatever the file system or client
+
+
+@contextlib.contextmanager
+def small_tmpfs(tmp_path: Path, size: str = "16m"):
+    """A tmpfs of `size` mounted on a new folder (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs (a full file system on demand)")
+    if shutil.which("mount") is None:
+        pytest.skip("mount is not installed")
+    where = tmp_path / "small"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_result_larger_than_the_file_system_is_an_error_not_a_crash(tmp_path):
+    """A 100 MiB result, a work folder on a 16 MiB tmpfs: the caller gets an error saying the file system is
+    full (with the sizes), and the server goes on serving this lane and the others (it died of SIGBUS)."""
+    with small_tmpfs(tmp_path) as mount:
+        s = Headless(mount / "work", TRUST_MODULE, "--keep-alive", "--capacity", "1M")
+        try:
+            lane, other = Lane(s.folder), Lane(s.folder)
+            assert other.call("add_ints", I, [1, 2], [I, I]) == 3
+            with pytest.raises(RemoteError) as e:
+                lane.call("big_array", N, [100], [I])
+            message = e.value.reply.message
+            assert "file system is full" in message and "big_array" in message, message
+            assert "bytes are free" in message and "134,217,728" in message, message
+            assert s.proc.poll() is None, s.output()
+            assert lane.call("add_ints", I, [40, 2], [I, I]) == 42
+            assert other.call("add_ints", I, [2, 3], [I, I]) == 5
+            small = lane.call("big_array", N, [1], [I])
+            assert small.shape == (131072,) and small.sum() == 131072
+            lane.close()
+            other.close()
+        finally:
+            s.stop()
+
+
+def test_opening_a_lane_on_a_full_file_system_is_refused_with_the_reason(tmp_path):
+    """Each lane's response file has its room reserved when it is made: when there is none, the lane is
+    refused with a message naming the full file system, and the lanes already open go on."""
+    with small_tmpfs(tmp_path, "8m") as mount:
+        s = Headless(mount / "work", TRUST_MODULE, "--keep-alive", "--capacity", "2M")
+        try:
+            first = Lane(s.folder)
+            filler = mount / "filler"
+            with open(filler, "wb") as f:             # fill what is left
+                with contextlib.suppress(OSError):
+                    while True:
+                        f.write(bytes(1 << 20))
+                        f.flush()
+            with pytest.raises(Exception) as e:          # HandshakeError: refused, with the reason
+                Lane(s.folder)
+            assert "file system is full" in str(e.value), str(e.value)
+            assert first.call("add_ints", I, [1, 2], [I, I]) == 3
+            filler.unlink()
+            second = Lane(s.folder)
+            assert second.call("add_ints", I, [3, 4], [I, I]) == 7
+            first.close()
+            second.close()
+        finally:
+            s.stop()
+
+
+def test_a_client_that_cuts_its_request_file_gets_an_error_and_the_server_lives(server):
+    lane = Lane(server.folder)
+    blob = bytes(range(256)) * 800                       # 200 KiB: the request file grows, the server maps it
+    assert lane.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob
+    frame = encode_call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES])
+    lane.req.view[64:64 + len(frame)] = frame             # the frame is in the file...
+    os.truncate(lane.req.path, 4096)                     # ...then the client cuts the file under it
+    lane.hand_over(len(frame))
+    with pytest.raises(RemoteError) as e:
+        lane.receive()
+    assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST
+    assert "req.mmf is 4,096 bytes long" in e.value.reply.message, e.value.reply.message
+    assert server.proc.poll() is None, server.output()
+    other = Lane(server.folder)
+    assert other.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob
+    other.close()
+    lane.sock.close()
+
+
+def test_a_client_that_cuts_the_response_file_gets_an_error_and_the_lane_goes_on(server):
+    lane = Lane(server.folder)
+    blob = bytes(range(256)) * 800
+    assert lane.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob     # the response file grows
+    os.truncate(lane.resp.path, 4096)
+    with pytest.raises(RemoteError) as e:
+        lane.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES])
+    assert "resp.mmf had been cut to 4,096 bytes" in e.value.reply.message, e.value.reply.message
+    assert server.proc.poll() is None, server.output()
+    assert lane.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob     # its size was given back
+    other = Lane(server.folder)
+    assert other.call("add_ints", I, [1, 2], [I, I]) == 3
+    other.close()
+    lane.close()
