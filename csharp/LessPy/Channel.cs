@@ -22,7 +22,8 @@ namespace LessPy
     /// </summary>
     internal sealed unsafe class Channel : IDisposable
     {
-        public const int DefaultMaxLanes = 16;
+        /// <summary>Lanes per proxy: the server's limit per client (MAX_LANES_PER_CLIENT), as CSHARP.md says.</summary>
+        public const int DefaultMaxLanes = 64;
         /// <summary>A free lane idle this long is checked for a closed connection before use (a server restart).</summary>
         static readonly long IdleCheckTicks = Stopwatch.Frequency / 10;          // 100 ms
         /// <summary>How long a caller waits for a set-aside lane before taking a lane another live thread holds.</summary>
@@ -119,6 +120,19 @@ namespace LessPy
 
         Lane OpenLane()
         {
+            // Connect and Initialize: no CallTimeout is set yet, so the first lane waits the handshake's own 10 s
+            return OpenLane(Stopwatch.GetTimestamp() + FirstLaneTicks, CancellationToken.None, null);
+        }
+
+        /// <summary>How long the first lane (Connect, Initialize) waits for the server's handshake.</summary>
+        static readonly long FirstLaneTicks = 10 * Stopwatch.Frequency;
+
+        /// <summary>
+        /// Opens a lane, waiting for the server's handshake until <paramref name="deadline"/> and while <paramref name="ct"/>
+        /// is not cancelled (issue 14 item 12). <paramref name="what"/> names the call it is for (null: the first lane).
+        /// </summary>
+        Lane OpenLane(long deadline, CancellationToken ct, string what)
+        {
             byte[] key;
             try { key = _folder.ReadKey(); }
             catch (IOException e) { throw new ServerUnavailableException("cannot read " + _folder.File(WorkFolder.KeyFile) + ": " + e.Message, e); }
@@ -127,7 +141,8 @@ namespace LessPy
             {
                 Hello hello;
                 Lane lane;
-                try { lane = Lane.Open(_folder, key, _clientId, out hello); }
+                try { lane = Lane.Open(_folder, key, _clientId, out hello, deadline, ct); }
+                catch (NotAnsweringException e) { throw NotAnswering(e, what); }
                 catch (ServerUnavailableException e)
                 {
                     if (_session == 0) throw;                 // never connected: the caller's message says what to start
@@ -189,6 +204,7 @@ namespace LessPy
         Lane Acquire(long deadline, CancellationToken ct, string what, Thread me, bool mayBlock)
         {
             long stealAfter = 0;
+            bool collected = false;
             bool keepViews = false;
             lock (_lock)
             {
@@ -256,6 +272,42 @@ namespace LessPy
                         if (victim == null || l.LastUsed < victim.LastUsed) victim = l;
                     }
                     if (victim == null) victim = own;
+                    if (victim == null)
+                    {
+                        // every lane is busy: lanes of open streams whose enumerators are waiting for nothing (parked) come
+                        // back only when the app disposes them, so a garbage-collected one is taken over (the server closes
+                        // its generator when the new call arrives), and a pool held entirely by streams fails now
+                        Lane orphan = null;
+                        int parked = 0;
+                        for (int i = 0; i < _lanes.Count; i++)
+                        {
+                            Lane l = _lanes[i];
+                            if (l.State != LaneState.Busy || !l.StreamParked) continue;
+                            parked++;
+                            if (l.StreamAbandoned && orphan == null) orphan = l;
+                        }
+                        if (orphan != null)
+                        {
+                            Release(orphan);                         // its last item's views die
+                            orphan.KeepsViews = holds;
+                            return Take(orphan, me);
+                        }
+                        if (parked > 0 && !collected && mayBlock)
+                        {
+                            // enumerators dropped without Dispose are found by a collection: their finalizers mark their lanes
+                            collected = true;
+                            Monitor.Exit(_lock);
+                            try
+                            {
+                                GC.Collect();
+                                GC.WaitForPendingFinalizers();
+                            }
+                            finally { Monitor.Enter(_lock); }
+                            continue;
+                        }
+                        if (parked > 0 && parked == _lanes.Count && _opening == 0 && _lanes.Count >= _maxLanes)
+                            throw StreamsHoldLanes(what);
+                    }
                     long now = Stopwatch.GetTimestamp();
                     // a live thread's views die only when no set-aside lane is about to come back (its late reply
                     // usually follows the cancel within milliseconds): wait a little for one first
@@ -271,9 +323,14 @@ namespace LessPy
                         return Take(victim, me);
                     }
                     if (deadline != long.MaxValue && now >= deadline)
+                    {
+                        string streams = OpenStreamsText();
                         throw new CallTimeoutException("no lane of the connection to " + _folder.Path + " came free for " + what + " within "
                             + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout): all " + _lanes.Count + " lanes carry calls that are "
-                            + "running, or abandoned calls still running in Python");
+                            + "running, or abandoned calls still running in Python"
+                            + (streams.Length > 0 ? ", or open streams: " + streams + " whose enumerators were neither run to the end nor disposed "
+                                + "(dispose them: a foreach loop does)" : ""));
+                    }
                     ct.ThrowIfCancellationRequested();
                     if (!mayBlock) return null;
                     _waiters++;
@@ -283,7 +340,7 @@ namespace LessPy
                 _opening++;
             }
             Lane fresh;
-            try { fresh = OpenLane(); }
+            try { fresh = OpenLane(deadline, ct, "the call to " + what); }
             finally { lock (_lock) _opening--; }
             lock (_lock)
             {
@@ -298,8 +355,38 @@ namespace LessPy
             }
         }
 
+        /// <summary>The open streams whose enumerators wait for nothing, by function ("frames ×3, rows"); "" when none.</summary>
+        string OpenStreamsText()
+        {
+            var counts = new SortedDictionary<string, int>(StringComparer.Ordinal);
+            for (int i = 0; i < _lanes.Count; i++)
+            {
+                Lane l = _lanes[i];
+                if (l.State != LaneState.Busy || !l.StreamParked || l.StreamName == null) continue;
+                int n;
+                counts.TryGetValue(l.StreamName, out n);
+                counts[l.StreamName] = n + 1;
+            }
+            var parts = new List<string>();
+            foreach (KeyValuePair<string, int> kv in counts) parts.Add(kv.Value == 1 ? kv.Key : kv.Key + " x" + kv.Value);
+            return string.Join(", ", parts);
+        }
+
+        /// <summary>Every lane is held by an open stream that only the app can end: the call cannot start, and waiting would not help.</summary>
+        LanesExhaustedException StreamsHoldLanes(string what)
+        {
+            return new LanesExhaustedException("all " + _lanes.Count + " lanes of the connection to " + _folder.Path + " (its limit) are held by "
+                + "open streams (IEnumerable<T> methods: " + OpenStreamsText() + ") whose enumerators were neither run to the end nor disposed, so "
+                + what + " cannot start. Each open enumerator keeps its lane (and its Python generator) until it ends or is disposed: "
+                + "dispose enumerators you stop early (a foreach loop does, so do LINQ's First() and Take()), or copy the items with ToList(). "
+                + "An enumerator that was dropped without Dispose gives its lane back once the garbage collector has found it", _lanes.Count);
+        }
+
         static Lane Take(Lane l, Thread me)
         {
+            l.StreamName = null;
+            l.StreamParked = false;
+            l.StreamAbandoned = false;
             l.State = LaneState.Busy;
             l.Holder = me;
             l.LastThread = me;
@@ -449,7 +536,7 @@ namespace LessPy
             bool published = false;
             try
             {
-                long payload = Codec.MeasureCall(m.NameUtf8, m.Descriptor, args, m.ArgTypes);
+                long payload = Codec.MeasureCall(m.NameUtf8, m.Descriptor, args, m.ArgTypes, m.ArgNames);
                 if (lane.InPlaceLow >= 0)
                 {
                     if (payload > lane.InPlaceLow)
@@ -557,6 +644,9 @@ namespace LessPy
             uint status = *(uint*)(h + Wire.OffStatus);
             if (len > (ulong)resp.PayloadCapacity)
                 throw new ProtocolException("the reply says its payload is " + len + " bytes but " + resp.Path + " holds " + resp.PayloadCapacity);
+            // the header's page was just read; a payload beyond it is read only once the file is known to hold it (a
+            // truncated file would raise SIGBUS, issue 14 item 9)
+            if (Wire.HeaderSize + (long)len > 4096) resp.CheckCovers(Wire.HeaderSize + (long)len);
             if (status == (uint)FrameStatus.Error)
                 throw ToException(Codec.ReadError(new ReadOnlySpan<byte>(h + Wire.HeaderSize, (int)len)), m, lane);
             if (status != (uint)FrameStatus.Value) throw new ProtocolException("the reply has status " + status + " (0 value, 1 error)");
@@ -568,6 +658,7 @@ namespace LessPy
                 int[] shape;
                 int offset, length;
                 Codec.ReadInRequest(new ReadOnlySpan<byte>(h + Wire.HeaderSize, (int)len), lane.SentLength, out dt, out shape, out offset, out length);
+                lane.Request.CheckCovers(Wire.HeaderSize + (long)offset + length);
                 var view = new MappedMemoryManager(lane.Request.Base + Wire.HeaderSize + offset, length, lane.Results).Memory;
                 lane.ResultsInRequest = true;
                 hold = true;
@@ -612,8 +703,10 @@ namespace LessPy
         internal Lane OpenStream(MethodBinding m, object[] args, CancellationToken ct, out ulong seq)
         {
             ct.ThrowIfCancellationRequested();
-            Lane lane = Acquire(Deadline(), ct, m.PyName, Thread.CurrentThread, true);
+            long deadline = Deadline();
+            Lane lane = Acquire(deadline, ct, m.PyName, Thread.CurrentThread, true);
             seq = Send(lane, m, args, RequestStatus.Stream);
+            lock (_lock) lane.StreamName = m.PyName;
             return lane;
         }
 
@@ -621,6 +714,7 @@ namespace LessPy
         internal ulong SendStreamRequest(Lane lane, MethodBinding m, RequestStatus status)
         {
             if (_disposed) throw Disposed();
+            lock (_lock) lane.StreamParked = false;
             lane.Results.Bump();                       // the previous item's views die now: the response file is about to change
             bool sent;
             ulong seq = lane.Publish(0, status, out sent);
@@ -649,7 +743,8 @@ namespace LessPy
                 return null;
             }
             bool hold;
-            try { return Decode(lane, m, out hold); }
+            object item;
+            try { item = Decode(lane, m, out hold); }
             catch (ProtocolException)
             {
                 Drop(lane);
@@ -660,6 +755,8 @@ namespace LessPy
                 Return(lane, false);                  // an error reply: the server has dropped the stream
                 throw;
             }
+            lock (_lock) lane.StreamParked = true;     // until the enumerator asks again: the lane waits for the app, not the server
+            return item;
         }
 
         // ---------------------------------------------------------------- messages
@@ -674,6 +771,9 @@ namespace LessPy
             string head = "the call to " + m.PyName + " did not return within " + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout); "
                 + "the server was told to abandon it (a call not yet started never runs; a running one is interrupted where Python allows) "
                 + "and the next call goes on another lane";
+            char state = ServerState(_pid);
+            if (state == '\0') return head + ". The server (pid " + _pid + ") is no longer running: it has stopped or crashed";
+            if (state == 'T' || state == 't') return head + ". The server (pid " + _pid + ") is alive but not answering" + StateText(_pid, state);
             if (_mode == ServerMode.Notebook)
                 return head + ". This notebook runs calls on the kernel's main thread, between cells: a running cell or an earlier call may "
                     + "delay it. Wait for it, raise CallTimeout, or serve with %lesspy serve --threaded";
@@ -683,9 +783,85 @@ namespace LessPy
         string GoneText()
         {
             if (_mode == ServerMode.Headless)
+            {
+                char state = ServerState(_pid);
+                if (state != '\0')
+                    return "the headless server (pid " + _pid + ") closed this connection but is still running" + StateText(_pid, state)
+                        + "; see " + _folder.File(WorkFolder.LogFile);
                 return "the headless server (pid " + _pid + ") has stopped or crashed; see " + _folder.File(WorkFolder.LogFile);
+            }
             return "the notebook's lesspy server (kernel pid " + _pid + ") has stopped: the kernel restarted or died, or %lesspy stop ran; "
                 + "run %lesspy serve again";
+        }
+
+        /// <summary>
+        /// The state letter of process <paramref name="pid"/> as /proc shows it ('R' running, 'S' sleeping, 'T' stopped ...),
+        /// '?' when it is alive but its state cannot be read (another system, another user), '\0' when it is gone.
+        /// </summary>
+        internal static char ServerState(int pid)
+        {
+            if (pid <= 0) return '\0';
+            if (!Posix.IsLinux)
+            {
+                try
+                {
+                    using (var p = Process.GetProcessById(pid)) return p.HasExited ? '\0' : '?';
+                }
+                catch (ArgumentException) { return '\0'; }
+                catch (InvalidOperationException) { return '\0'; }
+            }
+            if (!Posix.ProcessAlive(pid)) return '\0';
+            try
+            {
+                string stat = Posix.ReadAllText("/proc/" + pid + "/stat");
+                int close = stat.LastIndexOf(')');
+                return close > 0 && close + 2 < stat.Length ? stat[close + 2] : '?';
+            }
+            catch (IOException) { return '?'; }
+            catch (UnauthorizedAccessException) { return '?'; }
+        }
+
+        /// <summary>What a live server's state means for a caller that got no answer (empty for a plain running state).</summary>
+        static string StateText(int pid, char state)
+        {
+            if (state == 'T' || state == 't')
+                return " but stopped (process state " + state + ": SIGSTOP, Ctrl-Z or a debugger; `kill -CONT " + pid + "` resumes it)";
+            if (state == 'D') return " (process state D: blocked in the kernel, e.g. on a slow or full disk)";
+            return "";
+        }
+
+        /// <summary>
+        /// The error for a lane whose handshake did not come in time: a live server is "not answering" (a
+        /// <see cref="CallTimeoutException"/> for a call, <see cref="ServerUnavailableException"/> for Connect), a
+        /// dead one has stopped or crashed (<see cref="ServerUnavailableException"/>).
+        /// </summary>
+        Exception NotAnswering(NotAnsweringException e, string what)
+        {
+            int pid = _pid;
+            if (pid <= 0)
+            {
+                try { pid = _folder.ReadNumber(WorkFolder.PidFile); }
+                catch (Exception) { pid = -1; }
+            }
+            char state = ServerState(pid);
+            string waited = what == null
+                ? "connecting to " + _folder.Path + " got no handshake within " + e.Seconds.ToString("0.###") + " s"
+                : "opening a lane for " + what + " got no handshake within " + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout)";
+            if (state == '\0')
+            {
+                string gone = "the server of " + _folder.Path + (pid > 0 ? " (pid " + pid + ")" : "") + " has stopped or crashed: "
+                    + waited + " (" + e.Message + ")";
+                if (_mode == ServerMode.Headless) gone += "; see " + _folder.File(WorkFolder.LogFile);
+                return new ServerUnavailableException(gone, e);
+            }
+            string text = "the server of " + _folder.Path + " (pid " + pid + ") is alive but not answering" + StateText(pid, state) + ": " + waited
+                + " (" + e.Message + ")";
+            if (state != 'T' && state != 't')
+                text += ". It is busy: a running call holds Python's GIL (pure-Python or C code that does not release it), "
+                    + (_mode == ServerMode.Notebook ? "or a notebook cell is running, " : "")
+                    + "or the machine is overloaded. Wait for it or raise CallTimeout";
+            if (what == null) return new ServerUnavailableException(text, e);
+            return new CallTimeoutException(text);
         }
 
         // ---------------------------------------------------------------- in-place request arrays
@@ -733,6 +909,7 @@ namespace LessPy
                     if (lane.InPlaceLow < 0 || offset < before) lane.InPlaceLow = offset;
                 }
                 else lane.InPlaceLow = offset;
+                req.ReserveRange(Wire.HeaderSize + offset, size);    // the app writes there: its blocks must exist (no SIGBUS on a full disk)
                 var memory = new MappedMemoryManager(req.Base + Wire.HeaderSize + offset, (int)size, lane.Requests).Memory;
                 return new NdArray(dtype, (int[])shape.Clone(), memory, lane, lane.Requests.Value, offset);
             }

@@ -42,9 +42,13 @@ namespace LessPy
                 case Tag.Int32Array: return MeasureIntArray((int[])v, pos + 1);
                 case Tag.Int32Jagged:
                 {
+                    // INT32_JAGGED has no null row: with one, the rows go as a LIST of INT32_ARRAY or NONE values (PROTOCOL.md
+                    // section 4: a LIST carries any values, and a null array is NONE), which Python reads as a list with None
                     var rows = (int[][])v;
+                    bool nulls = HasNullRow(rows);
                     long p = pos + 5;
-                    for (int i = 0; i < rows.Length; i++) p = MeasureIntArray(rows[i], p);
+                    for (int i = 0; i < rows.Length; i++)
+                        p = nulls ? (rows[i] == null ? p + 1 : MeasureIntArray(rows[i], p + 1)) : MeasureIntArray(rows[i], p);
                     return p;
                 }
                 case Tag.Tuple:
@@ -89,6 +93,13 @@ namespace LessPy
                 }
             }
             throw new ArgumentException("no encoding for " + t);
+        }
+
+        static bool HasNullRow(int[][] rows)
+        {
+            for (int i = 0; i < rows.Length; i++)
+                if (rows[i] == null) return true;
+            return false;
         }
 
         static long MeasureIntArray(int[] a, long pos)
@@ -142,9 +153,20 @@ namespace LessPy
                 case Tag.Int32Jagged:
                 {
                     var rows = (int[][])v;
+                    bool nulls = HasNullRow(rows);
+                    if (nulls) buf[pos - 1] = (byte)Tag.List;           // see Measure
                     BinaryPrimitives.WriteUInt32LittleEndian(buf.Slice(pos), (uint)rows.Length);
                     pos += 4;
-                    for (int i = 0; i < rows.Length; i++) pos = WriteIntArray(buf, pos, rows[i]);
+                    for (int i = 0; i < rows.Length; i++)
+                    {
+                        if (!nulls) pos = WriteIntArray(buf, pos, rows[i]);
+                        else if (rows[i] == null) buf[pos++] = (byte)Tag.None;
+                        else
+                        {
+                            buf[pos] = (byte)Tag.Int32Array;
+                            pos = WriteIntArray(buf, pos + 1, rows[i]);
+                        }
+                    }
                     return pos;
                 }
                 case Tag.Tuple:
@@ -352,8 +374,31 @@ namespace LessPy
         /// <summary>The size of a call frame (PROTOCOL.md section 6).</summary>
         public static long MeasureCall(byte[] name, byte[] descriptor, object[] args, WireType[] argTypes)
         {
+            return MeasureCall(name, descriptor, args, argTypes, null);
+        }
+
+        /// <summary>
+        /// As <see cref="MeasureCall(byte[], byte[], object[], WireType[])"/>; a string argument UTF-8 cannot carry (a lone
+        /// UTF-16 surrogate) is an <see cref="ArgumentMismatchException"/> naming the parameter (<paramref name="argNames"/>)
+        /// and the index of the surrogate, before anything is written.
+        /// </summary>
+        public static long MeasureCall(byte[] name, byte[] descriptor, object[] args, WireType[] argTypes, string[] argNames)
+        {
             long p = 2 + name.Length + descriptor.Length + 1;
-            for (int i = 0; i < argTypes.Length; i++) p = Measure(args[i], argTypes[i], p);
+            for (int i = 0; i < argTypes.Length; i++)
+            {
+                try { p = Measure(args[i], argTypes[i], p); }
+                catch (EncoderFallbackException e)
+                {
+                    string param = argNames != null && i < argNames.Length ? "parameter " + argNames[i] : "argument " + (i + 1);
+                    bool nested = argTypes[i].Tag != Tag.String && !(argTypes[i].Tag == Tag.Optional && argTypes[i].Items[0].Tag == Tag.String);
+                    string unit = e.CharUnknown != '\0' ? "\\u" + ((int)e.CharUnknown).ToString("X4")
+                        : "\\u" + ((int)e.CharUnknownHigh).ToString("X4") + "\\u" + ((int)e.CharUnknownLow).ToString("X4");
+                    throw new ArgumentMismatchException((nested ? "a string inside " + param : param) + " of " + Encoding.UTF8.GetString(name)
+                        + " holds a lone UTF-16 surrogate " + unit + " at index " + e.Index + ", which UTF-8 (the wire's encoding) cannot "
+                        + "carry and Python cannot hold in a str: pair it, or remove or replace it (for example with \\uFFFD) before the call");
+                }
+            }
             return p;
         }
 
@@ -409,7 +454,7 @@ namespace LessPy
                 return null;
             }
             if (expected != null && expected.Tag == Tag.Optional) expected = expected.Items[0];
-            if (expected != null && expected.ValueTag != tag)
+            if (expected != null && expected.ValueTag != tag && !(expected.Tag == Tag.Int32Jagged && tag == Tag.List))
                 throw Bad(at, "expected " + expected + " (tag " + (int)expected.ValueTag + "), got tag " + (int)tag);
             Type unused;
             actual = expected;
@@ -591,6 +636,24 @@ namespace LessPy
                 case Tag.List:
                 {
                     if (expected == null) throw Bad(at, "a LIST needs a declared C# type");
+                    if (expected.Tag == Tag.Int32Jagged)
+                    {
+                        // int[][] with null rows: a LIST of INT32_ARRAY or NONE values (see Measure)
+                        Need(s, pos, 4, "LIST count");
+                        uint rows = BinaryPrimitives.ReadUInt32LittleEndian(s.Slice(pos));
+                        pos += 4;
+                        Need(s, pos, rows, "LIST of " + rows + " int[] rows");
+                        var r = new int[rows][];
+                        for (int i = 0; i < r.Length; i++)
+                        {
+                            Need(s, pos, 1, "a value tag");
+                            if (s[pos] == (byte)Tag.None) { pos++; continue; }
+                            if (s[pos] != (byte)Tag.Int32Array) throw Bad(pos, "expected an int[] row (INT32_ARRAY or NONE), got tag " + s[pos]);
+                            pos++;
+                            r[i] = ReadIntArray(s, ref pos);
+                        }
+                        return r;
+                    }
                     Need(s, pos, 4, "LIST count");
                     uint n = BinaryPrimitives.ReadUInt32LittleEndian(s.Slice(pos));
                     pos += 4;

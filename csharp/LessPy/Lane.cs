@@ -89,6 +89,9 @@ namespace LessPy
         public bool KeepsViews;         // Busy for a thread that holds lanes: their views stay valid until this call is published
         public int SentLength;          // the payload length of the last request published
         public bool ResultsInRequest;   // Held: a result view lies in the request file, so no call may be written there until it is released
+        public string StreamName;       // Busy with an open stream (IEnumerable<T>): the Python function's name, else null
+        public bool StreamParked;       // an open stream's item has arrived and its enumerator has not asked for the next one
+        public volatile bool StreamAbandoned;   // the open stream's enumerator was garbage-collected undisposed (its finalizer says so)
 
         Lane(int id, NotifySocket socket, Mapping req, Mapping resp, ulong session)
         {
@@ -134,6 +137,19 @@ namespace LessPy
         /// <exception cref="ServerUnavailableException">Nothing answers, or the server went away during the handshake.</exception>
         public static Lane Open(WorkFolder folder, byte[] key, ulong clientId, out Hello hello)
         {
+            return Open(folder, key, clientId, out hello, Stopwatch.GetTimestamp() + (long)(HandshakeTimeout.TotalSeconds * Stopwatch.Frequency),
+                CancellationToken.None);
+        }
+
+        /// <summary>
+        /// As <see cref="Open(WorkFolder, byte[], ulong, out Hello)"/>, waiting for the server's handshake until
+        /// <paramref name="deadline"/> (a Stopwatch timestamp; long.MaxValue: no limit) and while <paramref name="ct"/> is
+        /// not cancelled.
+        /// </summary>
+        /// <exception cref="NotAnsweringException">The deadline passed before the server sent its part of the handshake.</exception>
+        /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled meanwhile.</exception>
+        public static Lane Open(WorkFolder folder, byte[] key, ulong clientId, out Hello hello, long deadline, CancellationToken ct)
+        {
             EndPoint at = NotifyEndPoint(folder);
             NotifySocket s;
             try { s = Connect(at); }
@@ -145,8 +161,8 @@ namespace LessPy
             Mapping req = null, resp = null;
             try
             {
-                hello = Handshake(s, at, key, Purpose.OpenLane, clientId);
-                byte[] answer = ReadResult(s, at, folder);
+                hello = Handshake(s, at, key, Purpose.OpenLane, clientId, deadline, ct);
+                byte[] answer = ReadResult(s, at, folder, deadline, ct);
                 if (answer.Length != 4) throw new ProtocolException("the server accepted the lane but sent " + answer.Length + " bytes, not a u32 lane id");
                 int id = (int)BinaryPrimitives.ReadUInt32LittleEndian(answer);
                 string reqPath = folder.File(Wire.LaneFile(id, Wire.LaneRequestSuffix));
@@ -182,8 +198,16 @@ namespace LessPy
         /// <summary>Reads the hello, checks it, and sends the answer (PROTOCOL.md section 3 steps 1 and 2).</summary>
         public static Hello Handshake(NotifySocket s, EndPoint at, byte[] key, Purpose purpose, ulong clientId)
         {
+            return Handshake(s, at, key, purpose, clientId, DefaultDeadline(), CancellationToken.None);
+        }
+
+        static long DefaultDeadline() { return Stopwatch.GetTimestamp() + (long)(HandshakeTimeout.TotalSeconds * Stopwatch.Frequency); }
+
+        /// <summary>As <see cref="Handshake(NotifySocket, EndPoint, byte[], Purpose, ulong)"/>, waiting until <paramref name="deadline"/> and while <paramref name="ct"/> is not cancelled.</summary>
+        public static Hello Handshake(NotifySocket s, EndPoint at, byte[] key, Purpose purpose, ulong clientId, long deadline, CancellationToken ct)
+        {
             var hello = new byte[Wire.HelloSize];
-            ReadExact(s, hello, 0, 8, "the server's hello");
+            ReadExact(s, hello, 0, 8, "the server's hello", deadline, ct);
             if (hello[0] != 'L' || hello[1] != 'S' || hello[2] != 'P' || hello[3] != 'Y')
                 throw new ProtocolException(Describe(at) + " is not a lesspy server (its hello does not start with LSPY)");
             var h = new Hello();
@@ -191,7 +215,7 @@ namespace LessPy
             if (h.Version != Wire.Version)
                 throw new HandshakeException("the server speaks protocol version " + h.Version + " and this client version " + Wire.Version
                     + ": use the LessPy C# client that comes with the server's lesspy-kernel package", (int)HandshakeResult.UnsupportedVersion);
-            ReadExact(s, hello, 8, Wire.HelloSize - 8, "the server's hello");
+            ReadExact(s, hello, 8, Wire.HelloSize - 8, "the server's hello", deadline, ct);
             h.Mode = (ServerMode)BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(hello, 6, 2));
             h.Session = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(hello, 8, 8));
             byte[] mac;
@@ -211,11 +235,17 @@ namespace LessPy
         /// <summary>Reads the result and its message; returns the message of an accepted connection, throws otherwise.</summary>
         public static byte[] ReadResult(NotifySocket s, EndPoint at, WorkFolder folder)
         {
+            return ReadResult(s, at, folder, DefaultDeadline(), CancellationToken.None);
+        }
+
+        /// <summary>As <see cref="ReadResult(NotifySocket, EndPoint, WorkFolder)"/>, waiting until <paramref name="deadline"/> and while <paramref name="ct"/> is not cancelled.</summary>
+        public static byte[] ReadResult(NotifySocket s, EndPoint at, WorkFolder folder, long deadline, CancellationToken ct)
+        {
             var head = new byte[3];
-            ReadExact(s, head, 0, 3, "the handshake result");
+            ReadExact(s, head, 0, 3, "the handshake result", deadline, ct);
             int len = BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(head, 1, 2));
             var msg = new byte[len];
-            if (len > 0) ReadExact(s, msg, 0, len, "the handshake message");
+            if (len > 0) ReadExact(s, msg, 0, len, "the handshake message", deadline, ct);
             var result = (HandshakeResult)head[0];
             if (result == HandshakeResult.Accepted) return msg;
             string text = Encoding.UTF8.GetString(msg);
@@ -249,15 +279,34 @@ namespace LessPy
             }
         }
 
-        static void ReadExact(NotifySocket s, byte[] buf, int offset, int n, string what)
+        /// <summary>
+        /// Reads exactly <paramref name="n"/> bytes, until <paramref name="deadline"/> (a Stopwatch timestamp, long.MaxValue:
+        /// none); a cancellable <paramref name="ct"/> is looked at every 20 ms. A server that accepted the connection (the
+        /// kernel does that for it) but sends nothing is alive but not answering, or gone: the caller tells which.
+        /// </summary>
+        static void ReadExact(NotifySocket s, byte[] buf, int offset, int n, string what, long deadline, CancellationToken ct)
         {
-            var sw = Stopwatch.StartNew();
+            long start = Stopwatch.GetTimestamp();
+            bool cancellable = ct.CanBeCanceled;
             int got = 0;
             while (got < n)
             {
-                int left = (int)(HandshakeTimeout.TotalMilliseconds - sw.ElapsedMilliseconds);
-                if (left <= 0 || !s.Poll(left * 1000))
-                    throw new ServerUnavailableException("the server did not send " + what + " within " + HandshakeTimeout.TotalSeconds + " s");
+                ct.ThrowIfCancellationRequested();
+                int us;
+                if (deadline == long.MaxValue) us = -1;
+                else
+                {
+                    long left = deadline - Stopwatch.GetTimestamp();
+                    if (left <= 0)
+                        throw new NotAnsweringException(what, (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency);
+                    double micro = left * 1e6 / Stopwatch.Frequency;
+                    us = micro >= int.MaxValue ? int.MaxValue : Math.Max(1, (int)micro);
+                }
+                if (cancellable && (us < 0 || us > CancelSliceMicroseconds)) us = CancelSliceMicroseconds;
+                bool ready;
+                try { ready = s.Poll(us); }
+                catch (SocketException e) { throw new ServerUnavailableException("the connection failed before the server sent " + what + ": " + e.Message, e); }
+                if (!ready) continue;
                 int r;
                 try { r = s.Receive(buf, offset + got, n - got); }
                 catch (SocketException e) { throw new ServerUnavailableException("the connection failed before the server sent " + what + ": " + e.Message, e); }
@@ -434,5 +483,26 @@ namespace LessPy
             Request.Dispose();
             Response.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The server accepted a connection but did not send its part of the handshake in time (<see cref="Lane.Open(WorkFolder, byte[], ulong, out Hello, long, CancellationToken)"/>).
+    /// Internal: the channel turns it into a message that says whether the server process is alive (stopped, or busy
+    /// holding Python's GIL) or gone.
+    /// </summary>
+    internal sealed class NotAnsweringException : LessPyException
+    {
+        internal NotAnsweringException(string what, double seconds)
+            : base("the server did not send " + what + " within " + seconds.ToString("0.###", CultureInfo.InvariantCulture) + " s")
+        {
+            What = what;
+            Seconds = seconds;
+        }
+
+        /// <summary>What was not sent ("the server's hello", ...).</summary>
+        public string What { get; }
+
+        /// <summary>How long the client waited.</summary>
+        public double Seconds { get; }
     }
 }

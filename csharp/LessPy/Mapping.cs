@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 
 namespace LessPy
 {
@@ -23,6 +24,13 @@ namespace LessPy
         MemoryMappedViewAccessor _view;
         readonly List<IDisposable> _retired = new List<IDisposable>();
         bool _pointerHeld;
+        long _reserved;                 // bytes from the start of the file known to have disk blocks behind them (libc path)
+
+        const int ENOSPC = 28, EFBIG = 27, EINTR = 4;
+        /// <summary>A request frame's blocks are reserved in steps of this many bytes (one system call per step, not per call).</summary>
+        const long ReserveStep = 64 * 1024;
+
+        [DllImport("libc", SetLastError = true)] static extern int posix_fallocate(int fd, IntPtr offset, IntPtr len);
 
         Mapping(string path) { _path = path; }
 
@@ -117,17 +125,79 @@ namespace LessPy
         /// </summary>
         public void EnsurePayload(long payload)
         {
-            if (payload <= PayloadCapacity) return;
+            if (payload <= PayloadCapacity)
+            {
+                if (_fd >= 0 && Wire.HeaderSize + payload > _reserved) Reserve(Wire.HeaderSize + payload);
+                return;
+            }
             if (payload > Wire.MaxPayload)
                 throw new PayloadTooLargeException("a payload of " + payload + " bytes is over the protocol's limit of " + Wire.MaxPayload
                     + " bytes (2^31 - 65)", payload + Wire.HeaderSize, Capacity);
             long size = Capacity;
             while (size < payload + Wire.HeaderSize) size *= 2;
             if (size > (long)int.MaxValue + 1) size = (long)int.MaxValue + 1;
-            if (_fd >= 0) Posix.SetFileLength(_fd, size, _path);
+            if (_fd >= 0)
+            {
+                // the blocks the frame will fill are reserved first (issue 14 item 9): a sparse file on a full file system
+                // would raise SIGBUS at the first write into a page it cannot back, killing the app
+                Reserve(Wire.HeaderSize + payload);
+                Posix.SetFileLength(_fd, size, _path);        // the rest of the new capacity stays sparse until used
+            }
             else _stream.SetLength(size);
             Map(size);
             *(ulong*)(Base + Wire.OffCapacity) = (ulong)size;
+        }
+
+        /// <summary>
+        /// Writer side (64-bit Linux): makes sure the file's first <paramref name="end"/> bytes have disk blocks (posix_fallocate,
+        /// which also extends a shorter file), in steps of <see cref="ReserveStep"/> within the capacity.
+        /// </summary>
+        /// <exception cref="PayloadTooLargeException">The file system is full (ENOSPC) or the file would be too large (EFBIG).</exception>
+        void Reserve(long end)
+        {
+            long want = Math.Max(end, Math.Min(Capacity, (end + ReserveStep - 1) / ReserveStep * ReserveStep));
+            ReserveRange(0, want);
+            _reserved = want;
+        }
+
+        /// <summary>
+        /// Writer side: gives bytes [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="length"/>) of the
+        /// file disk blocks before anything writes there through the mapping (an in-place request array). No-op off 64-bit Linux.
+        /// </summary>
+        /// <exception cref="PayloadTooLargeException">The file system is full (ENOSPC) or the file would be too large (EFBIG).</exception>
+        public void ReserveRange(long offset, long length)
+        {
+            if (_fd < 0 || length <= 0) return;
+            if (offset == 0 && length <= _reserved) return;
+            long before = FileLength();
+            int err;
+            while ((err = posix_fallocate(_fd, (IntPtr)offset, (IntPtr)length)) == EINTR) { }
+            if (err == 0) return;
+            if (err != ENOSPC && err != EFBIG) return;     // not supported here (EOPNOTSUPP, EINVAL ...): the file stays as it was
+            // an emulated reservation may have grown the file part of the way: give it back its size
+            try { if (FileLength() > before) Posix.SetFileLength(_fd, before, _path); }
+            catch (IOException) { }
+            string dir = System.IO.Path.GetDirectoryName(_path);
+            throw new PayloadTooLargeException(err == ENOSPC
+                ? "the file system of the work folder " + dir + " is full: it cannot hold " + (offset + length) + " bytes of " + _path
+                    + " for this call (ENOSPC, nothing was sent and the connection stays usable). Free space there (df " + dir + "), "
+                    + "send less, or use a work folder on a larger file system"
+                : "the file system of the work folder " + dir + " refuses a file of " + (offset + length) + " bytes (" + _path
+                    + ", EFBIG): use a work folder on another file system, or send less", offset + length, Capacity);
+        }
+
+        /// <summary>
+        /// Reader side: throws unless the file really is at least <paramref name="end"/> bytes long. A mapped page past the end
+        /// of a file (truncated by another process, or never written on a full disk) raises SIGBUS when read, which kills the
+        /// process: a header that promises more than the file holds is an error instead.
+        /// </summary>
+        /// <exception cref="ProtocolException">The file is shorter than <paramref name="end"/>.</exception>
+        public void CheckCovers(long end)
+        {
+            long length = FileLength();
+            if (length < end)
+                throw new ProtocolException(_path + " is " + length + " bytes but its header says its frame ends at byte " + end
+                    + ": the file was truncated (by another process, or a full disk); the frame is not read");
         }
 
         /// <summary>Reader side: maps the file again when the header's capacity is larger than the current view.</summary>

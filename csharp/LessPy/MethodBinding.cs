@@ -18,6 +18,8 @@ namespace LessPy
         public byte[] Descriptor;
         /// <summary>The Python arguments (a trailing CancellationToken is not one of them).</summary>
         public WireType[] ArgTypes;
+        /// <summary>The C# names of the Python arguments (for messages).</summary>
+        public string[] ArgNames;
         public WireType ReturnType;
         /// <summary>An NdArray somewhere in the result: decoded over a view that can expire, and the lane is held.</summary>
         public bool ReturnsArrays;
@@ -92,12 +94,14 @@ namespace LessPy
             }
             if (n > 255) throw new NotSupportedException(where + " has more than 255 parameters");
             b.ArgTypes = new WireType[n];
+            b.ArgNames = new string[n];
             for (int i = 0; i < n; i++)
             {
                 if (ps[i].ParameterType.IsByRef)
                     throw new NotSupportedException(where + ": parameter " + ps[i].Name + " is ref/out/in, which LessPy cannot carry");
                 if (ps[i].ParameterType == typeof(CancellationToken))
                     throw new NotSupportedException(where + ": a CancellationToken must be the last parameter");
+                b.ArgNames[i] = ps[i].Name;
                 b.ArgTypes[i] = WireType.For(ps[i].ParameterType, false, out bad);
                 if (b.ArgTypes[i] == null)
                     throw new NotSupportedException(where + ": parameter " + ps[i].Name + " is " + Describe(ps[i].ParameterType, bad)

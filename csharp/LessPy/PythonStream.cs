@@ -11,7 +11,9 @@ namespace LessPy
     /// brings one item; an exception raised inside the generator is thrown by the <c>MoveNext</c> that asked for that
     /// item; disposing the enumerator early closes the generator (its <c>finally</c> blocks run). Each enumeration
     /// calls the Python function again. An enumerator holds one lane until it ends or is disposed, so an NdArray item is
-    /// a view valid until the next <c>MoveNext</c>.
+    /// a view valid until the next <c>MoveNext</c>; one dropped undisposed gives its lane back once the garbage collector has
+    /// found it. A cancelled token ends the stream at the next <c>MoveNext</c> (or the one waiting) with
+    /// <see cref="OperationCanceledException"/>, even when the next item has already arrived.
     /// </summary>
     internal sealed class PythonStream<T> : IEnumerable<T>
     {
@@ -49,28 +51,55 @@ namespace LessPy
             {
                 if (_done) return false;
                 ulong seq;
+                CancellationToken ct = _s._ct;
+                if (ct.IsCancellationRequested) Cancelled();
                 try
                 {
-                    if (_lane == null) _lane = _s._channel.OpenStream(_s._method, _s._args, _s._ct, out seq);
+                    if (_lane == null) _lane = _s._channel.OpenStream(_s._method, _s._args, ct, out seq);
                     else seq = _s._channel.SendStreamRequest(_lane, _s._method, RequestStatus.Next);
                     bool end;
-                    object item = _s._channel.StreamStep(_lane, _s._method, seq, _s._ct, out end);
+                    object item = _s._channel.StreamStep(_lane, _s._method, seq, ct, out end);
                     if (end)
                     {
                         _lane = null;
                         _done = true;
                         _current = default(T);
+                        GC.SuppressFinalize(this);
                         return false;
                     }
                     _current = (T)item;
-                    return true;
                 }
                 catch
                 {
                     _lane = null;           // the channel has given the lane back, set it aside or dropped it
                     _done = true;
+                    _current = default(T);
+                    GC.SuppressFinalize(this);
                     throw;
                 }
+                // an item that arrived as the token was cancelled is not delivered: the stream ends here
+                if (ct.IsCancellationRequested) Cancelled();
+                GC.KeepAlive(this);
+                return true;
+            }
+
+            /// <summary>The token was cancelled: closes the generator (as Dispose does) and throws OperationCanceledException.</summary>
+            void Cancelled()
+            {
+                _current = default(T);
+                Dispose();
+                throw new OperationCanceledException("the stream of " + _s._method.PyName + " was cancelled (its CancellationToken); "
+                    + "its Python generator was closed and no further item is delivered", _s._ct);
+            }
+
+            /// <summary>
+            /// An enumerator dropped while its stream is open (neither run to the end nor disposed) tells its lane, which the
+            /// connection may then take over for another call (the server closes the generator when that call arrives).
+            /// </summary>
+            ~Enumerator()
+            {
+                Lane lane = _lane;
+                if (lane != null && !_done) lane.StreamAbandoned = true;
             }
 
             public void Reset() { throw new NotSupportedException("a Python stream cannot be reset: enumerate the method's result again"); }
@@ -78,6 +107,7 @@ namespace LessPy
             /// <summary>Closes the Python generator when the stream has not ended (its finally blocks run).</summary>
             public void Dispose()
             {
+                GC.SuppressFinalize(this);
                 if (_done || _lane == null)
                 {
                     _done = true;
