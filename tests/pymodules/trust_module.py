@@ -73,3 +73,38 @@ def pid():
 def sleep_then(seconds, value):
     time.sleep(seconds)
     return value
+
+
+# ---------------------------------------------------------------- C# client robustness (test_trust_client.py)
+
+def hold_gil(n):
+    """Sums range(n) in C without releasing the GIL (time.sleep would release it): the server answers nothing meanwhile."""
+    return sum(range(int(n)))
+
+
+def numbers(n):
+    """A generator of 0..n-1 for C# IEnumerable<int> streams (records its closing in events())."""
+    try:
+        for i in range(n):
+            yield i
+    finally:
+        _events.append(f"numbers({n}) closed")
+
+
+def row_kinds(rows):
+    """What each row of an int[][] argument arrived as: 'None', or its elements as a list."""
+    return [repr(None) if r is None else repr([int(x) for x in r]) for r in rows]
+
+
+def echo_rows(rows):
+    """An int[][] argument back as it came (None rows included)."""
+    return [None if r is None else [int(x) for x in r] for r in rows]
+
+
+def text_length(s):
+    return len(s)
+
+
+def array_size(a):
+    """The number of elements of an NdArray argument (a large request)."""
+    return int(a.size)
