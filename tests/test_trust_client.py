@@ -97,7 +97,8 @@ def test_request_on_a_full_file_system_is_an_error(client, small_tmpfs):
     """A 100 MB argument (and a 100 MB in-place request array) on a 16 MiB file system: posix_fallocate says ENOSPC
     and the call fails with an error that says the work folder's file system is full; the Mono process survives
     (no SIGBUS) and the server serves the next calls."""
-    with Headless(small_tmpfs / "work", TRUST_MODULE, "--keep-alive") as server:
+    # 1 MiB mappings: the server reserves its response files in full, and 16 MiB of them would fill the file system
+    with Headless(small_tmpfs / "work", TRUST_MODULE, "--keep-alive", "--capacity", "1M") as server:
         result = checks(run(client, "diskfull", server))
         for name in ("full_file_system_is_an_error", "server_keeps_serving_after_disk_full",
                      "full_file_system_in_place_array_is_an_error", "server_keeps_serving_after_in_place_disk_full",

@@ -220,6 +220,7 @@ public static class TrustRobustClient
         Exception e = null;
         try { api.array_size(big); }
         catch (Exception x) { e = x; }
+        Console.WriteLine("disk full: " + Describe(e));
         Check("full_file_system_is_an_error", e is LessPyException && e.Message.Contains("full") && e.Message.Contains(Path.GetDirectoryName(Path.GetFullPath(folder + "/x"))),
             Describe(e));
         Check("server_keeps_serving_after_disk_full", api.add_ints(2, 3) == 5);
