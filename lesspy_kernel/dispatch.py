@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .convert import ConversionError, convert, plan
-from .interrupts import CallCancelled
+from .interrupts import CallCancelled, current_call
 from .namespaces import FunctionNotFound, Namespace
 from .protocol import (Call, CoercionError, ErrorKind, ErrorReply, TypeDesc, coerce, csharp_name, forget_prefix,
                        python_type_name)
@@ -39,6 +39,7 @@ class Outcome:
     error: Optional[ErrorReply] = None
     awaitable: Any = None       # an `async def` result the executor's event loop must await, then `complete`
     stream: Any = None          # the iterator a stream call opened (IEnumerable<T> in C#)
+    control: Any = None         # the RunningCall of a call whose `awaitable` is still to be awaited
     end: bool = False           # the stream has no more items
 
 
@@ -233,9 +234,10 @@ def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = 
         if type(out.result) not in _NOT_AWAITABLE and inspect.isawaitable(out.result):
             if _loop_running():
                 out.awaitable = out.result          # the executor awaits it on its own loop
+                out.control = current_call()
                 return out
             import asyncio                          # here, not at import: it costs a cold start ~14 ms
-            out.result = asyncio.run(_await(out.result))
+            out.result = asyncio.run(_await(out.result, current_call()))
     except BaseException as e:  # the user's code: anything it raises (even SystemExit) goes back to C#
         out.error = raised_error(call.name, e, reason)
         out.duration = time.perf_counter() - t0
@@ -285,8 +287,22 @@ def close_stream(iterator: Any) -> None:
         close()
 
 
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
+async def _await(awaitable: Any, control: Any = None) -> Any:
+    """Await an `async def` result as a task its call's cancel can cancel (RunningCall.awaiting): it stops at
+    the await it is in, and the call ends as a cancelled one (CallCancelled)."""
+    if control is None:
+        return await awaitable
+    import asyncio
+    task = asyncio.ensure_future(awaitable)
+    control.awaiting(asyncio.get_running_loop(), task)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if control.why() is not None:
+            raise CallCancelled from None
+        raise
+    finally:
+        control.awaiting(None, None)
 
 
 def _loop_running() -> bool:
@@ -316,12 +332,14 @@ def complete(out: Outcome) -> Outcome:
 async def complete_awaitable(out: Outcome, reason: Any = None) -> Outcome:
     """Await an `async def` result on the running loop, then coerce it (the notebook's main-thread path)."""
     t0 = time.perf_counter()
+    control = out.control
     try:
-        out.result = await out.awaitable
+        out.result = await _await(out.awaitable, control)
     except BaseException as e:
-        out.error = raised_error(out.name, e, reason)
+        out.error = raised_error(out.name, e, reason or (control.why if control is not None else None))
         return out
     finally:
         out.awaitable = None
+        out.control = None
         out.duration += time.perf_counter() - t0
     return complete(out)

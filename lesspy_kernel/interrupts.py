@@ -2,7 +2,9 @@
 
 A running call is interrupted the way Python allows it: an exception raised asynchronously in the thread
 that runs it (`PyThreadState_SetAsyncExc`), which takes effect at the next bytecode of pure-Python code.
-Code blocked inside C (a long NumPy operation, a system call) sees it when it returns to Python.
+Code blocked inside C (a long NumPy operation, a system call) sees it when it returns to Python. An `async def`
+call waits in its event loop's selector, where no bytecode runs: its task is cancelled through the loop instead
+(`awaiting`), so it stops at the await it is in, as asyncio's own cancellation does.
 
 The exception must never escape into code that is not the call (the kernel's own loop, the next call): it
 is only raised under a lock while the call is marked running, and the end of a call clears any pending one
@@ -53,6 +55,8 @@ class RunningCall:
         self.started = False
         self.active = False
         self._raised = False
+        self._aio: Any = None              # (loop, task) of the `async def` the call awaits (awaiting)
+        self._aio_cancelled = False
 
     def prepare(self, sequence: int) -> None:
         """A new call arrived on the lane (called by the thread serving it, before handing it to the executor).
@@ -63,6 +67,8 @@ class RunningCall:
         self.reason = None
         self.started = False
         self._raised = False
+        self._aio = None
+        self._aio_cancelled = False
         self.active = True
 
     def begin(self) -> bool:
@@ -89,6 +95,17 @@ class RunningCall:
         if pending:
             _let_it_fire()
 
+    def awaiting(self, loop: Any, task: Any) -> None:
+        """On the loop's thread: the call now awaits `task` on `loop` (None, None: no more). A cancel cancels the
+        task through its loop from now on; one that came already cancels it at once."""
+        with self._lock:
+            self._aio = (loop, task) if task is not None else None
+            cancel_now = task is not None and self.reason is not None and not self._aio_cancelled
+            if cancel_now:
+                self._aio_cancelled = True
+        if cancel_now:
+            task.cancel()
+
     def why(self) -> Optional[str]:
         """Why the call was stopped (None while it runs undisturbed)."""
         return self.reason
@@ -105,12 +122,27 @@ class RunningCall:
                 return "idle"
             if self.reason is None:
                 self.reason = reason
+            if self._aio is not None:                       # an `async def` waiting in its loop
+                if not self._aio_cancelled:
+                    self._aio_cancelled = True
+                    loop, task = self._aio
+                    try:
+                        loop.call_soon_threadsafe(task.cancel)   # wakes the loop's selector
+                    except RuntimeError:                    # the loop has closed: the call is ending anyway
+                        pass
+                return "interrupted"
             if self._thread is not None:
                 if not self._raised:                        # once: code that swallows it is left alone
                     self._raised = True
                     _raise_in(self._thread, CallCancelled)
                 return "interrupted"
             return "running" if self.started else "not started"
+
+
+def current_call() -> Optional[RunningCall]:
+    """The RunningCall of the call running on this thread (None outside a call)."""
+    lane = getattr(_current, "lane", None)
+    return getattr(lane, "call", None)
 
 
 def current_lane() -> Any:

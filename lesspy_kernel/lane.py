@@ -30,7 +30,7 @@ from .executors import DirectExecutor
 from .mapping import Mapping, Truncated, full_fence
 from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE,
                        REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
-                       ErrorReply, Tag, decode_call, error_size, fit_error, value_size, write_error,
+                       ErrorReply, Tag, TextError, decode_call, error_size, fit_error, value_size, write_error,
                        write_reply_in_request, write_value)
 
 if TYPE_CHECKING:
@@ -215,6 +215,7 @@ class Lane:
         self._call_slot: Optional[allocator.ResultSlot] = None   # the slot of the current call, if it uses one
         self._pending = (0, 0, STATUS_OK)         # the reply to publish: sequence, length, status
         self.stream: Optional[Tuple[str, Any, Any]] = None    # (name, item type, iterator) of an open stream
+        self._stream_from = 0                     # the sequence of the call that opened it (cancel words >= it)
         self.covered = False                      # a spinner watches this lane's requests (see Spinner)
         self._send_failed = False                 # a wake-up byte could not be sent (logged once per lane)
         self._claim = threading.Lock()            # held by the thread serving a request of this lane
@@ -392,6 +393,8 @@ class Lane:
                 self._call_length = length
         except Truncated as e:  # the client cut its request file: reading the frame would be a SIGBUS
             return failed("?", ErrorKind.MALFORMED_REQUEST, str(e))
+        except TextError as e:  # a broken string (lone surrogate), not a protocol mismatch
+            return failed("?", ErrorKind.MALFORMED_REQUEST, f"the request could not be decoded: {e}")
         except Exception as e:  # FrameError, or anything a hostile frame provokes: never fatal
             return failed("?", ErrorKind.MALFORMED_REQUEST, f"the request could not be decoded ({e}): the client "
                           "and server disagree about docs/PROTOCOL.md; use matching versions")
@@ -406,6 +409,9 @@ class Lane:
         outcome = self._execute(call.name, lambda reason: invoke(call, self.server.namespace, reason, streaming))
         if streaming and outcome.stream is not None:
             self.stream = (call.name, call.returns, outcome.stream)
+            self._stream_from = seq
+            if self.req.cancel == seq:           # abandoned while its first item was made: that item stays here
+                return self._stream_cancelled()
         return outcome
 
     def _invoke_in_slot(self, slot: allocator.ResultSlot, call: Any, reason: Callable[[], Optional[str]]) -> Outcome:
@@ -424,8 +430,8 @@ class Lane:
             return failed("?", ErrorKind.SERVER_ERROR, "no stream is open on this lane (it ended, failed, or was "
                           "closed): call the method again for a new one")
         name, returns, iterator = self.stream
-        if self.req.cancel == seq:
-            status = REQUEST_CLOSE
+        if self.req.cancel >= self._stream_from:  # the caller abandoned one of this stream's requests: it is over
+            return self._stream_cancelled(end=status == REQUEST_CLOSE)
         if status == REQUEST_CLOSE:
             self.stream = None
             out = self._execute(name, lambda reason: _closed(name, iterator))
@@ -433,7 +439,31 @@ class Lane:
         outcome = self._execute(name, lambda reason: next_item(name, returns, iterator, reason))
         if outcome.stream is None:
             self.stream = None
+        elif self.req.cancel >= self._stream_from:   # cancelled while this item was made: it is not sent
+            return self._stream_cancelled()
         return outcome
+
+    def _stream_cancelled(self, end: bool = False) -> Outcome:
+        """Close the open stream, whose caller cancelled it (the cancel word names one of its requests), and
+        answer with its end (`end`) or a CANCELLED error: a cancelled stream delivers no more items. Its generator
+        is closed here even when the cancel already ended the request (the executor, not _execute)."""
+        assert self.stream is not None
+        name, _, iterator = self.stream
+        self.stream = None
+        executor = self.server.executor
+        try:
+            if type(executor) is DirectExecutor:
+                out = _closed(name, iterator)
+            else:
+                out = executor.run(lambda: _closed(name, iterator), self.server.stop_event)
+        except BaseException:                     # a cancel that fired in the closing, or the server stopping
+            out = None
+        if out is not None and out.error is not None:
+            return out
+        if end:
+            return Outcome(name, Tag.NONE, [], time.time(), end=True)
+        return failed(name, ErrorKind.CANCELLED, f"the stream of {name} was cancelled by its caller: it sends no "
+                      "more items (its generator was closed); call the method again for a new one")
 
     def _execute(self, name: str, body: Callable[[Callable[[], Optional[str]]], Outcome]) -> Outcome:
         """Run `body` through the server's executor with this lane's call marked running (so it can be

@@ -249,6 +249,11 @@ class FrameError(ValueError):
         self.what = what
 
 
+class TextError(FrameError):
+    """A string in a request that is not UTF-8 because it carries a lone UTF-16 surrogate: the client's string
+    was broken, not the client's idea of the protocol."""
+
+
 class CoercionError(TypeError):
     """A Python value that cannot become the declared C# type."""
 
@@ -443,6 +448,14 @@ def _decode_utf8(r: _Reader, n: int, what: str) -> str:
     try:
         return bytes(r.buf[start:start + n]).decode("utf-8")
     except UnicodeDecodeError as e:
+        bad = bytes(r.buf[start + e.start:start + e.start + 3])
+        if len(bad) == 3 and bad[0] == 0xED and 0xA0 <= bad[1] <= 0xBF:     # U+D800..U+DFFF, encoded alone
+            unit = 0xD000 | (bad[1] & 0x3F) << 6 | bad[2] & 0x3F
+            raise TextError(start + e.start, f"{what} carries a lone UTF-16 surrogate (U+{unit:04X}, encoded as "
+                                             f"bytes {bad.hex(' ').upper()}), which is not UTF-8: the C# string "
+                                             "holds half of a surrogate pair (a string cut between the two halves?). "
+                                             "Repair it before the call; a lesspy client should refuse to send it"
+                            ) from None
         raise FrameError(start + e.start, f"{what} is not valid UTF-8") from None
 
 
@@ -1026,6 +1039,18 @@ def _is_sequence(value: Any) -> bool:
             and not isinstance(value, (str, bytes, bytearray, memoryview)))
 
 
+def _check_utf8(text: str, desc: TypeDesc, what: str = "") -> None:
+    """CoercionError for a str UTF-8 cannot carry: a lone surrogate (half of a UTF-16 pair)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise CoercionError(text, desc, f"the {what}str has a lone surrogate at index {e.start} "
+                                        f"(U+{ord(text[e.start]):04X}, half of a UTF-16 pair), which UTF-8 and so C# "
+                                        "cannot carry; it often comes from bytes decoded with errors='surrogateescape' "
+                                        "or from a str cut between the two halves of a pair: repair or replace it, "
+                                        "e.g. text.encode('utf-8', 'replace').decode('utf-8')") from None
+
+
 def coerce(value: Any, desc: TypeDesc) -> Any:
     """Turn a Python result into the normalized form the encoder writes for the declared C# type."""
     kind = type(value)                               # the common results first, already as the encoder wants them
@@ -1087,6 +1112,8 @@ def coerce(value: Any, desc: TypeDesc) -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise CoercionError(value, desc, f"key {k!r} is not a str (C# keys are strings)")
+            if not k.isascii():
+                _check_utf8(k, desc, "key ")
             try:
                 out[str(k)] = coerce(v, desc.value)
             except CoercionError as e:
@@ -1116,7 +1143,10 @@ def coerce(value: Any, desc: TypeDesc) -> Any:
         return f
     if desc == Tag.STRING:
         if isinstance(value, (str, np.str_)):
-            return str(value)
+            value = str(value)
+            if not value.isascii():
+                _check_utf8(value, desc)
+            return value
         raise CoercionError(value, desc)
     if desc == Tag.BYTES:
         if isinstance(value, (bytes, bytearray)):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from kernels import FLAVOURS, kernel
 from lesspy_kernel import protocol
 from lesspy_kernel.client import END, Lane, RemoteError
 from lesspy_kernel.protocol import ErrorKind, Record, Tag, decode_call, encode_call
@@ -212,4 +213,132 @@ def test_a_client_that_cuts_the_response_file_gets_an_error_and_the_lane_goes_on
     other = Lane(server.folder)
     assert other.call("add_ints", I, [1, 2], [I, I]) == 3
     other.close()
+    lane.close()
+
+
+# ---------------------------------------------------------------- item 8: cancellation that cancels, clear text errors
+
+
+def test_a_cancelled_async_def_stops_at_its_await(server):
+    """Cancelling an `async def` that awaits for 5 s: the caller's CANCELLED error comes within a second, the
+    coroutine saw CancelledError at its await and never finished (it ran on until its await ended)."""
+    lane = Lane(server.folder)
+    lane.call("clear_events", Tag.NONE)
+    lane.send_raw(encode_call("async_sleep_then", I, [5.0, 7], [D, I]))
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    lane.cancel()
+    with pytest.raises(RemoteError) as e:
+        lane.receive()
+    took = time.monotonic() - t0
+    assert e.value.reply.kind == ErrorKind.CANCELLED, e.value.reply.message
+    assert "async_sleep_then was interrupted" in e.value.reply.message
+    assert took < 1.5, f"the cancelled coroutine ran on for {took:.1f} s"
+    assert lane.call("events", protocol.ListOf(S)) == ["async started", "async cancelled"]
+    assert lane.call("async_sleep_then", I, [0.01, 9], [D, I]) == 9       # the lane (and asyncio) go on
+    lane.close()
+
+
+def test_an_app_that_exits_during_an_async_def_does_not_keep_the_server_alive(tmp_path):
+    """A client process that exits while its `async def` awaits: the server (--exit-when-idle) stops within a
+    few seconds, not when the await ends (60 s)."""
+    s = Headless(tmp_path / "work", TRUST_MODULE, "--exit-when-idle")
+    try:
+        app = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+sys.path.insert(0, {str(ROOT / 'tests')!r})
+from lesspy_kernel.client import Lane
+from lesspy_kernel.protocol import Tag, encode_call
+lane = Lane({str(s.folder)!r})
+lane.send_raw(encode_call("async_sleep_then", Tag.INT32, [60.0, 7], [Tag.FLOAT64, Tag.INT32]))
+print("sent", flush=True)
+"""], stdout=subprocess.PIPE, text=True)
+        assert app.stdout.readline().strip() == "sent"
+        assert app.wait(20) == 0
+        t0 = time.monotonic()
+        s.proc.wait(10)
+        assert time.monotonic() - t0 < 10
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_cancelled_async_def_stops_in_the_notebook_too(tmp_path, flavour):
+    """In a notebook an `async def` is awaited on the kernel's own loop, after the call's synchronous part: a
+    cancel cancels that task too (it could not be stopped at all), and the notebook goes on."""
+    with kernel(tmp_path, flavour) as k:
+        k.run("%load_ext lesspy_kernel\nimport asyncio\nevents = []\n"
+              "async def nap(seconds, value):\n    events.append('started')\n    try:\n"
+              "        await asyncio.sleep(seconds)\n    except asyncio.CancelledError:\n"
+              "        events.append('cancelled')\n        raise\n    events.append('finished')\n    return value\n"
+              "def get_events():\n    return list(events)\n"
+              "%lesspy serve --name nap")
+        lane = Lane(k.folder("nap"))
+        lane.send_raw(encode_call("nap", I, [5.0, 7], [D, I]))
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        lane.cancel()
+        with pytest.raises(RemoteError) as e:
+            lane.receive()
+        took = time.monotonic() - t0
+        assert e.value.reply.kind == ErrorKind.CANCELLED, e.value.reply.message
+        assert took < 2.5, f"the cancelled coroutine ran on for {took:.1f} s"
+        assert lane.call("get_events", protocol.ListOf(S)) == ["started", "cancelled"]
+        assert lane.call("nap", I, [0.01, 9], [D, I]) == 9
+        lane.close()
+        assert "3" in k.run("print(1 + 2)", timeout=20)
+        k.run("%lesspy stop")
+
+
+def test_a_cancelled_stream_delivers_no_more_items(server):
+    """Once the cancel word names one of a stream's requests, the stream is over: the next item request gets
+    CANCELLED, not an item (items kept coming), and the generator is closed."""
+    lane = Lane(server.folder)
+    lane.call("clear_events", Tag.NONE)
+    lane.send_raw(encode_call("count_up", I, [1000], [I]), protocol.REQUEST_STREAM)
+    assert lane.receive() == 0
+    lane.send_raw(b"", protocol.REQUEST_NEXT)
+    assert lane.receive() == 1
+    lane.cancel()                                  # the caller gives up on the stream (its last request)
+    lane.send_raw(b"", protocol.REQUEST_NEXT)
+    with pytest.raises(RemoteError) as e:
+        lane.receive()
+    assert e.value.reply.kind == ErrorKind.CANCELLED and "stream of count_up was cancelled" in e.value.reply.message
+    lane.send_raw(b"", protocol.REQUEST_NEXT)
+    with pytest.raises(RemoteError):               # nothing is open any more
+        lane.receive()
+    assert lane.call("events", protocol.ListOf(S)) == ["item 0", "item 1", "stream closed"]
+    assert list(lane.stream("count_up", I, [3], [I])) == [0, 1, 2]    # a new stream on the lane works
+    lane.close()
+
+
+def test_a_lone_surrogate_in_a_result_is_a_clear_error(server):
+    """A str with a lone surrogate cannot become UTF-8: the caller learns which function, where, and what to
+    do (it got a bare "could not encode" server error), and the lane goes on."""
+    lane = Lane(server.folder)
+    with pytest.raises(RemoteError) as e:
+        lane.call("lone_surrogate", S)
+    reply = e.value.reply
+    assert reply.kind == ErrorKind.RESULT_MISMATCH, reply.message
+    assert "lone_surrogate returned" in reply.message and "lone surrogate at index 2 (U+D800" in reply.message
+    assert "replace it" in reply.message
+    with pytest.raises(RemoteError) as e:
+        lane.call("surrogate_in_list", protocol.ListOf(S))
+    assert "element 1" in e.value.reply.message and "lone surrogate at index 1" in e.value.reply.message
+    assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+    lane.close()
+
+
+def test_a_lone_surrogate_sent_by_a_client_is_named_as_such(server):
+    """A client that encodes a lone surrogate (bytes ED A0 80) gets an error that says so, not one blaming
+    mismatched protocol versions."""
+    lane = Lane(server.folder)
+    good = encode_call("echo_text", S, ["abXYZcd"], [S])
+    lane.send_raw(good.replace(b"XYZ", b"\xed\xa0\x80"))
+    with pytest.raises(RemoteError) as e:
+        lane.receive()
+    message = e.value.reply.message
+    assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST
+    assert "lone UTF-16 surrogate (U+D800" in message and "disagree" not in message, message
+    assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     lane.close()

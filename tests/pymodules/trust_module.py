@@ -66,6 +66,10 @@ def surrogate_in_list():
     return ["fine", "x\udc00"]
 
 
+def echo_text(s):
+    return s
+
+
 def pid():
     return os.getpid()
 
