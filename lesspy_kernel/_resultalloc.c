@@ -14,9 +14,23 @@
 #include <Python.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <errno.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef FALLOC_FL_KEEP_SIZE
+#define FALLOC_FL_KEEP_SIZE 0x01
+#endif
+#ifndef FALLOC_FL_PUNCH_HOLE
+#define FALLOC_FL_PUNCH_HOLE 0x02
+#endif
 
 #define MIN_BYTES (256 * 1024)
 #define MAX_BLOCKS 4096
@@ -35,12 +49,17 @@ typedef struct {
     Allocator allocator;
 } Handler;
 
-enum { LIVE = 1, MOVED = 2, GONE = 3 };   /* in the mapping; moved out (private pages); moved and freed */
+/* LIVE: in a lane's response mapping (MAP_SHARED with C#). MOVED: its pages are private now (move_out). GONE: moved
+ * and freed, its pages still part of an old mapping Python keeps (reap() tells Python it may close it). */
+enum { LIVE = 1, MOVED = 2, GONE = 3 };
 
 typedef struct {
     uintptr_t address;
     size_t size;
     int state;
+    uintptr_t low;                        /* the whole pages the block lies in */
+    size_t length;
+    int owned;                            /* MOVED: those pages are a mapping of their own, unmapped when it is freed */
 } Block;
 
 static Block blocks[MAX_BLOCKS];
@@ -51,16 +70,25 @@ typedef struct {
     uintptr_t place;
     size_t room;
     int open;
-    int reserved;
+    int reserved;                         /* result_array() took the place: nothing else goes there in this call */
+    int force;                            /* result_array(): the next allocation goes to the place, whatever its size */
 } Call;
 
 static __thread Call call;                /* the call this thread runs */
 static PyObject *(*set_handler)(PyObject *);
 
-static int find(uintptr_t address)        /* with the lock held */
+static uintptr_t page_size(void)
+{
+    static uintptr_t page;
+    if (!page)
+        page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+static int find(uintptr_t address)        /* with the lock held; a GONE block is no longer anybody's */
 {
     for (int i = 0; i < nblocks; i++)
-        if (blocks[i].address == address)
+        if (blocks[i].address == address && blocks[i].state != GONE)
             return i;
     return -1;
 }
@@ -74,13 +102,24 @@ static void drop(int i)                   /* with the lock held */
 static void *take(size_t size)
 {
     void *result = NULL;
-    if (!call.open || call.reserved || size < MIN_BYTES || size > call.room)
+    if (!call.open || size > call.room)
+        return NULL;
+    if (call.force) {
+        call.force = 0;                   /* one allocation only: result_array()'s own */
+        if (size == 0)
+            return NULL;
+    } else if (call.reserved || size < MIN_BYTES)
         return NULL;
     pthread_mutex_lock(&lock);
     if (find(call.place) < 0 && nblocks < MAX_BLOCKS) {
-        blocks[nblocks].address = call.place;
-        blocks[nblocks].size = size;
-        blocks[nblocks].state = LIVE;
+        uintptr_t page = page_size();
+        Block *b = &blocks[nblocks];
+        b->address = call.place;
+        b->size = size;
+        b->state = LIVE;
+        b->low = call.place & ~(page - 1);
+        b->length = ((call.place + size + page - 1) & ~(page - 1)) - b->low;
+        b->owned = 0;
         nblocks++;
         result = (void *)call.place;
     }
@@ -115,7 +154,10 @@ static void lp_free(void *ctx, void *ptr, size_t size)
         if (i >= 0) {
             if (blocks[i].state == LIVE)
                 drop(i);
-            else
+            else if (blocks[i].owned) {   /* its own private pages: nothing else lies in them */
+                munmap((void *)blocks[i].low, blocks[i].length);
+                drop(i);
+            } else
                 blocks[i].state = GONE;   /* its old mapping is released by reap() */
             pthread_mutex_unlock(&lock);
             return;
@@ -161,6 +203,7 @@ static PyObject *py_begin(PyObject *self, PyObject *args)
     call.place = (uintptr_t)place;
     call.room = (size_t)room;
     call.reserved = 0;
+    call.force = 0;
     call.open = 1;
     PyObject *previous = set_handler(capsule);
     if (!previous)
@@ -171,6 +214,7 @@ static PyObject *py_begin(PyObject *self, PyObject *args)
 static PyObject *py_end(PyObject *self, PyObject *previous)
 {
     call.open = 0;
+    call.force = 0;
     PyObject *ours = set_handler(previous);
     if (!ours)
         return NULL;
@@ -178,10 +222,31 @@ static PyObject *py_end(PyObject *self, PyObject *previous)
     Py_RETURN_NONE;
 }
 
-static PyObject *py_reserve(PyObject *self, PyObject *unused)
+/* result_array(): the next allocation of this thread's call (its array's data) goes to `place`, whatever its size,
+ * and nothing else goes there for the rest of the call. */
+static PyObject *py_place_next(PyObject *self, PyObject *args)
 {
+    unsigned long long place, room;
+    if (!PyArg_ParseTuple(args, "KK", &place, &room))
+        return NULL;
+    if (!call.open)
+        Py_RETURN_FALSE;
+    call.place = (uintptr_t)place;
+    call.room = (size_t)room;
+    call.force = 1;
     call.reserved = 1;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *py_unforce(PyObject *self, PyObject *unused)
+{
+    call.force = 0;
     Py_RETURN_NONE;
+}
+
+static PyObject *py_reserved(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(call.open && call.reserved);
 }
 
 static PyObject *py_live(PyObject *self, PyObject *arg)
@@ -198,37 +263,74 @@ static PyObject *py_live(PyObject *self, PyObject *arg)
     return PyLong_FromSize_t(size);
 }
 
-/* Replace the pages of the live block at `address` with private ones holding the same bytes (mremap onto
- * them), so the mapping under them can be reused while the array lives on. Holds the GIL throughout. */
-static PyObject *py_move_out(PyObject *self, PyObject *arg)
+/* The first fields of CPython's mmap object (Modules/mmapmodule.c), the same in every version since 3.0. */
+typedef struct {
+    PyObject_HEAD
+    char *data;
+    Py_ssize_t size;
+} MmapHead;
+
+/* Give the live block at `place` (in the mapping of the response file `fd` at `base`) pages of its own, without
+ * copying under it: the pages it lies in are mapped again, MAP_PRIVATE, from the same file offsets, in one mmap
+ * (MAP_FIXED: a thread touching them meanwhile waits in its page fault, none finds them unmapped), then made
+ * private copies by the kernel (MADV_POPULATE_WRITE: a write fault on each page, which copies the file's page as
+ * it is at that moment, with every write made before). A thread writing the array meanwhile writes either the
+ * file's page before it is copied, or its own copy after: no write is lost, nothing changes a byte.
+ *
+ * `old` is the Python mmap object of that mapping, which Python no longer uses (Mapping.detach). When nothing
+ * else holds it (Python checked), the rest of its pages are unmapped now and it is told it maps nothing (so
+ * closing it only closes its descriptor): the block then pins only its own pages, unmapped when it is freed.
+ * Returns (size moved, whether `old` was released that way). Holds the GIL throughout. */
+static PyObject *py_move_out(PyObject *self, PyObject *args)
 {
-    uintptr_t address = (uintptr_t)PyLong_AsUnsignedLongLong(arg);
-    if (PyErr_Occurred())
+    unsigned long long place, base;
+    int fd;
+    PyObject *old;
+    if (!PyArg_ParseTuple(args, "KKiO", &place, &base, &fd, &old))
         return NULL;
     pthread_mutex_lock(&lock);
-    int i = find(address);
+    int i = find((uintptr_t)place);
     if (i < 0 || blocks[i].state != LIVE) {
         pthread_mutex_unlock(&lock);
-        return PyLong_FromLong(0);
+        return Py_BuildValue("(nO)", (Py_ssize_t)0, Py_False);
     }
-    size_t size = blocks[i].size;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t low = address & ~(page - 1);
-    size_t length = ((address + size + page - 1) & ~(page - 1)) - low;
-    void *copy = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (copy == MAP_FAILED) {
+    Block *b = &blocks[i];
+    uintptr_t page = page_size();
+    if (b->low < (uintptr_t)base) {
+        pthread_mutex_unlock(&lock);
+        PyErr_SetString(PyExc_ValueError, "the block does not lie in the mapping it is said to be in");
+        return NULL;
+    }
+    void *at = mmap((void *)b->low, b->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
+                    (off_t)(b->low - (uintptr_t)base));
+    if (at != (void *)b->low) {
         pthread_mutex_unlock(&lock);
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    memcpy(copy, (void *)low, length);
-    if (mremap(copy, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)low) != (void *)low) {
-        munmap(copy, length);
-        pthread_mutex_unlock(&lock);
-        return PyErr_SetFromErrno(PyExc_OSError);
+    if (madvise(at, b->length, MADV_POPULATE_WRITE) != 0) {
+        /* an older kernel: a write fault on each page by an atomic add of 0, which changes no byte and, being
+         * one atomic read-modify-write, cannot undo a concurrent store to the same word */
+        for (uintptr_t p = b->low; p < b->low + b->length; p += page)
+            __atomic_fetch_add((volatile uint64_t *)p, 0, __ATOMIC_SEQ_CST);
     }
-    blocks[i].state = MOVED;
+    b->state = MOVED;
+    b->owned = 0;
+    if (old != Py_None && strcmp(Py_TYPE(old)->tp_name, "mmap.mmap") == 0) {
+        MmapHead *m = (MmapHead *)old;
+        uintptr_t start = (uintptr_t)m->data, end = start + (uintptr_t)m->size;
+        if (start == (uintptr_t)base && m->size > 0 && end >= b->low + b->length && !(end & (page - 1))) {
+            if (b->low > start)
+                munmap((void *)start, b->low - start);
+            if (end > b->low + b->length)
+                munmap((void *)(b->low + b->length), end - (b->low + b->length));
+            m->data = NULL;                   /* closing it now closes its descriptor and unmaps nothing */
+            m->size = 0;
+            b->owned = 1;
+        }
+    }
+    PyObject *result = Py_BuildValue("(nO)", (Py_ssize_t)b->size, b->owned ? Py_True : Py_False);
     pthread_mutex_unlock(&lock);
-    return PyLong_FromSize_t(size);
+    return result;
 }
 
 static PyObject *py_reap(PyObject *self, PyObject *unused)
@@ -252,14 +354,94 @@ static PyObject *py_reap(PyObject *self, PyObject *unused)
     return gone;
 }
 
+static PyObject *py_moved(PyObject *self, PyObject *unused)
+{
+    long n = 0;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < nblocks; i++)
+        if (blocks[i].state != LIVE)
+            n++;
+    pthread_mutex_unlock(&lock);
+    return PyLong_FromLong(n);
+}
+
+/* Free the disk (or tmpfs) space of a response file whose lane closed: moved blocks keep the file open (their
+ * mappings), not its bytes, since their pages are private copies. */
+static PyObject *py_punch(PyObject *self, PyObject *args)
+{
+    int fd;
+    long long length;
+    int rc;
+    if (!PyArg_ParseTuple(args, "iL", &fd, &length))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)length);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+/* os.register_at_fork: blocks in response mappings are MAP_SHARED, so a child would share them with this process
+ * and with C#. The child (one thread, before Python code runs there) gives each its own pages holding the same
+ * bytes; moved blocks are private already (the kernel copies them on write, as for any array). */
+static PyObject *py_before_fork(PyObject *self, PyObject *unused)
+{
+    pthread_mutex_lock(&lock);           /* its holders never wait for the GIL: no deadlock */
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_after_fork_parent(PyObject *self, PyObject *unused)
+{
+    pthread_mutex_unlock(&lock);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_after_fork_child(PyObject *self, PyObject *unused)
+{
+    pthread_mutex_init(&lock, NULL);
+    call.open = 0;                        /* the child's arrays come from the C library */
+    call.force = 0;
+    int failed = 0;
+    for (int i = 0; i < nblocks; i++) {
+        Block *b = &blocks[i];
+        if (b->state != LIVE)
+            continue;
+        void *copy = mmap(NULL, b->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (copy == MAP_FAILED) {
+            failed++;
+            continue;
+        }
+        memcpy(copy, (void *)b->low, b->length);
+        if (mremap(copy, b->length, b->length, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)b->low) != (void *)b->low) {
+            munmap(copy, b->length);
+            failed++;
+        }
+    }
+    /* they stay LIVE in the table: freeing one drops it (its pages belong to the child's copy of the mapping) */
+    if (failed)
+        fprintf(stderr, "lesspy: %d array(s) of this forked process still share memory with their parent "
+                        "(no memory for private copies); copy them (np.array) before writing to them\n", failed);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"begin", py_begin, METH_VARARGS,
      "begin(place, room) -> previous handler: NumPy's big arrays of this thread's call go to `place` (at most `room` bytes)."},
     {"end", py_end, METH_O, "end(previous): the call is over; NumPy's allocator is `previous` again."},
-    {"reserve", py_reserve, METH_NOARGS, "result_array() took the place for the rest of this thread's call."},
+    {"place_next", py_place_next, METH_VARARGS,
+     "place_next(place, room) -> bool: result_array(): the next allocation of this thread's call goes to `place`."},
+    {"unforce", py_unforce, METH_NOARGS, "unforce(): place_next is over (its allocation done or failed)."},
+    {"reserved", py_reserved, METH_NOARGS, "reserved() -> bool: a result_array() of this thread's call took the place."},
     {"live", py_live, METH_O, "live(place) -> size of the block living at `place` in a mapping (0: none)."},
-    {"move_out", py_move_out, METH_O, "move_out(place) -> size: give the block at `place` private pages with its bytes."},
+    {"move_out", py_move_out, METH_VARARGS,
+     "move_out(place, base, fd, old) -> (size, released): give the block at `place` private pages with its bytes."},
     {"reap", py_reap, METH_NOARGS, "reap() -> addresses of moved blocks freed since (their old mappings may go)."},
+    {"moved", py_moved, METH_NOARGS, "moved() -> how many moved blocks are alive (or freed and not reaped)."},
+    {"punch", py_punch, METH_VARARGS, "punch(fd, length): free the file's first `length` bytes on disk (a hole)."},
+    {"before_fork", py_before_fork, METH_NOARGS, "os.register_at_fork(before=...)."},
+    {"after_fork_parent", py_after_fork_parent, METH_NOARGS, "os.register_at_fork(after_in_parent=...)."},
+    {"after_fork_child", py_after_fork_child, METH_NOARGS, "os.register_at_fork(after_in_child=...)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,37 +1,57 @@
 """Results computed straight into the reply: `return a + 1` without a fresh array or a copy.
 
 While a call whose declared result is `NdArray` runs, NumPy's data allocator (NEP 49, `PyDataMem_SetHandler`)
-is lesspy's, in the thread that runs the call only. The first array of at least MIN_BYTES the call makes is
-placed in the lane's response mapping, exactly where a top-level NDARRAY reply's data goes (payload offset 64).
-When that array is what the function returns, the reply is only its header: no page faults for a new array, no
-copy into the mapping, no `munmap` afterwards. Every other allocation comes from the C library as usual.
+is lesspy's, in the thread that runs the call only. The first array of at least MIN_BYTES the call makes (or the
+first result_array() of the call, whatever its size) is placed in the lane's response mapping, exactly where a
+top-level NDARRAY reply's data goes (payload offset 64). When that array is what the function returns and nothing
+else refers to it, the reply is only its header: no page faults for a new array, no copy into the mapping, no
+`munmap` afterwards. Every other allocation comes from the C library as usual.
 
-An array placed there that is still referenced when the mapping is needed again (kept in a global, returned
-inside something else, held by a traceback) is moved out of the way first: its pages are replaced, in this
-process only, by private pages holding the same bytes at the same address (`mremap`), and the response file is
-mapped anew for the replies. So no Python object ever sees another reply's bytes, and C# never sees a later
-change to a Python object. A moved block keeps its old mapping (and that mapping's file descriptor) until it is
-freed, so at most MAX_MOVED of them live at once: while that many are kept, calls run without the allocator and
-their results are copied, as they would be without it.
+The guarantees are plain NumPy's:
+- An array placed there that is still referenced when the reply is written (kept in a global, returned inside
+  something else, held by a traceback or a thread, or the result while something else also refers to it) is
+  moved out first and the reply carries a copy: C# never shares pages with an array Python can still write, and
+  the array never sees a later reply. Moving copies no bytes under the array: its pages are mapped again from
+  the same file offsets MAP_PRIVATE and the kernel copies each one on a write fault (`_resultalloc.c`,
+  move_out), so a thread writing the array meanwhile loses no write. The old mapping's other pages are unmapped
+  at once, so a kept array pins its own pages (plus the first one) and no more; when its lane closes the
+  response file's blocks are freed (a hole is punched) while the array keeps its private copy.
+- A child made by `os.fork` (a `multiprocessing` pool with the fork start method) gives every array still placed
+  in a mapping its own pages holding the same bytes before any Python code runs there (os.register_at_fork), so
+  it never writes into its parent's array or a C# result. Not covered: a fork made from C without Python's
+  fork hooks, and the moment between the fork and that copy, in which another thread of the parent that writes
+  such an array may show its write to the child.
+- Arrays are distinct: a second result_array() in one call, or one in a call whose result is not a top-level
+  `NdArray`, is a plain array (its data is copied into the reply).
+
+Moved blocks that could not be released that way (something else held the old mapping) keep it until they are
+freed, so at most MAX_MOVED moved blocks live at once: while that many are kept, calls run without the allocator
+and their results are copied, as they would be without it.
 
 The allocator itself is C (`_resultalloc.c`): NumPy calls it while an exception may be set, or without the GIL,
-where no Python code may run. It is built on Linux only (`mremap`), and optional: without it (another system,
-no compiler at install time, a NumPy without NEP 49) results are copied into the reply as before.
+where no Python code may run. It is built on Linux only, and optional: without it (another system, no compiler
+at install time, a NumPy without NEP 49) results are copied into the reply as before.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any, Dict, Optional
+
+import numpy as np
 
 from .protocol import HEADER_SIZE
 
 log = logging.getLogger("lesspy_kernel")
 
 DATA_OFFSET = 64                # where a top-level NDARRAY reply's data starts (ndim <= 7; PROTOCOL.md section 4)
+MAX_DIMS = 7                    # DATA_OFFSET holds the header of an array of at most this many dimensions
 MAX_MOVED = 16                  # moved blocks alive at once; beyond, calls run without the allocator until some go
 _native: Any = None             # the _resultalloc module once imported; False when unavailable
-_moved: Dict[int, Any] = {}     # address of a moved block -> the old mapping it keeps alive
+_moved: Dict[int, Any] = {}     # address of a moved block -> the old mapping it keeps alive (when not released)
+_leaked: list = []              # old mappings a block could not be moved out of (no memory): kept for good
 
 
 def available() -> bool:
@@ -41,6 +61,8 @@ def available() -> bool:
         try:
             from . import _resultalloc
             _native = _resultalloc
+            os.register_at_fork(before=_resultalloc.before_fork, after_in_parent=_resultalloc.after_fork_parent,
+                                after_in_child=_resultalloc.after_fork_child)
         except ImportError as e:   # not built (not Linux, no compiler), or NumPy without NEP 49
             log.debug("results are copied into the reply: %s", e)
             _native = False
@@ -53,6 +75,7 @@ class ResultSlot:
     def __init__(self, resp: Any) -> None:
         self.resp = resp                # the lane's response Mapping
         self.last = 0                   # bytes of the last result that came from here
+        self.moved = False              # a block was moved out of this response file (release() frees its blocks)
 
     @property
     def place(self) -> int:
@@ -80,25 +103,78 @@ class ResultSlot:
     def end(self, previous: Any) -> None:
         _native.end(previous)
 
-    def reserve(self) -> None:
-        """result_array() is about to use the place: move a block living there out, and keep the place free."""
+    def result_array(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        """On the thread that runs the call: the call's first result_array() is placed where the reply's data goes
+        (an earlier array of the call living there is moved out first); a later one is a plain array."""
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if len(shape) > MAX_DIMS or nbytes <= 0 or _native.reserved():
+            return np.empty(shape, dtype)
         if self.address:
             self.move_out()
-        _native.reserve()
+        try:
+            self.resp.grow(DATA_OFFSET + nbytes)      # no block lives in the mapping now: it may be mapped anew
+        except Exception:                             # no room: a plain array, copied into the reply
+            return np.empty(shape, dtype)
+        if not _native.place_next(self.place, self.resp.capacity - HEADER_SIZE - DATA_OFFSET):
+            return np.empty(shape, dtype)
+        try:
+            return np.empty(shape, dtype)
+        finally:
+            _native.unforce()
 
     def move_out(self) -> None:
         """The block at the place is still referenced and the mapping is needed: give it private pages holding
-        the same bytes at the same address, and map the response file anew."""
+        the same bytes at the same address (no write to it is lost meanwhile: _resultalloc.c), and map the
+        response file anew for the replies."""
         place = self.place
-        if _native.move_out(place):
-            _moved[place] = self.resp.detach()
+        if not _native.live(place):
+            return
+        base = self.resp.address
+        old = self.resp.detach()
+        try:
+            fd = os.open(self.resp.path, os.O_RDWR)
+            try:
+                # only `old` and this call's argument refer to the old mapping: no buffer of it is exported, and
+                # its other pages may be unmapped now
+                size, released = _native.move_out(place, base, fd, old if sys.getrefcount(old) == 2 else None)
+            finally:
+                os.close(fd)
+        except BaseException:
+            _leaked.append(old)                   # the block still lives in it (no memory to move it): never unmap
+            raise
+        self.moved = True
+        if released:
+            old.close()                           # only its descriptor: it maps nothing any more
+        elif size:
+            _moved[place] = old                   # unmapped when the block is freed (_reap)
+        else:                                     # freed meanwhile: nothing lives in it
+            try:
+                old.close()
+            except BufferError:
+                pass
+
+    def release(self) -> None:
+        """The lane closes while the server goes on: blocks moved out of its response file keep the file open (their
+        mappings) but none of its bytes (their pages are private copies), so its blocks are freed now."""
+        if not self.moved:
+            return
+        try:
+            fd = os.open(self.resp.path, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            _native.punch(fd, os.fstat(fd).st_size)
+        except OSError as e:                          # a file system without holes: the blocks go with the arrays
+            log.debug("could not free the blocks of %s: %s", self.resp.path, e)
+        finally:
+            os.close(fd)
 
 
 def has_room() -> bool:
     """Whether a call may use the allocator now (see MAX_MOVED)."""
-    if len(_moved) >= MAX_MOVED:
+    if _moved:
         _reap()
-    return len(_moved) < MAX_MOVED
+    return _native.moved() < MAX_MOVED
 
 
 def _reap() -> None:
