@@ -16,8 +16,10 @@ import os
 import selectors
 import socket
 import struct
+import sys
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 
 import numpy as np
@@ -208,7 +210,6 @@ class Lane:
         self.closed = False
         self._last = 0
         self.calls = 0                            # calls served here (the server's status adds them up)
-        self._result_at: Optional[int] = None     # address of a result_array() made during the current call
         self._call_length = 0                     # payload length of the current call's request (0: not a call)
         # where the allocator puts a call's first big array (allocator.py); None where it cannot
         self.slot = allocator.slot_for(self.resp)
@@ -509,14 +510,12 @@ class Lane:
                 return
             slot = self._call_slot
             if slot is not None and slot.address:      # the call's first big array lives where replies go
-                if outcome.error is None and _lies_at(outcome.value, slot.place, self.resp):
+                if outcome.error is None and _lies_at(outcome.value, slot.place, self.resp) and _unshared(outcome):
                     slot.last = outcome.value.nbytes
                     self._write_ndarray_header(outcome.value)
                     return
-                slot.move_out()                        # kept elsewhere: it must not see this reply
+                slot.move_out()                        # kept elsewhere: it must not see this reply, nor C# it
             if outcome.error is None:
-                if self._result_at is not None and self._write_in_place(outcome):
-                    return
                 if outcome.returns is _NDARRAY and self._call_length and self._write_in_request(outcome.value):
                     return
                 if type(outcome.returns) is Tag:          # the fast paths: None, or a scalar in one pack
@@ -541,8 +540,6 @@ class Lane:
             log.exception("encoding the result of %s failed", outcome.name)
             outcome.error = ErrorReply(ErrorKind.SERVER_ERROR, type(e).__name__,
                                        f"lesspy could not encode the result of {outcome.name}: {e}", "")
-        finally:
-            self._result_at = None
         self._write_error(seq, outcome)
 
     def _write_error(self, seq: int, outcome: Outcome) -> None:
@@ -575,32 +572,17 @@ class Lane:
     # ------------------------------------------------------------ the result-in-the-mapping fast path
 
     def result_array(self, shape: tuple, dtype: Any) -> np.ndarray:
-        """An array placed where the reply's NDARRAY data goes: returning it sends it without a copy."""
+        """The call's first result_array() is placed where the reply's NDARRAY data goes (allocator.py): returning
+        it sends it without a copy. Any other (a second one, or in a call whose result is not an NdArray, or a
+        stream) is a plain array, copied into the reply like any value."""
         dt = np.dtype(dtype)
         if dt.name not in DTYPE_CODES:
             raise TypeError(f"dtype {dt} cannot be sent to C#; use one of {', '.join(DTYPE_CODES)}")
         shape = tuple(int(s) for s in shape)
-        if self._call_slot is not None:
-            self._call_slot.reserve()                # the place is this array's now
-        offset = _ndarray_data_offset(len(shape))
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-        self.resp.grow(offset + nbytes)
-        start = HEADER_SIZE + offset
-        arr = np.frombuffer(self.resp.view[start:start + nbytes], dtype=dt).reshape(shape)
-        self._result_at = self.resp.address + start
-        return arr
-
-    def _write_in_place(self, outcome: Outcome) -> bool:
-        """Send a result made by result_array() by writing only its header. False: use the normal path."""
-        value = outcome.value
-        if outcome.returns != Tag.NDARRAY or not isinstance(value, np.ndarray):
-            return False
-        if not _lies_at(value, self._result_at, self.resp):
-            if _overlaps(value, self.resp):
-                outcome.value = np.array(value)          # it lives in the mapping but elsewhere: copy it out first
-            return False
-        self._write_ndarray_header(value)
-        return True
+        slot = self._call_slot
+        if slot is None:
+            return np.empty(shape, dt)
+        return slot.result_array(shape, dt)
 
     def _write_ndarray_header(self, value: np.ndarray) -> None:
         """Send `value`, whose data already lies where a top-level NDARRAY reply puts it (_lies_at), by writing
@@ -651,6 +633,8 @@ class Lane:
                     sock.close()
                 except OSError:
                     pass
+        if self.slot is not None and not self.server.stopping:
+            self.slot.release()                   # kept results moved out of it pin none of its blocks
         self.req.close(unlink=True)
         self.resp.close(unlink=True)
 
@@ -699,10 +683,18 @@ def _lies_at(value: Any, address: Optional[int], resp: Mapping) -> bool:
             and address - resp.address + value.nbytes <= resp.capacity)
 
 
-def _overlaps(value: np.ndarray, mapping: Mapping) -> bool:
-    start = value.__array_interface__["data"][0]
-    base = mapping.address
-    return base <= start < base + mapping.capacity
+def _unshared(outcome: Outcome) -> bool:
+    """Nothing but the outcome refers to its array result, nor to the array it is a view of, nor weakly: no code
+    can write it while C# reads it (it is freed once the reply is out). Otherwise C# gets a copy."""
+    value, result = outcome.value, outcome.result
+    # references: outcome.value, `value`, getrefcount's argument, and outcome.result when it is the same array
+    if sys.getrefcount(value) != 3 + (result is value) or weakref.getweakrefcount(value):
+        return False
+    base = value.base
+    if base is None:
+        return True
+    return (type(base) is np.ndarray and base.base is None and weakref.getweakrefcount(base) == 0
+            and sys.getrefcount(base) == 3 + (result is base))      # value.base, `base`, the argument
 
 
 def result_array(shape: Any, dtype: Any = np.float64) -> np.ndarray:
