@@ -54,7 +54,8 @@ def test_lane_opening_honours_call_timeout_and_token(client, tmp_path):
     A server holding the GIL in a long C loop: the same, naming the GIL. Both answer again afterwards."""
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
         result = checks(run(client, "laneopen", server))
-        for name in ("stopped_server_lane_open_ends_within_call_timeout", "stopped_server_is_alive_but_not_answering",
+        for name in ("cancelled_stream_ends_at_once_on_a_stopped_server",
+                     "stopped_server_lane_open_ends_within_call_timeout", "stopped_server_is_alive_but_not_answering",
                      "stopped_server_token_cancels_lane_open", "resumed_server_answers",
                      "gil_holding_server_lane_open_ends_within_call_timeout", "gil_holding_server_is_alive_but_not_answering",
                      "busy_server_answers_afterwards"):

@@ -727,6 +727,24 @@ namespace LessPy
         }
 
         /// <summary>
+        /// Closes a stream without waiting (a cancelled token must end the enumeration at once, even when the server does
+        /// not answer): sends Close and sets the lane aside; it comes back once the server's answer to the Close has
+        /// arrived. No cancel is written: the server is to run the Close (the generator's finally blocks), not drop it.
+        /// </summary>
+        internal void CloseStreamNoWait(Lane lane, MethodBinding m)
+        {
+            ulong seq = SendStreamRequest(lane, m, RequestStatus.Close);     // throws (lane dropped) when the connection is gone
+            lock (_lock)
+            {
+                lane.Abandoned = seq;
+                lane.Holder = null;
+                lane.LastUsed = Stopwatch.GetTimestamp();
+                if (lane.CloseWhenDone || _disposed) RemoveLocked(lane);
+                else lane.State = LaneState.SetAside;
+            }
+        }
+
+        /// <summary>
         /// Waits for a stream's reply: an item (returned), the end (<paramref name="end"/> true, the lane given back), or an
         /// error (thrown, the lane given back: the server has dropped the stream). On a timeout or cancellation the lane is
         /// set aside as for a call. When this throws, the stream's lane is no longer the caller's.

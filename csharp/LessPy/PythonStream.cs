@@ -87,7 +87,16 @@ namespace LessPy
             void Cancelled()
             {
                 _current = default(T);
-                Dispose();
+                GC.SuppressFinalize(this);
+                Lane lane = _lane;
+                _lane = null;
+                _done = true;
+                if (lane != null)
+                {
+                    try { _s._channel.CloseStreamNoWait(lane, _s._method); }
+                    catch (LessPyException) { }         // the connection is gone: nothing to close
+                    catch (ObjectDisposedException) { }
+                }
                 throw new OperationCanceledException("the stream of " + _s._method.PyName + " was cancelled (its CancellationToken); "
                     + "its Python generator was closed and no further item is delivered", _s._ct);
             }
