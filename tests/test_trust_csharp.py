@@ -66,10 +66,15 @@ runpy.run_module("lesspy_kernel", run_name="__main__", alter_sys=True)
 FAKE_LISTENER = r"""
 import os, socket, struct, sys
 path, out = sys.argv[1], sys.argv[2]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(path)
+if path == "tcp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+else:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
 s.listen(4)
-open(out + ".ready", "w").close()
+with open(out + ".ready", "w") as f:
+    f.write(str(s.getsockname()[1]) if path == "tcp" else "")
 c, _ = s.accept()
 c.sendall(b"LSPY" + struct.pack("<HHQ", 2, 0, 7) + os.urandom(32))
 c.settimeout(15)
@@ -295,6 +300,40 @@ def test_a_socket_answered_by_another_user_gets_nothing(trust_exe, tmp_path):
             fake.wait()
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_tcp_port_another_user_listens_on_gets_nothing(trust_exe, tmp_path):
+    """notify.port (ours) names a TCP port (an older server, or one forced to TCP) that another user's process now
+    holds: the client finds the listener's uid in /proc/net/tcp and refuses before sending anything."""
+    user = _other_user()
+    python = _python_for(user)
+    theirs = Path(tempfile.mkdtemp(prefix="lesspy-tcp-"))
+    try:
+        shutil.chown(theirs, user)
+        out = theirs / "got"
+        fake = subprocess.Popen(["runuser", "-u", user, "--", *python, "-c", FAKE_LISTENER, "tcp", str(out)], cwd="/",
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            ready = Path(str(out) + ".ready")
+            wait_for(lambda: (ready.exists() and ready.read_text()) or fake.poll() is not None, what="the listener")
+            assert fake.poll() is None, fake.stderr.read()
+            ours = tmp_path / "work"
+            ours.mkdir(mode=0o700)
+            for name, text in (("python.pid", str(fake.pid)), ("notify.port", ready.read_text()), ("session.key", "0" * 64)):
+                fd = os.open(ours / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.write(fd, text.encode())
+                os.close(fd)
+            run = run_mono(trust_exe, "connect", ours, SECRET, timeout=60)
+            lines = _lines(run)
+            assert lines and lines[0].startswith("ERR UntrustedWorkFolderException"), run.stdout + run.stderr
+            assert f"uid {_uid(user)}" in lines[0] and "127.0.0.1:" in lines[0], lines[0]
+            fake.wait(timeout=30)
+            assert out.read_text() == "0", f"the other user's process received {out.read_text()} bytes"
+        finally:
+            fake.kill()
+            fake.wait()
+    finally:
+        shutil.rmtree(theirs, ignore_errors=True)
 
 
 def test_a_long_work_folder_path_is_reached_without_tcp(trust_exe, tmp_path):

@@ -65,12 +65,42 @@ namespace LessPy
             {
                 if (at.AddressFamily != AddressFamily.Unix) s.NoDelay = true;
                 s.Connect(at);
+                var ip = at as IPEndPoint;
+                if (ip != null && Posix.IsLinux) CheckLoopbackPeer(s, ip);
                 return new ManagedNotifySocket(s);
             }
             catch
             {
                 s.Dispose();
                 throw;
+            }
+        }
+
+        /// <summary>
+        /// TCP on Linux (a server of an older version, or one forced to TCP): throws unless the process that listens on
+        /// the port runs as this user. SO_PEERCRED is for Unix sockets only; /proc/net/tcp lists the server's end of this
+        /// connection (local: the server's port, remote: ours) with the uid of the socket's owner.
+        /// </summary>
+        static void CheckLoopbackPeer(Socket s, IPEndPoint at)
+        {
+            var local = s.LocalEndPoint as IPEndPoint;
+            if (local == null || !IPAddress.IsLoopback(at.Address) || at.Address.AddressFamily != AddressFamily.InterNetwork) return;
+            string table;
+            try { table = Posix.ReadAllText("/proc/net/tcp"); }
+            catch (System.IO.IOException) { return; }
+            catch (UnauthorizedAccessException) { return; }
+            string serverEnd = "0100007F:" + at.Port.ToString("X4"), clientEnd = "0100007F:" + local.Port.ToString("X4");
+            foreach (string line in table.Split('\n'))
+            {
+                string[] f = line.Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries);
+                uint uid;
+                if (f.Length < 8 || f[1] != serverEnd || f[2] != clientEnd || !uint.TryParse(f[7], out uid)) continue;
+                uint me = Posix.UserId;
+                if (uid == me) return;
+                throw new UntrustedWorkFolderException("127.0.0.1:" + at.Port, "the process listening on 127.0.0.1:" + at.Port + " (named by "
+                    + "notify.port) runs as " + WorkFolder.UserText(uid) + ", not as you (" + WorkFolder.UserText(me) + "): LessPy talks only "
+                    + "to a server of your own and sent it nothing. The folder's server has probably stopped and another user took its "
+                    + "port: start the server again");
             }
         }
 
