@@ -39,10 +39,10 @@ namespace LessPy
 
         // ---- ownership checks (the work folder rule of docs/PROTOCOL.md section 1)
         const int O_CREAT = 0x40, O_EXCL = 0x80, O_PATH = 0x200000, EEXIST = 17;
-        /// <summary>O_DIRECTORY and O_NOFOLLOW differ on ARM (asm-generic/fcntl.h) from x86 and most others.</summary>
-        static readonly bool ArmFlags = RuntimeInformation.ProcessArchitecture == Architecture.Arm
-            || RuntimeInformation.ProcessArchitecture == Architecture.Arm64;
-        static readonly int O_DIRECTORY = ArmFlags ? 0x4000 : 0x10000, O_NOFOLLOW = ArmFlags ? 0x8000 : 0x20000;
+        /// <summary>O_DIRECTORY and O_NOFOLLOW differ on ARM (asm-generic/fcntl.h) from x86 and most others (uname's machine, <see cref="Probe"/>).</summary>
+        static bool _arm;
+        static int O_DIRECTORY { get { return IsLinux && _arm ? 0x4000 : 0x10000; } }
+        static int O_NOFOLLOW { get { return IsLinux && _arm ? 0x8000 : 0x20000; } }
         const int AT_EMPTY_PATH = 0x1000, STATX_MODE = 2, STATX_UID = 8, STATX_SIZE = 0x200;
         const int StatxUid = 20, StatxFileSize = 40;         // u32 stx_uid at 20, u64 stx_size at 40
         const int F_ULOCK = 0, F_TLOCK = 2;
@@ -69,6 +69,8 @@ namespace LessPy
                 if (uname(buf) != 0) return false;
                 int n = 0;
                 while (n < 64 && buf[n] != 0) n++;
+                byte* machine = buf + 4 * 65;                              // Linux: six 65-byte fields, machine the fifth
+                _arm = machine[0] == 'a' && (machine[1] == 'r' || (machine[1] == 'a' && machine[2] == 'r'));   // arm*, aarch64
                 return Encoding.ASCII.GetString(buf, n) == "Linux";
             }
             catch (DllNotFoundException) { return false; }
