@@ -802,7 +802,13 @@ namespace LessPy
         {
             if (_mode == ServerMode.Headless)
             {
+                // a server that is exiting closes its connections a moment before its process is gone: give it that moment
                 char state = ServerState(_pid);
+                for (int i = 0; i < 10 && state != '\0'; i++)
+                {
+                    Thread.Sleep(20);
+                    state = ServerState(_pid);
+                }
                 if (state != '\0')
                     return "the headless server (pid " + _pid + ") closed this connection but is still running" + StateText(_pid, state)
                         + "; see " + _folder.File(WorkFolder.LogFile);

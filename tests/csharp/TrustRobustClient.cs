@@ -140,6 +140,13 @@ public static class TrustRobustClient
         Check("gil_holding_call_itself_completes", busyError == null, Describe(busyError));
         e = OnNewThread(() => { if (other.add_ints(2, 3) != 5) throw new Exception("wrong sum"); }, out s);
         Check("busy_server_answers_afterwards", e == null, Describe(e));
+
+        // a server that is gone is not "alive but not answering"
+        kill(pid, 9);
+        Thread.Sleep(300);
+        e = OnNewThread(() => other.add_ints(1, 2), out s);
+        Check("killed_server_has_stopped_or_crashed", e is ServerUnavailableException && e.Message.Contains("stopped or crashed")
+            && !e.Message.Contains("alive") && s < 2.5, s.ToString("0.00") + " s, " + Describe(e));
         GC.KeepAlive(held);
         GC.KeepAlive(held2);
     }
