@@ -219,6 +219,14 @@ def test_connect_refuses_a_work_folder_another_user_serves(attacker):
     lines = _lines(run)
     assert lines and lines[0].startswith("ERR UntrustedWorkFolderException"), run.stdout + run.stderr
     assert str(work) in lines[0] and f"uid {_uid(OTHER)}" in lines[0], lines[0]
+    # Connect(name): <runtime dir>/lesspy/NAME is the other user's folder
+    runtime = work.parent / "runtime"
+    runtime.mkdir()
+    (runtime / "lesspy").symlink_to(work.parent)
+    run = run_mono(exe, "connect", work.name, SECRET, env={"JUPYTER_RUNTIME_DIR": str(runtime)})
+    lines = _lines(run)
+    assert lines and lines[0].startswith("ERR UntrustedWorkFolderException"), run.stdout + run.stderr
+    assert f"uid {_uid(OTHER)}" in lines[0], lines[0]
     assert SECRET not in _received(home)
     assert sorted(os.listdir(work)) == before
 
