@@ -370,12 +370,12 @@ static PyObject *py_moved(PyObject *self, PyObject *unused)
 static PyObject *py_punch(PyObject *self, PyObject *args)
 {
     int fd;
-    long long length;
+    long long offset, length;
     int rc;
-    if (!PyArg_ParseTuple(args, "iL", &fd, &length))
+    if (!PyArg_ParseTuple(args, "iLL", &fd, &offset, &length))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
-    rc = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)length);
+    rc = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
     Py_END_ALLOW_THREADS
     if (rc != 0)
         return PyErr_SetFromErrno(PyExc_OSError);
@@ -438,7 +438,7 @@ static PyMethodDef methods[] = {
      "move_out(place, base, fd, old) -> (size, released): give the block at `place` private pages with its bytes."},
     {"reap", py_reap, METH_NOARGS, "reap() -> addresses of moved blocks freed since (their old mappings may go)."},
     {"moved", py_moved, METH_NOARGS, "moved() -> how many moved blocks are alive (or freed and not reaped)."},
-    {"punch", py_punch, METH_VARARGS, "punch(fd, length): free the file's first `length` bytes on disk (a hole)."},
+    {"punch", py_punch, METH_VARARGS, "punch(fd, offset, length): free those bytes of the file on disk (a hole)."},
     {"before_fork", py_before_fork, METH_NOARGS, "os.register_at_fork(before=...)."},
     {"after_fork_parent", py_after_fork_parent, METH_NOARGS, "os.register_at_fork(after_in_parent=...)."},
     {"after_fork_child", py_after_fork_child, METH_NOARGS, "os.register_at_fork(after_in_child=...)."},

@@ -47,6 +47,7 @@ from .protocol import HEADER_SIZE
 log = logging.getLogger("lesspy_kernel")
 
 DATA_OFFSET = 64                # where a top-level NDARRAY reply's data starts (ndim <= 7; PROTOCOL.md section 4)
+PAGE = 4096                     # what a hole punched in a file is rounded to (a multiple of any page size we meet)
 MAX_DIMS = 7                    # DATA_OFFSET holds the header of an array of at most this many dimensions
 MAX_MOVED = 16                  # moved blocks alive at once; beyond, calls run without the allocator until some go
 _native: Any = None             # the _resultalloc module once imported; False when unavailable
@@ -153,9 +154,10 @@ class ResultSlot:
             except BufferError:
                 pass
 
-    def release(self) -> None:
+    def release(self, keep: int) -> None:
         """The lane closes while the server goes on: blocks moved out of its response file keep the file open (their
-        mappings) but none of its bytes (their pages are private copies), so its blocks are freed now."""
+        mappings) but none of its bytes (their pages are private copies), so its blocks are freed now, all but the
+        first `keep` bytes (a reply the client may still be reading)."""
         if not self.moved:
             return
         try:
@@ -163,7 +165,10 @@ class ResultSlot:
         except OSError:
             return
         try:
-            _native.punch(fd, os.fstat(fd).st_size)
+            start = -(-keep // PAGE) * PAGE
+            size = os.fstat(fd).st_size
+            if size > start:
+                _native.punch(fd, start, size - start)
         except OSError as e:                          # a file system without holes: the blocks go with the arrays
             log.debug("could not free the blocks of %s: %s", self.resp.path, e)
         finally:

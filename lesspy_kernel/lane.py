@@ -633,8 +633,9 @@ class Lane:
                     sock.close()
                 except OSError:
                     pass
-        if self.slot is not None and not self.server.stopping:
-            self.slot.release()                   # kept results moved out of it pin none of its blocks
+        if self.slot is not None and self.slot.moved and not self.server.stopping:
+            # kept results moved out of it pin none of its blocks but those of the last reply (a client may read it)
+            self.slot.release(HEADER_SIZE + self._pending[1])
         self.req.close(unlink=True)
         self.resp.close(unlink=True)
 

@@ -426,7 +426,7 @@ def test_kept_results_pin_only_their_own_size(shm_server):
     assert len(pinned) <= 4, pinned
     assert sum(m["Size"] for m in pinned) <= 4 * bound, pinned
     assert sum(m["Rss"] for m in pinned) <= 4 * bound, pinned
-    assert sum(m["disk"] for m in pinned) <= 4 * 4096, pinned
+    assert sum(m["disk"] for m in pinned) <= 4 * bound, pinned     # (the last reply, which a client may read)
     used = free_before - _free_bytes(server.folder)
     assert used < 16 << 20, f"the closed lanes' files still take {used:,} bytes of the file system"
     with Lane(server.folder) as lane:                 # and the kept arrays still hold their values
