@@ -236,8 +236,7 @@ def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = 
                 out.awaitable = out.result          # the executor awaits it on its own loop
                 out.control = current_call()
                 return out
-            import asyncio                          # here, not at import: it costs a cold start ~14 ms
-            out.result = asyncio.run(_await(out.result, current_call()))
+            out.result = _run_coroutine(out.result, current_call())
     except BaseException as e:  # the user's code: anything it raises (even SystemExit) goes back to C#
         out.error = raised_error(call.name, e, reason)
         out.duration = time.perf_counter() - t0
@@ -285,6 +284,29 @@ def close_stream(iterator: Any) -> None:
     close = getattr(iterator, "close", None)
     if close is not None:
         close()
+
+
+def _run_coroutine(awaitable: Any, control: Any) -> Any:
+    """asyncio.run, except that a cancelled call does not wait for the threads its coroutine started
+    (asyncio.to_thread, run_in_executor): they cannot be stopped, and they end on their own."""
+    import asyncio                          # here, not at import: it costs a cold start ~14 ms
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_await(awaitable, control))
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)      # what the coroutine started and left running: cancelled, as by run
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            if control is None or control.why() is None:
+                loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()                    # a default executor still busy is shut down without waiting
 
 
 async def _await(awaitable: Any, control: Any = None) -> Any:

@@ -239,6 +239,22 @@ def test_a_cancelled_async_def_stops_at_its_await(server):
     lane.close()
 
 
+def test_a_cancelled_async_def_does_not_wait_for_the_thread_it_started(server):
+    """An `async def` awaiting asyncio.to_thread: the thread cannot be stopped, but the cancelled call answers at
+    once (asyncio.run waited for the thread, 5 s) and the lane goes on meanwhile."""
+    lane = Lane(server.folder)
+    lane.send_raw(encode_call("async_offload", I, [5.0, 7], [D, I]))
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    lane.cancel()
+    with pytest.raises(RemoteError) as e:
+        lane.receive()
+    assert e.value.reply.kind == ErrorKind.CANCELLED
+    assert time.monotonic() - t0 < 1.5, f"the cancelled call answered after {time.monotonic() - t0:.1f} s"
+    assert lane.call("async_offload", I, [0.01, 9], [D, I]) == 9
+    lane.close()
+
+
 def test_an_app_that_exits_during_an_async_def_does_not_keep_the_server_alive(tmp_path):
     """A client process that exits while its `async def` awaits: the server (--exit-when-idle) stops within a
     few seconds, not when the await ends (60 s)."""

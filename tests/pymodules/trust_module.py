@@ -47,6 +47,12 @@ async def async_sleep_then(seconds, value):
     return value
 
 
+async def async_offload(seconds, value):
+    """An `async def` whose work runs in a thread (asyncio.to_thread): cancelling it cannot stop the thread."""
+    await asyncio.to_thread(time.sleep, seconds)
+    return value
+
+
 def count_up(n):
     """A generator of 0..n-1 (a C# IEnumerable<int>)."""
     try:
