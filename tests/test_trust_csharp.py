@@ -403,3 +403,19 @@ def test_app_b_neither_stops_app_a_nor_makes_it_call_b(trust_exe, tmp_path):
         if server_b is not None:
             server_b.stop()
         _kill_folder_server(work)
+
+
+def test_initialize_never_reuses_a_server_that_names_no_module(trust_exe, tmp_path):
+    """Our own folder, our own live server, but no python.module (a notebook's %lesspy serve, or it was removed):
+    Initialize neither calls it nor stops it, and says so."""
+    app = tmp_path / "app"
+    app.mkdir()
+    exe = _app_in(app, trust_exe)
+    module = _module(tmp_path / "m", "SOMEONE")
+    with Headless(app / "lesspy_work", module, "--keep-alive") as server:
+        (server.folder / "python.module").unlink()
+        lines = _lines(run_mono(exe, "init", sys.executable, module, SECRET))
+        assert lines and lines[0].startswith("ERR ServerUnavailableException") and "python.module" in lines[0] \
+            and str(server.pid) in lines[0], lines
+        assert SECRET not in _received(module.parent)
+        assert server.proc.poll() is None, "Initialize stopped a server it could not identify"
