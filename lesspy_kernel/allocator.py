@@ -24,9 +24,9 @@ The guarantees are plain NumPy's:
 - Arrays are distinct: a second result_array() in one call, or one in a call whose result is not a top-level
   `NdArray`, is a plain array (its data is copied into the reply).
 
-Moved blocks that could not be released that way (something else held the old mapping) keep it until they are
-freed, so at most MAX_MOVED moved blocks live at once: while that many are kept, calls run without the allocator
-and their results are copied, as they would be without it.
+At most MAX_MOVED moved blocks live at once (each is a mapping of its own; one whose old mapping could not be
+released, because something else held it, keeps that mapping and its descriptor until it is freed): while that
+many are kept, calls run without the allocator and their results are copied, as they would be without it.
 
 The allocator itself is C (`_resultalloc.c`): NumPy calls it while an exception may be set, or without the GIL,
 where no Python code may run. It is built on Linux only, and optional: without it (another system, no compiler

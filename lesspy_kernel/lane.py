@@ -699,8 +699,9 @@ def _unshared(outcome: Outcome) -> bool:
 
 
 def result_array(shape: Any, dtype: Any = np.float64) -> np.ndarray:
-    """A NumPy array to fill and return from a function C# calls: it lives in the response mapping, so
-    returning it (as an NdArray result) costs no copy. Outside a lesspy call it is a plain new array."""
+    """A NumPy array to fill and return from a function C# calls. The first one of a call whose result is an
+    NdArray lives in the response mapping, so returning it costs no copy; any other (a second one, or in a call
+    that returns a tuple, a list or a stream, or outside a lesspy call) is a plain new array."""
     lane = current_lane()
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
