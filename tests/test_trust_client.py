@@ -127,3 +127,16 @@ def test_cancelled_stream_null_rows_and_lone_surrogates(client, tmp_path):
                      "lone_surrogate_is_an_argument_error", "lone_surrogate_in_a_list_is_an_argument_error",
                      "cancelled_stream_delivers_nothing_more", "cancelled_stream_closes_its_generator"):
             assert name in result, sorted(result)
+
+
+@pytest.mark.parametrize("threads,rounds", [pytest.param(4, 100, id="short"),
+                                            pytest.param(8, 1500, id="long", marks=pytest.mark.stress)])
+def test_threads_abandoning_streams_among_calls(client, tmp_path, threads, rounds):
+    """Threads on one proxy open streams and drop them undisposed (their lanes are taken over once collected),
+    dispose others early, run some to the end and make calls: every item and result is right and no call waits for
+    CallTimeout."""
+    with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
+        proc = run_mono(client, "soak", server.folder, threads, rounds, timeout=900)
+        result = checks(proc)
+        assert "soak_streams_and_calls_all_right" in result and "soak_calls_work_after" in result
+        assert server.proc.poll() is None

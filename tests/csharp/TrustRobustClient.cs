@@ -71,6 +71,7 @@ public static class TrustRobustClient
             case "diskfull": DiskFull(folder); break;
             case "truncated": Truncated(folder); break;
             case "values": Values(folder); break;
+            case "soak": Soak(folder, int.Parse(args[2]), int.Parse(args[3])); break;
             default: Console.WriteLine("unknown mode " + mode); return 2;
         }
         return failures == 0 ? 0 : 1;
@@ -226,6 +227,73 @@ public static class TrustRobustClient
         string[] ev = api.events();
         int closed = ev.Count(x => x == "numbers(50) closed");
         Check("abandoned_generators_are_closed", closed >= 150 - 64, closed + " of 150 generators closed");
+    }
+
+    /// <summary>
+    /// Threads that open streams and drop them undisposed, dispose others early, run some to the end and make calls,
+    /// all on one proxy: every item and result is right, nothing waits for CallTimeout, no lane is lost.
+    /// </summary>
+    static void Soak(string folder, int threads, int rounds)
+    {
+        var api = LessPythonInvoke.Connect<ITrust>(folder);
+        ((ILessPyConnection)api).CallTimeout = TimeSpan.FromSeconds(20);
+        int bad = 0, done = 0;
+        string firstError = null;
+        var sw = Stopwatch.StartNew();
+        var all = new List<Thread>();
+        for (int t = 0; t < threads; t++)
+        {
+            int seed = t;
+            var th = new Thread(() =>
+            {
+                var rnd = new Random(seed);
+                for (int i = 0; i < rounds; i++)
+                {
+                    try
+                    {
+                        int n = 1 + rnd.Next(20);
+                        switch (rnd.Next(4))
+                        {
+                            case 0:
+                            {
+                                Exception x;
+                                if (!OpenAndDrop(api, out x)) throw x ?? new Exception("an abandoned stream's first item was wrong");
+                                break;
+                            }
+                            case 1:
+                                using (var en = api.numbers(n).GetEnumerator())
+                                {
+                                    int k = 0;
+                                    while (k < n / 2 && en.MoveNext())
+                                    {
+                                        if (en.Current != k) throw new Exception("item " + en.Current + " where " + k + " was due");
+                                        k++;
+                                    }
+                                }
+                                break;
+                            case 2:
+                                if (!api.numbers(n).SequenceEqual(Enumerable.Range(0, n))) throw new Exception("a whole stream was wrong");
+                                break;
+                            default:
+                                if (api.add_ints(seed, i) != seed + i) throw new Exception("a wrong sum");
+                                break;
+                        }
+                        Interlocked.Increment(ref done);
+                    }
+                    catch (Exception e)
+                    {
+                        if (Interlocked.Increment(ref bad) == 1) firstError = Describe(e);
+                    }
+                }
+            });
+            all.Add(th);
+            th.Start();
+        }
+        foreach (var th in all) th.Join();
+        Check("soak_streams_and_calls_all_right", bad == 0 && done == threads * rounds, done + " done, " + bad + " failed; first: " + firstError);
+        Check("soak_no_wait_for_call_timeout", sw.Elapsed.TotalSeconds < 20 * 0.9 * Math.Max(1, threads * rounds / 400),
+            sw.Elapsed.TotalSeconds.ToString("0.0") + " s");
+        Check("soak_calls_work_after", api.add_ints(40, 2) == 42);
     }
 
     // ---------------------------------------------------------------- item 9
