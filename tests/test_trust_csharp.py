@@ -419,3 +419,37 @@ def test_initialize_never_reuses_a_server_that_names_no_module(trust_exe, tmp_pa
             and str(server.pid) in lines[0], lines
         assert SECRET not in _received(module.parent)
         assert server.proc.poll() is None, "Initialize stopped a server it could not identify"
+
+
+@pytest.mark.stress
+def test_app_b_initializing_again_and_again_never_disturbs_app_a(trust_exe, tmp_path):
+    """App A calls without pause for 12 s while app B (another module, same folder) tries Initialize again and again:
+    every try is refused as "in use", and A gets only its own results, without one error."""
+    if os.geteuid() != 0:
+        pytest.skip("runs with the other trust tests (root)")
+    app = tmp_path / "apps"
+    app.mkdir()
+    exe = _app_in(app, trust_exe)
+    module_a = _module(tmp_path / "a", "A")
+    module_b = _module(tmp_path / "b", "B")
+    env = dict(os.environ, MONO_PATH=str(app))
+    a = subprocess.Popen(["mono", "--debug", str(exe), "loop", sys.executable, str(module_a), "12", "A"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert a.stdout.readline().startswith("PID ")
+        assert a.stdout.readline().strip() == "READY"
+        tries = 0
+        deadline = time.monotonic() + 9
+        while time.monotonic() < deadline:
+            b = _lines(run_mono(exe, "init", sys.executable, module_b, "from B"))
+            assert b and b[0].startswith("ERR ServerUnavailableException") and "in use" in b[0], b
+            tries += 1
+        out, err = a.communicate(timeout=60)
+        loop = next(l for l in out.splitlines() if l.startswith("LOOP "))
+        calls, wrong, errors = int(loop.split()[1]), int(loop.split()[3]), int(loop.split()[5])
+        assert tries >= 3 and calls > 100 and wrong == 0 and errors == 0, (tries, loop, err[-2000:])
+        assert "from B" not in _received(module_b.parent)
+    finally:
+        a.kill()
+        a.wait()
+        _kill_folder_server(app / "lesspy_work")

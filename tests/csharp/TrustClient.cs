@@ -4,6 +4,8 @@
 //   mono TrustClient.exe connect <work folder or name> <secret>          Connect, echo(secret)
 //   mono TrustClient.exe appA <venv or python> <module.py>               Initialize, a slow call on a thread; after a line on
 //                                                                         stdin, its result and one more call
+//   mono TrustClient.exe loop <venv or python> <module.py> <seconds> <tag>  Initialize, then echo("x") for that long:
+//                                                                         "LOOP <calls> WRONG <n> ERRORS <n> [first error]"
 // Prints "RESULT <text>" for a call that returned, "ERR <exception type>: <message>" for one that threw (one line each),
 // "READY" when appA's slow call is running. Exits 0 unless the arguments are wrong.
 using System;
@@ -43,7 +45,8 @@ static class TrustClient
             {
                 case "init": api = LessPythonInvoke.Initialize<ITrust>(args[1], args[2], keepAlive: true); break;
                 case "connect": api = LessPythonInvoke.Connect<ITrust>(args[1]); break;
-                case "appA": api = LessPythonInvoke.Initialize<ITrust>(args[1], args[2], keepAlive: true); break;
+                case "appA":
+                case "loop": api = LessPythonInvoke.Initialize<ITrust>(args[1], args[2], keepAlive: true); break;
                 default: Console.Error.WriteLine("unknown mode " + args[0]); return 2;
             }
         }
@@ -53,6 +56,29 @@ static class TrustClient
             return 0;
         }
         Console.WriteLine("PID " + ((ILessPyConnection)api).ServerPid);
+        if (args[0] == "loop")
+        {
+            var end = DateTime.UtcNow.AddSeconds(double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
+            int calls = 0, wrong = 0, errors = 0;
+            string first = "";
+            Console.WriteLine("READY");
+            Console.Out.Flush();
+            while (DateTime.UtcNow < end)
+            {
+                calls++;
+                try
+                {
+                    if (api.echo("x") != args[4] + ":x") wrong++;
+                }
+                catch (Exception e)
+                {
+                    if (errors++ == 0) first = " " + Err(e);
+                }
+            }
+            Console.WriteLine("LOOP " + calls + " WRONG " + wrong + " ERRORS " + errors + first);
+            ((IDisposable)api).Dispose();
+            return 0;
+        }
         if (args[0] != "appA")
         {
             Echo(api, args[args.Length - 1]);
