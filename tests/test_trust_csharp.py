@@ -453,3 +453,34 @@ def test_app_b_initializing_again_and_again_never_disturbs_app_a(trust_exe, tmp_
         a.kill()
         a.wait()
         _kill_folder_server(app / "lesspy_work")
+
+
+def test_owner_and_mode_checks_read_the_same_with_and_without_statx(tmp_path):
+    """Posix.Status and LinkStatus (statx, and the __fxstat64/__lxstat64 fallback for a glibc before 2.28) agree with
+    os.lstat on a folder, a file of another owner and mode, and a symbolic link."""
+    exe = tmp_path / "TrustPosixCheck.exe"
+    p = subprocess.run(["mcs", "-unsafe", "-optimize+", "-nologo", f"-out:{exe}",
+                        *map(str, sorted((ROOT / "csharp" / "LessPy").glob("*.cs"))), str(CS / "TrustPosixCheck.cs")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    folder = tmp_path / "f"
+    folder.mkdir(mode=0o700)
+    file = folder / "session.key"
+    file.write_bytes(b"x" * 1234)
+    os.chmod(file, 0o640)
+    if os.geteuid() == 0:
+        os.chown(file, 4321, -1)
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    out = run_mono(exe, folder, file, link)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    for how in ("statx", "old"):
+        for path in (folder, file, link):
+            st = os.lstat(path)
+            expect = f"{how} link {st.st_mode:o} {st.st_uid} {st.st_size} {path}"
+            assert expect in lines, (expect, lines)
+        for path in (folder, file):
+            st = os.stat(path)
+            assert f"{how} fd {st.st_mode:o} {st.st_uid} {st.st_size} {path}" in lines, lines
+        assert f"{how} fd - - - {link}" in lines, lines       # a link is never opened

@@ -36,6 +36,8 @@ namespace LessPy
         [DllImport("libc", SetLastError = true)] static extern int mkdir(byte* path, int mode);
         [DllImport("libc", SetLastError = true)] static extern int fchmod(int fd, int mode);
         [DllImport("libc", SetLastError = true)] static extern int lockf(int fd, int cmd, IntPtr len);
+        [DllImport("libc", SetLastError = true)] static extern int __fxstat64(int ver, int fd, byte* buf);
+        [DllImport("libc", SetLastError = true)] static extern int __lxstat64(int ver, byte* path, byte* buf);
 
         // ---- ownership checks (the work folder rule of docs/PROTOCOL.md section 1)
         const int O_CREAT = 0x40, O_EXCL = 0x80, O_PATH = 0x200000, EEXIST = 17;
@@ -194,30 +196,68 @@ namespace LessPy
             byte* empty = stackalloc byte[1];
             empty[0] = 0;
             int r;
-            try { r = statx(fd, empty, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID | STATX_SIZE, buf); }
-            catch (EntryPointNotFoundException)
+            if (!_noStatx)
             {
-                throw new PlatformNotSupportedException("LessPy checks who owns its work folder with statx, which this libc lacks "
-                    + "(glibc 2.28 or later, Linux 4.11 or later is needed)");
+                try
+                {
+                    r = statx(fd, empty, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID | STATX_SIZE, buf);
+                    if (r != 0) throw Error("cannot inspect " + pathForErrors, pathForErrors, Marshal.GetLastWin32Error());
+                    return new FileStatus(*(ushort*)(buf + StatxMode), *(uint*)(buf + StatxUid), *(long*)(buf + StatxFileSize));
+                }
+                catch (EntryPointNotFoundException) { _noStatx = true; }      // glibc before 2.28
             }
+            FileStatus st;
+            r = OldStat(fd, null, out st);
             if (r != 0) throw Error("cannot inspect " + pathForErrors, pathForErrors, Marshal.GetLastWin32Error());
-            return new FileStatus(*(ushort*)(buf + StatxMode), *(uint*)(buf + StatxUid), *(long*)(buf + StatxFileSize));
+            return st;
         }
+
+        static bool _noStatx;
+
+        /// <summary>
+        /// fstat (<paramref name="path"/> null) or lstat through glibc's versioned entry points, for a libc without statx:
+        /// struct stat's layout on x86-64 (st_mode at 24, st_uid at 28) and on the generic 64-bit ABI of aarch64 (16, 24),
+        /// st_size at 48 on both. Returns 0 or -1 (errno set).
+        /// </summary>
+        /// <exception cref="PlatformNotSupportedException">Another architecture: LessPy cannot check who owns its work folder.</exception>
+        static int OldStat(int fd, byte[] path, out FileStatus st)
+        {
+            st = default(FileStatus);
+            if (IntPtr.Size != 8)
+                throw new PlatformNotSupportedException("LessPy checks who owns its work folder with statx, which this libc lacks: "
+                    + "use glibc 2.28 or later (Linux 4.11 or later)");
+            int ver = _arm ? 0 : 1, modeAt = _arm ? 16 : 24, uidAt = _arm ? 24 : 28;       // _STAT_VER
+            byte* buf = stackalloc byte[256];
+            int r;
+            if (path == null) r = __fxstat64(ver, fd, buf);
+            else fixed (byte* p = path) r = __lxstat64(ver, p, buf);
+            if (r == 0) st = new FileStatus((int)*(uint*)(buf + modeAt), *(uint*)(buf + uidAt), *(long*)(buf + 48));
+            return r;
+        }
+
+        /// <summary>Test hook: use the fallback for a libc without statx (<see cref="OldStat"/>) from now on.</summary>
+        internal static void UseOldStatForTests() { _noStatx = true; }
 
         /// <summary>What is at <paramref name="path"/> itself (a link is not followed), or null when nothing is there.</summary>
         public static FileStatus? LinkStatus(string path)
         {
             byte[] p = CString(path);
             byte* buf = stackalloc byte[StatxSize];
-            fixed (byte* b = p)
+            if (!_noStatx)
             {
-                try
+                fixed (byte* b = p)
                 {
-                    if (statx(AT_FDCWD, b, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID | STATX_SIZE, buf) != 0) return null;
+                    try
+                    {
+                        if (statx(AT_FDCWD, b, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_UID | STATX_SIZE, buf) != 0) return null;
+                        return new FileStatus(*(ushort*)(buf + StatxMode), *(uint*)(buf + StatxUid), *(long*)(buf + StatxFileSize));
+                    }
+                    catch (EntryPointNotFoundException) { _noStatx = true; }
                 }
-                catch (EntryPointNotFoundException) { return null; }
             }
-            return new FileStatus(*(ushort*)(buf + StatxMode), *(uint*)(buf + StatxUid), *(long*)(buf + StatxFileSize));
+            FileStatus st;
+            try { return OldStat(-1, p, out st) == 0 ? st : (FileStatus?)null; }
+            catch (PlatformNotSupportedException) { return null; }
         }
 
         /// <summary>Creates the directory <paramref name="path"/> with <paramref name="mode"/>; false (no error) when something is already there.</summary>
