@@ -15,10 +15,10 @@ The guarantees are plain NumPy's:
   the same file offsets MAP_PRIVATE and the kernel copies each one on a write fault (`_resultalloc.c`,
   move_out), so a thread writing the array meanwhile loses no write. The old mapping's other pages are unmapped
   at once, so a kept array pins its own pages (plus the first one) and no more; when its lane closes the
-  response file's blocks are freed (a hole is punched) while the array keeps its private copy, all but those of
-  the lane's last reply: the server cannot tell whether a client still reads it (it closes the socket itself
-  before it releases the lane), and a hole would read as zeros. So a closed lane's last reply stays on disk
-  while an array moved out of that lane lives.
+  response file's blocks are freed (a hole is punched) while the array keeps its private copy. When the server
+  closed the lane itself (a client that broke the protocol, or a failure of ours) while its client may still
+  read the last reply, that reply's blocks stay (a hole would read as zeros) while an array moved out of the
+  lane lives.
 - A child made by `os.fork` (a `multiprocessing` pool with the fork start method) gives every array still placed
   in a mapping its own pages holding the same bytes before any Python code runs there (os.register_at_fork), so
   it never writes into its parent's array or a C# result. Not covered: a fork made from C without Python's

@@ -214,6 +214,7 @@ class Lane:
         # where the allocator puts a call's first big array (allocator.py); None where it cannot
         self.slot = allocator.slot_for(self.resp)
         self._call_slot: Optional[allocator.ResultSlot] = None   # the slot of the current call, if it uses one
+        self._client_closed = False               # the client closed the connection (release() frees every block)
         self._pending = (0, 0, STATUS_OK)         # the reply to publish: sequence, length, status
         self.stream: Optional[Tuple[str, Any, Any]] = None    # (name, item type, iterator) of an open stream
         self._stream_from = 0                     # the sequence of the call that opened it (cancel words >= it)
@@ -359,6 +360,8 @@ class Lane:
         except Exception:
             log.exception("lane %d failed", self.id)
         finally:
+            # before the server shuts the socket down itself: did the client close it (it reads no reply then)?
+            self._client_closed = self.slot is not None and self.slot.moved and self.connection_lost()
             self.server.lane_closed(self)
 
     def _serve(self, seq: int) -> None:
@@ -634,8 +637,8 @@ class Lane:
                 except OSError:
                     pass
         if self.slot is not None and self.slot.moved and not self.server.stopping:
-            # kept results moved out of it pin none of its blocks but those of the last reply (a client may read it)
-            self.slot.release(HEADER_SIZE + self._pending[1])
+            # kept results moved out of it pin none of its blocks, nor the last reply's unless a client may read it
+            self.slot.release(0 if self._client_closed else HEADER_SIZE + self._pending[1])
         self.req.close(unlink=True)
         self.resp.close(unlink=True)
 
