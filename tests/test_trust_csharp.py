@@ -327,7 +327,8 @@ def test_a_tcp_port_another_user_listens_on_gets_nothing(trust_exe, tmp_path):
             assert fake.poll() is None, fake.stderr.read()
             ours = tmp_path / "work"
             ours.mkdir(mode=0o700)
-            for name, text in (("python.pid", str(fake.pid)), ("notify.port", ready.read_text()), ("session.key", "0" * 64)):
+            files = (("python.pid", str(fake.pid)), ("notify.port", ready.read_text()), ("session.key", "0" * 64))
+            for name, text in files:
                 fd = os.open(ours / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 os.write(fd, text.encode())
                 os.close(fd)
