@@ -22,6 +22,9 @@ public interface ITrustMemory
     [PythonImport("fork_result_array")] NdArray ForkResultArray(int n);
     [PythonImport("pool_writes")] NdArray PoolWrites(int n);
     [PythonImport("fork_then_send")] NdArray ForkThenSend(int n);
+    [PythonImport("counter_result")] NdArray CounterResult(int n, int passes);
+    [PythonImport("counter_temporary")] NdArray CounterTemporary(NdArray a, int passes);
+    [PythonImport("counters_wrong")] int CountersWrong();
 }
 
 public static class TrustMemoryClient
@@ -119,6 +122,30 @@ public static class TrustMemoryClient
         }
         Exact("pool_children_write", api.PoolWrites(n), n, i => 0.0);
         Exact("after_forks", api.PlusOne(input), n, i => i + 1.0);
+
+        // item 7: arrays a Python thread increments while they are moved out (C# threads calling meanwhile)
+        int big = 1 << 21, passes = 30;
+        var bigData = new double[big];
+        for (int i = 0; i < big; i++) bigData[i] = i;
+        var bigInput = NdArray.FromArray(bigData, big);
+        bool stop = false;
+        int wrongReplies = 0;
+        var caller = new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+                if (FirstWrong(api.PlusOne(input).AsSpan<double>(), i => i + 1.0) >= 0) wrongReplies++;
+        });
+        caller.Start();
+        for (int round = 0; round < 3; round++)
+        {
+            api.CounterResult(big, passes);
+            Exact("counter_temporary_reply", api.CounterTemporary(bigInput, passes), big, i => i + 1.0);
+        }
+        int lost = api.CountersWrong();
+        Volatile.Write(ref stop, true);
+        caller.Join();
+        Check("no_lost_increments", lost == 0, lost + " elements lost increments");
+        Check("other_thread_replies_exact", wrongReplies == 0, wrongReplies + " wrong replies");
         return failures == 0 ? 0 : 1;
     }
 }
