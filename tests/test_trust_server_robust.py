@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kernels import FLAVOURS, kernel
-from lesspy_kernel import protocol
+from lesspy_kernel import handshake, protocol
 from lesspy_kernel.client import END, Lane, RemoteError
 from lesspy_kernel.mapping import PAGE
 from lesspy_kernel.protocol import ErrorKind, Record, Tag, decode_call, encode_call
@@ -379,6 +379,7 @@ def _cut_rounds(folder: Path, rounds: int, seed: int) -> dict:
             cut = rng.randrange(1, lane.req.capacity)
             os.truncate(lane.req.path, cut)
             lane.hand_over(len(frame))
+            lane.sock.sendall(handshake.CALL)      # the cut may have zeroed the server's `waiting` word: wake it
         else:
             if which == "resp":
                 cut = rng.randrange(1, lane.resp.capacity)
