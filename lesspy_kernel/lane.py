@@ -408,6 +408,10 @@ class Lane:
         streaming = status == REQUEST_STREAM
         slot = self.slot
         if call.returns is _NDARRAY and not streaming and slot is not None and allocator.has_room():
+            try:
+                self.resp.check_whole()          # arrays may be placed anywhere in it: a cut file would be a SIGBUS
+            except Truncated as e:
+                return failed(call.name, ErrorKind.SERVER_ERROR, f"{call.name} was not run: {e}")
             self._call_slot = slot
             return self._execute(call.name, lambda reason: self._invoke_in_slot(slot, call, reason))
         outcome = self._execute(call.name, lambda reason: invoke(call, self.server.namespace, reason, streaming))

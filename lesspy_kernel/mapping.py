@@ -245,6 +245,11 @@ class Mapping:
                                 "never truncate or replace them; close this lane and open a new one")
         return length, status
 
+    def check_whole(self) -> None:
+        """Writer side, before anything may be written anywhere in the file (results made in the mapping): the
+        same check as _check_written, for the whole capacity."""
+        self._check_written(self.capacity)
+
     def _check_written(self, end: int) -> None:
         """Writer side, before writing up to byte `end`: a file another process cut is given its size (and room)
         back, and the write is refused with Truncated (touching the missing part would be a SIGBUS)."""

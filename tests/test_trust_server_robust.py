@@ -465,3 +465,20 @@ def test_stress_ten_thousand_descriptors(server):
     grown = rss_mib(server.pid) - start
     lane.close()
     assert grown < 40, f"the server grew by {grown:.0f} MiB over 10,000 calls"
+
+
+def test_a_cut_response_file_never_receives_an_array_made_in_the_mapping(server):
+    """An NdArray result is made straight in the response file (allocator.py): after the client cut that file,
+    the call is refused with the reason (the server died of SIGBUS), the file gets its size back, and the next
+    call makes its array there again."""
+    lane = Lane(server.folder)
+    blob = bytes(1 << 20)
+    assert lane.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob        # the response file: 2 MiB
+    os.truncate(lane.resp.path, 4096)
+    with pytest.raises(RemoteError) as e:
+        lane.call("big_array", N, [1], [I])
+    assert "big_array was not run" in e.value.reply.message and "had been cut" in e.value.reply.message
+    assert server.proc.poll() is None, server.output()
+    result = lane.call("big_array", N, [1], [I])
+    assert result.shape == (131072,) and result.sum() == 131072
+    lane.close()
