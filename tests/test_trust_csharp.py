@@ -123,6 +123,7 @@ def _python_for(user: str) -> list:
 
 
 def _lines(proc) -> list:
+    assert proc.returncode == 0, f"TrustClient exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return [l for l in proc.stdout.splitlines() if l.startswith(("RESULT ", "ERR ", "PID "))]
 
 
