@@ -1163,6 +1163,10 @@ def coerce(value: Any, desc: TypeDesc) -> Any:
             raise CoercionError(value, desc)
         rows = []
         for i, row in enumerate(value):
+            if row is None:
+                raise CoercionError(value, desc, f"row {i} is None, and an int[][] result carries no null rows: "
+                                                 "return an empty row there, or declare the C# result "
+                                                 "List<int[]> (whose rows may be null)")
             try:
                 rows.append(_as_int32_array(row, Tag.INT32_ARRAY))
             except CoercionError as e:

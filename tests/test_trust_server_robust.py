@@ -346,6 +346,17 @@ def test_a_lone_surrogate_in_a_result_is_a_clear_error(server):
     lane.close()
 
 
+def test_a_none_row_in_an_int_jagged_result_says_what_to_declare(server):
+    lane = Lane(server.folder)
+    with pytest.raises(RemoteError) as e:
+        lane.call("jagged_with_none", Tag.INT32_JAGGED)
+    assert e.value.reply.kind == ErrorKind.RESULT_MISMATCH
+    assert "row 1 is None" in e.value.reply.message and "List<int[]>" in e.value.reply.message
+    rows = lane.call("jagged_with_none", protocol.ListOf(Tag.INT32_ARRAY))
+    assert rows[0].tolist() == [7] and rows[1] is None
+    lane.close()
+
+
 def test_a_lone_surrogate_sent_by_a_client_is_named_as_such(server):
     """A client that encodes a lone surrogate (bytes ED A0 80) gets an error that says so, not one blaming
     mismatched protocol versions."""

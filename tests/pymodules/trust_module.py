@@ -76,6 +76,11 @@ def echo_text(s):
     return s
 
 
+def jagged_with_none():
+    """An int[][] result with a None row (int[][] carries no null rows)."""
+    return [[7], None]
+
+
 def pid():
     return os.getpid()
 
