@@ -29,7 +29,7 @@ from .celloutput import forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
-from .mapping import Mapping, Truncated, full_fence
+from .mapping import DiskFull, Mapping, Truncated, full_fence
 from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE,
                        REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
                        ErrorReply, Tag, TextError, decode_call, error_size, fit_error, value_size, write_error,
@@ -544,7 +544,8 @@ class Lane:
             outcome.error = ErrorReply(ErrorKind.PAYLOAD_TOO_LARGE, "", f"the result of {outcome.name} is too large "
                                        f"to send: {e}; return it in parts", "")
         except Exception as e:  # a bug of ours, or no memory to grow: tell the caller, keep serving
-            log.exception("encoding the result of %s failed", outcome.name)
+            if not isinstance(e, (DiskFull, Truncated)):    # those say all in the reply (and its log line)
+                log.exception("encoding the result of %s failed", outcome.name)
             outcome.error = ErrorReply(ErrorKind.SERVER_ERROR, type(e).__name__,
                                        f"lesspy could not encode the result of {outcome.name}: {e}", "")
         self._write_error(seq, outcome)

@@ -146,6 +146,10 @@ def test_a_result_larger_than_the_file_system_is_an_error_not_a_crash(tmp_path):
             assert "file system is full" in message and "big_array" in message, message
             assert "bytes are free" in message and "134,217,728" in message, message
             assert s.proc.poll() is None, s.output()
+            for _ in range(3):                         # each time the same error, and one log line, no traceback
+                with pytest.raises(RemoteError):
+                    lane.call("big_array", N, [100], [I])
+            assert "Traceback" not in s.output() and s.output().count("file system is full") == 4, s.output()
             assert lane.call("add_ints", I, [40, 2], [I, I]) == 42
             assert other.call("add_ints", I, [2, 3], [I, I]) == 5
             small = lane.call("big_array", N, [1], [I])
