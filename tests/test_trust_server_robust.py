@@ -79,7 +79,7 @@ def test_thousands_of_large_descriptors_do_not_grow_the_server(server):
     grown = rss_mib(server.pid) - start
     assert lane.call("add_ints", I, [40, 2], [I, I]) == 42
     lane.close()
-    assert grown < 40, f"the server grew by {grown:.0f} MiB over 1,500 calls"
+    assert grown < 25, f"the server grew by {grown:.0f} MiB over 1,500 calls"
 
 
 # ---------------------------------------------------------------- item 14: bounded logs
