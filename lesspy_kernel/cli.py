@@ -3,7 +3,7 @@
     lesspy serve --module exporting_module.py [--work-folder lesspy_work]   serve a module until stopped
     lesspy stub exporting_module.py -o IMyApi.cs                            the C# interface from its type hints
     lesspy status FOLDER|NAME                                               is a server there? pid, version, calls
-    lesspy stop FOLDER|NAME                                                 ask that server to stop
+    lesspy stop [--force] FOLDER|NAME                                       ask that server to stop
     lesspy csharp --out DIR                                                 write LessPy's C# sources (no clone needed)
 
 Exit codes: 0 done; 1 failed (no server answered, a file could not be written, the server failed);
@@ -93,7 +93,7 @@ def _redirect_output(path: str) -> None:
     The C# side reads our pipes only until we are ready; with keep-alive we outlive it, and a write
     to a pipe nobody reads would block or fail the next call.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
@@ -201,14 +201,81 @@ def status(args: argparse.Namespace) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     from . import client
+    from .handshake import HandshakeError, Result
 
     folder = resolve_folder(args.folder)
     try:
         client.stop(folder)
+    except HandshakeError as e:
+        if e.result != Result.IN_USE:
+            raise _no_server("stop", folder, e) from None
+        if not args.force:
+            raise CommandError(f"lesspy stop: refused: {e}.\n  To stop it anyway (their calls will fail): "
+                               f"lesspy stop --force {args.folder}") from None
+        pid = _force_stop(folder)
+        print(f"lesspy: stopped the server in {folder} (pid {pid}) with SIGTERM although other clients used it")
+        return EXIT_OK
     except Exception as e:
         raise _no_server("stop", folder, e) from None
     print(f"lesspy: stopped the server in {folder}")
     return EXIT_OK
+
+
+def _force_stop(folder: Path, timeout: float = 10.0) -> int:
+    """`lesspy stop --force`: SIGTERM the folder's server, after checking the pid is that server's (the one
+    its authenticated status answer names, and python.pid names) and a process of the current user."""
+    import time
+
+    from . import client
+    from .workfolder import PID_FILE, pid_alive, read_private
+
+    try:
+        info = client.status(folder)
+        pid = int(info["pid"])
+        recorded = int(read_private(folder / PID_FILE).decode("ascii").strip())
+    except Exception as e:
+        raise _no_server("stop", folder, e) from None
+    if info.get("mode") != "headless":
+        raise CommandError(f"lesspy stop --force: the server in {folder} runs inside a notebook kernel (pid {pid}); "
+                           "a signal would end the kernel: stop it there with `%lesspy stop`, or restart the kernel")
+    if pid != recorded or pid <= 0:
+        raise CommandError(f"lesspy stop --force: the server in {folder} says it is pid {pid} but python.pid says "
+                           f"{recorded}: not signalling either; look at `lesspy status {folder}`")
+    if not _owned_by_me(pid):
+        raise CommandError(f"lesspy stop --force: pid {pid} is not a process of yours: not signalling it")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return pid
+    except OSError as e:
+        raise CommandError(f"lesspy stop --force: cannot signal pid {pid}: {e}") from None
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            raise CommandError(f"lesspy stop --force: pid {pid} is still running {timeout:.0f} s after SIGTERM "
+                               f"(a call that does not stop?): kill it with `kill -9 {pid}`")
+        time.sleep(0.02)
+    return pid
+
+
+def _owned_by_me(pid: int) -> bool:
+    """Whether process `pid` runs as the current user (its real uid, from /proc on Linux). Elsewhere signal 0,
+    which a non-root user can send only to its own processes."""
+    if not hasattr(os, "getuid"):
+        return True          # Windows: TerminateProcess needs rights over the process anyway
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1]) == os.getuid()
+    except OSError:
+        pass
+    if os.getuid() == 0:
+        return False         # root could signal anyone: without /proc there is no telling
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------------ csharp
@@ -343,9 +410,13 @@ def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
     p.set_defaults(run=status)
 
     p = sub.add_parser("stop", help="stop the server of a folder",
-                       description="Ask the server of a work folder (or a named session) to stop. "
-                                   "Exit code 0 when it did, 1 when no server answered.")
+                       description="Ask the server of a work folder (or a named session) to stop. A server that "
+                                   "other clients are using refuses (they keep their lanes); --force stops it "
+                                   "anyway. Exit code 0 when it stopped, 1 when it refused or no server answered.")
     p.add_argument("folder", metavar="FOLDER", help="a work folder path, or a session name")
+    p.add_argument("--force", action="store_true",
+                   help="stop it even while other clients use it (SIGTERM to its pid, after checking it is "
+                        "that folder's server and yours); their calls fail")
     p.set_defaults(run=stop)
 
     p = sub.add_parser("csharp", help="write LessPy's C# sources (and LessPy.csproj) into a folder",

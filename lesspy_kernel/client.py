@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
@@ -19,9 +20,10 @@ from .mapping import Mapping, full_fence
 from .protocol import (FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT,
                        REQUEST_STREAM, STATUS_END, STATUS_ERROR, ErrorReply, Tag, decode_error, decode_reply,
                        decode_value, encode_call, read_header)
-from .workfolder import KEY_FILE, connect_notify
+from .workfolder import KEY_FILE, connect_notify, folder_base, open_folder, read_private
 
 PathLike = Union[str, os.PathLike]
+TCP_ATTEMPTS = 4                # handshakes tried on TCP when the server closes the connection first
 END = object()                  # what `receive` returns when a stream has no more items
 _IN_REQUEST = bytes([Tag.NDARRAY_IN_REQUEST])
 
@@ -34,19 +36,40 @@ class RemoteError(Exception):
         self.reply = reply
 
 
-def _key(folder: Path) -> bytes:
-    return (folder / KEY_FILE).read_text().strip().encode("ascii")
+def _key(folder: Path, dirfd: Optional[int] = None) -> bytes:
+    """session.key, read only when it is a private file of ours (not through a symlink)."""
+    return read_private(folder_base(folder, dirfd) / KEY_FILE, folder / KEY_FILE).strip()
 
 
 def _connect(folder: Path, purpose: handshake.Purpose, key: Optional[bytes] = None, client_id: int = 0,
-             timeout: float = 5.0):
-    sock = connect_notify(folder, timeout)
+             timeout: float = 5.0, dirfd: Optional[int] = None):
+    """Connect and shake hands, after the ownership checks (docs/PROTOCOL.md section 1): the folder, notify.port
+    and session.key are the current user's and private, and the server behind a Unix socket is the current
+    user (SO_PEERCRED). `dirfd`: the folder opened by `open_folder` (else opened and closed here)."""
+    folder = Path(folder).absolute()
+    own = dirfd is None
+    if own:
+        dirfd = open_folder(folder)
     try:
-        mode, session, message = handshake.connect(sock, key if key is not None else _key(folder), purpose,
-                                                   client_id)
-    except BaseException:
-        sock.close()
-        raise
+        for attempt in range(TCP_ATTEMPTS):
+            sock = connect_notify(folder, timeout, dirfd)
+            try:
+                mode, session, message = handshake.connect(sock, key if key is not None else _key(folder, dirfd),
+                                                           purpose, client_id)
+                break
+            except (handshake.HandshakeClosed, ConnectionResetError, BrokenPipeError):
+                sock.close()
+                # on TCP (Windows) another local user's flood may have pushed this connection out before the
+                # server read its answer (docs/PROTOCOL.md section 3): try again. A Unix socket is never crowded.
+                if sock.family != socket.AF_INET or attempt == TCP_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+            except BaseException:
+                sock.close()
+                raise
+    finally:
+        if own and dirfd is not None:
+            os.close(dirfd)
     return sock, mode, session, message
 
 
@@ -58,16 +81,17 @@ def status(folder: PathLike, timeout: float = 5.0) -> Dict[str, Any]:
     return result
 
 
-def stop(folder: PathLike, timeout: float = 5.0, wait: bool = True) -> None:
-    """Ask the server of `folder` to stop, and (by default) wait until its process has gone."""
+def stop(folder: PathLike, timeout: float = 5.0, wait: bool = True, client_id: int = 0) -> None:
+    """Ask the server of `folder` to stop, and (by default) wait until its process has gone. Raises
+    handshake.HandshakeError with result IN_USE (and the server's message) when other clients use it."""
     from .workfolder import PID_FILE, pid_alive
 
-    folder = Path(folder)
+    folder = Path(folder).absolute()
     try:
-        pid: Optional[int] = int((folder / PID_FILE).read_text().strip())
+        pid: Optional[int] = int(read_private(folder / PID_FILE).decode("ascii").strip())
     except (OSError, ValueError):
         pid = None
-    sock, _, _, _ = _connect(folder, handshake.Purpose.STOP, timeout=timeout)
+    sock, _, _, _ = _connect(folder, handshake.Purpose.STOP, timeout=timeout, client_id=client_id)
     sock.close()
     if wait and pid is not None and pid != os.getpid():
         deadline = time.monotonic() + timeout
@@ -80,14 +104,24 @@ class Lane:
 
     def __init__(self, folder: PathLike, key: Optional[bytes] = None, client_id: Optional[int] = None,
                  timeout: float = 30.0) -> None:
-        self.folder = Path(folder)
+        self.folder = Path(folder).absolute()
         self.client_id = client_id if client_id is not None else secrets.randbits(63)
-        self.sock, self.mode, self.session, message = _connect(self.folder, handshake.Purpose.LANE, key,
-                                                               self.client_id)
-        self.sock.settimeout(timeout)
-        self.id = handshake.LANE_ID.unpack(message)[0]
-        self.req = Mapping(self.folder / f"lane-{self.id}.req.mmf", create=False)
-        self.resp = Mapping(self.folder / f"lane-{self.id}.resp.mmf", create=False)
+        # the folder stays open while the lane is: its files are reached through it (workfolder.folder_base)
+        self._dirfd = open_folder(self.folder)
+        try:
+            self.sock, self.mode, self.session, message = _connect(self.folder, handshake.Purpose.LANE, key,
+                                                                   self.client_id, dirfd=self._dirfd)
+            self.sock.settimeout(timeout)
+            self.id = handshake.LANE_ID.unpack(message)[0]
+            base = folder_base(self.folder, self._dirfd)
+            self.req = Mapping(base / f"lane-{self.id}.req.mmf", create=False)
+            self.resp = Mapping(base / f"lane-{self.id}.resp.mmf", create=False)
+        except BaseException:
+            if getattr(self, "sock", None) is not None:
+                self.sock.close()
+            if self._dirfd is not None:
+                os.close(self._dirfd)
+            raise
         for m in (self.req, self.resp):
             if m.session != self.session:
                 raise ConnectionError(f"{m.path.name} belongs to another server run")
@@ -193,6 +227,9 @@ class Lane:
         finally:
             self.req.close()
             self.resp.close()
+            if self._dirfd is not None:
+                os.close(self._dirfd)
+                self._dirfd = None
 
     def __enter__(self) -> "Lane":
         return self

@@ -53,6 +53,7 @@ class Result(IntEnum):
     WRONG_KEY = 1
     BAD_VERSION = 2
     BUSY = 3
+    IN_USE = 4      # a stop request while other clients have lanes open: refused, the server goes on
 
 
 class HandshakeError(Exception):
@@ -61,6 +62,11 @@ class HandshakeError(Exception):
     def __init__(self, message: str, result: Result = Result.BAD_VERSION) -> None:
         super().__init__(message)
         self.result = result
+
+
+class HandshakeClosed(HandshakeError):
+    """The server closed the connection before its result: on TCP a flood of unanswered connections from
+    another local user may have pushed this one out (section 3); a client tries again."""
 
 
 def mac(key: bytes, nonce: bytes) -> bytes:
@@ -88,12 +94,12 @@ class Pending:
     received: bytearray = field(default_factory=bytearray)
 
     @classmethod
-    def start(cls, sock: socket.socket, mode: Mode, session: int) -> "Pending":
-        """Send the hello at once (it fits any socket buffer) and wait for the answer."""
+    def start(cls, sock: socket.socket, mode: Mode, session: int, timeout: float = TIMEOUT) -> "Pending":
+        """Send the hello at once (it fits any socket buffer) and wait `timeout` seconds for the answer."""
         nonce = os.urandom(32)
         sock.setblocking(False)
         sock.send(HELLO.pack(MAGIC, PROTOCOL_VERSION, mode, session, nonce))
-        return cls(sock, nonce, time.monotonic() + TIMEOUT)
+        return cls(sock, nonce, time.monotonic() + timeout)
 
     def feed(self, key: bytes) -> Optional[Answer]:
         """Read what arrived. None: need more. Raises HandshakeError (to refuse) or ConnectionError (closed)."""
@@ -139,7 +145,7 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     while len(data) < n:
         chunk = sock.recv(n - len(data))
         if not chunk:
-            raise HandshakeError(f"connection closed after {len(data)} of {n} handshake bytes")
+            raise HandshakeClosed(f"connection closed after {len(data)} of {n} handshake bytes")
         data += chunk
     return data
 

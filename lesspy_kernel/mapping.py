@@ -18,6 +18,7 @@ import numpy as np
 
 from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, FLAGS_OFFSET, HEADER, HEADER_SIZE, MAPPING_MAGIC,
                        PROTOCOL_VERSION, SEQUENCE_OFFSET, SESSION_OFFSET, WAITING_OFFSET, read_header, write_header)
+from .workfolder import create_private, open_private
 
 MIN_CAPACITY = 4096
 PAGE = mmap.PAGESIZE            # the first page always exists while the file is not empty: no size check for it
@@ -107,7 +108,7 @@ class Mapping:
                 raise ValueError(f"capacity {capacity} is below the minimum of {MIN_CAPACITY} bytes")
             header = bytearray(HEADER_SIZE)
             write_header(memoryview(header), capacity, session)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+            fd = create_private(self.path, os.O_RDWR)           # O_EXCL|O_NOFOLLOW, 0600 (docs/PROTOCOL.md 1)
             try:
                 if reserved:                          # the server's response file: every byte it writes has room
                     reserve(fd, self.path, 0, capacity, "opening a lane")
@@ -133,10 +134,10 @@ class Mapping:
                     os.close(fd)
         self._old: list = []
         self._map(capacity if create else 0)
-        self._fd = os.open(self.path, os.O_RDWR | getattr(os, "O_BINARY", 0))   # for size checks and reservations
+        self._fd = open_private(self.path, os.O_RDWR)   # for size checks and reservations; ours, 0600, no symlink
 
     def _map(self, size: int) -> None:
-        fd = os.open(self.path, os.O_RDWR)
+        fd = open_private(self.path, os.O_RDWR)        # a regular file of ours, 0600, not through a symlink
         try:
             self._mmap = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
         finally:

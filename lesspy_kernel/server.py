@@ -10,6 +10,7 @@ sees each call's outcome before the reply goes out (while argument views are sti
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from .executors import DirectExecutor, Executor
 from .handshake import Answer, HandshakeError, Pending, Purpose, Result
 from .lane import Lane, Spinner
 from .namespaces import Namespace
-from .workfolder import MAX_SOCKET_PATH, SOCKET_FILE, UNIX, WorkFolder, pid_alive, use_unix_socket
+from .workfolder import FORCE_TCP_ENV, SOCKET_FILE, UNIX, WorkFolder, peer_uid, pid_alive, use_unix_socket
 
 log = logging.getLogger("lesspy_kernel")
 
@@ -38,6 +39,9 @@ DEFAULT_CAPACITY = 16 * 1024 * 1024
 DEFAULT_MAX_CLIENTS = 8
 MAX_LANES_PER_CLIENT = 64
 MAX_PENDING = 256            # connections being verified at once; past it the oldest is dropped
+ACCEPT_BATCH = 16            # connections accepted per turn of the loop, so answers already in are read first
+TCP_HANDSHAKE_TIMEOUT = 2.0  # on TCP (Windows) anyone local can connect: an unanswered handshake goes sooner
+REFUSAL_LOG_INTERVAL = 1.0   # refusals are logged at most once a second (a flood must not fill the log)
 WATCH_INTERVAL = 0.05        # how often the watchdog looks at running calls (cancel words, lost clients)
 IDLE_WATCH_INTERVAL = 0.25   # how often it looks when no call was running
 RESCUE_INTERVAL = 0.002      # how often it looks while a thread spins for every lane (see lane.Spinner)
@@ -105,6 +109,9 @@ class Server:
         self._opened = False
         self._started_at = time.time()
         self._listener: Optional[socket.socket] = None
+        self._handshake_timeout = handshake.TIMEOUT
+        self._refusals_unlogged = 0
+        self._refusal_logged_at = 0.0
         self._wake_r: Optional[socket.socket] = None
         self._wake_w: Optional[socket.socket] = None
         self._selector: Optional[selectors.BaseSelector] = None
@@ -133,35 +140,41 @@ class Server:
 
     def open(self) -> None:
         """Create the folder, key and listener, then publish pid and address (ready)."""
-        if self.lock_held:
-            self._open()
-        else:
-            self.folder.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with self.folder.start_lock():
+        try:
+            self.folder.open()          # refuses a symlink, another user's folder, one that is not private
+            if self.lock_held:
                 self._open()
+            else:
+                with self.folder.start_lock():
+                    self._open()
+        except BaseException:
+            self.folder.close()
+            raise
 
     def _open(self) -> None:
         self.folder.prepare()
         try:
             self._key = self.folder.write_key()
-            path = self.folder.file(SOCKET_FILE)
-            if not use_unix_socket(path) and sys.platform != "win32":
-                log.warning("%s is longer than a Unix socket address allows (%d bytes): serving on TCP 127.0.0.1 "
-                            "instead, where other local users can connect (they still cannot call without "
-                            "session.key). Use a shorter folder path to get the private socket.", path, MAX_SOCKET_PATH)
-            if use_unix_socket(path):
+            if use_unix_socket():
+                # bound through the open folder (/proc/self/fd/N/notify.sock on Linux): any folder length works
+                address = self.folder.address()
                 self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self._listener.bind(str(path))
-                os.chmod(path, 0o600)
+                self._listener.bind(address)
+                os.chmod(address, 0o600)
                 where: Union[int, str] = UNIX
-                self.address = str(path)
+                self.address = str(self.folder.path / SOCKET_FILE)
+                self._listener.listen(64)
             else:
+                if sys.platform != "win32":
+                    log.warning("%s is set: serving on TCP 127.0.0.1, where every local user can connect. It is "
+                                "for tests only; unset it.", FORCE_TCP_ENV)
                 self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 self._listener.bind(("127.0.0.1", 0))
                 self.port = self._listener.getsockname()[1]
                 where = self.port
                 self.address = f"127.0.0.1:{self.port}"
-            self._listener.listen(64)
+                self._handshake_timeout = TCP_HANDSHAKE_TIMEOUT
+                self._listener.listen(socket.SOMAXCONN)    # a flood waits in the kernel, not in front of the owner
             self._listener.setblocking(False)
             self._wake_r, self._wake_w = socket.socketpair()
             self._wake_r.setblocking(False)
@@ -171,7 +184,8 @@ class Server:
             self.folder.publish(os.getpid(), where, getattr(self.namespace, "path", ""))
         except BaseException:
             self._release()
-            self.folder.remove_files()
+            if self.folder.fd is not None or os.name != "posix":
+                self.folder.remove_files()
             raise
         self._opened = True
         log.info("lesspy serving %s on %s (%s, capacity %d, up to %d clients)", self.folder.path, self.address,
@@ -210,9 +224,11 @@ class Server:
             assert self._selector is not None
             while not self._stop.is_set():
                 timeout = self._next_deadline()
-                for key, _ in self._selector.select(timeout=timeout):
+                ready = self._selector.select(timeout=timeout)
+                accept = False
+                for key, _ in ready:            # answers that are in first: a flood of new connections waits
                     if key.data == "accept":
-                        self._accept()
+                        accept = True
                     elif key.data == "wake":
                         try:
                             self._wake_r.recv(4096)  # type: ignore[union-attr]
@@ -220,6 +236,8 @@ class Server:
                             pass
                     else:
                         self._on_pending(key.fileobj)  # type: ignore[arg-type]
+                if accept:
+                    self._accept()
                 self._expire_pending()
         except Exception:
             log.exception("lesspy server loop failed")
@@ -248,6 +266,7 @@ class Server:
             self.folder.remove_files()
         else:
             self.folder.remove()
+        self.folder.close()
         self._stopped.set()
         log.info("lesspy server stopped")
 
@@ -263,22 +282,43 @@ class Server:
     # ------------------------------------------------------------ connections
 
     def _accept(self) -> None:
-        """Start verifying new connections; never waits for one of them."""
+        """Start verifying new connections; never waits for one of them. At most ACCEPT_BATCH per turn of the
+        loop, so an answer that arrived meanwhile is read before more connections come in.
+
+        Crowding (TCP, where any local user can connect): when MAX_PENDING connections wait for their answer,
+        the one that has waited longest is closed. A client that answers (it has the key) answers within a
+        millisecond or so of its hello; to push it out a flood must open MAX_PENDING connections in that time,
+        while the server reads every answer between batches of ACCEPT_BATCH. Evicting the newest instead, or
+        refusing new connections when full, would let a flood that keeps the table full refuse the owner
+        every time."""
         assert self._listener is not None and self._selector is not None
-        while True:
+        for _ in range(ACCEPT_BATCH):
             try:
                 conn, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE) and self._pending:   # out of descriptors: make room
+                    oldest = min(self._pending.values(), key=lambda p: p.deadline)
+                    self._refused(oldest.sock, "too many unverified connections (out of file descriptors)")
                 return
+            if conn.family != socket.AF_INET:
+                try:
+                    uid = peer_uid(conn)
+                except OSError:
+                    uid = None
+                if uid is not None and hasattr(os, "getuid") and uid != os.getuid():
+                    conn.close()       # nothing is sent to another user, not even the hello
+                    self._count_refusal(f"a connection from uid {uid}: only the server's own user (uid "
+                                        f"{os.getuid()}) may connect")
+                    continue
             if len(self._pending) >= MAX_PENDING:
                 oldest = min(self._pending.values(), key=lambda p: p.deadline)
                 self._refused(oldest.sock, "too many unverified connections")
             try:
                 if conn.family == socket.AF_INET:
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                pending = Pending.start(conn, self.mode, self.session)
+                pending = Pending.start(conn, self.mode, self.session, self._handshake_timeout)
             except OSError:
                 conn.close()
                 continue
@@ -294,7 +334,7 @@ class Server:
         now = time.monotonic()
         for sock, p in list(self._pending.items()):
             if p.deadline <= now:
-                self._refused(sock, "no handshake answer within 5 s")
+                self._refused(sock, f"no handshake answer within {self._handshake_timeout:g} s")
 
     def _drop_pending(self, sock: socket.socket) -> Optional[Pending]:
         p = self._pending.pop(sock, None)
@@ -309,9 +349,21 @@ class Server:
         self._drop_pending(sock)
         sock.close()
         if counted:
-            with self._lock:
-                self.stats.refused += 1
-            log.info("refused a connection: %s", why)
+            self._count_refusal(why)
+
+    def _count_refusal(self, why: str) -> None:
+        """Count a refused connection; log it, at most once per REFUSAL_LOG_INTERVAL (with how many went
+        unlogged), so a flood of connections cannot fill the log."""
+        with self._lock:
+            self.stats.refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at < REFUSAL_LOG_INTERVAL:
+            self._refusals_unlogged += 1
+            return
+        more = f" ({self._refusals_unlogged} more refused since the last such line)" if self._refusals_unlogged else ""
+        self._refusals_unlogged = 0
+        self._refusal_logged_at = now
+        log.info("refused a connection: %s%s", why, more)
 
     def _on_pending(self, sock: socket.socket) -> None:
         p = self._pending.get(sock)
@@ -345,6 +397,19 @@ class Server:
             sock.close()
             return
         if answer.purpose == Purpose.STOP:
+            with self._lock:
+                others = [c for c in self.clients.values() if c.id != answer.client_id and c.lanes]
+            if others:
+                module = getattr(self.namespace, "path", "") or "a notebook's namespace"
+                pids = ", ".join(str(c.pid) for c in others)
+                why = (f"the server (pid {os.getpid()}) serving {module} in {self.folder.path} is in use by "
+                       f"{len(others)} other client{'s' if len(others) > 1 else ''} (pid {pids}): it was not "
+                       "stopped. Use another work folder for another app, or stop those clients first")
+                log.info("refused to stop for pid %d: %d other clients have lanes open (pid %s)", answer.pid,
+                         len(others), pids)
+                p.reply(Result.IN_USE, why.encode("utf-8"))
+                sock.close()
+                return
             p.reply(Result.ACCEPTED)
             sock.close()
             log.info("stop requested by pid %d", answer.pid)

@@ -13,6 +13,7 @@ import os
 import secrets
 import socket
 import stat
+import struct
 import sys
 import time
 from pathlib import Path
@@ -31,14 +32,158 @@ LEGACY_FILES = ("req.mmf", "resp.mmf")          # protocol version 1's mappings,
 
 
 MAX_SOCKET_PATH = 100           # sockaddr_un holds 108 bytes on Linux, 104 on macOS; Mono accepts less than 107
+# FOR TESTS ONLY: serve on TCP 127.0.0.1 on Linux/macOS too, as on Windows, so that the TCP path (and its defence
+# against a flood of unanswered handshakes) can be tested where the suite runs. Never set it otherwise: TCP
+# lets every local user connect (they still need session.key to call).
+FORCE_TCP_ENV = "LESSPY_TEST_FORCE_TCP"
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_PATH = getattr(os, "O_PATH", 0)          # Linux: a handle on the folder that needs no read permission
+_PROC_FD = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+_CHECKS = os.name == "posix" and hasattr(os, "getuid")
 
 
-def use_unix_socket(path: Path) -> bool:
-    """A Unix domain socket inside the 0700 folder: unreachable to other users, and faster than TCP. Not on
-    Windows, and not when the folder's path is too long for a socket address (then TCP, with a warning)."""
-    return hasattr(socket, "AF_UNIX") and sys.platform != "win32" and len(os.fsencode(path)) <= MAX_SOCKET_PATH
+def use_unix_socket(path: Optional[Path] = None) -> bool:
+    """The notify socket is a Unix domain socket inside the 0700 folder (unreachable to other users, and faster
+    than TCP) everywhere but Windows. A long folder path is no reason for TCP: see `socket_address`."""
+    return hasattr(socket, "AF_UNIX") and sys.platform != "win32" and not os.environ.get(FORCE_TCP_ENV)
 
 
+def socket_address(folder: Path, dirfd: Optional[int]) -> str:
+    """Where to bind or connect the folder's notify.sock. On Linux through the open folder
+    (`/proc/self/fd/<dirfd>/notify.sock`): always short, and it cannot be redirected by renaming the folder or a
+    parent after it was checked. Elsewhere the plain path, which must fit a socket address."""
+    if dirfd is not None and _PROC_FD:
+        return f"/proc/self/fd/{dirfd}/{SOCKET_FILE}"
+    path = folder / SOCKET_FILE
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise OSError(errno.ENAMETOOLONG,
+                      f"{path} is {len(os.fsencode(path))} bytes, longer than a Unix socket address allows "
+                      f"({MAX_SOCKET_PATH}) on this system: use a shorter work folder path, or a session name")
+    return str(path)
+
+
+def _owner(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def open_folder(path: Path, tighten: bool = False) -> Optional[int]:
+    """Open a work folder without following a symlink and check it is ours and private: a directory owned by
+    the current user with no group/other permission bits. `tighten` (the server, for its own folder only):
+    remove group/other bits instead of refusing. Returns the folder's descriptor (None on Windows, where the
+    folder's ACL is the protection). Raises PermissionError / NotADirectoryError / FileNotFoundError with a
+    message that says what to do."""
+    if not _CHECKS:
+        return None
+    try:
+        fd = os.open(path, (_O_PATH or os.O_RDONLY) | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC)
+    except OSError as e:
+        if os.path.islink(path):
+            raise PermissionError(f"work folder {path} is a symbolic link: lesspy never follows one (another user "
+                                  "could point it at a folder of theirs); use the real folder's path, or remove "
+                                  "the link") from None
+        if e.errno == errno.ENOTDIR:
+            raise NotADirectoryError(f"work folder {path} is not a folder: remove it or choose another path") \
+                from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(f"work folder {path} is not a folder: remove it or choose another path")
+        if st.st_uid != os.getuid():
+            raise PermissionError(f"work folder {path} belongs to {_owner(st.st_uid)}, not to you "
+                                  f"({_owner(os.getuid())}): lesspy never uses another user's folder; choose "
+                                  "another folder (or session name)")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            if not tighten:
+                raise PermissionError(f"work folder {path} is open to other users (mode {mode:04o}): lesspy "
+                                      f"only uses a private folder; run `chmod 700 {path}` or choose another")
+            if _O_PATH:                  # an O_PATH descriptor cannot fchmod; its /proc link names the same folder
+                os.chmod(f"/proc/self/fd/{fd}", 0o700)
+            else:
+                os.fchmod(fd, 0o700)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_private(fd: int, shown: Union[str, os.PathLike]) -> os.stat_result:
+    """fstat-check a file opened in a work folder: a regular file of the current user, mode 0600 (no
+    group/other bits). Raises PermissionError naming what was found."""
+    st = os.fstat(fd)
+    if not _CHECKS:
+        return st
+    if not stat.S_ISREG(st.st_mode):
+        raise PermissionError(f"{shown} is not a regular file: lesspy refuses it; remove it or choose another "
+                              "work folder")
+    if st.st_uid != os.getuid():
+        raise PermissionError(f"{shown} belongs to {_owner(st.st_uid)}, not to you ({_owner(os.getuid())}): "
+                              "lesspy refuses it; remove it or choose another work folder")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise PermissionError(f"{shown} is open to other users (mode {stat.S_IMODE(st.st_mode):04o}, lesspy "
+                              "makes its files 0600): lesspy refuses it; remove it or choose another work folder")
+    return st
+
+
+def open_private(path: Union[str, os.PathLike], flags: int = os.O_RDONLY,
+                 shown: Optional[Union[str, os.PathLike]] = None) -> int:
+    """Open an existing file of a work folder without following a symlink, and check it (`check_private`)."""
+    try:
+        fd = os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        if e.errno == errno.ELOOP or (_O_NOFOLLOW and os.path.islink(path)):
+            raise PermissionError(f"{shown or path} is a symbolic link: lesspy never follows one; remove it or "
+                                  "choose another work folder") from None
+        raise
+    try:
+        check_private(fd, shown or path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_private(path: Union[str, os.PathLike], flags: int = os.O_WRONLY) -> int:
+    """Create a file of a work folder afresh: a stale one is unlinked (the folder is ours and private, so it
+    is ours), then O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600. Returns the descriptor."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return os.open(path, flags | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | getattr(os, "O_BINARY", 0),
+                   0o600)
+
+
+def read_private(path: Union[str, os.PathLike], shown: Optional[Union[str, os.PathLike]] = None) -> bytes:
+    fd = open_private(path, os.O_RDONLY, shown)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def write_private(path: Union[str, os.PathLike], data: bytes) -> None:
+    fd = create_private(path)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 def jupyter_runtime_dir() -> Path:
     """Jupyter's runtime directory, as jupyter_core resolves it (the C# client follows the same rules)."""
     try:
@@ -97,54 +242,125 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2:stat.rindex(")") + 3] != "Z"
 
 
-def _read_int(path: Path) -> Optional[int]:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
+def folder_base(folder: Path, dirfd: Optional[int]) -> Path:
+    """Where to reach the files of a folder opened as `dirfd`: on Linux through the descriptor
+    (`/proc/self/fd/<dirfd>`), so that a rename or a symlink swapped in for the folder or a parent after the
+    check changes nothing; elsewhere the folder's path."""
+    if dirfd is not None and _PROC_FD:
+        return Path(f"/proc/self/fd/{dirfd}")
+    return folder
+
+
+_UCRED = struct.Struct("3i")                # struct ucred: pid, uid, gid
+
+
+def peer_uid(sock: socket.socket) -> Optional[int]:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED, Linux); None where unknown."""
+    if getattr(socket, "AF_UNIX", None) is None or sock.family != socket.AF_UNIX or \
+            not hasattr(socket, "SO_PEERCRED"):
         return None
+    _, uid, _ = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return uid
 
 
-def connect_notify(folder: Path, timeout: float = 5.0) -> socket.socket:
-    """Connect to the notify socket that `notify.port` names (a Unix socket in the folder, or TCP)."""
-    where = (folder / PORT_FILE).read_text().strip()
-    if where == UNIX:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(str(folder / SOCKET_FILE))
-        except OSError:
-            s.close()
-            raise
-        return s
+def connect_notify(folder: Path, timeout: float = 5.0, dirfd: Optional[int] = None) -> socket.socket:
+    """Connect to the notify socket that `notify.port` names (a Unix socket in the folder, or TCP), after
+    checking the folder and notify.port are the current user's and private (`open_folder`, `check_private`);
+    on a Unix socket the server must be the current user too (SO_PEERCRED). `dirfd`: the folder, already
+    opened and checked by the caller (kept open; otherwise opened and closed here)."""
+    folder = Path(folder).absolute()
+    own = dirfd is None
+    if own:
+        dirfd = open_folder(folder)
+    try:
+        where = read_private(folder_base(folder, dirfd) / PORT_FILE, folder / PORT_FILE).decode("ascii", "replace")
+        where = where.strip()
+        if where == UNIX:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(socket_address(folder, dirfd))
+                uid = peer_uid(s)
+                if uid is not None and _CHECKS and uid != os.getuid():
+                    raise PermissionError(f"the notify socket in {folder} is served by {_owner(uid)}, not by you "
+                                          f"({_owner(os.getuid())}): lesspy refuses it; choose another work folder")
+            except BaseException:
+                s.close()
+                raise
+            return s
+    finally:
+        if own and dirfd is not None:
+            os.close(dirfd)
     s = socket.create_connection(("127.0.0.1", int(where)), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
 
 class WorkFolder:
-    """One server's folder. Knows its files; never holds them open."""
+    """One server's folder. Knows its files; holds only the folder itself open (`open`), never its files.
+
+    Ownership rule (docs/PROTOCOL.md section 1): the folder is opened without following a symlink and checked
+    (ours, private) before anything in it is touched; every file in it is opened with O_NOFOLLOW and checked,
+    or created with O_EXCL, 0600. On Linux every path goes through the open folder (`base`), so renaming the
+    folder or a parent, or swapping a symlink in, after the check cannot redirect a single file.
+    """
 
     def __init__(self, path: Union[str, os.PathLike]) -> None:
         self.path = Path(path).absolute()
+        self.fd: Optional[int] = None
+
+    @property
+    def base(self) -> Path:
+        return folder_base(self.path, self.fd)
 
     def file(self, name: str) -> Path:
-        return self.path / name
+        return self.base / name
 
     def lane_file(self, lane_id: int, which: str) -> Path:
         """`lane-N.req.mmf` or `lane-N.resp.mmf`."""
         return self.file(f"lane-{lane_id}.{which}.mmf")
 
+    def open(self, create: bool = True) -> None:
+        """Create the folder 0700 if missing, open it without following a symlink, refuse it unless it is ours
+        (tightening ours to 0700). Everything else in this class needs it open."""
+        if self.fd is not None:
+            return
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(self.path, 0o700)
+            except FileExistsError:
+                pass                         # whatever is there is checked now
+        self.fd = open_folder(self.path, tighten=True)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def address(self) -> str:
+        """Where the notify socket is bound and connected (see `socket_address`)."""
+        return socket_address(self.path, self.fd)
+
+    def _read_int(self, name: str) -> Optional[int]:
+        try:
+            return int(read_private(self.file(name), self.path / name).decode("ascii").strip())
+        except (OSError, ValueError):          # missing, not ours, not private, garbage: not a live server's
+            return None
+
     def live_server_pid(self) -> Optional[int]:
         """The pid of a live server; None when the folder is empty or stale.
 
-        Stale means the pid is dead, or nothing listens on the notify socket, or something else answers there.
-        A server that accepts but is slow to say hello is alive, not gone.
+        Stale means the pid is dead, or nothing listens on the notify socket, or something else answers there
+        (or its files are not ours and private: nothing of ours wrote them). A server that accepts but is slow
+        to say hello is alive, not gone.
         """
-        pid = _read_int(self.file(PID_FILE))
+        self.open(create=False)
+        pid = self._read_int(PID_FILE)
         if pid is None or not pid_alive(pid):
             return None
         try:
-            s = connect_notify(self.path, timeout=2)
+            s = connect_notify(self.path, timeout=2, dirfd=self.fd)
         except (OSError, ValueError):
             return None
         with s:
@@ -157,24 +373,43 @@ class WorkFolder:
         return pid if hello in (b"LSPY", b"") else None
 
     def prepare(self) -> None:
-        """Create the folder 0700 (or tighten ours), refuse one owned by someone else, clear stale files."""
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = self.path.stat()
-        if hasattr(os, "getuid") and st.st_uid != os.getuid():
-            raise PermissionError(f"work folder {self.path} belongs to uid {st.st_uid}, not to you: "
-                                  "choose another folder")
-        if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
-            os.chmod(self.path, 0o700)
+        """Open (and check) the folder, refuse it when a live server serves it, clear stale files."""
+        self.open()
         live = self.live_server_pid()
         if live is not None and live != os.getpid():
             raise FileExistsError(f"a lesspy server (pid {live}) is already serving {self.path}: "
                                   "stop it (lesspy stop FOLDER), or use another folder or name")
         self.remove_files()
 
+    def _open_lock(self) -> int:
+        path, shown = self.file(LOCK_FILE), self.path / LOCK_FILE
+        flags = os.O_RDWR | _O_NOFOLLOW | _O_CLOEXEC
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(path, flags)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise PermissionError(f"{shown} is a symbolic link: lesspy never follows one; remove it") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if _CHECKS and stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and \
+                    stat.S_IMODE(st.st_mode) & 0o077:
+                os.fchmod(fd, 0o600)         # ours (an older version made it 0644): it holds no secret
+            check_private(fd, shown)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     @contextlib.contextmanager
     def start_lock(self, timeout: float = 60.0) -> Iterator[None]:
         """Hold `lesspy.lock` (a POSIX record lock on byte 0, as the C# client takes it) while starting."""
-        fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        self.open()
+        fd = self._open_lock()
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -183,7 +418,7 @@ class WorkFolder:
                     break
                 except OSError as e:
                     if e.errno not in (errno.EACCES, errno.EAGAIN, errno.EDEADLK) or time.monotonic() > deadline:
-                        raise TimeoutError(f"another process holds {self.file(LOCK_FILE)} (starting a server "
+                        raise TimeoutError(f"another process holds {self.path / LOCK_FILE} (starting a server "
                                            f"there) for more than {timeout:.0f} s") from e
                     time.sleep(0.02)
             try:
@@ -194,30 +429,25 @@ class WorkFolder:
             os.close(fd)
 
     def write_key(self) -> bytes:
-        """Write a fresh session key (0600) and return the HMAC key bytes."""
+        """Write a fresh session key (created 0600, O_EXCL) and return the HMAC key bytes."""
         key = secrets.token_hex(32)
-        path = self.file(KEY_FILE)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
-        if os.name == "posix":
-            os.chmod(path, 0o600)
+        write_private(self.file(KEY_FILE), key.encode("ascii"))
         return key.encode("ascii")
 
     def publish(self, pid: int, where: Union[int, str], module: str = "") -> None:
         """Write python.pid (and python.module), then notify.port atomically: its presence means ready."""
-        self.file(PID_FILE).write_text(str(pid))
+        write_private(self.file(PID_FILE), str(pid).encode("ascii"))
         if module:
-            self.file(MODULE_FILE).write_text(module, encoding="utf-8")
+            write_private(self.file(MODULE_FILE), module.encode("utf-8"))
         tmp = self.file(PORT_FILE + ".tmp")
-        tmp.write_text(str(where))
+        write_private(tmp, str(where).encode("ascii"))
         os.replace(tmp, self.file(PORT_FILE))
 
     def remove_files(self) -> None:
         """Remove the server's files and every lane's mappings (the lock and the log stay)."""
         for name in SERVER_FILES + LEGACY_FILES + (PORT_FILE + ".tmp",):
             self.file(name).unlink(missing_ok=True)
-        for lane in self.path.glob("lane-*.mmf"):
+        for lane in self.base.glob("lane-*.mmf"):
             lane.unlink(missing_ok=True)
 
     def remove(self) -> None:
@@ -225,7 +455,7 @@ class WorkFolder:
         self.remove_files()
         self.file(LOCK_FILE).unlink(missing_ok=True)
         try:
-            self.path.rmdir()
+            os.rmdir(self.path)              # never follows a symlink; fails unless empty
         except OSError:
             pass
 
