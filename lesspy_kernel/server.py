@@ -106,6 +106,7 @@ class Server:
         self._pending: Dict[socket.socket, Pending] = {}
         self._next_lane = 1
         self._had_client = False
+        self._shutdown_asked_by = 0           # a client that sent SHUTDOWN and has gone: stop once idle
         self._opened = False
         self._started_at = time.time()
         self._listener: Optional[socket.socket] = None
@@ -468,13 +469,20 @@ class Server:
             gone = not client.lanes and self.clients.get(client.id) is client
             if gone:
                 del self.clients[client.id]
+                if client.shutdown_requested:
+                    self._shutdown_asked_by = client.pid
             idle = not self.clients
+            others = len(self.clients)
         if gone:
             log.info("client pid %d disconnected", client.pid)
         if self.mode == handshake.Mode.HEADLESS and not self._stop.is_set():
-            if gone and client.shutdown_requested:
-                log.info("client pid %d asked the server to stop", client.pid)
+            if self._shutdown_asked_by and idle:
+                log.info("client pid %d asked the server to stop", self._shutdown_asked_by)
                 self.stop(timeout=0)
+            elif gone and client.shutdown_requested:
+                # SHUTDOWN must not stop a server other apps still use (issue 14, item 4): after them
+                log.info("client pid %d asked the server to stop, but %d other clients use it: stopping when the "
+                         "last of them has gone", client.pid, others)
             elif idle and not self.keep_alive:
                 log.info("the last client has gone and the server was started with --exit-when-idle: stopping")
                 self.stop(timeout=0)
@@ -535,14 +543,19 @@ class Server:
         """Keep server.log under its cap: move it to server.log.1 and start afresh (the fds stay valid)."""
         if self.log_file is None:
             return
+        log_file = self.log_file
+        if log_file.parent == self.folder.path:         # in the work folder: through the folder it checked
+            log_file = self.folder.file(log_file.name)
         try:
-            if self.log_file.stat().st_size <= self.log_cap:
+            if log_file.stat().st_size <= self.log_cap:
                 return
-            backup = self.log_file.with_name(self.log_file.name + ".1")
-            with open(self.log_file, "rb") as src, open(backup, "wb") as dst:
-                src.seek(-min(self.log_cap, os.path.getsize(self.log_file)), os.SEEK_END)
+            backup = log_file.with_name(log_file.name + ".1")
+            nofollow = getattr(os, "O_NOFOLLOW", 0)
+            with open(os.open(log_file, os.O_RDONLY | nofollow), "rb") as src, \
+                    open(os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | nofollow, 0o600), "wb") as dst:
+                src.seek(-min(self.log_cap, os.fstat(src.fileno()).st_size), os.SEEK_END)
                 dst.write(src.read())
-            os.truncate(self.log_file, 0)
+            os.truncate(log_file, 0)
             log.info("server.log reached %d bytes: its end moved to %s", self.log_cap, backup.name)
         except OSError:
             pass

@@ -489,3 +489,24 @@ def test_stop_force_never_signals_a_process_that_is_not_the_folders_server(tmp_p
             decoy.wait()
             holder.send_signal(signal.SIGKILL)
             holder.wait()
+
+
+def test_a_shutdown_byte_never_stops_a_server_another_client_uses(tmp_path):
+    """SHUTDOWN (stop once this client has gone) waits for the other clients: the server stops when the last
+    of them has gone, not under them."""
+    from lesspy_kernel import handshake
+
+    with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive") as s:
+        holder = _holder(s.folder)
+        try:
+            with Lane(s.folder) as lane:
+                lane.sock.sendall(handshake.SHUTDOWN)
+                assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+            wait_for(lambda: "other clients use it" in s.output(), timeout=10, what="the deferred stop")
+            calls = client.status(s.folder)["calls"]
+            wait_for(lambda: client.status(s.folder)["calls"] > calls + 5, timeout=10, what="more calls")
+            assert s.proc.poll() is None and holder.poll() is None
+        finally:
+            holder.kill()
+            holder.wait()
+        assert s.proc.wait(10) == 0, "the server did not stop once its last client had gone"
