@@ -133,6 +133,7 @@ class Mapping:
                 if fd >= 0:
                     os.close(fd)
         self._old: list = []
+        self._reserved = capacity if create and reserved else 0   # bytes from the start with their room reserved
         self._map(capacity if create else 0)
         self._fd = open_private(self.path, os.O_RDWR)   # for size checks and reservations; ours, 0600, no symlink
 
@@ -208,19 +209,25 @@ class Mapping:
         """Writer side: make room for `payload` bytes (file extended with its room reserved, mapped again, capacity
         field updated). DiskFull when the file system has no room for it; Truncated when another process cut the
         file below what is about to be written (its size is restored first, so the next write works)."""
+        end = HEADER_SIZE + payload
         if payload <= self.payload_capacity:
-            if HEADER_SIZE + payload > PAGE:
-                self._check_written(HEADER_SIZE + payload)
+            if end > PAGE:
+                self._check_written(end)
+                if end > self._reserved:              # a file made without its room (a client's request file)
+                    want = min(self.capacity, grown_size(payload))
+                    reserve(self._fd, self.path, self._reserved, want, f"a frame of {payload:,} bytes")
+                    self._reserved = want
             return
         if payload > MAX_PAYLOAD:
             raise OverflowError(f"{payload:,} bytes is more than the {MAX_PAYLOAD:,} a lane can carry")
         size = grown_size(payload)
         self._check_written(self.capacity)
         try:
-            reserve(self._fd, self.path, self.capacity, size, f"a frame of {payload:,} bytes")
+            reserve(self._fd, self.path, self._reserved, size, f"a frame of {payload:,} bytes")
         except DiskFull:
             os.ftruncate(self._fd, self.capacity)     # give back what a partial reservation took
             raise
+        self._reserved = size
         self._remap(size)
         self.words[_CAPACITY_WORD] = size
 
@@ -258,6 +265,7 @@ class Mapping:
         if size >= end:
             return
         reserve(self._fd, self.path, 0, self.capacity, "restoring a cut lane file")
+        self._reserved = self.capacity
         raise Truncated(f"{self.path.name} had been cut to {size:,} bytes by another process while its lane was "
                         f"open (its capacity is {self.capacity:,}): lesspy gave it its size back, and this reply "
                         "was not written. Lane files belong to lesspy: never truncate or replace them")

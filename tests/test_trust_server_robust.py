@@ -497,3 +497,39 @@ def test_a_cut_response_file_never_receives_an_array_made_in_the_mapping(server)
     result = lane.call("big_array", N, [1], [I])
     assert result.shape == (131072,) and result.sum() == 131072
     lane.close()
+
+
+def test_a_python_client_on_a_full_file_system_gets_an_error_not_sigbus(tmp_path):
+    """The Python client writes a 4 MiB argument into its request file (within its first capacity, made
+    without its room by the server) on a full file system: DiskFull, not a SIGBUS in the client."""
+    with small_tmpfs(tmp_path) as mount:
+        s = Headless(mount / "work", TRUST_MODULE, "--keep-alive", "--capacity", "8M")
+        try:
+            app = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from lesspy_kernel.client import Lane
+from lesspy_kernel.protocol import Tag
+lane = Lane({str(s.folder)!r})
+print("open", flush=True)
+sys.stdin.readline()
+try:
+    lane.call("echo_bytes", Tag.BYTES, [bytes(4 << 20)], [Tag.BYTES])
+except OSError as e:
+    print("refused:", e)
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert app.stdout.readline().strip() == "open"
+            filler = mount / "filler"
+            with open(filler, "wb") as f:             # the lane is open: now the file system fills up
+                with contextlib.suppress(OSError):
+                    while True:
+                        f.write(bytes(1 << 20))
+                        f.flush()
+            out, err = app.communicate("go\n", timeout=60)
+            assert app.returncode == 0, (app.returncode, err)
+            assert "refused: the work folder's file system is full" in out, out
+            filler.unlink()
+            lane = Lane(s.folder)
+            assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
+            lane.close()
+        finally:
+            s.stop()
