@@ -245,7 +245,7 @@ class Mapping:
                 read_header(self.view)            # raises the FrameError that names the bad length
             status = self.ints[_STATUS_INT]
         if HEADER_SIZE + length > PAGE:
-            size = os.fstat(self._fd).st_size
+            size = os.lseek(self._fd, 0, os.SEEK_END)   # the file's size, a third of fstat's cost (no stat object)
             if size < HEADER_SIZE + length:
                 raise Truncated(f"{self.path.name} is {size:,} bytes long, but its header announces a request of "
                                 f"{length:,} bytes (up to byte {HEADER_SIZE + length:,}): the client cut the file "
@@ -261,7 +261,7 @@ class Mapping:
     def _check_written(self, end: int) -> None:
         """Writer side, before writing up to byte `end`: a file another process cut is given its size (and room)
         back, and the write is refused with Truncated (touching the missing part would be a SIGBUS)."""
-        size = os.fstat(self._fd).st_size
+        size = os.lseek(self._fd, 0, os.SEEK_END)
         if size >= end:
             return
         reserve(self._fd, self.path, 0, self.capacity, "restoring a cut lane file")
