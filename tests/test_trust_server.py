@@ -24,6 +24,7 @@ from lesspy_kernel import client
 from lesspy_kernel.client import Lane
 from lesspy_kernel.handshake import HandshakeError, Result
 from lesspy_kernel.protocol import Tag
+from lesspy_kernel.server import MAX_PENDING
 from lesspy_kernel.workfolder import FORCE_TCP_ENV, MAX_SOCKET_PATH
 from servers import ROOT, Headless, wait_for
 from test_other_user import _other_user, _python_for
@@ -178,9 +179,11 @@ print(made, failed)
 """
 
 
-def _tcp_flood_owner_lanes(folder: Path, user: str, python: str, lanes: int = 20, attackers: int = 2):
-    """Serve `folder` on TCP (the test-only switch), flood its port from `user`, open `lanes` lanes as the
-    owner meanwhile; returns (lanes opened, errors, connections the flood made)."""
+def _tcp_flood_owner_lanes(folder: Path, user: str, python: str, lanes: int = 20, attackers: int = 2,
+                           seconds: float = 6):
+    """Serve `folder` on TCP (the test-only switch), flood its port from `user` for `seconds`, open lanes as the
+    owner one after the other while the flood lasts (at least `lanes`); returns (lane openings that worked,
+    openings tried during the flood, errors, connections the flood made, refusals the server counted)."""
     os.environ[FORCE_TCP_ENV] = "1"            # inherited by the server process only while it starts
     try:
         s = Headless(folder, LANES_MODULE, "--keep-alive")
@@ -189,12 +192,16 @@ def _tcp_flood_owner_lanes(folder: Path, user: str, python: str, lanes: int = 20
     with s:
         port = (folder / "notify.port").read_text()
         assert port.isdigit(), "the test-only switch did not give TCP"
-        floods = [subprocess.Popen(["runuser", "-u", user, "--", python, "-c", FLOOD_TCP, port, "6", "800"],
+        floods = [subprocess.Popen(["runuser", "-u", user, "--", python, "-c", FLOOD_TCP, port, str(seconds), "800"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                   for _ in range(attackers)]
         time.sleep(1.0)                          # the flood is in full swing
-        opened, errors = 0, []
-        for i in range(lanes):
+        opened, during, errors = 0, 0, []
+        i = 0
+        while i < lanes or all(f.poll() is None for f in floods):
+            i += 1
+            if all(f.poll() is None for f in floods):
+                during += 1
             try:
                 with Lane(folder) as lane:
                     assert lane.call("add_ints", I, [i, 1], [I, I]) == i + 1
@@ -207,7 +214,7 @@ def _tcp_flood_owner_lanes(folder: Path, user: str, python: str, lanes: int = 20
             assert f.returncode == 0, err
             made += int(out.split()[0])
         refused = client.status(folder)["refused"]
-        return opened, errors, made, refused
+        return opened, i, during, errors, made, refused
 
 
 def test_on_tcp_a_flood_of_unanswered_handshakes_from_another_user_does_not_crowd_out_the_owner():
@@ -217,9 +224,10 @@ def test_on_tcp_a_flood_of_unanswered_handshakes_from_another_user_does_not_crow
     python = _python_for(user)
     base = _open_dir()
     try:
-        opened, errors, made, refused = _tcp_flood_owner_lanes(_long_folder(base), user, python)
-        assert made > 1000, f"the flood made only {made} connections"
-        assert opened == 20, f"{20 - opened} of 20 lane openings failed under the flood: {errors[:3]}"
+        opened, tried, during, errors, made, refused = _tcp_flood_owner_lanes(_long_folder(base), user, python)
+        assert made > 1000 and refused > MAX_PENDING, f"the flood made only {made} connections ({refused} refused)"
+        assert opened == tried, f"{tried - opened} of {tried} lane openings failed under the flood: {errors[:3]}"
+        assert during >= 10, f"only {during} lane openings were tried while the flood lasted"
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -230,8 +238,10 @@ def test_on_tcp_a_longer_heavier_flood_does_not_crowd_out_the_owner():
     python = _python_for(user)
     base = _open_dir()
     try:
-        opened, errors, made, _ = _tcp_flood_owner_lanes(_long_folder(base), user, python, lanes=100, attackers=4)
-        assert opened == 100, f"{100 - opened} of 100 lane openings failed: {errors[:3]}"
+        opened, tried, during, errors, _, _ = _tcp_flood_owner_lanes(_long_folder(base), user, python, lanes=100,
+                                                                     attackers=4, seconds=30)
+        assert opened == tried, f"{tried - opened} of {tried} lane openings failed: {errors[:3]}"
+        assert during >= 30, f"only {during} lane openings were tried while the flood lasted"
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -398,6 +408,7 @@ import sys, time
 sys.path.insert(0, sys.argv[2])
 from lesspy_kernel.client import Lane
 from lesspy_kernel.protocol import Tag
+from lesspy_kernel.server import MAX_PENDING
 lane = Lane(sys.argv[1])
 print("ready", flush=True)
 n = 0
