@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, List, Optional, Union
 
 PID_FILE = "python.pid"
 PORT_FILE = "notify.port"
@@ -166,7 +166,7 @@ def create_private(path: Union[str, os.PathLike], flags: int = os.O_WRONLY) -> i
 def read_private(path: Union[str, os.PathLike], shown: Optional[Union[str, os.PathLike]] = None) -> bytes:
     fd = open_private(path, os.O_RDONLY, shown)
     try:
-        chunks = []
+        chunks: List[bytes] = []
         while True:
             chunk = os.read(fd, 65536)
             if not chunk:
