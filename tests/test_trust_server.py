@@ -521,3 +521,44 @@ def test_a_shutdown_byte_never_stops_a_server_another_client_uses(tmp_path):
             holder.kill()
             holder.wait()
         assert s.proc.wait(10) == 0, "the server did not stop once its last client had gone"
+
+
+FAKE_SERVER = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1] + "/notify.sock")
+s.listen(8)
+print("listening", flush=True)
+s.settimeout(20)
+try:
+    c, _ = s.accept()
+    c.sendall(b"LSPY")                     # it would go on with a hello of its own
+    time.sleep(2)
+except OSError:
+    pass
+"""
+
+
+def test_the_python_client_refuses_a_socket_served_by_another_uid(tmp_path):
+    """The client side of SO_PEERCRED: a process of another uid (with CAP_DAC_OVERRIDE, so it can reach the
+    0700 folder) listens on notify.sock in the owner's folder; the Python client refuses it after connect."""
+    user = _other_user()
+    python = _python_for(user)
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    folder = tmp_path / "w"
+    folder.mkdir(mode=0o700)
+    for name, text in (("notify.port", "unix"), ("session.key", "0" * 64)):
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, text.encode())
+        os.close(fd)
+    fake = subprocess.Popen(["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
+                             "--inh-caps=+dac_override", "--ambient-caps=+dac_override", python, "-c", FAKE_SERVER,
+                             str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert fake.stdout.readline().strip() == "listening", fake.stderr.read()
+        with pytest.raises(PermissionError, match=f"served by uid {_uid(user)} \\({user}\\), not by you"):
+            client.status(folder)
+    finally:
+        fake.kill()
+        fake.wait()
