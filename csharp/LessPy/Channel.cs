@@ -868,9 +868,10 @@ namespace LessPy
                 catch (Exception) { pid = -1; }
             }
             char state = ServerState(pid);
+            string got = e.What == NotifySocket.ConnectWhat ? " got no connection" : " got no handshake";
             string waited = what == null
-                ? "connecting to " + _folder.Path + " got no handshake within " + e.Seconds.ToString("0.###") + " s"
-                : "opening a lane for " + what + " got no handshake within " + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout)";
+                ? "connecting to " + _folder.Path + got + " within " + e.Seconds.ToString("0.###") + " s"
+                : "opening a lane for " + what + got + " within " + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout)";
             if (state == '\0')
             {
                 string gone = "the server of " + _folder.Path + (pid > 0 ? " (pid " + pid + ")" : "") + " has stopped or crashed: "

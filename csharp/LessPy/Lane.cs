@@ -129,8 +129,14 @@ namespace LessPy
                 + "it was not written by a lesspy server of protocol version " + Wire.Version);
         }
 
-        /// <summary>Connects to the folder's server; the socket is connected, nothing is read yet.</summary>
-        public static NotifySocket Connect(EndPoint at) { return NotifySocket.Connect(at); }
+        /// <summary>
+        /// Connects to the folder's server; the socket is connected, nothing is read yet. The connect itself waits until
+        /// <paramref name="deadline"/> (a Stopwatch timestamp; long.MaxValue: no limit) and while <paramref name="ct"/> is not
+        /// cancelled: a stopped or busy server's full listen queue would hold a blocking connect until it resumes.
+        /// </summary>
+        /// <exception cref="NotAnsweringException">The deadline passed before the server's socket took the connection.</exception>
+        /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled meanwhile.</exception>
+        public static NotifySocket Connect(EndPoint at, long deadline, CancellationToken ct) { return NotifySocket.Connect(at, deadline, ct); }
 
         /// <summary>Opens a lane: connect, handshake with purpose 0, map the two files and check their session id.</summary>
         /// <exception cref="HandshakeException">The server refused (wrong key, version, busy: its message says which limit).</exception>
@@ -146,13 +152,13 @@ namespace LessPy
         /// <paramref name="deadline"/> (a Stopwatch timestamp; long.MaxValue: no limit) and while <paramref name="ct"/> is
         /// not cancelled.
         /// </summary>
-        /// <exception cref="NotAnsweringException">The deadline passed before the server sent its part of the handshake.</exception>
+        /// <exception cref="NotAnsweringException">The deadline passed before the server took the connection or sent its part of the handshake.</exception>
         /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled meanwhile.</exception>
         public static Lane Open(WorkFolder folder, byte[] key, ulong clientId, out Hello hello, long deadline, CancellationToken ct)
         {
             EndPoint at = NotifyEndPoint(folder);
             NotifySocket s;
-            try { s = Connect(at); }
+            try { s = Connect(at, deadline, ct); }
             catch (SocketException e)
             {
                 throw new ServerUnavailableException("no lesspy server answers on " + Describe(at) + " (from " + folder.File(WorkFolder.PortFile)
@@ -201,7 +207,8 @@ namespace LessPy
             return Handshake(s, at, key, purpose, clientId, DefaultDeadline(), CancellationToken.None);
         }
 
-        static long DefaultDeadline() { return Stopwatch.GetTimestamp() + (long)(HandshakeTimeout.TotalSeconds * Stopwatch.Frequency); }
+        /// <summary>The handshake's own 10 s from now (a Stopwatch timestamp): for waits that have no CallTimeout (probes, a stop request).</summary>
+        internal static long DefaultDeadline() { return Stopwatch.GetTimestamp() + (long)(HandshakeTimeout.TotalSeconds * Stopwatch.Frequency); }
 
         /// <summary>As <see cref="Handshake(NotifySocket, EndPoint, byte[], Purpose, ulong)"/>, waiting until <paramref name="deadline"/> and while <paramref name="ct"/> is not cancelled.</summary>
         public static Hello Handshake(NotifySocket s, EndPoint at, byte[] key, Purpose purpose, ulong clientId, long deadline, CancellationToken ct)
@@ -494,6 +501,14 @@ namespace LessPy
     {
         internal NotAnsweringException(string what, double seconds)
             : base("the server did not send " + what + " within " + seconds.ToString("0.###", CultureInfo.InvariantCulture) + " s")
+        {
+            What = what;
+            Seconds = seconds;
+        }
+
+        /// <summary>With a message of its own (a connect that timed out: <see cref="NotifySocket.Connect"/>).</summary>
+        internal NotAnsweringException(string what, double seconds, string message)
+            : base(message)
         {
             What = what;
             Seconds = seconds;

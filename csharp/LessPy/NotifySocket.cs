@@ -1,4 +1,5 @@
 using System;
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -18,16 +19,46 @@ namespace LessPy
     /// </summary>
     internal abstract class NotifySocket : IDisposable
     {
-        /// <summary>Connects to <paramref name="at"/> (a <see cref="UnixEndPoint"/> or a loopback <see cref="IPEndPoint"/>).</summary>
-        public static NotifySocket Connect(EndPoint at)
+        /// <summary>
+        /// Connects to <paramref name="at"/> (a <see cref="UnixEndPoint"/> or a loopback <see cref="IPEndPoint"/>), waiting
+        /// until <paramref name="deadline"/> (a Stopwatch timestamp; long.MaxValue: no limit) and while <paramref name="ct"/>
+        /// is not cancelled. A server that is stopped (SIGSTOP) or holds the GIL accepts nothing, so its listen queue fills
+        /// up with connections that were given up (the kernel keeps them until the server accepts them); a blocking
+        /// connect to a full queue waits until the server resumes (issue 14 item 12). The connect never blocks: a full
+        /// queue is retried until the deadline, a connect in progress (TCP) is waited for until the deadline.
+        /// </summary>
+        /// <exception cref="NotAnsweringException">The deadline passed before the server's socket took the connection.</exception>
+        /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled meanwhile.</exception>
+        public static NotifySocket Connect(EndPoint at, long deadline, CancellationToken ct)
         {
             var unix = at as UnixEndPoint;
-            if (unix != null && PosixNotifySocket.Usable) return PosixNotifySocket.Open(unix.Path);
+            if (unix != null && PosixNotifySocket.Usable) return PosixNotifySocket.Open(unix.Path, deadline, ct);
             if (unix != null && Encoding.UTF8.GetByteCount(unix.Path) > UnixEndPoint.MaxPathBytes)
                 throw new ServerUnavailableException("the socket path " + unix.Path + " is longer than the " + UnixEndPoint.MaxPathBytes
                     + " bytes a Unix socket address holds, and this system has no /proc/self/fd to reach it by a shorter name: "
                     + "use a shorter work folder path, or a session name");
-            return ManagedNotifySocket.Open(at);
+            return ManagedNotifySocket.Open(at, deadline, ct);
+        }
+
+        /// <summary>What a connect that timed out says (<see cref="NotAnsweringException.What"/>).</summary>
+        internal const string ConnectWhat = "the connection";
+
+        /// <summary>The deadline passed while connecting (the server's listen queue is full, or a TCP connect is not answered).</summary>
+        internal static NotAnsweringException ConnectTimedOut(long start, string why)
+        {
+            double seconds = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
+            return new NotAnsweringException(ConnectWhat, seconds, "the server's socket did not take the connection within "
+                + seconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture) + " s (" + why + ")");
+        }
+
+        /// <summary>Milliseconds left until <paramref name="deadline"/> (int.MaxValue: none), at least 0.</summary>
+        internal static int MillisecondsLeft(long deadline)
+        {
+            if (deadline == long.MaxValue) return int.MaxValue;
+            long left = deadline - Stopwatch.GetTimestamp();
+            if (left <= 0) return 0;
+            double ms = Math.Ceiling(left * 1000.0 / Stopwatch.Frequency);
+            return ms >= int.MaxValue ? int.MaxValue : (int)ms;
         }
 
         /// <summary>True when <see cref="Connect"/> never touches <see cref="Socket"/> for this address (no warm-up needed).</summary>
@@ -56,15 +87,17 @@ namespace LessPy
 
         ManagedNotifySocket(Socket s) { _s = s; }
 
-        public static NotifySocket Open(EndPoint at)
+        /// <summary>Connects until <paramref name="deadline"/> and while <paramref name="ct"/> is not cancelled (see <see cref="NotifySocket.Connect"/>).</summary>
+        public static NotifySocket Open(EndPoint at, long deadline, CancellationToken ct)
         {
+            ct.ThrowIfCancellationRequested();
             Socket s = at.AddressFamily == AddressFamily.Unix
                 ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
                 : new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             try
             {
                 if (at.AddressFamily != AddressFamily.Unix) s.NoDelay = true;
-                s.Connect(at);
+                ConnectBounded(s, at, deadline, ct);
                 var ip = at as IPEndPoint;
                 if (ip != null && Posix.IsLinux) CheckLoopbackPeer(s, ip);
                 return new ManagedNotifySocket(s);
@@ -74,6 +107,30 @@ namespace LessPy
                 s.Dispose();
                 throw;
             }
+        }
+
+        /// <summary>
+        /// Connects <paramref name="s"/> asynchronously and waits for it in 20 ms slices, looking at the token and the
+        /// deadline: a connect that does not end in time is given up (closing the socket ends it) and throws.
+        /// </summary>
+        static void ConnectBounded(Socket s, EndPoint at, long deadline, CancellationToken ct)
+        {
+            long start = Stopwatch.GetTimestamp();
+            IAsyncResult ar = s.BeginConnect(at, null, null);
+            bool cancellable = ct.CanBeCanceled;
+            while (!ar.IsCompleted)
+            {
+                int ms = MillisecondsLeft(deadline);
+                if (ms == 0 || (cancellable && ct.IsCancellationRequested))
+                {
+                    s.Close();                                   // ends the pending connect; EndConnect then throws, and is not awaited
+                    ct.ThrowIfCancellationRequested();
+                    throw ConnectTimedOut(start, "the connect to " + at + " was not answered: the server accepts no connection");
+                }
+                if (cancellable && ms > 20) ms = 20;
+                ar.AsyncWaitHandle.WaitOne(ms);
+            }
+            s.EndConnect(ar);
         }
 
         /// <summary>
@@ -148,8 +205,10 @@ namespace LessPy
     internal sealed unsafe class PosixNotifySocket : NotifySocket
     {
         const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000, SHUT_RDWR = 2, MSG_NOSIGNAL = 0x4000;
-        const short POLLIN = 1;
-        const int EINTR = 4, EAGAIN = 11;
+        /// <summary>O_NONBLOCK (and SOCK_NONBLOCK): 04000 on x86, ARM and asm-generic Linux.</summary>
+        const int SOCK_NONBLOCK = 0x800, O_NONBLOCK = 0x800, F_GETFL = 3, F_SETFL = 4;
+        const short POLLIN = 1, POLLOUT = 4;
+        const int EINTR = 4, EAGAIN = 11, EINPROGRESS = 115, EALREADY = 114, EISCONN = 106;
         const int SunPathBytes = 108;
 
         sealed class Fd : SafeHandleZeroOrMinusOneIsInvalid
@@ -175,8 +234,9 @@ namespace LessPy
         [DllImport("libc", SetLastError = true)] static extern int close(int fd);
         [DllImport("libc")] static extern IntPtr strerror(int errnum);
         [DllImport("libc", SetLastError = true)] static extern int getsockopt(Fd fd, int level, int optname, byte* optval, ref int optlen);
+        [DllImport("libc", SetLastError = true)] static extern int fcntl(Fd fd, int cmd, int arg);
 
-        const int SOL_SOCKET = 1, SO_PEERCRED = 17;
+        const int SOL_SOCKET = 1, SO_PEERCRED = 17, SO_ERROR = 4;
 
         /// <summary>Linux, with libc reachable through P/Invoke.</summary>
         public static bool Usable { get { return Posix.IsLinux; } }
@@ -190,11 +250,12 @@ namespace LessPy
         /// Connects to the Unix socket <paramref name="path"/> in a work folder and checks who answers. The folder is opened
         /// first (O_PATH, never through a link) and checked (<see cref="WorkFolder.OpenChecked"/>); a path too long for a
         /// socket address is reached as /proc/self/fd/N/notify.sock through that descriptor (PROTOCOL.md section 1). Once
-        /// connected, the server's uid (SO_PEERCRED) must be this user's.
+        /// connected, the server's uid (SO_PEERCRED) must be this user's. The connect never blocks: see <see cref="ConnectTo"/>.
         /// </summary>
         /// <exception cref="UntrustedWorkFolderException">The folder is not this user's own and private, or another user's process answers.</exception>
-        public static NotifySocket Open(string path)
+        public static NotifySocket Open(string path, long deadline, CancellationToken ct)
         {
+            ct.ThrowIfCancellationRequested();
             string folderPath = System.IO.Path.GetDirectoryName(path);
             var folder = new WorkFolder(folderPath);
             int dirfd = folder.OpenChecked(false);
@@ -204,7 +265,7 @@ namespace LessPy
                 string target = path;
                 if (Encoding.UTF8.GetByteCount(path) >= SunPathBytes)
                     target = "/proc/self/fd/" + dirfd + "/" + System.IO.Path.GetFileName(path);
-                s = ConnectTo(target, path);
+                s = ConnectTo(target, path, deadline, ct);
             }
             finally { Posix.Close(dirfd); }
             try
@@ -234,7 +295,12 @@ namespace LessPy
                     + "of your own and sent it nothing. Stop that process, or use a work folder of your own");
         }
 
-        static NotifySocket ConnectTo(string path, string shownPath)
+        /// <summary>
+        /// Connects a non-blocking socket, so that the connect honours <paramref name="deadline"/> and <paramref name="ct"/>:
+        /// EAGAIN (a Unix socket whose listen queue is full: the server accepts nothing, being stopped or busy) is retried
+        /// after a short sleep; EINPROGRESS is waited for with poll. The socket is made blocking again once connected.
+        /// </summary>
+        static NotifySocket ConnectTo(string path, string shownPath, long deadline, CancellationToken ct)
         {
             byte[] name = Encoding.UTF8.GetBytes(path);
             if (name.Length >= SunPathBytes)
@@ -245,14 +311,68 @@ namespace LessPy
             addr[0] = AF_UNIX;                                   // sa_family_t, little-endian u16
             for (int i = 0; i < name.Length; i++) addr[2 + i] = name[i];
             int len = 2 + name.Length + 1;
-            for (int attempt = 0; ; attempt++)
+            long start = Stopwatch.GetTimestamp();
+            Fd fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+            if (fd.IsInvalid) throw Error("socket");
+            try
             {
-                Fd fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd.IsInvalid) throw Error("socket");
-                if (connect(fd, addr, len) == 0) return new PosixNotifySocket(fd);
-                int errno = Marshal.GetLastWin32Error();
+                int sleepMs = 1, interrupted = 0;
+                while (true)
+                {
+                    if (connect(fd, addr, len) == 0) break;
+                    int errno = Marshal.GetLastWin32Error();
+                    if (errno == EISCONN) break;                 // a retry after an interrupted connect that went through
+                    if (errno == EINTR && ++interrupted <= 3) continue;
+                    if (errno == EINPROGRESS || errno == EALREADY)
+                    {
+                        AwaitConnected(fd, start, deadline, ct, shownPath);
+                        break;
+                    }
+                    if (errno != EAGAIN) throw Error("connect to " + shownPath, errno);
+                    // the listen queue is full: the server accepts no connection now. Try again shortly, until the deadline
+                    ct.ThrowIfCancellationRequested();
+                    int ms = MillisecondsLeft(deadline);
+                    if (ms == 0)
+                        throw ConnectTimedOut(start, "its queue of connections waiting to be accepted is full: the server accepts none");
+                    Thread.Sleep(Math.Min(sleepMs, ms));
+                    if (sleepMs < 10) sleepMs *= 2;
+                }
+                int flags = fcntl(fd, F_GETFL, 0);
+                if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) throw Error("fcntl(O_NONBLOCK)");
+                return new PosixNotifySocket(fd);
+            }
+            catch
+            {
                 fd.Dispose();
-                if (errno != EINTR || attempt >= 3) throw Error("connect to " + shownPath, errno);
+                throw;
+            }
+        }
+
+        /// <summary>Waits (poll for writable) for a connect in progress to finish, until the deadline or the token.</summary>
+        static void AwaitConnected(Fd fd, long start, long deadline, CancellationToken ct, string shownPath)
+        {
+            bool cancellable = ct.CanBeCanceled;
+            var p = new PollFd { fd = (int)fd.DangerousGetHandle(), events = POLLOUT };
+            while (true)
+            {
+                ct.ThrowIfCancellationRequested();
+                int ms = MillisecondsLeft(deadline);
+                if (ms == 0) throw ConnectTimedOut(start, "the connect was not answered: the server accepts no connection");
+                if (ms == int.MaxValue && !cancellable) ms = -1;
+                else if (cancellable && ms > 20) ms = 20;
+                p.revents = 0;
+                int r = poll(&p, (UIntPtr)1, ms);
+                if (r < 0)
+                {
+                    int errno = Marshal.GetLastWin32Error();
+                    if (errno == EINTR) continue;
+                    throw Error("poll", errno);
+                }
+                if (r == 0) continue;
+                int err = 0, errLen = 4;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, (byte*)&err, ref errLen) != 0) throw Error("getsockopt(SO_ERROR)");
+                if (err != 0) throw Error("connect to " + shownPath, err);
+                return;
             }
         }
 

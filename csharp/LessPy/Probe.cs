@@ -1,26 +1,36 @@
 using System;
+using System.Diagnostics;
 using System.IO;
 using System.Net;
 using System.Net.Sockets;
+using System.Threading;
 
 namespace LessPy
 {
     /// <summary>Short connections to a folder's server that are not lanes: a liveness probe, and a stop request.</summary>
     internal static class Probe
     {
-        /// <summary>True when something accepts a connection on the folder's notify socket (connect, then close).</summary>
+        /// <summary>
+        /// True when something accepts a connection on the folder's notify socket (connect, then close), or listens there
+        /// with a full queue (a stopped or busy server: its socket is alive though the connect does not go through within
+        /// <see cref="AcceptsTicks"/>).
+        /// </summary>
         public static bool Accepts(WorkFolder folder)
         {
             try
             {
                 EndPoint at = Lane.NotifyEndPoint(folder);
-                using (NotifySocket s = Lane.Connect(at)) return true;
+                using (NotifySocket s = Lane.Connect(at, Stopwatch.GetTimestamp() + AcceptsTicks, CancellationToken.None)) return true;
             }
             catch (UntrustedWorkFolderException) { throw; }
+            catch (NotAnsweringException) { return true; }
             catch (LessPyException) { return false; }
             catch (SocketException) { return false; }
             catch (ArgumentException) { return false; }
         }
+
+        /// <summary>How long <see cref="Accepts"/> tries to connect (a full queue says EAGAIN at once; TCP may take a while).</summary>
+        static readonly long AcceptsTicks = Stopwatch.Frequency;
 
         /// <summary>The handshake result of a stop refused because other clients use the server (PROTOCOL.md section 3).</summary>
         public const int InUse = 4;
@@ -38,10 +48,11 @@ namespace LessPy
             {
                 byte[] key = folder.ReadKey();
                 EndPoint at = Lane.NotifyEndPoint(folder);
-                using (NotifySocket s = Lane.Connect(at))
+                long deadline = Lane.DefaultDeadline();
+                using (NotifySocket s = Lane.Connect(at, deadline, CancellationToken.None))
                 {
-                    Lane.Handshake(s, at, key, Purpose.Stop, 0);
-                    Lane.ReadResult(s, at, folder);
+                    Lane.Handshake(s, at, key, Purpose.Stop, 0, deadline, CancellationToken.None);
+                    Lane.ReadResult(s, at, folder, deadline, CancellationToken.None);
                     return true;
                 }
             }
