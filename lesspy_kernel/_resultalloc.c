@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -384,16 +385,37 @@ static PyObject *py_punch(PyObject *self, PyObject *args)
 
 /* os.register_at_fork: blocks in response mappings are MAP_SHARED, so a child would share them with this process
  * and with C#. The child (one thread, before Python code runs there) gives each its own pages holding the same
- * bytes; moved blocks are private already (the kernel copies them on write, as for any array). */
+ * bytes; moved blocks are private already (the kernel copies them on write, as for any array). Until the child
+ * says it has its copies (a pipe), the parent waits in its own hook, holding the GIL: no Python code of the parent
+ * changes those arrays meanwhile (only a NumPy loop already running without the GIL in another thread could). */
+static int fork_pipe[2] = {-1, -1};
+#define FORK_WAIT_MS 5000
+
 static PyObject *py_before_fork(PyObject *self, PyObject *unused)
 {
     pthread_mutex_lock(&lock);           /* its holders never wait for the GIL: no deadlock */
+    int live = 0;
+    for (int i = 0; i < nblocks; i++)
+        if (blocks[i].state == LIVE)
+            live++;
+    if (live && pipe2(fork_pipe, O_CLOEXEC) != 0)
+        fork_pipe[0] = fork_pipe[1] = -1;
     Py_RETURN_NONE;
 }
 
 static PyObject *py_after_fork_parent(PyObject *self, PyObject *unused)
 {
     pthread_mutex_unlock(&lock);
+    if (fork_pipe[0] >= 0) {
+        char byte;
+        struct pollfd p = {fork_pipe[0], POLLIN, 0};
+        close(fork_pipe[1]);             /* a child that dies or execs first closes its end: poll returns */
+        if (poll(&p, 1, FORK_WAIT_MS) > 0 && read(fork_pipe[0], &byte, 1) < 0) {
+            /* nothing to do: the child made its copies, or is gone */
+        }
+        close(fork_pipe[0]);
+        fork_pipe[0] = fork_pipe[1] = -1;
+    }
     Py_RETURN_NONE;
 }
 
@@ -419,6 +441,14 @@ static PyObject *py_after_fork_child(PyObject *self, PyObject *unused)
         }
     }
     /* they stay LIVE in the table: freeing one drops it (its pages belong to the child's copy of the mapping) */
+    if (fork_pipe[1] >= 0) {
+        if (write(fork_pipe[1], "", 1) < 0) {
+            /* the parent stopped waiting */
+        }
+        close(fork_pipe[0]);
+        close(fork_pipe[1]);
+        fork_pipe[0] = fork_pipe[1] = -1;
+    }
     if (failed)
         fprintf(stderr, "lesspy: %d array(s) of this forked process still share memory with their parent "
                         "(no memory for private copies); copy them (np.array) before writing to them\n", failed);
