@@ -21,9 +21,10 @@ The guarantees are plain NumPy's:
   lane lives.
 - A child made by `os.fork` (a `multiprocessing` pool with the fork start method) gives every array still placed
   in a mapping its own pages holding the same bytes before any Python code runs there (os.register_at_fork), so
-  it never writes into its parent's array or a C# result. Not covered: a fork made from C without Python's
-  fork hooks, and the moment between the fork and that copy, in which another thread of the parent that writes
-  such an array may show its write to the child.
+  it never writes into its parent's array or a C# result; the parent waits in its own fork hook, holding the
+  GIL, until the child has them (at most 5 s). Not covered: a fork made from C without Python's fork hooks, and
+  a NumPy loop already running without the GIL in another thread of the parent when it forked, which may show
+  its writes to such an array to the child.
 - Arrays are distinct: a second result_array() in one call, or one in a call whose result is not a top-level
   `NdArray`, is a plain array (its data is copied into the reply).
 
