@@ -462,7 +462,7 @@ static PyMethodDef methods[] = {
     {"place_next", py_place_next, METH_VARARGS,
      "place_next(place, room) -> bool: result_array(): the next allocation of this thread's call goes to `place`."},
     {"unforce", py_unforce, METH_NOARGS, "unforce(): place_next is over (its allocation done or failed)."},
-    {"reserved", py_reserved, METH_NOARGS, "reserved() -> bool: a result_array() of this thread's call took the place."},
+    {"reserved", py_reserved, METH_NOARGS, "reserved() -> bool: this thread's call made its result_array()."},
     {"live", py_live, METH_O, "live(place) -> size of the block living at `place` in a mapping (0: none)."},
     {"move_out", py_move_out, METH_VARARGS,
      "move_out(place, base, fd, old) -> (size, released): give the block at `place` private pages with its bytes."},

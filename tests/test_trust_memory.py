@@ -335,8 +335,8 @@ def test_csharp_gets_exact_result_arrays_and_fork_children_change_nothing(server
     assert lines and not failed and proc.returncode == 0, "\n".join(failed) + "\n" + proc.stdout[-3000:] + \
         proc.stderr[-3000:]
     names = {l.split()[1] for l in lines}
-    for name in ("two_result_arrays_distinct", "tuple_first_exact", "list_item_exact", "kept_result_array_view_unchanged",
-                 "kept_arrays_see_no_later_reply", "fork_child_writes", "fork_child_writes_after_reply",
+    for name in ("two_result_arrays_distinct", "tuple_first_exact", "list_item_exact",
+                 "kept_result_array_view_unchanged", "kept_arrays_see_no_later_reply", "fork_child_writes", "fork_child_writes_after_reply",
                  "pool_children_write", "no_lost_increments", "other_thread_replies_exact"):
         assert name in names, sorted(names)
     assert server.proc.poll() is None
