@@ -12,6 +12,8 @@ printed in full, after that one line every `every` repeats; `lesspy_kernel.calls
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
@@ -63,6 +65,7 @@ class CellOutput:
         self.parent = get_parent("shell") if get_parent else getattr(kernel, "_parent_header", {})
         self.shell = getattr(kernel, "shell", None)
         self.errors = ErrorSummary(full, every)
+        self.pid = os.getpid()
 
     @staticmethod
     def _streams() -> List[Any]:
@@ -78,6 +81,8 @@ class CellOutput:
             restore = [self._route(s) for s in streams]
         try:
             result = fn()
+            if os.getpid() != self.pid:          # a child the call forked came back here: it ends
+                end_forked_child(result)
             error = getattr(result, "error", None)
             if error is not None and error.kind == ErrorKind.PYTHON_ERROR:
                 text = self.errors.text(str(getattr(result, "name", "?")), error)
@@ -121,6 +126,30 @@ class CellOutput:
             if saved is not None:
                 stream.parent_header = saved
         return undo
+
+
+def end_forked_child(outcome: Any) -> None:
+    """A child forked inside a served call (os.fork) whose call came back into lesspy, by returning or by
+    sys.exit(): it must neither write the reply into its parent's mapping nor serve its parent's lanes. It
+    ends as a Python program ends: atexit handlers run (lesspy's own do nothing in a child), output is
+    flushed, and the exit status is its SystemExit's (0 when the function returned, 1 when it raised)."""
+    code = 0
+    error = getattr(outcome, "error", None)
+    if error is not None:
+        code = 1
+        if error.python_type == "SystemExit":
+            text = str(error.message).strip()
+            code = int(text) if text.lstrip("-").isdigit() else (0 if text in ("", "None") else 1)
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code & 0xFF)
 
 
 def forget_thread_parent() -> None:

@@ -104,6 +104,16 @@ def _redirect_output(path: str) -> None:
     os.close(devnull)
 
 
+def _default_signals(ours: Any) -> None:
+    """In a forked child: SIGTERM and SIGINT back to Python's defaults where they are still the server's."""
+    for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        try:
+            if signal.getsignal(sig) is ours:
+                signal.signal(sig, default)
+        except (ValueError, OSError):
+            pass
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve a module headless. By hand: until stopped (Ctrl-C, SIGTERM, `lesspy stop`)."""
     from .namespaces import ModuleNamespace
@@ -127,8 +137,16 @@ def serve(args: argparse.Namespace) -> int:
         server.open()
     except (OSError, ValueError) as e:
         raise CommandError(f"lesspy: cannot serve {args.work_folder}: {e}", EXIT_USAGE) from None
+    def on_signal(signum: int, frame: Any) -> None:
+        server.stop(timeout=0)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: server.stop(timeout=0))
+        signal.signal(sig, on_signal)
+    if hasattr(os, "register_at_fork"):
+        # a child forked by a served function (a multiprocessing pool) dies of SIGTERM and gets KeyboardInterrupt
+        # from SIGINT like any Python process, instead of asking its copy of the server to stop: Pool.terminate
+        # (what `with Pool() as p:` ends with) waited forever for workers that did not die
+        os.register_at_fork(after_in_child=lambda: _default_signals(on_signal))
     until = "its last client leaves" if args.exit_when_idle else "stopped (Ctrl-C, or `lesspy stop FOLDER`)"
     print(f"lesspy: serving {module.__name__} in {server.folder.path} on {server.address} until {until}",
           flush=True)

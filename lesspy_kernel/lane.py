@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 import numpy as np
 
 from . import allocator, handshake
-from .celloutput import forget_thread_parent
+from .celloutput import end_forked_child, forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
@@ -337,8 +337,9 @@ class Lane:
                     self.client.shutdown_requested = True
                 elif byte != handshake.CALL:
                     if byte:
-                        log.warning("lane %d: byte 0x%02x on the notify socket is not CALL or SHUTDOWN; closing "
-                                    "the lane", self.id, byte[0])
+                        self.server.limiter.log("lanes closed for a wrong byte", logging.WARNING,
+                                                "lane %d: byte 0x%02x on the notify socket is not CALL or SHUTDOWN; "
+                                                "closing the lane", self.id, byte[0])
                     return None
             if self._wake_r in readable:
                 try:
@@ -358,7 +359,7 @@ class Lane:
                 self.serve_if_pending(wait=True)
                 self.server.spinner.kick()       # calls came with bytes: the spinner may take the lanes over
         except Exception:
-            log.exception("lane %d failed", self.id)
+            self.server.limiter.log("lanes failed", logging.ERROR, "lane %d failed", self.id, exc_info=True)
         finally:
             # before the server shuts the socket down itself: did the client close it (it reads no reply then)?
             self._client_closed = self.slot is not None and self.slot.moved and self.connection_lost()
@@ -370,6 +371,8 @@ class Lane:
         self.call.prepare(seq)
         try:
             outcome = self._run_call(seq)
+            if self.server.forked:              # a child the call forked came back here: it ends (server.py)
+                end_forked_child(outcome)
             self._write_reply(seq, outcome)
             self.calls += 1
             self.server.record(outcome)       # observers copy arguments before the client may reuse the lane
@@ -507,7 +510,8 @@ class Lane:
             try:
                 close_stream(iterator)
             except BaseException:
-                log.exception("closing an abandoned stream failed")
+                self.server.limiter.log("failures to close a stream", logging.ERROR,
+                                        "closing an abandoned stream failed", exc_info=True)
 
     def _write_reply(self, seq: int, outcome: Outcome) -> None:
         """Encode the result (or the error) into the response mapping, growing it when needed. Never raises."""
@@ -545,7 +549,8 @@ class Lane:
                                        f"to send: {e}; return it in parts", "")
         except Exception as e:  # a bug of ours, or no memory to grow: tell the caller, keep serving
             if not isinstance(e, (DiskFull, Truncated)):    # those say all in the reply (and its log line)
-                log.exception("encoding the result of %s failed", outcome.name)
+                self.server.limiter.log("results not encoded", logging.ERROR, "encoding the result of %s failed",
+                                        self.server.limiter.clip(outcome.name), exc_info=True)
             outcome.error = ErrorReply(ErrorKind.SERVER_ERROR, type(e).__name__,
                                        f"lesspy could not encode the result of {outcome.name}: {e}", "")
         self._write_error(seq, outcome)
@@ -558,7 +563,8 @@ class Lane:
             self.resp.grow(error_size(*parts))
             n = write_error(self.resp.payload(self.resp.payload_capacity), e.kind, *parts)
         except Exception:  # even the error could not be written: send the shortest one there is
-            log.exception("writing the error reply of %s failed", outcome.name)
+            self.server.limiter.log("error replies not written", logging.ERROR, "writing the error reply of %s failed",
+                                    self.server.limiter.clip(outcome.name), exc_info=True)
             n = write_error(self.resp.payload(self.resp.payload_capacity), ErrorKind.SERVER_ERROR, "",
                             "lesspy could not write the error reply; see the server log", "")
         self._pending = (seq, n, STATUS_ERROR)

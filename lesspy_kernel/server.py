@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Union
@@ -47,7 +48,123 @@ IDLE_WATCH_INTERVAL = 0.25   # how often it looks when no call was running
 RESCUE_INTERVAL = 0.002      # how often it looks while a thread spins for every lane (see lane.Spinner)
 STOP_GRACE = 3.0             # how long stop() waits for running calls to end after interrupting them
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
+LOG_LINES_PER_SECOND = 10    # lines of one kind a client can cause (per call, per connection) logged per second
+LOG_TEXT_CHARS = 200         # client-controlled text (function names, messages) in a log line is cut to this
+LOG_CHECK_BYTES = 16 * 1024  # the log's size is checked (and the log rotated) after this many bytes of lines
 Observer = Callable[[Outcome], None]
+
+
+def clip(text: Any, limit: int = LOG_TEXT_CHARS) -> str:
+    """Client-controlled text for a log line: at most `limit` characters (saying how long it was), one line,
+    control characters escaped (a name holding a newline must not forge a log line)."""
+    s = str(text)
+    if len(s) > limit:
+        s = f"{s[:limit]}... ({len(s)} characters)"
+    if not s.isprintable():
+        s = "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+    return s
+
+
+class LogLimiter:
+    """Log lines a client can cause once per call or per connection: at most `per_second` lines of one kind a
+    second; the others are counted, and one line then says how many there were and what the last one said
+    (`flush`, from the watchdog, says it even when the flood has stopped). Kinds are a few fixed strings."""
+
+    def __init__(self, per_second: int = LOG_LINES_PER_SECOND) -> None:
+        self.per_second = per_second
+        self._lock = threading.Lock()
+        # kind -> [start of the current second, lines logged in it, lines not logged, the last of them]
+        self._kinds: Dict[str, list] = {}
+
+    clip = staticmethod(clip)
+
+    def log(self, kind: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            state = self._kinds.get(kind)
+            if state is None:
+                state = self._kinds[kind] = [now, 0, 0, None]
+            summary = self._take_summary(kind, state, now)
+            emit = state[1] < self.per_second
+            if emit:
+                state[1] += 1
+            else:
+                state[2] += 1
+                state[3] = (level, msg, args)
+        if summary:
+            log.log(*summary)
+        if emit:
+            log.log(level, msg, *args, exc_info=exc_info)
+
+    def flush(self) -> None:
+        """Say how many lines went unlogged, for every kind whose second is over."""
+        now = time.monotonic()
+        with self._lock:
+            summaries = [self._take_summary(kind, state, now) for kind, state in self._kinds.items()]
+        for summary in summaries:
+            if summary:
+                log.log(*summary)
+
+    @staticmethod
+    def _take_summary(kind: str, state: list, now: float) -> Optional[tuple]:
+        if now - state[0] < 1.0:
+            return None
+        summary = None
+        if state[2]:
+            level, msg, args = state[3]
+            try:
+                last = msg % args
+            except (TypeError, ValueError):
+                last = msg
+            summary = (level, "%d more %s in %.0f s (the last: %s)", state[2], kind, now - state[0], last)
+        state[0], state[1], state[2], state[3] = now, 0, 0, None
+        return summary
+
+
+class _LogBytes(logging.Filter):
+    """Counts the bytes of the lines the server logs and rotates server.log once LOG_CHECK_BYTES have been
+    logged since the last look, so the log's bound holds between the watchdog's rotations (once a second)."""
+
+    def __init__(self, server: "Server") -> None:
+        super().__init__()
+        self._server = weakref.ref(server)
+        self._bytes = 0
+        self._busy = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self._bytes += 64 + len(str(record.msg)) + (4096 if record.exc_info else 0)
+        try:
+            self._bytes += sum(len(a) if isinstance(a, str) else 8 for a in record.args or ())  # type: ignore
+        except TypeError:
+            pass
+        if self._bytes >= LOG_CHECK_BYTES and not self._busy:
+            server = self._server()
+            self._bytes = 0
+            if server is not None:
+                self._busy = True          # _cap_log logs a line itself
+                try:
+                    server._cap_log()
+                finally:
+                    self._busy = False
+        return True
+
+
+_servers: "weakref.WeakSet[Server]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A child forked from a process that serves (os.fork, a multiprocessing pool with the fork start method):
+    its copy of every server is inert (see Server.forget_in_child)."""
+    for server in list(_servers):
+        try:
+            server.forget_in_child()
+        except Exception:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 
 @dataclass
@@ -116,6 +233,11 @@ class Server:
         self._wake_r: Optional[socket.socket] = None
         self._wake_w: Optional[socket.socket] = None
         self._selector: Optional[selectors.BaseSelector] = None
+        self.limiter = LogLimiter()
+        self.forked = False                   # True in a child forked from this process: touch nothing
+        self._log_lock = threading.Lock()
+        self._log_filter: Optional[_LogBytes] = None
+        _servers.add(self)
 
     @property
     def mode(self) -> handshake.Mode:
@@ -189,6 +311,9 @@ class Server:
                 self.folder.remove_files()
             raise
         self._opened = True
+        if self.log_file is not None and self._log_filter is None:
+            self._log_filter = _LogBytes(self)
+            log.addFilter(self._log_filter)
         log.info("lesspy serving %s on %s (%s, capacity %d, up to %d clients)", self.folder.path, self.address,
                  self.mode.name.lower(), self.capacity, self.max_clients)
 
@@ -201,7 +326,10 @@ class Server:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving: interrupt running calls, close every lane, remove the files. Safe from any thread,
-        twice, and from a signal handler (then it only asks; serve_forever does the rest)."""
+        twice, and from a signal handler (then it only asks; serve_forever does the rest). In a forked child it
+        does nothing: the server is its parent's."""
+        if self.forked:
+            return
         self._stop.set()
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -245,7 +373,34 @@ class Server:
         finally:
             self._close()
 
+    def forget_in_child(self) -> None:
+        """Called in a child just forked (os.register_at_fork): the child's copy of this server must never touch
+        what its parent serves with. It is marked forked (stop, lane_closed, the log's rotation and the file
+        removal do nothing), and its copies of the listener, the wake-up pair and the lanes' sockets are closed
+        without shutdown() (which would end the parent's connections too): a child that lives on (a pool
+        worker) keeps no client's connection open after the parent closed it."""
+        self.forked = True
+        self._stop.set()
+        socks = [self._listener, self._wake_r, self._wake_w]
+        for client in list(self.clients.values()):
+            for lane in list(client.lanes):
+                socks += [getattr(lane, name, None) for name in ("sock", "_wake_r", "_wake_w")]
+        for p in list(self._pending):
+            socks.append(p)
+        for s in socks:
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self._wake_w = None
+        if self._log_filter is not None:
+            log.removeFilter(self._log_filter)
+            self._log_filter = None
+
     def _close(self) -> None:
+        if self.forked:
+            return
         self._stop.set()
         for sock in list(self._pending):
             self._drop_pending(sock)
@@ -263,6 +418,10 @@ class Server:
         if stuck:
             log.warning("lanes %s still run a call that did not stop; leaving them behind", stuck)
         self._release()
+        if self._log_filter is not None:
+            log.removeFilter(self._log_filter)
+            self._log_filter = None
+        self.limiter.flush()
         if self.mode == handshake.Mode.HEADLESS:
             self.folder.remove_files()
         else:
@@ -406,8 +565,9 @@ class Server:
                 why = (f"the server (pid {os.getpid()}) serving {module} in {self.folder.path} is in use by "
                        f"{len(others)} other client{'s' if len(others) > 1 else ''} (pid {pids}): it was not "
                        "stopped. Use another work folder for another app, or stop those clients first")
-                log.info("refused to stop for pid %d: %d other clients have lanes open (pid %s)", answer.pid,
-                         len(others), pids)
+                self.limiter.log("refusals to stop", logging.INFO,
+                                 "refused to stop for pid %d: %d other clients have lanes open (pid %s)", answer.pid,
+                                 len(others), pids)
                 p.reply(Result.IN_USE, why.encode("utf-8"))
                 sock.close()
                 return
@@ -435,7 +595,7 @@ class Server:
                 lane_id = self._next_lane
                 self._next_lane += 1
         if problem:
-            log.info("refused pid %d: %s", answer.pid, problem)
+            self.limiter.log("refused lanes", logging.INFO, "refused pid %d: %s", answer.pid, problem)
             p.reply(Result.BUSY, problem.encode("utf-8"))
             sock.close()
             return
@@ -454,10 +614,12 @@ class Server:
             self._had_client = True
         p.reply(Result.ACCEPTED, handshake.LANE_ID.pack(lane_id))
         lane.start()
-        log.info("client pid %d opened lane %d", answer.pid, lane_id)
+        self.limiter.log("lanes opened", logging.INFO, "client pid %d opened lane %d", answer.pid, lane_id)
 
     def lane_closed(self, lane: Lane) -> None:
         """Called by a lane's thread when it ends: forget it, remove its files, maybe stop the server."""
+        if self.forked:                    # a forked child's copy: the lane and its files are the parent's
+            return
         with self._lock:
             self.spinner.lanes = tuple(other for other in self.spinner.lanes if other is not lane)
         lane.close()
@@ -474,7 +636,7 @@ class Server:
             idle = not self.clients
             others = len(self.clients)
         if gone:
-            log.info("client pid %d disconnected", client.pid)
+            self.limiter.log("disconnections", logging.INFO, "client pid %d disconnected", client.pid)
         if self.mode == handshake.Mode.HEADLESS and not self._stop.is_set():
             if self._shutdown_asked_by and idle:
                 log.info("client pid %d asked the server to stop", self._shutdown_asked_by)
@@ -493,10 +655,12 @@ class Server:
         """Count a failed call and show every call to the observers (the call history). Calls are counted by
         their lane (`Lane.calls`, one thread at a time), which spares every call a lock."""
         if outcome.error is not None:
+            name, message = clip(outcome.name, 100), clip(outcome.error.message, 2 * LOG_TEXT_CHARS)
             with self._lock:
                 self.stats.errors += 1
-                self.stats.last_error = f"{outcome.name}: {outcome.error.message}"
-            log.info("call %s failed: %s", outcome.name, outcome.error.message)
+                self.stats.last_error = f"{name}: {message}"
+            # a client may send any number of failing calls: a few lines a second, then how many more
+            self.limiter.log("calls failed like this", logging.INFO, "call %s failed: %s", name, message)
         elif log.isEnabledFor(logging.DEBUG):
             log.debug("call %s(%d args) -> %s in %.1f us", outcome.name, len(outcome.args),
                       type(outcome.result).__name__, outcome.duration * 1e6)
@@ -537,12 +701,18 @@ class Server:
                 if idle:
                     log.info("parent process %d is gone and no client is connected: stopping", self.parent_pid)
                     self.stop(timeout=0)
+            self.limiter.flush()
             self._cap_log()
 
     def _cap_log(self) -> None:
         """Keep server.log under its cap: move it to server.log.1 and start afresh (the fds stay valid)."""
-        if self.log_file is None:
+        if self.log_file is None or self.forked:
             return
+        with self._log_lock:
+            self._rotate_log()
+
+    def _rotate_log(self) -> None:
+        assert self.log_file is not None
         log_file = self.log_file
         if log_file.parent == self.folder.path:         # in the work folder: through the folder it checked
             log_file = self.folder.file(log_file.name)
