@@ -19,6 +19,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <errno.h>
@@ -334,6 +335,120 @@ static PyObject *py_move_out(PyObject *self, PyObject *args)
     return result;
 }
 
+/* A request mapping's argument views that Python still refers to after their call (kept in a global, a closure, a
+ * generator...): the pages `ranges` of the mapping at `base` (of the request file `fd`, mapped from offset 0) get
+ * private copies of their bytes at the same addresses, as in move_out (one mmap MAP_PRIVATE|MAP_FIXED of the same
+ * file offsets, then a write fault on each page: no concurrent write is lost), so later requests written into the
+ * file never show through them. The other pages of [base, base + end) become anonymous zero pages (bytes no
+ * argument lies in: the gap before in-place data). `old` is the Python mmap object of that mapping, which Python
+ * no longer uses (Mapping.detach); when only the argument views' buffer holds it (Python checked), its pages past
+ * `end` are unmapped now and it is told it maps [base, base + end) only, which it unmaps when it is freed (with
+ * the last argument view); its own descriptor of the file is closed. Returns the bytes made private. */
+static int same_file(int a, int b)
+{
+    struct stat sa, sb;
+    return a >= 0 && fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+typedef struct {                          /* the fields of CPython's mmap object up to its descriptor (Unix, 3.8+) */
+    PyObject_HEAD
+    char *data;
+    Py_ssize_t size;
+    Py_ssize_t pos;
+    off_t offset;
+    Py_ssize_t exports;
+    int fd;
+} MmapUnix;
+
+static PyObject *py_move_pages(PyObject *self, PyObject *args)
+{
+    unsigned long long base, end;
+    int fd;
+    PyObject *old, *ranges;
+    if (!PyArg_ParseTuple(args, "KiOKO", &base, &fd, &old, &end, &ranges))
+        return NULL;
+    uintptr_t page = page_size();
+    PyObject *seq = PySequence_Fast(ranges, "ranges must be a sequence of (start, stop) pairs");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    unsigned long long starts[8], stops[8];
+    if (n > 8 || (base & (page - 1)) || (end & (page - 1))) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "move_pages: at most 8 page-aligned ranges in a page-aligned region");
+        return NULL;
+    }
+    unsigned long long last = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "KK", &starts[i], &stops[i])) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if ((starts[i] & (page - 1)) || (stops[i] & (page - 1)) || starts[i] < last || stops[i] < starts[i]
+            || stops[i] > end) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "move_pages: ranges must be sorted, page-aligned, within the region");
+            return NULL;
+        }
+        last = stops[i];
+    }
+    Py_DECREF(seq);
+    size_t moved = 0;
+    unsigned long long at = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        unsigned long long gap_end = i < n ? starts[i] : end;
+        if (gap_end > at) {               /* no argument lies here: zero pages, no file behind them */
+            void *z = mmap((void *)(uintptr_t)(base + at), gap_end - at, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+            if (z == MAP_FAILED)
+                return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (i == n)
+            break;
+        size_t length = stops[i] - starts[i];
+        if (length) {
+            uintptr_t low = (uintptr_t)(base + starts[i]);
+            void *p = mmap((void *)low, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
+                           (off_t)starts[i]);
+            if (p != (void *)low)
+                return PyErr_SetFromErrno(PyExc_OSError);
+            if (madvise(p, length, MADV_POPULATE_WRITE) != 0)
+                for (uintptr_t q = low; q < low + length; q += page)
+                    __atomic_fetch_add((volatile uint64_t *)q, 0, __ATOMIC_SEQ_CST);
+            moved += length;
+        }
+        at = stops[i];
+    }
+    if (old != Py_None && strcmp(Py_TYPE(old)->tp_name, "mmap.mmap") == 0) {
+        MmapUnix *m = (MmapUnix *)old;
+        uintptr_t start = (uintptr_t)m->data, stop = start + (uintptr_t)m->size;
+        if (start == (uintptr_t)base && (unsigned long long)m->size >= end && !(stop & (page - 1))) {
+            if (stop > start + end)
+                munmap((void *)(start + end), stop - (start + end));
+            m->size = (Py_ssize_t)end;    /* freed with the last view: it unmaps exactly what is left */
+            if (m->pos > m->size)
+                m->pos = m->size;
+            if (m->fd != fd && same_file(m->fd, fd)) {
+                close(m->fd);             /* its own copy of the file's descriptor: not needed any more */
+                m->fd = -1;
+            }
+        }
+    }
+    return PyLong_FromSize_t(moved);
+}
+
+/* How many memoryviews share the buffer `mv` was made from (its managed buffer's references). NumPy wraps the
+ * buffer of each array it makes from `mv` in a memoryview of its own, sharing that buffer, which views of the
+ * array keep alive: so a call's arguments (Mapping.arguments) count 2 when no argument view outlives the call. */
+static PyObject *py_views(PyObject *self, PyObject *mv)
+{
+    if (!PyMemoryView_Check(mv)) {
+        PyErr_SetString(PyExc_TypeError, "views() takes a memoryview");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(Py_REFCNT((PyObject *)((PyMemoryViewObject *)mv)->mbuf));
+}
+
 static PyObject *py_reap(PyObject *self, PyObject *unused)
 {
     PyObject *gone = PyList_New(0);
@@ -466,6 +581,9 @@ static PyMethodDef methods[] = {
     {"live", py_live, METH_O, "live(place) -> size of the block living at `place` in a mapping (0: none)."},
     {"move_out", py_move_out, METH_VARARGS,
      "move_out(place, base, fd, old) -> (size, released): give the block at `place` private pages with its bytes."},
+    {"move_pages", py_move_pages, METH_VARARGS,
+     "move_pages(base, fd, old, end, ranges) -> bytes made private: a request mapping's kept argument pages."},
+    {"views", py_views, METH_O, "views(memoryview) -> how many memoryviews share its buffer."},
     {"reap", py_reap, METH_NOARGS, "reap() -> addresses of moved blocks freed since (their old mappings may go)."},
     {"moved", py_moved, METH_NOARGS, "moved() -> how many moved blocks are alive (or freed and not reaped)."},
     {"punch", py_punch, METH_VARARGS, "punch(fd, offset, length): free those bytes of the file on disk (a hole)."},

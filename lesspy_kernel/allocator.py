@@ -40,6 +40,7 @@ at install time, a NumPy without NEP 49) results are copied into the reply as be
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import sys
 from typing import Any, Dict, Optional
@@ -52,6 +53,7 @@ log = logging.getLogger("lesspy_kernel")
 
 DATA_OFFSET = 64                # where a top-level NDARRAY reply's data starts (ndim <= 7; PROTOCOL.md section 4)
 PAGE = 4096                     # what a hole punched in a file is rounded to (a multiple of any page size we meet)
+_PAGE = mmap.PAGESIZE           # what a mapping's pages are moved by
 MAX_DIMS = 7                    # DATA_OFFSET holds the header of an array of at most this many dimensions
 MAX_MOVED = 16                  # moved blocks alive at once; beyond, calls run without the allocator until some go
 _native: Any = None             # the _resultalloc module once imported; False when unavailable
@@ -177,6 +179,50 @@ class ResultSlot:
             log.debug("could not free the blocks of %s: %s", self.resp.path, e)
         finally:
             os.close(fd)
+
+
+def move_request(req: Any, length: int, spans: Optional[tuple]) -> int:
+    """A call's argument views over the request mapping `req` outlive the call (kept in a global, a closure, a
+    generator...): give the pages they lie in private copies of their bytes at the same addresses, and map the
+    request file anew for the next requests, which the kept views then never see (plain NumPy's guarantee: an
+    array keeps its values). As in ResultSlot.move_out, no byte is copied under them (a thread writing one
+    meanwhile loses no write). The pages of the frame (header and values) and of in-place data (`spans`,
+    protocol.Call) are copied; a gap between them becomes zero pages, and the rest of the old mapping is unmapped
+    when only the argument views hold it. Returns the bytes made private (what the kept views pin)."""
+    end = _up(HEADER_SIZE + length)
+    if spans is None:
+        ranges = [(0, end)]
+    else:
+        frame_end, at_start, at_end = spans
+        first, low, high = _up(HEADER_SIZE + frame_end), HEADER_SIZE + at_start, _up(HEADER_SIZE + at_end)
+        low -= low % _PAGE
+        ranges = [(0, high)] if low <= first else [(0, first), (low, high)]
+    base = req.address
+    old = req.detach()
+    # `old`, the argument, and the buffer the argument views come from: nothing else maps its other pages
+    released = sys.getrefcount(old) == 3
+    return _native.move_pages(base, req.fileno(), old if released else None, end, ranges)
+
+
+def views_counter() -> Any:
+    """`views(memoryview)`: how many memoryviews share its buffer (for a call's arguments, Mapping.arguments: 2
+    when no argument view outlives the call), where kept argument views can be moved out (the extension is
+    built); else None."""
+    return _native.views if available() else None
+
+
+def free_blocks(mapping: Any) -> None:
+    """A lane closes whose client is gone: the blocks of its file that moved views kept open are freed."""
+    try:
+        size = os.fstat(mapping.fileno()).st_size
+        if size:
+            _native.punch(mapping.fileno(), 0, size)
+    except OSError as e:                              # a file system without holes: the blocks go with the views
+        log.debug("could not free the blocks of %s: %s", mapping.path, e)
+
+
+def _up(n: int) -> int:
+    return -(-n // _PAGE) * _PAGE
 
 
 def has_room() -> bool:

@@ -214,6 +214,9 @@ class Lane:
         # where the allocator puts a call's first big array (allocator.py); None where it cannot
         self.slot = allocator.slot_for(self.resp)
         self._call_slot: Optional[allocator.ResultSlot] = None   # the slot of the current call, if it uses one
+        self._args: Optional[Tuple[memoryview, int, Any]] = None  # the call's request buffer, length and spans
+        self._args_moved = False                  # kept argument views were moved out of the request file
+        self._views = allocator.views_counter()  # how many views share a call's request buffer (None: no extension)
         self._client_closed = False               # the client closed the connection (release() frees every block)
         self._pending = (0, 0, STATUS_OK)         # the reply to publish: sequence, length, status
         self.stream: Optional[Tuple[str, Any, Any]] = None    # (name, item type, iterator) of an open stream
@@ -362,7 +365,8 @@ class Lane:
             self.server.limiter.log("lanes failed", logging.ERROR, "lane %d failed", self.id, exc_info=True)
         finally:
             # before the server shuts the socket down itself: did the client close it (it reads no reply then)?
-            self._client_closed = self.slot is not None and self.slot.moved and self.connection_lost()
+            self._client_closed = ((self.slot is not None and self.slot.moved) or self._args_moved) and \
+                self.connection_lost()
             self.server.lane_closed(self)
 
     def _serve(self, seq: int) -> None:
@@ -379,23 +383,29 @@ class Lane:
         finally:
             self.call.finish()
             self.busy = False
+        del outcome                           # usually the last reference to its arguments and to a slot's result
+        args, self._args = self._args, None
+        if args is not None and self._views is not None and self._views(args[0]) > 2:   # an argument view is kept
+            self._keep_args(*args)            # before the client may write its next request
         self._publish_reply()
         slot = self._call_slot
-        if slot is not None:
-            del outcome                       # usually the last reference to a result sent from the slot
-            if slot.address:                  # something else keeps it: it must not see the next reply
-                slot.move_out()
+        if slot is not None and slot.address:     # something else keeps it: it must not see the next reply
+            slot.move_out()
 
     def _run_call(self, seq: int) -> Outcome:
         self._call_length = 0
         self._call_slot = None
+        self._args = None
         try:
             length, status = self.req.read_request()
             if status in (REQUEST_NEXT, REQUEST_CLOSE):
                 return self._stream_request(seq, status)
             if status not in (REQUEST_CALL, REQUEST_STREAM):
                 raise ValueError(f"request status {status} is not 0 (call), 1 (next), 2 (close) or 3 (stream)")
-            call = decode_call(self.req.payload(length))
+            payload = self.req.arguments(length)   # read-only: argument views can never be made writable
+            call = decode_call(payload)
+            self._args = (payload, length, call.spans)
+            del payload
             if status == REQUEST_CALL:
                 self._call_length = length
         except Truncated as e:  # the client cut its request file: reading the frame would be a SIGBUS
@@ -424,6 +434,21 @@ class Lane:
             if self.req.cancel == seq:           # abandoned while its first item was made: that item stays here
                 return self._stream_cancelled()
         return outcome
+
+    def _keep_args(self, payload: memoryview, length: int, spans: Any) -> None:
+        """Something still refers to views of this call's arguments (a global, a closure, a generator between
+        stream items, a thread, a traceback...): they must keep their values, as NumPy arrays do, while the
+        client writes its next requests into the same file. Their pages get private copies at the same
+        addresses and the request file is mapped anew (allocator.move_request); no write to them is lost
+        meanwhile. Without the extension (not Linux) they go on sharing the file (PROTOCOL.md: copy them there)."""
+        if not allocator.available():
+            return
+        try:
+            allocator.move_request(self.req, length, spans)
+            self._args_moved = True
+        except Exception:      # no memory for the copies: they may see later requests; say so
+            log.exception("lane %d: arguments kept after their call could not be given their own pages; they may "
+                          "show later requests' bytes (copy them, np.array(a), to keep them)", self.id)
 
     def _invoke_in_slot(self, slot: allocator.ResultSlot, call: Any, reason: Callable[[], Optional[str]]) -> Outcome:
         """Run the call with NumPy's big arrays allocated in the response mapping (on the executing thread)."""
@@ -650,6 +675,8 @@ class Lane:
         if self.slot is not None and self.slot.moved and not self.server.stopping:
             # kept results moved out of it pin none of its blocks, nor the last reply's unless a client may read it
             self.slot.release(0 if self._client_closed else HEADER_SIZE + self._pending[1])
+        if self._args_moved and self._client_closed and not self.server.stopping:
+            allocator.free_blocks(self.req)       # kept arguments moved out of it pin none of its blocks
         self.req.close(unlink=True)
         self.resp.close(unlink=True)
 

@@ -148,6 +148,8 @@ class Mapping:
         self.address = int(probe.__array_interface__["data"][0])   # first byte (for the result-array fast path)
         del probe
         self.view = memoryview(self._mmap)
+        # read-only, with a buffer of its own: call arguments are views of it (arguments)
+        self.args_view = memoryview(self._mmap).toreadonly()
         self.header = self.view[:HEADER_SIZE]
         self.words = self.header.cast("Q")          # 8 u64 words
         self.ints = self.header.cast("I")           # 16 u32 words
@@ -279,7 +281,7 @@ class Mapping:
                 self._remap(declared)
 
     def _remap(self, size: int) -> None:
-        old, old_views = self._mmap, (self.words, self.ints, self.header, self.view)
+        old, old_views = self._mmap, (self.words, self.ints, self.header, self.view, self.args_view)
         self._map(size)
         for v in old_views:
             v.release()
@@ -291,15 +293,25 @@ class Mapping:
     def detach(self) -> mmap.mmap:
         """Map the file again at a new address and hand the old mapping over unclosed: a block in it lives on
         (allocator.move_out)."""
-        old, old_views = self._mmap, (self.words, self.ints, self.header, self.view)
+        old, old_views = self._mmap, (self.words, self.ints, self.header, self.view, self.args_view)
         self._map(self.capacity)
         for v in old_views:
             v.release()
         return old
 
+    def arguments(self, length: int) -> memoryview:
+        """The payload as a read-only view of `args_view`, whose buffer no other view shares: the argument views
+        made from it can never be made writable, and their number tells whether any outlives the call
+        (Lane._keep_args: args_view, this view, and one per argument view alive)."""
+        return self.args_view[HEADER_SIZE:HEADER_SIZE + length]
+
+    def fileno(self) -> int:
+        """The file's descriptor (opened without following a symlink; owned by this Mapping)."""
+        return self._fd
+
     def close(self, unlink: bool = False) -> None:
         """Unmap (leaving it to the GC if Python code still holds a view), and remove the file if asked."""
-        for v in (self.words, self.ints, self.header, self.view):
+        for v in (self.words, self.ints, self.header, self.view, self.args_view):
             try:
                 v.release()
             except ValueError:

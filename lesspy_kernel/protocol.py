@@ -281,6 +281,9 @@ class Call:
     name: str
     returns: TypeDesc
     args: list = field(default_factory=list)
+    # with NDARRAY_AT arguments: (end of the frame's values, start and end of the in-place data) in the payload;
+    # None: the values fill the payload (what a kept argument's pages are, Lane._keep_args)
+    spans: Optional[Tuple[int, int, int]] = None
 
 
 @dataclass
@@ -691,8 +694,13 @@ _ZEROS = bytes(64)
 
 
 def decode_call(payload: Union[bytes, memoryview]) -> Call:
-    """Decode a call frame; arrays in the arguments are read-only views over `payload`."""
+    """Decode a call frame; arrays in the arguments are read-only views over `payload`, made from a read-only
+    buffer (so NumPy refuses to make them writable: Python cannot write into the client's request file). A
+    read-only memoryview is used as it is (the lane passes one, and tells by how many views share its buffer
+    whether any argument view outlives the call)."""
     buf = payload if type(payload) is memoryview else memoryview(payload)
+    if not buf.readonly:
+        buf = buf.toreadonly()
     quick = _known_scalar_call(buf)
     return quick if quick is not None else _decode_call_fully(buf)
 
@@ -717,6 +725,8 @@ def _decode_call_fully(buf: memoryview) -> Call:
         pos = r.pos
     r.pos = pos
     _check_end(r, "the arguments")
+    if r.at_start >= 0:
+        return Call(name, returns, args, (pos, r.at_start, r.at_end))
     return Call(name, returns, args)
 
 
