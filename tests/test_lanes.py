@@ -20,7 +20,7 @@ from lesspy_kernel import allocator, handshake
 from lesspy_kernel.client import Lane, RemoteError, status, stop
 from lesspy_kernel.protocol import (FLAG_REPLY_IN_REQUEST, REQUEST_STREAM, ErrorKind, FrameError, ListOf, Tag,
                                    decode_reply, encode_call)
-from lesspy_kernel.workfolder import connect_notify
+from lesspy_kernel.workfolder import FORCE_TCP_ENV, UNIX, connect_notify
 from servers import ROOT, Headless, wait_for
 
 LANES_MODULE = ROOT / "tests" / "pymodules" / "lanes_module.py"
@@ -390,29 +390,48 @@ def test_the_log_file_is_rotated_at_its_cap(tmp_path):
         assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
 
 
-def test_a_folder_too_long_for_a_unix_socket_is_served_on_tcp(tmp_path):
+def test_a_folder_too_long_for_a_unix_socket_is_served_on_a_unix_socket(tmp_path):
+    """A folder path longer than a socket address allows is still served on notify.sock (reached through
+    /proc/self/fd/<dirfd>/notify.sock on Linux), never on TCP where any local user could connect."""
     folder = tmp_path / ("x" * (110 - len(str(tmp_path))))
+    assert len(str(folder / "notify.sock")) > 107
     with Headless(folder, LANES_MODULE, "--keep-alive") as s:
-        assert (folder / "notify.port").read_text().isdigit() and not (folder / "notify.sock").exists()
+        assert (folder / "notify.port").read_text().strip() == UNIX and (folder / "notify.sock").exists()
         with Lane(s.folder) as lane:
             assert lane.call("add_ints", I, [2, 40], [I, I]) == 42
-        assert "longer than a Unix socket address allows" in s.output()
+        assert "TCP" not in s.output()
 
 
-def test_csharp_streams_and_async_def_over_both_transports(tmp_path, csharp_bin):
-    """The C# client's streams, async calls and cancellation, over a Unix socket (driven through libc on Linux)
-    and over TCP (System.Net.Sockets, for a folder too long for a Unix socket address)."""
+def test_forced_tcp_is_served_on_tcp(tmp_path, monkeypatch):
+    """LESSPY_TEST_FORCE_TCP (tests only) serves on TCP 127.0.0.1 as on Windows, and says it is for tests."""
+    monkeypatch.setenv(FORCE_TCP_ENV, "1")
+    with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive") as s:
+        assert (s.folder / "notify.port").read_text().strip().isdigit() and not (s.folder / "notify.sock").exists()
+        with Lane(s.folder) as lane:
+            assert lane.call("add_ints", I, [2, 40], [I, I]) == 42
+        assert "for tests only" in s.output()
+
+
+def test_csharp_streams_and_async_def_over_both_transports(tmp_path, csharp_bin, monkeypatch):
+    """The C# client's streams, async calls and cancellation over a Unix socket (driven through libc on Linux),
+    also for a folder too long for a Unix socket address (through /proc/self/fd), and over TCP
+    (System.Net.Sockets, Windows' transport, forced with LESSPY_TEST_FORCE_TCP)."""
     from conftest import compile_csharp, run_mono
 
     exe = compile_csharp(csharp_bin, [ROOT / "tests" / "csharp" / "StreamClient.cs"], "StreamClient.exe",
                          extra=["-r:System.Core.dll"])
-    for folder in (tmp_path / "w", tmp_path / ("x" * (110 - len(str(tmp_path))))):
+    runs = [(tmp_path / "w", False), (tmp_path / ("x" * (110 - len(str(tmp_path)))), False), (tmp_path / "t", True)]
+    for folder, force_tcp in runs:
+        if force_tcp:
+            monkeypatch.setenv(FORCE_TCP_ENV, "1")
+        else:
+            monkeypatch.delenv(FORCE_TCP_ENV, raising=False)
         with Headless(folder, LANES_MODULE, "--keep-alive", "--capacity", "64K") as s:
-            tcp = (folder / "notify.port").read_text().isdigit()
-            assert tcp == (folder.name != "w")
+            where = (folder / "notify.port").read_text().strip()
+            assert where.isdigit() if force_tcp else where == UNIX, (folder, where)
             p = run_mono(exe, s.folder, timeout=120)
             assert p.returncode == 0, p.stdout + p.stderr
-            assert p.stdout.count("OK ") == 10 and "FAIL" not in p.stdout, (tcp, p.stdout)
+            assert p.stdout.count("OK ") == 10 and "FAIL" not in p.stdout, (where, p.stdout)
 
 
 def _cpu_seconds(pid: int) -> float:
