@@ -15,8 +15,11 @@ Real headless servers and the Python client of the protocol; a real Mono C# clie
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ import pytest
 from conftest import compile_csharp, run_mono
 from lesspy_kernel.client import Lane
 from lesspy_kernel.protocol import DTYPE_CODES, ListOf, Tag, encode_desc
-from servers import Headless
+from servers import Headless, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 I, D, N, BOOL = Tag.INT32, Tag.FLOAT64, Tag.NDARRAY, Tag.BOOL
@@ -121,6 +124,28 @@ def writable(a):
 
 def writable_at(a, k):
     return writable(a)
+
+
+async def keep_async(a):
+    import asyncio
+    await asyncio.sleep(0.001)
+    KEPT.append(a)
+    return total(a)
+
+
+def read_later(a, delay):
+    """A thread reads the argument after the call returned (and after later requests)."""
+    def later():
+        import time
+        time.sleep(delay)
+        FINALLY.append(total(a))
+    threading.Thread(target=later).start()
+    return None
+
+
+def keep_and_return(a):
+    KEPT.append(a)
+    return a[1:]
 
 
 def req_address():
@@ -220,6 +245,27 @@ def test_a_stream_keeps_its_argument_across_items_and_after(server):
         lane.call("drop_kept", I)
 
 
+def test_an_async_function_or_a_thread_keeps_its_argument(server):
+    with Lane(server.folder) as lane:
+        assert lane.call("keep_async", D, [np.full(100, 4.0)], [N]) == 400.0
+        assert lane.call("read_later", Tag.NONE, [np.full(100, 6.0), 0.3], [N, D]) is None
+        _others(lane, 100)
+        assert lane.call("kept_sums", ListOf(D)) == [400.0]
+        wait_for(lambda: lane.call("finally_sums", ListOf(D)), what="the thread's sum")
+        assert lane.call("finally_sums", ListOf(D)) == [600.0]
+        lane.call("drop_kept", I)
+
+
+def test_a_kept_argument_returned_as_a_pointer_into_the_request(server):
+    """NDARRAY_IN_REQUEST: the reply points into the request file, and Python keeps the argument too."""
+    a = np.arange(1000, dtype=np.float64)
+    with Lane(server.folder) as lane:
+        np.testing.assert_array_equal(lane.call("keep_and_return", N, [a], [N], reply_in_request=True), a[1:])
+        _others(lane, 1000)
+        assert lane.call("kept_sums", ListOf(D)) == [a.sum()]
+        lane.call("drop_kept", I)
+
+
 def _at_frame(name: str, returns, a: np.ndarray, k: int, payload: int) -> bytes:
     """A call frame `name(a, k)` whose array is an NDARRAY_AT at the end of the payload, as C#'s
     NewRequestArray places it (PROTOCOL.md section 4)."""
@@ -302,6 +348,53 @@ def test_kept_arguments_keep_their_values_long(server):
                 lane.call("drop_kept", I)
                 want = []
     assert server.proc.poll() is None
+
+
+# ------------------------------------------------------------------ what a kept argument pins
+
+def _req_mappings(pid: int) -> list:
+    """(size, rss, disk blocks of its file) of every mapping of a request file in the server, open or deleted."""
+    out, entry = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                entry = None
+                if len(head) >= 6 and ".req.mmf" in line:
+                    entry = {"range": head[0], "path": " ".join(head[5:])}
+                    out.append(entry)
+            elif entry is not None and head[0] in ("Size:", "Rss:"):
+                entry[head[0][:-1]] = int(head[1]) * 1024
+    for e in out:
+        try:
+            e["disk"] = os.stat(f"/proc/{pid}/map_files/{e['range']}").st_blocks * 512
+        except OSError:
+            e["disk"] = 0
+    return out
+
+
+def test_a_kept_argument_pins_only_its_own_size(tmp_path, module):
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm on this machine")
+    top = Path(tempfile.mkdtemp(prefix="lesspy-trust-args-", dir="/dev/shm"))
+    kept = 40_960                                     # 320 KB of float64
+    try:
+        with Headless(top / "work", module, "--keep-alive", "--capacity", "64K") as server:
+            lane = Lane(server.folder)
+            assert lane.call("total", D, [np.ones(4 << 20)], [N]) == 4 << 20     # the request file grows to 64 MiB
+            assert lane.call("keep", D, [np.ones(kept)], [N]) == kept
+            assert lane.call("total", D, [np.ones(4 << 20)], [N]) == 4 << 20
+            moved = [e for e in _req_mappings(server.pid) if e["Size"] < 1 << 20]
+            assert moved and sum(e["Size"] for e in moved) <= kept * 8 + 2 * 4096, moved
+            lane.close()
+            wait_for(lambda: not list(server.folder.glob("lane-*")), what="the lane's files removed")
+            left = _req_mappings(server.pid)
+            assert sum(e["Size"] for e in left) <= kept * 8 + 2 * 4096, left
+            assert sum(e["disk"] for e in left) <= kept * 8 + 2 * 4096, left     # its file's blocks were freed
+            with Lane(server.folder) as other:
+                assert other.call("kept_sums", ListOf(D)) == [kept]
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ read-only
