@@ -506,6 +506,56 @@ static PyObject *py_punch(PyObject *self, PyObject *args)
 static int fork_pipe[2] = {-1, -1};
 #define FORK_WAIT_MS 5000
 
+/* Request pages that calls running now have argument views in (MAP_SHARED with C#, which writes its next requests
+ * there once the call is over): set by Python's own fork hook just before before_fork, copied by the child like
+ * the live blocks, so a child never sees a later request through an argument view it inherited. */
+#define MAX_FORK_REGIONS 256
+static struct {
+    uintptr_t low;
+    size_t length;
+} fork_regions[MAX_FORK_REGIONS];
+static int nfork_regions;
+
+static PyObject *py_fork_regions(PyObject *self, PyObject *list)
+{
+    PyObject *seq = PySequence_Fast(list, "fork_regions takes a sequence of (address, length) pairs");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    uintptr_t page = page_size();
+    int k = 0;
+    for (Py_ssize_t i = 0; i < n && k < MAX_FORK_REGIONS; i++) {
+        unsigned long long low, length;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "KK", &low, &length)) {
+            Py_DECREF(seq);
+            nfork_regions = 0;
+            return NULL;
+        }
+        if ((low & (page - 1)) || !length)
+            continue;
+        fork_regions[k].low = (uintptr_t)low;
+        fork_regions[k].length = (size_t)((length + page - 1) & ~(unsigned long long)(page - 1));
+        k++;
+    }
+    Py_DECREF(seq);
+    nfork_regions = k;
+    Py_RETURN_NONE;
+}
+
+/* In a forked child: [low, low + length) gets private pages holding the same bytes. */
+static int privatise(uintptr_t low, size_t length)
+{
+    void *copy = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED)
+        return -1;
+    memcpy(copy, (void *)low, length);
+    if (mremap(copy, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)low) != (void *)low) {
+        munmap(copy, length);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *py_before_fork(PyObject *self, PyObject *unused)
 {
     pthread_mutex_lock(&lock);           /* its holders never wait for the GIL: no deadlock */
@@ -513,7 +563,7 @@ static PyObject *py_before_fork(PyObject *self, PyObject *unused)
     for (int i = 0; i < nblocks; i++)
         if (blocks[i].state == LIVE)
             live++;
-    if (live && pipe2(fork_pipe, O_CLOEXEC) != 0)
+    if ((live || nfork_regions) && pipe2(fork_pipe, O_CLOEXEC) != 0)
         fork_pipe[0] = fork_pipe[1] = -1;
     Py_RETURN_NONE;
 }
@@ -521,6 +571,7 @@ static PyObject *py_before_fork(PyObject *self, PyObject *unused)
 static PyObject *py_after_fork_parent(PyObject *self, PyObject *unused)
 {
     pthread_mutex_unlock(&lock);
+    nfork_regions = 0;
     if (fork_pipe[0] >= 0) {
         char byte;
         struct pollfd p = {fork_pipe[0], POLLIN, 0};
@@ -556,6 +607,10 @@ static PyObject *py_after_fork_child(PyObject *self, PyObject *unused)
         }
     }
     /* they stay LIVE in the table: freeing one drops it (its pages belong to the child's copy of the mapping) */
+    for (int i = 0; i < nfork_regions; i++)
+        if (privatise(fork_regions[i].low, fork_regions[i].length) != 0)
+            failed++;
+    nfork_regions = 0;
     if (fork_pipe[1] >= 0) {
         if (write(fork_pipe[1], "", 1) < 0) {
             /* the parent stopped waiting */
@@ -587,6 +642,8 @@ static PyMethodDef methods[] = {
     {"reap", py_reap, METH_NOARGS, "reap() -> addresses of moved blocks freed since (their old mappings may go)."},
     {"moved", py_moved, METH_NOARGS, "moved() -> how many moved blocks are alive (or freed and not reaped)."},
     {"punch", py_punch, METH_VARARGS, "punch(fd, offset, length): free those bytes of the file on disk (a hole)."},
+    {"fork_regions", py_fork_regions, METH_O,
+     "fork_regions([(address, length), ...]): request pages a forked child gets private copies of (argument views)."},
     {"before_fork", py_before_fork, METH_NOARGS, "os.register_at_fork(before=...)."},
     {"after_fork_parent", py_after_fork_parent, METH_NOARGS, "os.register_at_fork(after_in_parent=...)."},
     {"after_fork_child", py_after_fork_child, METH_NOARGS, "os.register_at_fork(after_in_child=...)."},

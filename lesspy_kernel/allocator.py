@@ -20,8 +20,9 @@ The guarantees are plain NumPy's:
   read the last reply, that reply's blocks stay (a hole would read as zeros) while an array moved out of the
   lane lives.
 - A child made by `os.fork` (a `multiprocessing` pool with the fork start method) gives every array still placed
-  in a mapping its own pages holding the same bytes before any Python code runs there (os.register_at_fork), so
-  it never writes into its parent's array or a C# result; the parent waits in its own fork hook, holding the
+  in a mapping, and the request pages a running call's arguments lie in (watch_requests), its own pages holding
+  the same bytes before any Python code runs there (os.register_at_fork), so it never writes into its parent's
+  array or a C# result, nor sees a later request through an argument; the parent waits in its own fork hook, holding the
   GIL, until the child has them (at most 5 s). Not covered: a fork made from C without Python's fork hooks, and
   a NumPy loop already running without the GIL in another thread of the parent when it forked, which may show
   its writes to such an array to the child.
@@ -43,6 +44,7 @@ import logging
 import mmap
 import os
 import sys
+import weakref
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -59,6 +61,7 @@ MAX_MOVED = 16                  # moved blocks alive at once; beyond, calls run 
 _native: Any = None             # the _resultalloc module once imported; False when unavailable
 _moved: Dict[int, Any] = {}     # address of a moved block -> the old mapping it keeps alive (when not released)
 _leaked: list = []              # old mappings a block could not be moved out of (no memory): kept for good
+_request_lanes: "weakref.WeakSet[Any]" = weakref.WeakSet()   # lanes whose running calls' arguments forks copy
 
 
 def available() -> bool:
@@ -70,6 +73,7 @@ def available() -> bool:
             _native = _resultalloc
             os.register_at_fork(before=_resultalloc.before_fork, after_in_parent=_resultalloc.after_fork_parent,
                                 after_in_child=_resultalloc.after_fork_child)
+            os.register_at_fork(before=_before_fork)      # runs first (before hooks run last registered first)
         except ImportError as e:   # not built (not Linux, no compiler), or NumPy without NEP 49
             log.debug("results are copied into the reply: %s", e)
             _native = False
@@ -202,6 +206,26 @@ def move_request(req: Any, length: int, spans: Optional[tuple]) -> int:
     # `old`, the argument, and the buffer the argument views come from: nothing else maps its other pages
     released = sys.getrefcount(old) == 3
     return _native.move_pages(base, req.fileno(), old if released else None, end, ranges)
+
+
+def watch_requests(lane: Any) -> None:
+    """A child made by os.fork while `lane` runs a call gets private copies of the request pages its argument
+    views lie in (the parent waits until it has them, as for placed arrays): it never sees the client's later
+    requests through an argument it inherited. `lane.arguments_in_flight()` says which pages."""
+    _request_lanes.add(lane)
+
+
+def _before_fork() -> None:
+    """os.register_at_fork(before=...), in the parent holding the GIL, just before _resultalloc.before_fork."""
+    regions = []
+    try:
+        for lane in list(_request_lanes):
+            region = lane.arguments_in_flight()
+            if region is not None:
+                regions.append(region)
+    except Exception as e:   # never fail a fork for it; the child may then share argument pages
+        log.debug("could not list the argument pages of running calls before a fork: %s", e)
+    _native.fork_regions(regions)
 
 
 def views_counter() -> Any:

@@ -217,6 +217,8 @@ class Lane:
         self._args: Optional[Tuple[memoryview, int, Any]] = None  # the call's request buffer, length and spans
         self._args_moved = False                  # kept argument views were moved out of the request file
         self._views = allocator.views_counter()  # how many views share a call's request buffer (None: no extension)
+        if self._views is not None:
+            allocator.watch_requests(self)        # a fork during a call copies its argument pages (allocator.py)
         self._client_closed = False               # the client closed the connection (release() frees every block)
         self._pending = (0, 0, STATUS_OK)         # the reply to publish: sequence, length, status
         self.stream: Optional[Tuple[str, Any, Any]] = None    # (name, item type, iterator) of an open stream
@@ -449,6 +451,11 @@ class Lane:
         except Exception:      # no memory for the copies: they may see later requests; say so
             log.exception("lane %d: arguments kept after their call could not be given their own pages; they may "
                           "show later requests' bytes (copy them, np.array(a), to keep them)", self.id)
+
+    def arguments_in_flight(self) -> Optional[Tuple[int, int]]:
+        """(address, length) of the request pages the running call's argument views lie in, or None (a fork)."""
+        args = self._args
+        return None if args is None else (self.req.address, HEADER_SIZE + args[1])
 
     def _invoke_in_slot(self, slot: allocator.ResultSlot, call: Any, reason: Callable[[], Optional[str]]) -> Outcome:
         """Run the call with NumPy's big arrays allocated in the response mapping (on the executing thread)."""

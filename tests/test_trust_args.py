@@ -148,6 +148,32 @@ def keep_and_return(a):
     return a[1:]
 
 
+def fork_reads(a, delay):
+    """A child made by os.fork reads the argument after its parent's call returned (and later requests came)."""
+    import os
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        import time
+        time.sleep(delay)
+        os.write(w, repr(total(a)).encode())
+        os._exit(0)
+    os.close(w)
+    COUNTERS.append((r, pid))
+    return None
+
+
+def fork_sums():
+    import os
+    out = []
+    for r, pid in COUNTERS:
+        out.append(float(os.read(r, 100)))
+        os.close(r)
+        os.waitpid(pid, 0)
+    COUNTERS.clear()
+    return out
+
+
 def req_address():
     return current_lane().req.address
 
@@ -266,7 +292,27 @@ def test_a_kept_argument_returned_as_a_pointer_into_the_request(server):
         lane.call("drop_kept", I)
 
 
-def _at_frame(name: str, returns, a: np.ndarray, k: int, payload: int) -> bytes:
+def _fork_rounds(server, rounds: int) -> None:
+    with Lane(server.folder) as lane:
+        for k in range(rounds):
+            assert lane.call("fork_reads", Tag.NONE, [np.full(50_000, 1.0 + k), 0.2], [N, D]) is None
+            lane.send_raw(_at_frame("fork_reads", Tag.NONE, np.full(1000, 2.0 + k), 0.2, 256 * 1024, D))
+            assert lane.receive() is None
+            for _ in range(3):
+                _others(lane, 50_000)
+            assert lane.call("fork_sums", ListOf(D)) == [(1.0 + k) * 50_000, (2.0 + k) * 1000]
+
+
+def test_a_fork_child_sees_its_parents_arguments_as_they_were(server):
+    _fork_rounds(server, 2)
+
+
+@pytest.mark.stress
+def test_a_fork_child_sees_its_parents_arguments_as_they_were_long(server):
+    _fork_rounds(server, 20)
+
+
+def _at_frame(name: str, returns, a: np.ndarray, k, payload: int, k_tag=I) -> bytes:
     """A call frame `name(a, k)` whose array is an NDARRAY_AT at the end of the payload, as C#'s
     NewRequestArray places it (PROTOCOL.md section 4)."""
     raw = name.encode()
@@ -274,7 +320,7 @@ def _at_frame(name: str, returns, a: np.ndarray, k: int, payload: int) -> bytes:
     frame += bytes([Tag.NDARRAY_AT, DTYPE_CODES[a.dtype.name], a.ndim]) + struct.pack(f"<{a.ndim}Q", *a.shape)
     frame += bytes(-(len(frame) + 8) % 8)
     offset = (payload - a.nbytes) // 64 * 64
-    frame += struct.pack("<Q", offset) + bytes([I]) + struct.pack("<i", k)
+    frame += struct.pack("<Q", offset) + bytes([k_tag]) + struct.pack("<d" if k_tag == D else "<i", k)
     out = bytearray(payload)
     out[:len(frame)] = frame
     out[offset:offset + a.nbytes] = a.tobytes()
