@@ -29,7 +29,7 @@ from .celloutput import end_forked_child, forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
-from .mapping import DiskFull, Mapping, Truncated, full_fence
+from .mapping import DiskFull, Mapping, Truncated, fault_total, full_fence
 from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE,
                        REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
                        ErrorReply, Tag, TextError, decode_call, error_size, fit_error, value_size, write_error,
@@ -225,6 +225,8 @@ class Lane:
         self._stream_from = 0                     # the sequence of the call that opened it (cancel words >= it)
         self.covered = False                      # a spinner watches this lane's requests (see Spinner)
         self._send_failed = False                 # a wake-up byte could not be sent (logged once per lane)
+        self._faults_seen = fault_total() if fault_total is not None else 0   # SIGBUS guard (mapping.py)
+        self._cut_said = False                    # a cut lane file was logged and the lane is closing
         self._claim = threading.Lock()            # held by the thread serving a request of this lane
         self._wake_r, self._wake_w = socket.socketpair()      # lets a spinner wake this lane's blocked thread
         self._wake_r.setblocking(False)
@@ -340,6 +342,9 @@ class Lane:
                     byte = b""
                 if byte == handshake.SHUTDOWN:
                     self.client.shutdown_requested = True
+                elif byte == handshake.CALL and fault_total is not None and fault_total() != self._faults_seen \
+                        and self._check_cut(self._last, answer=False):   # a request the cut file lost: it closes
+                    return None
                 elif byte != handshake.CALL:
                     if byte:
                         self.server.limiter.log("lanes closed for a wrong byte", logging.WARNING,
@@ -389,7 +394,13 @@ class Lane:
         args, self._args = self._args, None
         if args is not None and self._views is not None and self._views(args[0]) > 2:   # an argument view is kept
             self._keep_args(*args)            # before the client may write its next request
+        if fault_total is not None and fault_total() != self._faults_seen:   # ~50 ns: a lane file was cut?
+            self._check_cut(seq)
         self._publish_reply()
+        if fault_total is not None and fault_total() != self._faults_seen and self._check_cut(seq):
+            self._publish_reply()             # the reply's header went to a cut file: the error, to the mended one
+        if self._cut_said:
+            self.close()                      # its files are broken: the client opens a new lane
         slot = self._call_slot
         if slot is not None and slot.address:     # something else keeps it: it must not see the next reply
             slot.move_out()
@@ -656,6 +667,39 @@ class Lane:
         return True
 
     # ------------------------------------------------------------ closing
+
+    def _check_cut(self, seq: int, answer: bool = True) -> bool:
+        """The SIGBUS guard (mapping.py) mended a fault since the last look; True when it was in this lane's
+        mappings: the client cut a lane file while the lane was open. What was read from it (the request, the
+        arguments) or written to it (the reply) is then not what the other side has, so the call is answered with
+        an error instead (in the response file, given its size back first if it was the one cut), it is logged
+        once, and the lane is to be closed (its files are broken); the server goes on serving the others.
+        `answer`: write that error (only while serving the lane's request, holding its claim)."""
+        assert fault_total is not None
+        self._faults_seen = fault_total()
+        cut = [m for m in (self.req, self.resp) if m.faulted()]
+        if not cut:
+            return False
+        names = " and ".join(m.path.name for m in cut)
+        message = (f"{names} {'was' if len(cut) == 1 else 'were'} cut by another process while lane {self.id} was "
+                   "open: lesspy met pages past the file's end (a SIGBUS, which it caught) and found or left zeros "
+                   "there, so this call's request, arguments or reply cannot be trusted and its result was not "
+                   "sent. Lane files belong to lesspy: never truncate or replace them. The lane is closed; open a "
+                   "new one")
+        try:
+            if answer and self.resp.faulted():    # the error goes where the client reads it
+                if self.slot is not None and self.slot.address:
+                    self.slot.move_out()      # a result array lives in it: never unmapped under it
+                self.resp.mend(self.server.session)
+            if answer:
+                kind = ErrorKind.MALFORMED_REQUEST if self.req.faulted() else ErrorKind.SERVER_ERROR
+                self._write_error(seq, failed("?", kind, message))
+        except Exception as e:                # no room to give the file its size back: the closed lane says it
+            log.warning("lane %d: the error reply about its cut file could not be written (%s)", self.id, e)
+        if not self._cut_said:
+            self._cut_said = True
+            log.warning("lane %d of client pid %s: %s", self.id, getattr(self.client, "pid", "?"), message)
+        return True
 
     def close(self) -> None:
         """Wake the lane thread (shutdown makes a blocked recv return) and close the socket."""

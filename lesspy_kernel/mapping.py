@@ -11,14 +11,25 @@ import mmap
 import os
 import sys
 import threading
+import weakref
 from pathlib import Path
-from typing import Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
 from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, FLAGS_OFFSET, HEADER, HEADER_SIZE, MAPPING_MAGIC,
                        PROTOCOL_VERSION, SEQUENCE_OFFSET, SESSION_OFFSET, WAITING_OFFSET, read_header, write_header)
 from .workfolder import create_private, open_private
+
+_guard: Any = None
+try:        # Linux, when built: a SIGBUS on a lane mapping (its file was cut) fails that lane, not the process
+    from . import _sigbusguard
+    _guard = _sigbusguard
+except ImportError:  # pragma: no cover - elsewhere a cut file is a SIGBUS, as before
+    pass
+# faults the guard mended in any lane mapping, or None without it: one cheap look per call (Lane.check_cut)
+fault_total: Optional[Callable[[], int]] = _guard.total if _guard is not None else None
+_unguard: "weakref.WeakKeyDictionary[mmap.mmap, weakref.finalize]" = weakref.WeakKeyDictionary()
 
 MIN_CAPACITY = 4096
 PAGE = mmap.PAGESIZE            # the first page always exists while the file is not empty: no size check for it
@@ -97,6 +108,31 @@ def grown_size(payload: int) -> int:
     return size
 
 
+def _guarded(m: mmap.mmap, address: int) -> int:
+    """Register the mapping `m` (at `address`) with the SIGBUS guard until it is unmapped (_unmap, or the GC);
+    the guard's token, 0 when there is no guard. Touching a page of it past its file's end (another process cut
+    the file) then reads zeros instead of killing the process, and `_guard.faulted(token)` counts it."""
+    if _guard is None or len(m) == 0:
+        return 0
+    token = _guard.register(address, len(m))
+    if token:
+        _unguard[m] = weakref.finalize(m, _guard.unregister, token)
+    return token
+
+
+def _unmap(m: mmap.mmap) -> bool:
+    """Close `m`: True when it is unmapped now (and no longer guarded); False when Python code still holds a view
+    of it, and then it stays mapped, and guarded, until the GC unmaps it."""
+    try:
+        m.close()
+    except BufferError:
+        return False
+    forget = _unguard.pop(m, None)
+    if forget is not None:
+        forget()
+    return True
+
+
 class Mapping:
     """A lane file mapped read-write. `create=True` makes it (the server); otherwise it is opened (a client)."""
 
@@ -133,6 +169,7 @@ class Mapping:
                 if fd >= 0:
                     os.close(fd)
         self._old: list = []
+        self._kept: list = []          # guard tokens of mappings handed over by detach (blocks may live in them)
         self._reserved = capacity if create and reserved else 0   # bytes from the start with their room reserved
         self._map(capacity if create else 0)
         self._fd = open_private(self.path, os.O_RDWR)   # for size checks and reservations; ours, 0600, no symlink
@@ -147,6 +184,7 @@ class Mapping:
         probe = np.frombuffer(self._mmap, dtype=np.uint8, count=1)
         self.address = int(probe.__array_interface__["data"][0])   # first byte (for the result-array fast path)
         del probe
+        self.token = _guarded(self._mmap, self.address)
         self.view = memoryview(self._mmap)
         # read-only, with a buffer of its own: call arguments are views of it (arguments)
         self.args_view = memoryview(self._mmap).toreadonly()
@@ -285,19 +323,35 @@ class Mapping:
         self._map(size)
         for v in old_views:
             v.release()
-        try:
-            old.close()
-        except BufferError:       # user code still holds a view of it: the GC unmaps it later
+        if not _unmap(old):       # user code still holds a view of it: the GC unmaps it later
             self._old.append(old)
 
     def detach(self) -> mmap.mmap:
         """Map the file again at a new address and hand the old mapping over unclosed: a block in it lives on
         (allocator.move_out)."""
         old, old_views = self._mmap, (self.words, self.ints, self.header, self.view, self.args_view)
+        forget = _unguard.pop(old, None)
+        detached = forget.detach() if forget is not None else None
+        if detached is not None:  # blocks moved out of it outlive the mmap object: guarded until this file closes
+            self._kept.append(detached[2][0])
         self._map(self.capacity)
         for v in old_views:
             v.release()
         return old
+
+    def faulted(self) -> int:
+        """Faults the SIGBUS guard mended in the current mapping: pages of it past the file's end, because another
+        process cut the file, which read (and were written) as a private zero page since. 0 without the guard."""
+        return _guard.faulted(self.token) if self.token else 0
+
+    def mend(self, session: int) -> None:
+        """After a fault (`faulted`): give the file its size (and room) and its header back, and map it anew, so
+        that what is written next reaches the file again (the old mapping has private zero pages where the file
+        was cut). The writer's side (the server's response file, whose `session` it is)."""
+        reserve(self._fd, self.path, 0, self.capacity, "restoring a cut lane file")
+        self._reserved = self.capacity
+        self._remap(self.capacity)
+        write_header(self.header, self.capacity, session)
 
     def arguments(self, length: int) -> memoryview:
         """The payload as a read-only view of `args_view`, whose buffer no other view shares: the argument views
@@ -317,11 +371,11 @@ class Mapping:
             except ValueError:
                 pass
         for m in [self._mmap] + self._old:
-            try:
-                m.close()
-            except BufferError:
-                pass
+            _unmap(m)
         self._old = []
+        for token in self._kept:
+            _guard.unregister(token)
+        self._kept = []
         fd, self._fd = getattr(self, "_fd", -1), -1
         if fd >= 0:
             try:

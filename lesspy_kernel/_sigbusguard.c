@@ -1,0 +1,230 @@
+/*
+ * A SIGBUS on a lane mapping is an error of that lane, not the end of the process (mapping.py explains the why).
+ *
+ * Touching a page of a file mapping past the file's end (another process cut the file) raises SIGBUS, whose
+ * default action kills the process: a headless server with all its clients, or a whole notebook kernel. The
+ * handler installed here looks the faulting address up in a fixed table of the lane mappings Python registered;
+ * when it lies in one, a private zero page is mapped over the faulting page (MAP_FIXED, a raw system call), the
+ * range's fault count is bumped and the handler returns: the instruction runs again and reads zeros (a write
+ * lands in that private page). Python asks `faulted` where it matters and closes the lane, whose files no longer
+ * say what the client wrote. Any other SIGBUS goes to the handler installed before (Python's faulthandler, say),
+ * or gets the default action back.
+ *
+ * The handler calls no Python and takes no lock: the table is read with atomic loads only. Linux only (built by
+ * setup.py there; optional: without it a cut file is a SIGBUS as before).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define SLOTS 4096                        /* ranges registered at once (two per lane, plus remaps held by views) */
+#define INDEX_BITS 12                     /* a token is (generation << INDEX_BITS) | slot index, never 0 */
+
+enum { FREE = 0, CLAIMED = 1, ACTIVE = 2 };
+
+typedef struct {
+    int state;                            /* FREE, CLAIMED (being filled) or ACTIVE (the handler looks at it) */
+    uintptr_t start, end;                 /* [start, end) */
+    unsigned long generation;             /* bumped when the slot is freed: a stale token finds nothing */
+    unsigned long faults;                 /* SIGBUS faults mended in this range */
+} Slot;
+
+static Slot slots[SLOTS];
+static int high;                          /* slots below this may be ACTIVE (the handler scans no further) */
+static unsigned long total;               /* faults mended in any range */
+static uintptr_t page;
+static struct sigaction previous;         /* the action before ours (set before ours is installed) */
+static int chaining;                      /* a SIGBUS of no range of ours is being passed on */
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+
+static void pass_on(int sig, siginfo_t *info, void *context)
+{
+    if (__atomic_exchange_n(&chaining, 1, __ATOMIC_ACQ_REL)) {
+        /* a SIGBUS while one is passed on (a handler before ours that raises it again, and chains back to us):
+         * the default action, which is what passing it on was going to end in */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+        if (info == NULL || info->si_code <= 0)
+            raise(sig);                   /* a signal sent by someone: send it again (a fault comes again itself) */
+        return;
+    }
+    struct sigaction prev = previous;
+    if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction != NULL) {
+        prev.sa_sigaction(sig, info, context);
+    } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN && prev.sa_handler != NULL) {
+        prev.sa_handler(sig);
+    } else {
+        /* the default action (or ignoring it) again: a fault happens again when the instruction runs again and
+         * then gets it; a sent signal is sent again */
+        sigaction(sig, &prev, NULL);
+        if (info == NULL || info->si_code <= 0)
+            raise(sig);
+        return;
+    }
+    __atomic_store_n(&chaining, 0, __ATOMIC_RELEASE);   /* the handler before ours returned: it mended the fault */
+}
+
+static void handler(int sig, siginfo_t *info, void *context)
+{
+    int saved = errno;
+    if (info != NULL && info->si_code > 0) {        /* a fault, not a signal sent with kill() or raise() */
+        uintptr_t at = (uintptr_t)info->si_addr;
+        int n = LOAD(high), mended = 0;
+        for (int i = 0; i < n; i++) {
+            Slot *s = &slots[i];
+            if (LOAD(s->state) != ACTIVE || at < LOAD(s->start) || at >= LOAD(s->end))
+                continue;
+            if (!mended) {
+                uintptr_t low = at & ~(page - 1);
+                long r = syscall(SYS_mmap, (void *)low, (size_t)page, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+                if (r != (long)low)
+                    break;                          /* no memory for the page: as if it were not ours */
+                mended = 1;
+            }
+            /* every range that holds the address counts it: a range kept for blocks handed over (detach) may
+             * overlap a newer mapping at the same address */
+            __atomic_fetch_add(&s->faults, 1, __ATOMIC_ACQ_REL);
+        }
+        if (mended) {
+            __atomic_fetch_add(&total, 1, __ATOMIC_ACQ_REL);
+            errno = saved;
+            return;
+        }
+    }
+    errno = saved;
+    pass_on(sig, info, context);
+}
+
+/* Our handler, installed unless it already is; the action it replaces is where other faults go. */
+static int install(void)
+{
+    struct sigaction current;
+    if (sigaction(SIGBUS, NULL, &current) != 0)
+        return -1;
+    if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == handler)
+        return 0;
+    previous = current;
+    struct sigaction ours;
+    memset(&ours, 0, sizeof ours);
+    ours.sa_sigaction = handler;
+    ours.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&ours.sa_mask);
+    if (sigaction(SIGBUS, &ours, NULL) != 0)
+        return -1;
+    return 1;
+}
+
+static PyObject *py_install(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+{
+    int r = install();
+    if (r < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyBool_FromLong(r);
+}
+
+static PyObject *py_register(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    unsigned long long address, length;
+    if (!PyArg_ParseTuple(args, "KK", &address, &length))
+        return NULL;
+    if (install() < 0)                    /* again: another handler (faulthandler.enable()) may have come since */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    for (int i = 0; i < SLOTS; i++) {
+        int expected = FREE;
+        if (!__atomic_compare_exchange_n(&slots[i].state, &expected, CLAIMED, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            continue;
+        Slot *s = &slots[i];
+        STORE(s->start, (uintptr_t)address);
+        STORE(s->end, (uintptr_t)(address + length));
+        STORE(s->faults, 0UL);
+        int h = LOAD(high);
+        while (h < i + 1 && !__atomic_compare_exchange_n(&high, &h, i + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            ;
+        STORE(s->state, ACTIVE);
+        unsigned long g = LOAD(s->generation);
+        return PyLong_FromUnsignedLongLong(((unsigned long long)(g + 1) << INDEX_BITS) | (unsigned)i);
+    }
+    return PyLong_FromLong(0);            /* the table is full: this range is not guarded */
+}
+
+#define STALE ((Slot *)(uintptr_t)1)
+
+/* The slot a token names; STALE when it was unregistered since (or 0: never guarded); NULL with an exception. */
+static Slot *slot_of(PyObject *arg)
+{
+    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
+    if (token == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    Slot *s = &slots[token & (SLOTS - 1)];
+    if (token == 0 || LOAD(s->state) != ACTIVE || LOAD(s->generation) + 1 != (token >> INDEX_BITS))
+        return STALE;
+    return s;
+}
+
+static PyObject *py_unregister(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    Slot *s = slot_of(arg);
+    if (s == NULL)
+        return NULL;
+    if (s != STALE) {
+        STORE(s->state, CLAIMED);         /* the handler stops looking at it before its range changes */
+        STORE(s->start, (uintptr_t)0);
+        STORE(s->end, (uintptr_t)0);
+        __atomic_fetch_add(&s->generation, 1, __ATOMIC_ACQ_REL);
+        STORE(s->state, FREE);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_faulted(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    Slot *s = slot_of(arg);
+    if (s == NULL)
+        return NULL;
+    return PyLong_FromUnsignedLong(s == STALE ? 0UL : LOAD(s->faults));
+}
+
+static PyObject *py_total(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+{
+    return PyLong_FromUnsignedLong(LOAD(total));
+}
+
+static PyMethodDef methods[] = {
+    {"install", py_install, METH_NOARGS,
+     "install() -> bool: put the SIGBUS handler in place (True when it was not; register() does it too)."},
+    {"register", py_register, METH_VARARGS,
+     "register(address, length) -> token: a fault in this range is mended (0: the table is full, not guarded)."},
+    {"unregister", py_unregister, METH_O, "unregister(token): the range is unmapped; forget it."},
+    {"faulted", py_faulted, METH_O, "faulted(token) -> faults mended in that range since it was registered."},
+    {"total", py_total, METH_NOARGS, "total() -> faults mended in any range (a cheap first look)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sigbusguard",
+                                    "A SIGBUS on a lane mapping becomes an error of that lane (see mapping.py).",
+                                    -1, methods};
+
+PyMODINIT_FUNC PyInit__sigbusguard(void)
+{
+    long size = sysconf(_SC_PAGESIZE);
+    page = (uintptr_t)(size > 0 ? size : 4096);
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "SLOTS", SLOTS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
