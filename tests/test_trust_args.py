@@ -2,9 +2,11 @@
 file, and they give exactly plain NumPy's guarantees.
 
 - A function that keeps an argument (in a global, as a view of it, in a closure, in a generator across stream
-  items or after it, an in-place NDARRAY_AT array) keeps its values: later requests written into the same file
-  never show through it (the kept pages are moved out, Lane._keep_args / allocator.move_request).
+  items or after it, an async def, a thread, an in-place NDARRAY_AT array, one also returned as a pointer into
+  the request) keeps its values: later requests written into the same file never show through it (the kept
+  pages are moved out, Lane._keep_args / allocator.move_request), and it pins only its own pages.
 - Moving them loses no write a thread makes meanwhile.
+- A child made by os.fork during a call sees the call's arguments as they were, also after later requests.
 - An argument view can never be made writable (`a.flags.writeable = True` is refused): Python cannot write into
   the client's request file.
 - The hot path stays: a call that keeps nothing leaves the request mapping where it is.
