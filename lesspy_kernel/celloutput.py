@@ -7,7 +7,9 @@ header per stream: the call's output is routed by setting it and restoring it af
 version allows.
 
 Repeated tracebacks are summarised: the first `full` of one error (same function, same exception type) are
-printed in full, after that one line every `every` repeats; `lesspy_kernel.calls()` keeps them all.
+printed in full, after that one line every `every` repeats; `lesspy_kernel.calls()` keeps them all. At most
+MAX_KINDS (function, exception type) pairs are counted one by one (exception types may be made at run time, from
+what a client sent): the others share one count.
 """
 
 from __future__ import annotations
@@ -24,23 +26,31 @@ R = TypeVar("R")
 
 FULL_TRACEBACKS = 3
 SUMMARY_EVERY = 100
+MAX_KINDS = 256                       # (function, exception type) pairs counted one by one
+OTHER = ("(other functions)", "(other errors)")   # the count the others share
 
 
 class ErrorSummary:
     """Decides what the serving cell shows for each failed call: a traceback, one line, or nothing."""
 
-    def __init__(self, full: int = FULL_TRACEBACKS, every: int = SUMMARY_EVERY) -> None:
+    def __init__(self, full: int = FULL_TRACEBACKS, every: int = SUMMARY_EVERY, max_kinds: int = MAX_KINDS) -> None:
         self.full = full
         self.every = every
-        self.counts: Dict[Tuple[str, str], int] = {}
+        self.max_kinds = max_kinds
+        self.counts: Dict[Tuple[str, str], int] = {}      # at most max_kinds + 1 keys (OTHER)
         self._lock = threading.Lock()
 
     def text(self, name: str, error: Any) -> Optional[str]:
         """What to print for this failed call, or None."""
-        python_type = str(getattr(error, "python_type", "") or "error")
+        python_type = _clip(str(getattr(error, "python_type", "") or "error"), 100)
+        name = _clip(name, 100)
         key = (name, python_type)
         with self._lock:
-            n = self.counts.get(key, 0) + 1
+            n = self.counts.get(key)
+            if n is None and len(self.counts) >= self.max_kinds:
+                key = OTHER                       # the table is full: counted together, never a new key
+                n = self.counts.get(key)
+            n = (n or 0) + 1
             self.counts[key] = n
         message = " ".join(str(getattr(error, "message", "")).split())
         if len(message) > 200:
@@ -48,13 +58,24 @@ class ErrorSummary:
         if n <= self.full:
             text = (f"lesspy: {name} raised; the C# caller got a PythonException:\n"
                     f"{getattr(error, 'traceback', '') or python_type + ': ' + message}")
-            if n == self.full:
+            if n == self.full and key == OTHER:
+                text += (f"\nlesspy: {self.max_kinds} kinds of errors (function, exception type) have been seen: "
+                         f"further errors of new kinds are counted together, not printed: one line every "
+                         f"{self.every}; lesspy_kernel.calls() keeps them all")
+            elif n == self.full:
                 text += (f"\nlesspy: further {python_type} from {name} are counted, not printed: one line every "
                          f"{self.every}; lesspy_kernel.calls() keeps them all")
             return text
         if n % self.every == 0:
+            if key == OTHER:
+                return (f"lesspy: errors of other kinds raised {n} times so far (last: {name} raised "
+                        f"{python_type}: {message})")
             return f"lesspy: {name} raised {python_type} {n} times so far (last: {message})"
         return None
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class CellOutput:

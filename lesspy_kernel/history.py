@@ -8,9 +8,12 @@ Memory is bounded by a budget of payload bytes, counting every kind of value: ar
 tuples, dicts, records, nested. When the history holds more than its budget, the payloads of the oldest records
 are replaced by summaries (`DroppedArray`: shape, dtype, min, max, mean; `DroppedValue`: type, length, a one-line
 preview). A value bigger than the whole budget is summarised at once, without a copy; with a budget of 0 no
-payload is kept and no copy made. What a record always keeps is small and fixed: numbers, None, dates, strings of
-at most SHORT_TEXT characters, bytes of at most SHORT_BYTES, and the summaries. At most `max_records` records are
-kept, so the whole history stays within budget + max_records x a few KiB.
+payload is kept and no copy made. What a record always keeps is small: numbers, None, dates, strings of at most
+SHORT_TEXT characters, bytes of at most SHORT_BYTES, the summaries, the function's name (up to 1,024 bytes, any
+name a client sends, even a missing one), the error message (ERROR_CHARS) and the traceback (TRACEBACK_CHARS).
+Those bytes are counted too (`record_bytes`, an estimate from sys.getsizeof): past `records_budget` (default
+DEFAULT_RECORDS_BUDGET, 32 MiB) the oldest records go, as they do past `max_records` (10,000). The whole history
+stays within budget + records_budget.
 
 How the records look (text and HTML tables) lives in render.py; array statistics in summaries.py.
 """
@@ -40,13 +43,16 @@ from .render import to_text as _render_text
 from .summaries import DroppedArray, DroppedValue
 
 __all__ = [
-    "DEFAULT_BUDGET", "DEFAULT_MAX_RECORDS", "SHORT_TEXT", "SHORT_BYTES", "DroppedArray", "DroppedValue",
-    "CallRecord", "CallList", "CallHistory", "payload_size", "to_text", "to_html", "current_history",
+    "DEFAULT_BUDGET", "DEFAULT_MAX_RECORDS", "DEFAULT_RECORDS_BUDGET", "SHORT_TEXT", "SHORT_BYTES", "DroppedArray",
+    "DroppedValue", "CallRecord", "CallList", "CallHistory", "payload_size", "to_text", "to_html", "current_history",
     "set_current_history", "calls",
 ]
 
 DEFAULT_BUDGET = 256 * 1024 ** 2
 DEFAULT_MAX_RECORDS = 10_000
+DEFAULT_RECORDS_BUDGET = 32 * 1024 ** 2    # bytes of the records themselves (names, errors, summaries, small values)
+_RECORD_BYTES = 400                    # a record's own objects (CallRecord, datetime, entry, tuples) without values
+_SUMMARY_BYTES = 512                   # a DroppedArray / DroppedValue with its preview
 DISPLAY_LIMIT = 200                    # rows shown by a CallList's repr (to_text/to_html take any n)
 SHORT_TEXT = 60                        # a string this short is part of the record, not a payload
 SHORT_BYTES = 32                       # bytes this short likewise
@@ -215,6 +221,32 @@ class _Capture:
         return v                                             # immutable (str, bytes) or the caller's own object
 
 
+def _kept_size(v: Any, depth: int = 0) -> int:
+    """Bytes a record's value costs besides the payload bytes counted in the history's `nbytes`: an atom's own
+    size, a summary's, a small container's, and a small constant for a kept payload (its bytes are counted
+    there)."""
+    if isinstance(v, (DroppedArray, DroppedValue)):
+        return _SUMMARY_BYTES
+    if isinstance(v, np.ndarray):
+        return 112
+    if type(v) in (tuple, list) and len(v) <= _SUMMARY_ITEMS and depth < _SUMMARY_DEPTH + 1:
+        return sys.getsizeof(v) + sum(_kept_size(x, depth + 1) for x in v)
+    if _is_atom(v):
+        try:
+            return sys.getsizeof(v)
+        except Exception:
+            return 64
+    return 64
+
+
+def _record_size(record: "CallRecord", own_traceback: bool) -> int:
+    """What `record` costs without its payloads (see the module docstring); a traceback shared with the record
+    before it (the same error again) is counted once."""
+    return (_RECORD_BYTES + sys.getsizeof(record.function) + sys.getsizeof(record.error or "")
+            + (sys.getsizeof(record.traceback) if own_traceback else 0)
+            + sum(_kept_size(a) for a in record.args) + _kept_size(record.result))
+
+
 # ---------------------------------------------------------------- records
 
 def _clip(s: str, limit: int) -> str:
@@ -298,11 +330,13 @@ class CallList(list):
 
 
 class _Entry:
-    __slots__ = ("record", "held")
+    __slots__ = ("record", "held", "size", "own_traceback")
 
-    def __init__(self, record: CallRecord, held: int) -> None:
+    def __init__(self, record: CallRecord, held: int, own_traceback: bool) -> None:
         self.record = record
         self.held = held
+        self.own_traceback = own_traceback
+        self.size = _record_size(record, own_traceback)
 
 
 class CallHistory:
@@ -311,15 +345,18 @@ class CallHistory:
     Thread-safe: `observe` runs on the server thread while the notebook reads from the main thread.
     """
 
-    def __init__(self, budget: int = DEFAULT_BUDGET, max_records: int = DEFAULT_MAX_RECORDS) -> None:
+    def __init__(self, budget: int = DEFAULT_BUDGET, max_records: int = DEFAULT_MAX_RECORDS,
+                 records_budget: int = DEFAULT_RECORDS_BUDGET) -> None:
         self._lock = threading.RLock()
         self._entries: Deque[_Entry] = collections.deque()
         self._heavy: Deque[_Entry] = collections.deque()   # entries still holding payloads, oldest first
         self._held = 0
+        self._record_bytes = 0
         self._last_traceback = ""
         self._next_index = 1
         self._budget = self._check("budget", budget)
         self._max_records = self._check("max_records", max_records)
+        self._records_budget = self._check("records_budget", records_budget)
 
     @staticmethod
     def _check(what: str, value: int) -> int:
@@ -352,6 +389,24 @@ class CallHistory:
             self._enforce()
 
     @property
+    def records_budget(self) -> int:
+        """Bytes the records themselves may take (names, errors, tracebacks, summaries, small values, an
+        estimate): past it the oldest records go. Setting a smaller one drops them at once."""
+        return self._records_budget
+
+    @records_budget.setter
+    def records_budget(self, value: int) -> None:
+        with self._lock:
+            self._records_budget = self._check("records_budget", value)
+            self._enforce()
+
+    @property
+    def record_bytes(self) -> int:
+        """Bytes the records take besides their payloads (at most records_budget)."""
+        with self._lock:
+            return self._record_bytes
+
+    @property
     def nbytes(self) -> int:
         """Payload bytes the history holds (arrays, strings, bytes, containers: see payload_size)."""
         with self._lock:
@@ -372,35 +427,44 @@ class CallHistory:
         except (TypeError, ValueError, OverflowError, OSError):
             started = datetime.now()
         with self._lock:
+            own_traceback = True
             if tb and tb == self._last_traceback:
                 tb = self._last_traceback                # the same error again: share one string
+                own_traceback = False
             self._last_traceback = tb
             record = CallRecord(
                 index=self._next_index, function=str(outcome.name), args=args, result=result,
                 error=message, error_type=None if err is None else _error_type(err), traceback=tb,
                 started=started, duration=float(outcome.duration or 0.0))
             self._next_index += 1
-            entry = _Entry(record, capture.held)
+            entry = _Entry(record, capture.held, own_traceback)
             self._entries.append(entry)
             if entry.held:
                 self._heavy.append(entry)
             self._held += entry.held
+            self._record_bytes += entry.size
             self._enforce()
 
     __call__ = observe
 
     def _enforce(self) -> None:
-        while len(self._entries) > self._max_records:
-            entry = self._entries.popleft()
-            if entry.held:
-                # _heavy is an in-order subset of _entries, so the oldest entry is at its front
-                if self._heavy and self._heavy[0] is entry:
-                    self._heavy.popleft()
-                else:
-                    self._heavy.remove(entry)
-            self._held -= entry.held
+        while self._entries and (len(self._entries) > self._max_records or self._record_bytes > self._records_budget):
+            self._pop_oldest()
         while self._held > self._budget and self._heavy:
             self._drop(self._heavy.popleft())
+        while self._record_bytes > self._records_budget and self._entries:   # the summaries took more room
+            self._pop_oldest()
+
+    def _pop_oldest(self) -> None:
+        entry = self._entries.popleft()
+        if entry.held:
+            # _heavy is an in-order subset of _entries, so the oldest entry is at its front
+            if self._heavy and self._heavy[0] is entry:
+                self._heavy.popleft()
+            else:
+                self._heavy.remove(entry)
+        self._held -= entry.held
+        self._record_bytes -= entry.size
 
     def _drop(self, entry: _Entry) -> None:
         record = entry.record
@@ -409,6 +473,9 @@ class CallHistory:
         record.result = _summarise(record.result, memo)
         self._held -= entry.held
         entry.held = 0
+        size = _record_size(record, entry.own_traceback)       # summaries instead of payloads
+        self._record_bytes += size - entry.size
+        entry.size = size
 
     # ------------------------------------------------------------ reading
 
@@ -426,6 +493,7 @@ class CallHistory:
             self._entries.clear()
             self._heavy.clear()
             self._held = 0
+            self._record_bytes = 0
             self._last_traceback = ""
 
     def __len__(self) -> int:

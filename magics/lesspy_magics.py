@@ -4,6 +4,7 @@ Configure in ipython_config.py or with %config, e.g.::
 
     c.LessPyMagics.capacity = 256 * 1024 * 1024
     %config LessPyMagics.history_budget = 64 * 1024 * 1024     # 0: record calls without their payloads
+    %config LessPyMagics.history_records_budget = 8 * 1024 * 1024   # the records themselves (names, errors)
     %config LessPyMagics.max_clients = 4
 """
 
@@ -26,7 +27,7 @@ from traitlets import Bool, Int, Unicode
 from ..cli import parse_size
 from ..executors import DirectExecutor, KernelExecutor
 from ..handshake import Mode
-from ..history import CallHistory, current_history, set_current_history
+from ..history import DEFAULT_RECORDS_BUDGET, CallHistory, current_history, set_current_history
 from ..namespaces import DictNamespace
 from ..server import Server
 from ..stubgen import csharp_stub
@@ -107,6 +108,11 @@ class LessPyMagics(Magics):
     history_budget = Int(256 * 1024 * 1024, help="Bytes of recorded payloads (arrays, bytes, strings, lists, "
                                                  "...) kept for %lesspy calls; the oldest are summarised first. "
                                                  "0 keeps none and copies nothing.").tag(config=True)
+    history_records_budget = Int(DEFAULT_RECORDS_BUDGET,
+                                 help="Bytes the records of %lesspy calls may take besides their payloads (function "
+                                      "names, error messages, tracebacks, summaries, small values: an estimate); "
+                                      "past it the oldest records are forgotten. Also at most 10,000 records."
+                                 ).tag(config=True)
     default_name = Unicode("default", help="Session name used by %lesspy serve without --name/--folder; "
                                            "C# connects with Connect<T>(name).").tag(config=True)
     threaded = Bool(False, help="Run calls on the server thread instead of the kernel's main thread "
@@ -120,9 +126,10 @@ class LessPyMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.server: Optional[Server] = None
         self.connect_arg = ""
-        self.history = CallHistory(budget=self.history_budget)
+        self.history = CallHistory(budget=self.history_budget, records_budget=self.history_records_budget)
         set_current_history(self.history)
         self.observe(self._budget_changed, names="history_budget")
+        self.observe(self._records_budget_changed, names="history_records_budget")
         atexit.register(self.stop_server)
 
     @property
@@ -133,6 +140,9 @@ class LessPyMagics(Magics):
 
     def _budget_changed(self, change: dict) -> None:
         self.history.budget = change["new"]
+
+    def _records_budget_changed(self, change: dict) -> None:
+        self.history.records_budget = change["new"]
 
     @line_magic
     def lesspy(self, line: str) -> Any:

@@ -8,7 +8,6 @@ Real headless servers (tests/servers.py), the Python client (lesspy_kernel.clien
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from kernels import kernel
 from lesspy_kernel.client import Lane, RemoteError
 from lesspy_kernel.protocol import ErrorKind, Tag
-from servers import ROOT, Headless, wait_for
+from servers import ROOT, Headless
 
 TRUST_MODULE = ROOT / "tests" / "pymodules" / "trust_module.py"
 I, S = Tag.INT32, Tag.STRING
@@ -265,4 +264,62 @@ def test_forks_in_a_served_notebook_leave_its_server_and_folder_alone(tmp_path, 
             assert _folder_files(folder) == before
         with Lane(folder) as lane:
             assert lane.call("square", I, [3], [I]) == 9
+        k.run("%lesspy stop")
+
+
+# ---------------------------------------------------------------- the notebook: error counts and call records
+
+NOTEBOOK_ERRORS = """
+%load_ext lesspy_kernel
+%config LessPyMagics.history_records_budget = 1024 * 1024
+def raise_kind(n):
+    raise type(f"Kind{n}Error", (Exception,), {})("boom " + "y" * 400)
+def square(x):
+    return x * x
+%lesspy serve --name bounds
+"""
+
+NOTEBOOK_MEASURE = """
+import sys
+_m = get_ipython().magics_manager.registry["LessPyMagics"]
+_recs = _m.history.records()
+print("KINDS", len(_m.server.executor.output.errors.counts))
+print("OWN", sum(sys.getsizeof(r.function) + sys.getsizeof(r.error or "") + sys.getsizeof(r.traceback or "")
+                 for r in _recs))
+print("BYTES", _m.history.record_bytes)
+print("RECORDS", len(_recs))
+print("LAST", _recs[-1].function[:17])
+"""
+
+
+def _measures(text: str) -> dict:
+    return {line.split()[0]: line.split()[1] for line in text.splitlines() if line.split()[:1] and
+            line.split()[0] in ("KINDS", "OWN", "BYTES", "RECORDS", "LAST")}
+
+
+def test_a_notebooks_error_counts_and_call_records_are_bounded(tmp_path):
+    """In a notebook serving with %lesspy serve: errors of 400 exception types made at run time from what the
+    client sent are counted under at most MAX_KINDS + 1 keys (one each before, for good), and 1,500 calls to
+    missing functions with 1,000-byte names keep the call records within history_records_budget (1 MiB here;
+    they took 10,000 x a few KiB before: only the record count was bounded), the newest kept."""
+    from lesspy_kernel.celloutput import MAX_KINDS
+
+    with kernel(tmp_path) as k:
+        k.run(NOTEBOOK_ERRORS, timeout=60)
+        with Lane(k.folder("bounds"), timeout=30) as lane:
+            for n in range(400):
+                with pytest.raises(RemoteError) as e:
+                    lane.call("raise_kind", I, [n], [I])
+                assert e.value.reply.python_type == f"Kind{n}Error"
+            for i in range(1500):
+                with pytest.raises(RemoteError) as e:
+                    lane.call(f"missing_{i:08d}_" + "x" * 990, I, [i], [I])
+                assert e.value.reply.kind == ErrorKind.FUNCTION_NOT_FOUND
+            assert lane.call("square", I, [12], [I]) == 144
+        k.drain()
+        got = _measures(k.run(NOTEBOOK_MEASURE, timeout=60))
+        assert int(got["KINDS"]) <= MAX_KINDS + 1, got
+        assert int(got["OWN"]) <= 1024 * 1024 and int(got["BYTES"]) <= 1024 * 1024, got
+        assert int(got["RECORDS"]) >= 300, got              # the newest records are all there
+        assert got["LAST"] == "square", got
         k.run("%lesspy stop")
