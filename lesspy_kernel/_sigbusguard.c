@@ -41,22 +41,33 @@ static unsigned long total;               /* faults mended in any range */
 static uintptr_t page;
 static struct sigaction previous;         /* the action before ours (set before ours is installed) */
 static int chaining;                      /* a SIGBUS of no range of ours is being passed on */
+static uintptr_t last_passed;             /* the address of the last fault passed on */
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
 
+static void default_action(int sig, siginfo_t *info)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    if (info == NULL || info->si_code <= 0)
+        raise(sig);                       /* a signal sent by someone: send it again (a fault comes again itself) */
+}
+
 static void pass_on(int sig, siginfo_t *info, void *context)
 {
-    if (__atomic_exchange_n(&chaining, 1, __ATOMIC_ACQ_REL)) {
-        /* a SIGBUS while one is passed on (a handler before ours that raises it again, and chains back to us):
-         * the default action, which is what passing it on was going to end in */
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigemptyset(&dfl.sa_mask);
-        sigaction(sig, &dfl, NULL);
-        if (info == NULL || info->si_code <= 0)
-            raise(sig);                   /* a signal sent by someone: send it again (a fault comes again itself) */
+    int fault = info != NULL && info->si_code > 0;
+    uintptr_t at = fault ? (uintptr_t)info->si_addr : 0;
+    if (__atomic_exchange_n(&chaining, 1, __ATOMIC_ACQ_REL) ||
+        (fault && __atomic_exchange_n(&last_passed, at, __ATOMIC_ACQ_REL) == at)) {
+        /* a SIGBUS while one is passed on (a handler before ours that raises it again and chains back to us), or
+         * the same fault again after the handler before ours returned (it did not mend it: faulthandler once
+         * disabled returns at once, and the fault would come back for ever): the default action, which is what
+         * passing it on was going to end in */
+        default_action(sig, info);
         return;
     }
     struct sigaction prev = previous;
@@ -68,7 +79,7 @@ static void pass_on(int sig, siginfo_t *info, void *context)
         /* the default action (or ignoring it) again: a fault happens again when the instruction runs again and
          * then gets it; a sent signal is sent again */
         sigaction(sig, &prev, NULL);
-        if (info == NULL || info->si_code <= 0)
+        if (!fault)
             raise(sig);
         return;
     }

@@ -204,11 +204,19 @@ def test_a_cut_lane_file_does_not_kill_a_notebook_kernel(tmp_path, flavour):
 
 CHAIN = textwrap.dedent('''
     import faulthandler, mmap, os, sys
-    if sys.argv[1] == "faulthandler":
-        faulthandler.enable()
     from lesspy_kernel.mapping import Mapping
-    folder = sys.argv[2]
-    lane = Mapping(os.path.join(folder, "lane-0.req.mmf"), 4096)       # guarded
+    mode, folder = sys.argv[1], sys.argv[2]
+    if mode == "faulthandler":
+        faulthandler.enable()
+    lane = Mapping(os.path.join(folder, "lane-0.req.mmf"), 4096)        # guarded
+    if mode in ("after", "disabled"):
+        faulthandler.enable()                    # on top of the guard, passing other faults on to it
+    if mode == "disabled":
+        lane = Mapping(os.path.join(folder, "lane-1.req.mmf"), 4096)    # the guard goes on top again...
+        faulthandler.disable()                   # ...and the handler it would pass faults on to does nothing now
+    if mode != "after":
+        os.truncate(lane.path, 0)
+        print("mended", lane.words[0], lane.faulted(), flush=True)      # zeros, no SIGBUS
     fd = os.open(os.path.join(folder, "other.bin"), os.O_RDWR | os.O_CREAT, 0o600)
     os.ftruncate(fd, 4096)
     other = mmap.mmap(fd, 4096)                                          # not a lane's: not guarded
@@ -219,15 +227,18 @@ CHAIN = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize("before", ["none", "faulthandler"])
-def test_a_sigbus_outside_lane_mappings_still_ends_the_process(tmp_path, before):
+@pytest.mark.parametrize("mode", ["none", "faulthandler", "after", "disabled"])
+def test_a_sigbus_outside_lane_mappings_still_ends_the_process(tmp_path, mode):
     """The guard mends only lane mappings: any other SIGBUS gets the handler that was there before it (Python's
-    faulthandler prints its traceback) or the default action, and ends the process with SIGBUS as before."""
-    r = subprocess.run([sys.executable, "-c", CHAIN, before, str(tmp_path)], capture_output=True, text=True,
+    faulthandler prints its traceback) or the default action, and ends the process with SIGBUS as before, also
+    when faulthandler came after it, or came and went (no endless fault loop)."""
+    r = subprocess.run([sys.executable, "-c", CHAIN, mode, str(tmp_path)], capture_output=True, text=True,
                        timeout=30, cwd=str(ROOT))
     assert "touching" in r.stdout and "survived" not in r.stdout, (r.stdout, r.stderr)
     assert r.returncode == -signal.SIGBUS, (r.returncode, r.stderr)
-    assert ("Fatal Python error: Bus error" in r.stderr) == (before == "faulthandler"), r.stderr
+    assert ("Fatal Python error: Bus error" in r.stderr) == (mode in ("faulthandler", "after")), r.stderr
+    if mode != "after":
+        assert "mended 0 1" in r.stdout, r.stdout
 
 
 # ---------------------------------------------------------------- stress
