@@ -28,6 +28,10 @@ namespace LessPy
         static readonly long IdleCheckTicks = Stopwatch.Frequency / 10;          // 100 ms
         /// <summary>How long a caller waits for a set-aside lane before taking a lane another live thread holds.</summary>
         static readonly long StealGraceTicks = Stopwatch.Frequency;              // 1 s
+        /// <summary>After the server refused a lane as over its per-client limit, no lane is opened for this long.</summary>
+        static readonly long RefusedTicks = Stopwatch.Frequency / 20;            // 50 ms
+        /// <summary>Part of the server's refusal of a lane over its per-client limit (server.py, MAX_LANES_PER_CLIENT).</summary>
+        const string LanesPerClientText = "lanes open, the limit per client";
         /// <summary>Room left below in-place request arrays for the call frame itself.</summary>
         const long MinFrameRoom = 4096;
 
@@ -38,6 +42,7 @@ namespace LessPy
         readonly ulong _clientId;
         int _opening;
         int _waiters;
+        long _refusedUntil;             // a Stopwatch timestamp: no lane is opened before it (the server refused one)
         ulong _session;                 // the server run our lanes belong to (0 before the first lane)
         int _pid = -1;
         ServerMode _mode;
@@ -203,6 +208,18 @@ namespace LessPy
         /// </summary>
         Lane Acquire(long deadline, CancellationToken ct, string what, Thread me, bool mayBlock)
         {
+            while (true)
+            {
+                bool again;
+                Lane lane = AcquireOnce(deadline, ct, what, me, mayBlock, out again);
+                if (!again) return lane;
+            }
+        }
+
+        /// <summary>One try of <see cref="Acquire"/>; <paramref name="again"/> when the server refused a new lane (try again).</summary>
+        Lane AcquireOnce(long deadline, CancellationToken ct, string what, Thread me, bool mayBlock, out bool again)
+        {
+            again = false;
             long stealAfter = 0;
             bool collected = false;
             bool keepViews = false;
@@ -254,7 +271,7 @@ namespace LessPy
                         pick.KeepsViews = holds;
                         return Take(pick, me);
                     }
-                    if (_lanes.Count + _opening < _maxLanes)
+                    if (_lanes.Count + _opening < _maxLanes && Stopwatch.GetTimestamp() >= _refusedUntil)
                     {
                         if (!mayBlock) return null;
                         keepViews = holds;
@@ -262,6 +279,7 @@ namespace LessPy
                     }
                     Lane victim = null, own = null;
                     bool dead = false, aside = false;
+                    int inPlace = 0;
                     for (int i = 0; i < _lanes.Count; i++)
                     {
                         Lane l = _lanes[i];
@@ -269,6 +287,10 @@ namespace LessPy
                         if (l.State != LaneState.Held || dead) continue;
                         if (l.Holder == me) { own = l; continue; }           // this thread's own views die last
                         if (!l.Holder.IsAlive) { victim = l; dead = true; continue; }
+                        // never a lane whose in-place request arrays a live thread may be writing through a span right now: a
+                        // span cannot be checked, and its writes would land in the new call's request (it comes free with
+                        // its holder's next call)
+                        if (l.InPlaceLow >= 0) { inPlace++; continue; }
                         if (victim == null || l.LastUsed < victim.LastUsed) victim = l;
                     }
                     if (victim == null) victim = own;
@@ -328,6 +350,8 @@ namespace LessPy
                         throw new CallTimeoutException("no lane of the connection to " + _folder.Path + " came free for " + what + " within "
                             + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout): all " + _lanes.Count + " lanes carry calls that are "
                             + "running, or abandoned calls still running in Python"
+                            + (inPlace > 0 ? ", or in-place request arrays (ILessPyConnection.NewRequestArray) of " + inPlace + " live threads "
+                                + "that have not sent them yet (a thread's next call sends them and frees its lane)" : "")
                             + (streams.Length > 0 ? ", or open streams: " + streams + " whose enumerators were neither run to the end nor disposed "
                                 + "(dispose them: a foreach loop does)" : ""));
                     }
@@ -341,7 +365,27 @@ namespace LessPy
             }
             Lane fresh;
             try { fresh = OpenLane(deadline, ct, "the call to " + what); }
-            finally { lock (_lock) _opening--; }
+            catch (HandshakeException e)
+            {
+                // the server still counts lanes this client has closed (its side of a close lags the client's): it refuses
+                // while the client's own count is under the limit. Treat the pool as full for a moment (take a lane over,
+                // or wait for one) instead of failing the call
+                if (e.Result != (int)HandshakeResult.Busy || !e.Message.Contains(LanesPerClientText)) throw;
+                lock (_lock)
+                {
+                    _opening--;
+                    if (_lanes.Count == 0) throw;
+                    _refusedUntil = Stopwatch.GetTimestamp() + RefusedTicks;
+                }
+                again = true;
+                return null;
+            }
+            catch
+            {
+                lock (_lock) _opening--;
+                throw;
+            }
+            lock (_lock) _opening--;
             lock (_lock)
             {
                 if (_disposed)
@@ -548,12 +592,21 @@ namespace LessPy
                 int len;
                 lane.Encoder = Thread.CurrentThread;        // in-place request arrays check they are this call's (Codec)
                 lane.SentEnd = 0;
+                // NdArray arguments that are views (results of earlier calls) are checked again after their copy: a
+                // lane taken over by another thread meanwhile would have put that call's bytes into this request
+                MappedMemoryManager.BeginWatch();
+                bool encoded = false;
                 try
                 {
                     len = Codec.WriteCall(new Span<byte>(lane.Request.Base + Wire.HeaderSize, lane.Request.PayloadCapacity),
                         m.NameUtf8, m.Descriptor, args, m.ArgTypes);
+                    encoded = true;
                 }
-                finally { lane.Encoder = null; }
+                finally
+                {
+                    lane.Encoder = null;
+                    MappedMemoryManager.EndWatch(encoded);
+                }
                 if (lane.SentEnd > len) len = (int)lane.SentEnd;   // the payload covers the in-place arrays' data (NDARRAY_AT)
                 lane.Requests.Bump();                    // in-place request arrays are now the server's: no more writes
                 lane.InPlaceLow = -1;
@@ -659,13 +712,13 @@ namespace LessPy
                 int offset, length;
                 Codec.ReadInRequest(new ReadOnlySpan<byte>(h + Wire.HeaderSize, (int)len), lane.SentLength, out dt, out shape, out offset, out length);
                 lane.Request.CheckCovers(Wire.HeaderSize + (long)offset + length);
-                var view = new MappedMemoryManager(lane.Request.Base + Wire.HeaderSize + offset, length, lane.Results).Memory;
+                var view = new MappedMemoryManager(lane.Request.Base + Wire.HeaderSize + offset, length, lane.Results, lane.Request.Keeper).Memory;
                 lane.ResultsInRequest = true;
                 hold = true;
                 return new NdArray(dt, shape, view);
             }
             ReadOnlyMemory<byte> memory = m.ReturnsArrays
-                ? new MappedMemoryManager(h + Wire.HeaderSize, (int)len, lane.Results).Memory
+                ? new MappedMemoryManager(h + Wire.HeaderSize, (int)len, lane.Results, resp.Keeper).Memory
                 : ReadOnlyMemory<byte>.Empty;           // nothing will keep a view: no need to allocate one
             var span = new ReadOnlySpan<byte>(h + Wire.HeaderSize, (int)len);
             int pos = 0;
@@ -935,7 +988,7 @@ namespace LessPy
                 }
                 else lane.InPlaceLow = offset;
                 req.ReserveRange(Wire.HeaderSize + offset, size);    // the app writes there: its blocks must exist (no SIGBUS on a full disk)
-                var memory = new MappedMemoryManager(req.Base + Wire.HeaderSize + offset, (int)size, lane.Requests).Memory;
+                var memory = new MappedMemoryManager(req.Base + Wire.HeaderSize + offset, (int)size, lane.Requests, req.Keeper).Memory;
                 return new NdArray(dtype, (int[])shape.Clone(), memory, lane, lane.Requests.Value, offset);
             }
             finally

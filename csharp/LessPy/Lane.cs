@@ -478,7 +478,11 @@ namespace LessPy
             _socket.Shutdown();
         }
 
-        /// <summary>Closes the connection and unmaps both files; every view of this lane throws from now on. Idempotent.</summary>
+        /// <summary>
+        /// Closes the connection and gives both files back; every view of this lane throws from now on (the generations
+        /// are bumped first). Views another thread is reading right now never fault: the ranges become zero pages, unmapped
+        /// once no view references them (<see cref="Mapping.Dispose"/>). Idempotent.
+        /// </summary>
         public void Close()
         {
             if (Closed) return;

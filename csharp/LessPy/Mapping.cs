@@ -14,6 +14,15 @@ namespace LessPy
     /// until <see cref="Dispose"/> (the old pointer keeps showing the same pages), so a view handed out earlier
     /// never points at unmapped memory while the lane lives. On 64-bit Linux the file is opened and mapped through
     /// libc (<see cref="Posix"/>): MemoryMappedFile and FileStream cost a fresh Mono process about 4 ms on first use.
+    /// <para>
+    /// <b>No view ever points at unmapped memory, even after <see cref="Dispose"/></b> (issue 14 follow-up: another
+    /// thread's reconnect closed a lane while a view of it was being copied, and Mono died of SIGSEGV). Every range this
+    /// mapping mapped belongs to its <see cref="Keeper"/>, which every view (<see cref="MappedMemoryManager"/>) references.
+    /// Dispose does not unmap: it replaces each range, in one atomic <c>mmap(MAP_FIXED)</c>, with private anonymous
+    /// zero memory (a reader sees zeros, a writer writes into nothing; the view's generation, bumped before, makes
+    /// either throw), and gives the file back. The ranges are really unmapped by the keeper's finalizer, once no view
+    /// references them. Off 64-bit Linux (MemoryMappedFile) the views themselves stay mapped until then.
+    /// </para>
     /// </summary>
     internal sealed unsafe class Mapping : IDisposable
     {
@@ -22,7 +31,7 @@ namespace LessPy
         FileStream _stream;
         MemoryMappedFile _file;
         MemoryMappedViewAccessor _view;
-        readonly List<IDisposable> _retired = new List<IDisposable>();
+        readonly RangeKeeper _keeper = new RangeKeeper();
         bool _pointerHeld;
         long _reserved;                 // bytes from the start of the file known to have disk blocks behind them (libc path)
 
@@ -36,6 +45,12 @@ namespace LessPy
 
         /// <summary>The start of the header; the payload starts at <c>Base + Wire.HeaderSize</c>.</summary>
         public byte* Base { get; private set; }
+
+        /// <summary>
+        /// Keeps every range of this mapping mapped (the file's pages until <see cref="Dispose"/>, zero pages after it) while
+        /// it is reachable: a view over this mapping holds it.
+        /// </summary>
+        public object Keeper { get { return _keeper; } }
 
         /// <summary>The mapped size in bytes, header included.</summary>
         public long Capacity { get; private set; }
@@ -76,16 +91,16 @@ namespace LessPy
             if (_fd >= 0)
             {
                 byte* at = Posix.Map(_fd, length, _path);
-                // keep the old mapping: a pointer taken from it stays valid (same file pages) until Dispose
-                if (Base != null) _retired.Add(new Unmapped(Base, Capacity));
+                // keep the old mapping: a pointer taken from it stays valid (same file pages) until Dispose, then zero pages
+                _keeper.AddRange(at, length);
                 Base = at;
                 Capacity = length;
                 return;
             }
             if (_view != null)
             {
-                // keep the old view mapped: a pointer taken from it stays valid (same file pages) until Dispose
-                _retired.Add(new Retired(_view, _file, _pointerHeld));
+                // keep the old view mapped: a pointer taken from it stays valid (same file pages) while a view references it
+                _keeper.AddView(new Retired(_view, _file, _pointerHeld));
                 _view = null;
                 _file = null;
                 _pointerHeld = false;
@@ -211,22 +226,23 @@ namespace LessPy
             Map((long)cap);
         }
 
-        /// <summary>Unmaps every view (current and replaced) and closes the file. Idempotent.</summary>
+        /// <summary>
+        /// Gives the file back and closes it. Never unmaps a range a view may still read (see the class summary): on the
+        /// libc path every range becomes private zero memory at the same address, unmapped once no view references it;
+        /// on the MemoryMappedFile path the views stay until then. Idempotent.
+        /// </summary>
         public void Dispose()
         {
             if (_view != null)
             {
-                if (_pointerHeld) _view.SafeMemoryMappedViewHandle.ReleasePointer();
-                _view.Dispose();
+                _keeper.AddView(new Retired(_view, _file, _pointerHeld));
                 _view = null;
+                _file = null;
+                _pointerHeld = false;
             }
-            if (_file != null) _file.Dispose();
-            _file = null;
-            foreach (var r in _retired) r.Dispose();
-            _retired.Clear();
+            _keeper.Retire();
             if (_fd >= 0)
             {
-                if (Base != null) Posix.Unmap(Base, Capacity);
                 Posix.Close(_fd);
                 _fd = -1;
             }
@@ -236,19 +252,60 @@ namespace LessPy
             Capacity = 0;
         }
 
-        /// <summary>A libc mapping replaced by growth, unmapped at Dispose.</summary>
-        sealed class Unmapped : IDisposable
-        {
-            readonly byte* _at;
-            readonly long _length;
+        const int PROT_READ = 1, PROT_WRITE = 2, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000;
+        [DllImport("libc", SetLastError = true)] static extern IntPtr mmap(IntPtr addr, UIntPtr length, int prot, int flags, int fd, IntPtr offset);
+        [DllImport("libc", SetLastError = true)] static extern int munmap(IntPtr addr, UIntPtr length);
 
-            public Unmapped(byte* at, long length)
+        /// <summary>
+        /// The ranges a <see cref="Mapping"/> mapped (libc path) or its views (MemoryMappedFile path). Referenced by the
+        /// mapping and by every view over it; <see cref="Retire"/> (the mapping's Dispose) turns the ranges into zero
+        /// pages, the finalizer (no view left) unmaps them.
+        /// </summary>
+        sealed class RangeKeeper
+        {
+            readonly List<KeyValuePair<IntPtr, long>> _ranges = new List<KeyValuePair<IntPtr, long>>();
+            readonly List<IDisposable> _views = new List<IDisposable>();
+            bool _retired;
+
+            public void AddRange(byte* at, long length)
             {
-                _at = at;
-                _length = length;
+                lock (_ranges) _ranges.Add(new KeyValuePair<IntPtr, long>((IntPtr)at, length));
             }
 
-            public void Dispose() { Posix.Unmap(_at, _length); }
+            public void AddView(IDisposable view)
+            {
+                lock (_ranges) _views.Add(view);
+            }
+
+            /// <summary>
+            /// Replaces every range with private anonymous memory at the same address (one mmap each, atomic for a
+            /// concurrent reader: it sees the file's page or a zero page, never a hole), which drops the file's pages.
+            /// A range that cannot be replaced stays mapped to the file (no crash; freed by the finalizer).
+            /// </summary>
+            public void Retire()
+            {
+                lock (_ranges)
+                {
+                    if (_retired) return;
+                    _retired = true;
+                    foreach (KeyValuePair<IntPtr, long> r in _ranges)
+                        mmap(r.Key, (UIntPtr)(ulong)r.Value, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_NORESERVE,
+                            -1, IntPtr.Zero);
+                }
+            }
+
+            /// <summary>No view references these ranges any more (nor the mapping): unmap them for good.</summary>
+            ~RangeKeeper()
+            {
+                foreach (KeyValuePair<IntPtr, long> r in _ranges) munmap(r.Key, (UIntPtr)(ulong)r.Value);
+                _ranges.Clear();
+                foreach (IDisposable v in _views)
+                {
+                    try { v.Dispose(); }
+                    catch (Exception) { }
+                }
+                _views.Clear();
+            }
         }
 
         sealed class Retired : IDisposable

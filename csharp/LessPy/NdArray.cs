@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
@@ -11,29 +12,41 @@ namespace LessPy
     /// <para>
     /// <b>Results are views.</b> An NdArray returned by a call is a zero-copy view over the response mapping of the lane
     /// that carried the call: reading it costs nothing. It stays valid, and unchanged, until <em>the same thread's
-    /// next call on the same proxy</em> (or the proxy's Dispose): until then no other thread's call can use that lane,
-    /// so nothing can overwrite it. After that, any access to its data throws <see cref="InvalidOperationException"/>;
-    /// it never shows other data. A <see cref="ReadOnlySpan{T}"/> from <see cref="AsSpan{T}"/> or
-    /// <see cref="DataMemory"/> cannot throw later, so it is valid only until this thread's next call on the proxy
-    /// (or Dispose): do not keep it past that. Use <see cref="Data"/> or <see cref="ToArray{T}"/> to keep a copy.
+    /// next call on the same proxy</em> (or the proxy's Dispose, or a reconnection to a restarted server). After that,
+    /// any access to its data throws <see cref="InvalidOperationException"/>; it never shows other data.
     /// For an asynchronous (Task) method "the same thread" is the thread that called the method.
     /// </para>
     /// <para>
-    /// With more threads than lanes (16 per proxy) calling at once, a thread that finds no free lane takes the least
-    /// recently used held one: the views of its holder then throw (a Span taken from them earlier is the one thing
-    /// that could see new data: keep at most 16 threads per proxy, or copy what you keep).
+    /// With more threads than lanes (64 per proxy, the server's limit per client) calling at once, a thread that finds
+    /// no free lane takes over the least recently used lane whose result views another thread holds: those views then
+    /// throw. <b>The checked reads</b> — <see cref="ToArray{T}"/>, <see cref="Data"/>, <see cref="CopyTo{T}(Span{T})"/>,
+    /// and passing the array as an argument — look at the view's validity before <em>and after</em> copying, so a copy
+    /// that overlapped a takeover or a reconnection throws instead of returning mixed bytes: they are the safe way to
+    /// read a result that other threads' calls may invalidate. <b>The raw reads</b> — a span from <see cref="AsSpan{T}"/>,
+    /// <see cref="DataMemory"/> (its Span, its Pin, its ToArray) — are checked only when taken: what is read through
+    /// them after another call on the lane (this thread's next call, or another thread's takeover) may be other data,
+    /// or zeros once the connection closed (never a crash while the NdArray itself is reachable). Use them only
+    /// with at most 64 threads calling per proxy, and only until this thread's next call; keep the NdArray referenced
+    /// while you read a span of it.
     /// </para>
     /// <para>
     /// An NdArray made with <see cref="FromArray{T}"/> or <see cref="FromBytes"/> wraps the given array without copying
     /// it; its data is copied once, straight into the request mapping, when it is sent. One made with
     /// <see cref="ILessPyConnection.NewRequestArray{T}"/> already lives in the request mapping: fill it through
-    /// <see cref="AsWritableSpan{T}"/> and pass it to this thread's next call, which sends it without a copy.
+    /// <see cref="AsWritableSpan{T}"/> and pass it to this thread's next call, which sends it without a copy. Its lane
+    /// is never taken over by another thread while the thread that made it is alive, so writing through the span is
+    /// safe from the thread that made the array (or another, while that thread makes no call) <em>until that thread's
+    /// next call starts</em>. After that the span must not be written any more: a span cannot be checked, and the lane
+    /// may carry another thread's call by then, whose request it would change. Take the span again with
+    /// <see cref="AsWritableSpan{T}"/> (which throws once the array is sent) rather than keeping it across calls. After a
+    /// reconnection or Dispose, writes through an old span land in private zero memory (lost, never a crash).
     /// </para>
     /// </summary>
     public sealed class NdArray
     {
         readonly int[] _shape;
         readonly ReadOnlyMemory<byte> _data;
+        readonly MappedMemoryManager _mapped;        // the view's window over a lane's mapping, else null (a wrapped array)
 
         internal NdArray(DType dtype, int[] shape, ReadOnlyMemory<byte> data, Lane requestLane, long requestGeneration, long requestOffset)
             : this(dtype, shape, data)
@@ -48,6 +61,8 @@ namespace LessPy
             DType = dtype;
             _shape = shape;
             _data = data;
+            MappedMemoryManager m;
+            if (MemoryMarshal.TryGetMemoryManager<byte, MappedMemoryManager>(data, out m)) _mapped = m;
             long n = 1;
             for (int i = 0; i < shape.Length; i++) n *= shape[i];
             Length = checked((int)n);
@@ -86,19 +101,48 @@ namespace LessPy
 
         /// <summary>
         /// The raw data, without a copy. For a result this is a view over the response mapping: valid until the same
-        /// thread's next call on the proxy (then reading it throws <see cref="InvalidOperationException"/>; a span taken
-        /// from it earlier must not be used after that).
+        /// thread's next call on the proxy (then taking its Span throws <see cref="InvalidOperationException"/>). Reads
+        /// through it are checked only when its Span is taken (see the class summary): a span taken from it earlier must
+        /// not be used after that, and <c>DataMemory.ToArray()</c> is not checked after its copy; <see cref="Data"/> is.
         /// </summary>
         public ReadOnlyMemory<byte> DataMemory { get { return _data; } }
 
-        /// <summary>A new copy of the raw data on each access (Length × ElementSize bytes).</summary>
-        public byte[] Data { get { return _data.ToArray(); } }
+        /// <summary>
+        /// A new copy of the raw data on each access (Length × ElementSize bytes), checked: it throws
+        /// <see cref="InvalidOperationException"/> if the view was no longer valid before or after the copy.
+        /// </summary>
+        public byte[] Data
+        {
+            get
+            {
+                byte[] copy = _data.ToArray();
+                if (_mapped != null) _mapped.CheckAfterRead();
+                return copy;
+            }
+        }
+
+        /// <summary>
+        /// Copies the data into <paramref name="destination"/> (at least <see cref="Length"/> elements; same type checks as
+        /// <see cref="AsSpan{T}"/>), checked as <see cref="ToArray{T}"/> is: a copy without allocating.
+        /// </summary>
+        /// <exception cref="InvalidOperationException"><typeparamref name="T"/> does not match the dtype, or the view is (or became) stale.</exception>
+        /// <exception cref="ArgumentException"><paramref name="destination"/> is too short.</exception>
+        public void CopyTo<T>(Span<T> destination) where T : struct
+        {
+            ReadOnlySpan<T> src = AsSpan<T>();
+            if (destination.Length < src.Length)
+                throw new ArgumentException("the destination holds " + destination.Length + " elements, the array " + src.Length, nameof(destination));
+            src.CopyTo(destination);
+            if (_mapped != null) _mapped.CheckAfterRead();
+        }
 
         /// <summary>
         /// The data as a span of <typeparamref name="T"/>, without a copy. <typeparamref name="T"/> must have the
         /// dtype's item size and, for .NET primitives, the dtype's kind (float32 as float, uint8 as byte, ...).
-        /// For a result it is valid until this thread's next call on the same proxy (or Dispose): the span itself cannot
-        /// detect that, so do not keep it longer.
+        /// For a result it is valid until this thread's next call on the same proxy (or Dispose, or a takeover of its lane
+        /// by another thread when more than 64 threads call): the span itself cannot detect that, and what it shows
+        /// afterwards may be another call's data. Do not keep it longer; to keep or share the data, use
+        /// <see cref="ToArray{T}"/> or <see cref="CopyTo{T}(Span{T})"/>, which check the view after copying.
         /// </summary>
         /// <exception cref="InvalidOperationException"><typeparamref name="T"/> does not match the dtype, or the view is stale.</exception>
         public ReadOnlySpan<T> AsSpan<T>() where T : struct
@@ -110,7 +154,8 @@ namespace LessPy
         /// <summary>
         /// The data of an in-place request array (<see cref="ILessPyConnection.NewRequestArray{T}"/>) as a writable span,
         /// without a copy: fill it, then pass the array to this thread's next call on the proxy. Valid until that call
-        /// starts; the same type checks as <see cref="AsSpan{T}"/>.
+        /// starts; the same type checks as <see cref="AsSpan{T}"/>. Write through it only until the next call of the thread
+        /// that made the array starts (see the class summary): after that its writes may land in another call's request.
         /// </summary>
         /// <exception cref="InvalidOperationException">Not a request array, <typeparamref name="T"/> does not match the dtype, or already sent.</exception>
         public Span<T> AsWritableSpan<T>() where T : struct
@@ -121,10 +166,17 @@ namespace LessPy
             return MemoryMarshal.Cast<byte, T>(MemoryMarshal.AsMemory(_data).Span);
         }
 
-        /// <summary>A new array holding a copy of the data, as <typeparamref name="T"/> (same checks as <see cref="AsSpan{T}"/>).</summary>
+        /// <summary>
+        /// A new array holding a copy of the data, as <typeparamref name="T"/> (same checks as <see cref="AsSpan{T}"/>).
+        /// Checked: if the view was no longer valid before the copy or became invalid during it (another thread's call took
+        /// its lane over, the connection closed or reconnected), it throws <see cref="InvalidOperationException"/>; it never
+        /// returns another call's data. The safe way to keep a result.
+        /// </summary>
         public T[] ToArray<T>() where T : struct
         {
-            return AsSpan<T>().ToArray();
+            T[] copy = AsSpan<T>().ToArray();
+            if (_mapped != null) _mapped.CheckAfterRead();
+            return copy;
         }
 
         /// <summary>
@@ -247,33 +299,58 @@ namespace LessPy
         public void Bump() { Interlocked.Increment(ref _value); }
     }
 
-    /// <summary>A window of the response mapping that refuses access once the next call has overwritten it.</summary>
+    /// <summary>
+    /// A window of a lane's mapping that refuses access once the next call may have overwritten it. A read of it is
+    /// trusted only when the generation is unchanged both before (<see cref="GetSpan"/>, <see cref="Pin"/>) and after
+    /// (<see cref="CheckAfterRead"/>) the bytes were read: the lane's new user can write there only after the generation
+    /// was bumped (Channel.Release, Lane.Close, Channel.Send bump it under the channel's lock, before the call that reuses
+    /// the lane is published), so a copy that saw any of its bytes sees the bump after a full fence.
+    /// </summary>
     internal sealed unsafe class MappedMemoryManager : MemoryManager<byte>
     {
         readonly byte* _pointer;
         readonly int _length;
         readonly ViewGeneration _generation;
         readonly long _valid;
+        readonly object _keeper;           // keeps the mapping's ranges mapped (zero pages once the lane closed) while this lives
 
-        public MappedMemoryManager(byte* pointer, int length, ViewGeneration generation)
+        [ThreadStatic] static List<MappedMemoryManager> _watch;    // Channel.Send: the views an encoding call reads
+        [ThreadStatic] static List<MappedMemoryManager> _spare;
+
+        public MappedMemoryManager(byte* pointer, int length, ViewGeneration generation, object keeper)
         {
             _pointer = pointer;
             _length = length;
             _generation = generation;
             _valid = generation.Value;
+            _keeper = keeper;
         }
+
+        public const string StaleMessage =
+            "this NdArray is no longer valid: it was a view over a lane's mapping, valid until the same thread's next call on the proxy "
+            + "(or Dispose, or a reconnection to a restarted server, or, for a request array, the call that sent it); "
+            + "call .Data or ToArray() before that to keep a copy";
 
         void Check()
         {
+            if (_generation.Value != _valid) throw new InvalidOperationException(StaleMessage);
+        }
+
+        /// <summary>After reading the bytes: throws if the view died meanwhile (what was read may be another call's data).</summary>
+        public void CheckAfterRead()
+        {
+            Interlocked.MemoryBarrier();           // the reads of the data happen before the generation is read again
             if (_generation.Value != _valid)
-                throw new InvalidOperationException(
-                    "this NdArray is no longer valid: it was a view over a lane's mapping, valid until the same thread's next call on the proxy "
-                    + "(or Dispose, or, for a request array, the call that sent it); call .Data or ToArray() before that to keep a copy");
+                throw new InvalidOperationException(StaleMessage + " (it died while it was being read: another thread's call took its lane over, "
+                    + "or the connection closed or reconnected; what was read is discarded)");
+            GC.KeepAlive(_keeper);
         }
 
         public override Span<byte> GetSpan()
         {
             Check();
+            List<MappedMemoryManager> w = _watch;
+            if (w != null) w.Add(this);
             return new Span<byte>(_pointer, _length);
         }
 
@@ -281,11 +358,50 @@ namespace LessPy
         {
             Check();
             if ((uint)elementIndex > (uint)_length) throw new ArgumentOutOfRangeException(nameof(elementIndex));
+            List<MappedMemoryManager> w = _watch;
+            if (w != null) w.Add(this);
             return new MemoryHandle(_pointer + elementIndex);
         }
 
         public override void Unpin() { }
 
         protected override void Dispose(bool disposing) { }
+
+        /// <summary>From now on this thread's reads of views are recorded, until <see cref="EndWatch"/> (Channel.Send around the encoding).</summary>
+        public static void BeginWatch()
+        {
+            List<MappedMemoryManager> w = _spare ?? new List<MappedMemoryManager>();
+            _spare = null;
+            w.Clear();
+            _watch = w;
+        }
+
+        /// <summary>
+        /// Stops recording; with <paramref name="check"/>, throws if a view read since <see cref="BeginWatch"/> died meanwhile
+        /// (an argument copied into the request may hold another call's bytes: the call must not be sent).
+        /// </summary>
+        public static void EndWatch(bool check)
+        {
+            List<MappedMemoryManager> w = _watch;
+            _watch = null;
+            if (w == null) return;
+            try
+            {
+                if (check && w.Count > 0)
+                {
+                    Interlocked.MemoryBarrier();
+                    for (int i = 0; i < w.Count; i++)
+                        if (w[i]._generation.Value != w[i]._valid)
+                            throw new InvalidOperationException("an NdArray argument died while it was copied into the call (it was a view over a "
+                                + "lane's mapping, and that lane was taken over by another thread's call or closed meanwhile): the call was not sent. "
+                                + "Pass a copy (ToArray(), .Data) of a result that another thread may invalidate");
+                }
+            }
+            finally
+            {
+                w.Clear();
+                _spare = w;
+            }
+        }
     }
 }
