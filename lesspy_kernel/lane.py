@@ -392,10 +392,10 @@ class Lane:
             self.busy = False
         del outcome                           # usually the last reference to its arguments and to a slot's result
         args, self._args = self._args, None
-        if args is not None and self._views is not None and self._views(args[0]) > 2:   # an argument view is kept
-            self._keep_args(*args)            # before the client may write its next request
-        if fault_total is not None and fault_total() != self._faults_seen:   # ~50 ns: a lane file was cut?
-            self._check_cut(seq)
+        if fault_total is not None and fault_total() != self._faults_seen:   # ~25 ns: a lane file was cut?
+            self._check_cut(seq)              # (then the lane closes: no request comes to write over kept views)
+        if args is not None and self._views is not None and self._views(args[0]) > 2 and not self._cut_said:
+            self._keep_args(*args)            # an argument view is kept: before the client may write its next request
         self._publish_reply()
         if fault_total is not None and fault_total() != self._faults_seen and self._check_cut(seq):
             self._publish_reply()             # the reply's header went to a cut file: the error, to the mended one
@@ -688,6 +688,7 @@ class Lane:
                    "new one")
         try:
             if answer and self.resp.faulted():    # the error goes where the client reads it
+                self.resp.restore_size()
                 if self.slot is not None and self.slot.address:
                     self.slot.move_out()      # a result array lives in it: never unmapped under it
                 self.resp.mend(self.server.session)

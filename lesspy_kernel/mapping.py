@@ -178,6 +178,13 @@ class Mapping:
         fd = open_private(self.path, os.O_RDWR)        # a regular file of ours, 0600, not through a symlink
         try:
             self._mmap = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
+        except ValueError:                             # shorter than `size`: cut by another process
+            actual = os.fstat(fd).st_size
+            if not size or actual >= size:
+                raise
+            raise Truncated(f"{self.path.name} is {actual:,} bytes long, not {size:,}: another process cut it while "
+                            "its lane was open, so lesspy could not map it again. Lane files belong to lesspy: "
+                            "never truncate or replace them; close this lane and open a new one") from None
         finally:
             os.close(fd)
         self.capacity = len(self._mmap)
@@ -330,26 +337,33 @@ class Mapping:
         """Map the file again at a new address and hand the old mapping over unclosed: a block in it lives on
         (allocator.move_out)."""
         old, old_views = self._mmap, (self.words, self.ints, self.header, self.view, self.args_view)
+        self._map(self.capacity)
         forget = _unguard.pop(old, None)
         detached = forget.detach() if forget is not None else None
         if detached is not None:  # blocks moved out of it outlive the mmap object: guarded until this file closes
             self._kept.append(detached[2][0])
-        self._map(self.capacity)
         for v in old_views:
             v.release()
         return old
 
     def faulted(self) -> int:
-        """Faults the SIGBUS guard mended in the current mapping: pages of it past the file's end, because another
-        process cut the file, which read (and were written) as a private zero page since. 0 without the guard."""
-        return _guard.faulted(self.token) if self.token else 0
+        """Faults the SIGBUS guard mended in this file's mapping (and in those detach handed over): pages of it
+        past the file's end, because another process cut the file, which read (and were written) as a private zero
+        page since. 0 without the guard."""
+        if not self.token:
+            return 0
+        return _guard.faulted(self.token) + sum(_guard.faulted(token) for token in self._kept)
+
+    def restore_size(self) -> None:
+        """Give a cut file its size (and room) back: it can be mapped again (mmap refuses a file too short)."""
+        reserve(self._fd, self.path, 0, self.capacity, "restoring a cut lane file")
+        self._reserved = self.capacity
 
     def mend(self, session: int) -> None:
         """After a fault (`faulted`): give the file its size (and room) and its header back, and map it anew, so
         that what is written next reaches the file again (the old mapping has private zero pages where the file
         was cut). The writer's side (the server's response file, whose `session` it is)."""
-        reserve(self._fd, self.path, 0, self.capacity, "restoring a cut lane file")
-        self._reserved = self.capacity
+        self.restore_size()
         self._remap(self.capacity)
         write_header(self.header, self.capacity, session)
 

@@ -46,6 +46,26 @@ def scan(a, seconds):
     while time.monotonic() < end:
         total = float(a.sum())
     return total
+
+held = []
+
+def scan_and_keep(a, seconds):
+    """scan, keeping the argument view after the call (its pages then get copies of their own: allocator.py)."""
+    held.append(a)
+    return scan(a, seconds)
+
+def held_sum():
+    return float(sum(float(a.sum()) for a in held))
+
+def fill(n, seconds):
+    """A result made in the response mapping (result_array), written over and over for `seconds`."""
+    from lesspy_kernel import result_array
+    a = result_array(n)
+    end = time.monotonic() + seconds
+    a[:] = 1.0
+    while time.monotonic() < end:
+        a *= 1.0
+    return a
 '''
 CUT = "was cut by another process"
 
@@ -151,6 +171,42 @@ def test_a_request_file_cut_while_the_function_reads_its_argument_is_an_error(se
     assert_serves(server)
     assert_logged_once(server, lane.req.path.name)
     lane.sock.close()
+
+
+def test_a_request_file_cut_under_an_argument_the_function_keeps_is_an_error(server):
+    """The same, when the function keeps its argument view after the call (its pages are then moved out of the
+    request file before the reply): the cut is still seen, and the kept view does not kill the server later."""
+    lane = Lane(server.folder)
+    a = np.ones(1 << 20)
+    lane.send_raw(encode_call("scan_and_keep", D, [a, 1.5], [N, D]))
+    time.sleep(0.5)
+    os.truncate(lane.req.path, 0)
+    got = outcome_of(lane)
+    assert CUT in got, got
+    lane.sock.close()
+    assert_serves(server)
+    other = Lane(server.folder)
+    other.call("held_sum", D)                    # reads the kept view: zeros where the file was cut, no SIGBUS
+    other.close()
+    assert_serves(server)
+    assert_logged_once(server, lane.req.path.name)
+    assert "Traceback" not in server.output(), server.output()
+
+
+def test_a_response_file_cut_while_the_function_writes_its_result_array_closes_that_lane(server):
+    """The result lives in the response mapping (allocator.py) while the client cuts the file: the writes find a
+    zero page, the result is not sent, the server gives the file back and answers with the reason."""
+    lane = Lane(server.folder)
+    assert lane.call("fill", N, [1 << 20, 0.0], [I, D]).sum() == 1 << 20
+    lane.send_raw(encode_call("fill", N, [1 << 20, 1.5], [I, D]))
+    time.sleep(0.5)
+    os.truncate(lane.resp.path, 0)
+    got = outcome_of(lane)
+    assert got.startswith("closed") or CUT in got, got
+    lane.sock.close()
+    assert_serves(server)
+    assert_logged_once(server, lane.resp.path.name)
+    assert "Traceback" not in server.output(), server.output()
 
 
 def test_lanes_of_the_same_server_go_on_while_one_is_cut(server):
