@@ -114,6 +114,24 @@ def _default_signals(ours: Any) -> None:
             pass
 
 
+class _CountedOutput:
+    """sys.stdout / sys.stderr of a server with --log-file: what called functions print is counted, so the log
+    is rotated as it grows (Server.count_log_bytes), not only when the watchdog looks. Writes straight to the file
+    descriptor (os.write, C code) are seen by the watchdog only (every 50 ms or so)."""
+
+    def __init__(self, stream: Any, server: Any) -> None:
+        self._stream = stream
+        self._server = server
+
+    def write(self, text: str) -> int:
+        n = self._stream.write(text)
+        self._server.count_log_bytes(len(text))
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve a module headless. By hand: until stopped (Ctrl-C, SIGTERM, `lesspy stop`)."""
     from .namespaces import ModuleNamespace
@@ -137,6 +155,7 @@ def serve(args: argparse.Namespace) -> int:
         server.open()
     except (OSError, ValueError) as e:
         raise CommandError(f"lesspy: cannot serve {args.work_folder}: {e}", EXIT_USAGE) from None
+
     def on_signal(signum: int, frame: Any) -> None:
         server.stop(timeout=0)
 
@@ -152,6 +171,8 @@ def serve(args: argparse.Namespace) -> int:
           flush=True)
     if args.log_file:
         _redirect_output(args.log_file)
+        sys.stdout = _CountedOutput(sys.stdout, server)      # type: ignore[assignment]
+        sys.stderr = _CountedOutput(sys.stderr, server)      # type: ignore[assignment]
     server.serve_forever()
     # the files are gone; a call stuck in C code must not keep the process alive (lane threads are daemons,
     # but interpreter shutdown would still wait for the GIL they hold)

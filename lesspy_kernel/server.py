@@ -122,30 +122,22 @@ class LogLimiter:
 
 
 class _LogBytes(logging.Filter):
-    """Counts the bytes of the lines the server logs and rotates server.log once LOG_CHECK_BYTES have been
-    logged since the last look, so the log's bound holds between the watchdog's rotations (once a second)."""
+    """Counts the bytes of the lines the server logs (Server.count_log_bytes), so server.log is looked at and
+    rotated every LOG_CHECK_BYTES, not only by the watchdog."""
 
     def __init__(self, server: "Server") -> None:
         super().__init__()
         self._server = weakref.ref(server)
-        self._bytes = 0
-        self._busy = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        self._bytes += 64 + len(str(record.msg)) + (4096 if record.exc_info else 0)
+        n = 64 + len(str(record.msg)) + (4096 if record.exc_info else 0)
         try:
-            self._bytes += sum(len(a) if isinstance(a, str) else 8 for a in record.args or ())  # type: ignore
+            n += sum(len(a) if isinstance(a, str) else 8 for a in record.args or ())  # type: ignore[union-attr]
         except TypeError:
             pass
-        if self._bytes >= LOG_CHECK_BYTES and not self._busy:
-            server = self._server()
-            self._bytes = 0
-            if server is not None:
-                self._busy = True          # _cap_log logs a line itself
-                try:
-                    server._cap_log()
-                finally:
-                    self._busy = False
+        server = self._server()
+        if server is not None:
+            server.count_log_bytes(n)
         return True
 
 
@@ -235,7 +227,8 @@ class Server:
         self._selector: Optional[selectors.BaseSelector] = None
         self.limiter = LogLimiter()
         self.forked = False                   # True in a child forked from this process: touch nothing
-        self._log_lock = threading.Lock()
+        self._log_lock = threading.RLock()    # a rotation logs a line, which may ask for a rotation
+        self._log_bytes = 0
         self._log_filter: Optional[_LogBytes] = None
         _servers.add(self)
 
@@ -546,7 +539,7 @@ class Server:
         try:
             self._admit(p, answer)
         except Exception as e:
-            log.exception("admitting a connection failed")
+            self.limiter.log("connections not admitted", logging.ERROR, "admitting a connection failed", exc_info=True)
             p.reply(Result.BUSY, f"the server could not open a lane: {e}".encode("utf-8"))
             sock.close()
 
@@ -668,12 +661,12 @@ class Server:
             try:
                 observer(outcome)
             except Exception:
-                log.exception("call observer failed")
+                self.limiter.log("observer failures", logging.ERROR, "call observer failed", exc_info=True)
 
     def _watch(self) -> None:
         """Cancel calls whose caller abandoned them or went away; stop when the parent is gone; cap the log."""
         forget_thread_parent()
-        last_slow = 0.0
+        last_slow = last_cap = 0.0
         interval = WATCH_INTERVAL
         while not self._stop.wait(interval):
             interval = IDLE_WATCH_INTERVAL                 # nothing running: look less often (idle when idle)
@@ -692,6 +685,9 @@ class Server:
                 except (ValueError, OSError):      # the lane was remapped or closed under us: look next time
                     continue
             now = time.monotonic()
+            if now - last_cap >= WATCH_INTERVAL:           # a stat: what calls print stays near the cap too
+                last_cap = now
+                self._cap_log()
             if now - last_slow < 1.0:
                 continue
             last_slow = now
@@ -702,6 +698,13 @@ class Server:
                     log.info("parent process %d is gone and no client is connected: stopping", self.parent_pid)
                     self.stop(timeout=0)
             self.limiter.flush()
+
+    def count_log_bytes(self, n: int) -> None:
+        """`n` bytes went to server.log (a logged line, or what a call printed: cli.py counts that): look at its
+        size every LOG_CHECK_BYTES, so it stays within its cap plus that between the watchdog's looks."""
+        self._log_bytes += n
+        if self._log_bytes >= LOG_CHECK_BYTES:
+            self._log_bytes = 0
             self._cap_log()
 
     def _cap_log(self) -> None:
@@ -716,19 +719,49 @@ class Server:
         log_file = self.log_file
         if log_file.parent == self.folder.path:         # in the work folder: through the folder it checked
             log_file = self.folder.file(log_file.name)
+        import stat
+
+        from .workfolder import create_private, open_private
+
         try:
-            if log_file.stat().st_size <= self.log_cap:
+            # never through a link, and only a regular file of ours, 0600 (not one someone put in its place)
+            fd = open_private(log_file, os.O_RDWR | getattr(os, "O_NONBLOCK", 0), self.log_file)
+        except OSError:
+            return
+        try:
+            size = os.fstat(fd).st_size
+            if size <= self.log_cap:
                 return
             backup = log_file.with_name(log_file.name + ".1")
-            nofollow = getattr(os, "O_NOFOLLOW", 0)
-            with open(os.open(log_file, os.O_RDONLY | nofollow), "rb") as src, \
-                    open(os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | nofollow, 0o600), "wb") as dst:
-                src.seek(-min(self.log_cap, os.fstat(src.fileno()).st_size), os.SEEK_END)
-                dst.write(src.read())
-            os.truncate(log_file, 0)
+            try:
+                try:
+                    st = os.lstat(backup)
+                    if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+                        raise PermissionError(f"it is not a regular file of yours (uid {st.st_uid}, mode "
+                                              f"{st.st_mode:o})")
+                except FileNotFoundError:
+                    pass
+                out = create_private(backup)         # ours unlinked first, then O_CREAT|O_EXCL|O_NOFOLLOW, 0600
+            except OSError as e:                     # another user's file there: never written into, nor removed
+                os.ftruncate(fd, 0)
+                log.warning("server.log reached %d bytes and %s cannot be made afresh (%s): its end was dropped "
+                            "instead; remove that file", self.log_cap, self.log_file.with_name(backup.name), e)
+                return
+            with open(out, "wb") as dst:
+                os.lseek(fd, size - min(self.log_cap, size), os.SEEK_SET)
+                left = min(self.log_cap, size)
+                while left > 0:
+                    chunk = os.read(fd, min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    dst.write(chunk)
+                    left -= len(chunk)
+            os.ftruncate(fd, 0)
             log.info("server.log reached %d bytes: its end moved to %s", self.log_cap, backup.name)
         except OSError:
             pass
+        finally:
+            os.close(fd)
 
     # ------------------------------------------------------------ status
 

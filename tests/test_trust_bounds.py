@@ -94,12 +94,12 @@ def test_a_flood_of_lane_openings_keeps_the_log_within_its_bound(tmp_path):
     """A client that opens and closes lanes as fast as it can (one log line each before) and one that asks the
     server to stop while another client is connected (a refusal each time): the log stays within its bound."""
     log_file = tmp_path / "server.log"
-    cap = 64 * 1024
+    cap = 16 * 1024
     from lesspy_kernel import client
     from lesspy_kernel.handshake import HandshakeError
 
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive", "--log-file", str(log_file),
-                  "--log-max-bytes", "64K") as s:
+                  "--log-max-bytes", "16K") as s:
         stop = threading.Event()
         sizes: list = []
         sampler = threading.Thread(target=_sample_sizes, args=(log_file, stop, sizes))
@@ -119,9 +119,33 @@ def test_a_flood_of_lane_openings_keeps_the_log_within_its_bound(tmp_path):
         sampler.join(10)
         assert keeper.call("add_ints", I, [1, 2], [I, I]) == 3
         keeper.close()
-    assert n > 300, f"only {n} rounds"
+    assert n > 200, f"only {n} rounds"
     peak = max(sizes)
-    assert peak <= cap + 32 * 1024, f"server.log reached {peak} bytes with --log-max-bytes 64K ({n} rounds)"
+    assert peak <= 2 * cap, f"server.log reached {peak} bytes with --log-max-bytes 16K ({n} rounds)"
+
+
+def test_what_served_functions_print_is_rotated_between_the_watchdogs_seconds(tmp_path):
+    """Calls that print (about 11 KB each, as fast as a client sends them) with --log-max-bytes 64K: the log is
+    counted as it is printed and looked at every 16 KiB, not once a second: it stays near its cap (it reached
+    megabytes before)."""
+    log_file = tmp_path / "server.log"
+    with Headless(tmp_path / "work", ROOT / "tests" / "pymodules" / "lanes_module.py", "--keep-alive",
+                  "--log-file", str(log_file), "--log-max-bytes", "64K") as s:
+        stop = threading.Event()
+        sizes: list = []
+        sampler = threading.Thread(target=_sample_sizes, args=(log_file, stop, sizes))
+        sampler.start()
+        calls = 0
+        with Lane(s.folder) as lane:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                assert lane.call("chatty", I, [100], [I]) == 100
+                calls += 1
+        stop.set()
+        sampler.join(10)
+    assert calls > 300, calls
+    peak = max(sizes)
+    assert peak <= 2 * 64 * 1024, f"server.log reached {peak} bytes with --log-max-bytes 64K ({calls} calls)"
 
 
 # ---------------------------------------------------------------- forked children (multiprocessing, os.fork)
