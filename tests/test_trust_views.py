@@ -137,11 +137,11 @@ def test_copies_of_taken_over_views_stress(client, module, tmp_path):
 
 
 def test_shared_result_passed_as_argument_is_right_or_throws(client, module, tmp_path):
-    """4 pairs of threads: one calls fill again and again, the other passes its latest result to count_not. The argument's
+    """4 pairs of threads for 4 s: one calls fill again and again, the other passes its latest result to count_not. The argument's
     copy into the request overlaps the owner's next reply: the call throws InvalidOperationException (not sent), or
     Python sees only the right value (before: the next reply's bytes, no error)."""
     with Headless(tmp_path / "work", module, "--keep-alive") as server:
-        checks(run_mono(client, "sharedarg", server.folder, 4, 3, 1_000_000, timeout=240),
+        checks(run_mono(client, "sharedarg", server.folder, 4, 4, 1_000_000, timeout=240),
                "shared_view_arguments_are_right_or_throw", "shared_view_arguments_no_other_errors")
 
 

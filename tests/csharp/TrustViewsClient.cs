@@ -273,7 +273,11 @@ public static class TrustViewsClient
                     while (DateTime.UtcNow < end)
                     {
                         int tag = pair * 1000000 + (++i);
-                        try { Volatile.Write(ref slot[0], Tuple.Create(api.fill(tag, n), tag)); }
+                        try
+                        {
+                            Volatile.Write(ref slot[0], Tuple.Create(api.fill(tag, n), tag));
+                            if (i % 2 == 0) Thread.Sleep(1);     // the user's copy starts while the view is valid, the next call overlaps it
+                        }
                         catch (Exception e)
                         {
                             Interlocked.Increment(ref errors);
@@ -283,10 +287,12 @@ public static class TrustViewsClient
                 });
                 var user = new Thread(() =>
                 {
+                    object last = null;
                     while (DateTime.UtcNow < end)
                     {
                         var got = (Tuple<NdArray, int>)Volatile.Read(ref slot[0]);
-                        if (got == null) { Thread.Sleep(1); continue; }
+                        if (got == null || got == last) { Thread.Yield(); continue; }     // each result once, as soon as it is published
+                        last = got;
                         try
                         {
                             int bad = api.count_not(got.Item1, got.Item2);
