@@ -57,6 +57,15 @@ def test_a_flood_of_failed_calls_keeps_the_log_within_its_bound(tmp_path):
     --log-max-bytes 64K: the log never holds more than its bound (it reached 35 MB with 1M before: one line per
     call, the rotation once a second), and it still says what happened: some lines in full (names cut), then
     how many more failed like this."""
+    _failed_call_flood(tmp_path, clients=2, seconds=3.0)
+
+
+@pytest.mark.stress
+def test_stress_four_clients_flood_failed_calls_for_20_seconds(tmp_path):
+    _failed_call_flood(tmp_path, clients=4, seconds=20.0)
+
+
+def _failed_call_flood(tmp_path: Path, clients: int, seconds: float) -> None:
     log_file = tmp_path / "server.log"
     cap = 64 * 1024
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive", "--log-file", str(log_file),
@@ -66,11 +75,12 @@ def test_a_flood_of_failed_calls_keeps_the_log_within_its_bound(tmp_path):
         counts: list = []
         sampler = threading.Thread(target=_sample_sizes, args=(log_file, stop, sizes))
         sampler.start()
-        flooders = [threading.Thread(target=_flood_missing, args=(s.folder, 3.0, stop, counts)) for _ in range(2)]
+        flooders = [threading.Thread(target=_flood_missing, args=(s.folder, seconds, stop, counts))
+                    for _ in range(clients)]
         for t in flooders:
             t.start()
         for t in flooders:
-            t.join(30)
+            t.join(seconds + 30)
         time.sleep(1.5)                 # the summary line of the last second
         stop.set()
         sampler.join(10)
