@@ -29,7 +29,7 @@ from .celloutput import end_forked_child, forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
-from .mapping import DiskFull, Mapping, Truncated, fault_total, full_fence
+from .mapping import DiskFull, Mapping, Truncated, fault_total, full_fence, guard_first
 from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE,
                        REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
                        ErrorReply, Tag, TextError, decode_call, error_size, fit_error, value_size, write_error,
@@ -331,6 +331,8 @@ class Lane:
                 readable = [key.fileobj for key, _ in self._selector.select()]
             except (OSError, ValueError):
                 return None
+            if guard_first is not None:      # a handler installed meanwhile must not take this lane's SIGBUS
+                guard_first()
             if announce:
                 self.req.waiting = 0
             if self.sock in readable:

@@ -29,6 +29,9 @@ except ImportError:  # pragma: no cover - elsewhere a cut file is a SIGBUS, as b
     pass
 # faults the guard mended in any lane mapping, or None without it: one cheap look per call (Lane.check_cut)
 fault_total: Optional[Callable[[], int]] = _guard.total if _guard is not None else None
+# puts the guard's handler first again when another came since (faulthandler.enable() in a notebook): it passes
+# the faults of no lane on to that one. Cheap (one sigaction call); done whenever a lane thread wakes up
+guard_first: Optional[Callable[[], bool]] = _guard.install if _guard is not None else None
 _unguard: "weakref.WeakKeyDictionary[mmap.mmap, weakref.finalize]" = weakref.WeakKeyDictionary()
 
 MIN_CAPACITY = 4096

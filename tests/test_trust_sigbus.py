@@ -231,14 +231,17 @@ def test_lanes_of_the_same_server_go_on_while_one_is_cut(server):
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_a_cut_lane_file_does_not_kill_a_notebook_kernel(tmp_path, flavour):
-    """In a kernel (faulthandler may be on there: the guard passes other faults on to it) a client that cuts
-    its lane files to nothing loses that lane; the kernel and its server go on."""
+    """In a kernel (faulthandler may be on there: the guard passes other faults on to it, also when it was
+    enabled after the lane opened) a client that cuts its lane files to nothing loses that lane; the kernel and
+    its server go on."""
     with kernel(tmp_path, flavour) as k:
         k.run("%load_ext lesspy_kernel\nimport faulthandler, sys\nfaulthandler.enable(sys.__stderr__)\n"
               "def add(a, b):\n    return a + b\n%lesspy serve --name cut")
         for which in ("req", "resp"):
             lane = Lane(k.folder("cut"))
             assert lane.call("add", I, [1, 2], [I, I]) == 3
+            k.run("faulthandler.disable()\nfaulthandler.enable(sys.__stderr__)")   # on top again, lane open
+            time.sleep(0.1)
             os.truncate(getattr(lane, which).path, 0)
             if which == "req":
                 lane.sock.sendall(handshake.CALL)
