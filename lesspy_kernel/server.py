@@ -372,8 +372,7 @@ class Server:
         removal do nothing), and its copies of the listener, the wake-up pair and the lanes' sockets are closed
         without shutdown() (which would end the parent's connections too): a child that lives on (a pool
         worker) keeps no client's connection open after the parent closed it."""
-        self.forked = True
-        self._stop.set()
+        self.forked = True                    # (no Event or Lock here: another thread may have held theirs)
         socks = [self._listener, self._wake_r, self._wake_w]
         for client in list(self.clients.values()):
             for lane in list(client.lanes):

@@ -202,6 +202,20 @@ def fork_child(how, marker):
         return -1
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def sockets_in_child():
+    """How many sockets a child forked here holds (the server's listener, wake-up pair, lane sockets...)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        n = sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{fd}"))
+        os.write(w, str(n).encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    return int(os.read(r, 100))
 '''
 
 
@@ -225,6 +239,19 @@ def test_a_multiprocessing_pool_in_a_served_function_returns_promptly(tmp_path):
             assert s.proc.poll() is None
         with Lane(s.folder) as lane:
             assert lane.call("square", I, [7], [I]) == 49
+
+
+def test_a_forked_child_holds_none_of_the_servers_sockets(tmp_path):
+    """A child forked by a served function (a pool worker may live long) closes its copies of the server's
+    listener, wake-up pair and lanes' sockets: a client whose lane the parent closed sees it closed, and nothing
+    answers on notify.sock once the parent has gone."""
+    module = tmp_path / "fork_module.py"
+    module.write_text(FORK_MODULE)
+    with Headless(tmp_path / "work", module, "--keep-alive") as s:
+        with Lane(s.folder) as lane, Lane(s.folder) as other:
+            assert other.call("square", I, [2], [I]) == 4
+            assert lane.call("sockets_in_child", I, [], []) == 0
+            assert lane.call("square", I, [3], [I]) == 9
 
 
 @pytest.mark.parametrize("how, code", [("exit", 3), ("_exit", 4), ("return", 0)])
