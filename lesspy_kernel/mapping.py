@@ -2,6 +2,13 @@
 
 Created once per lane and reused for every call; grown on demand by its writer (docs/PROTOCOL.md section 2).
 The header's sequence and waiting words are how the two sides hand a frame over without a system call.
+
+A file another process cuts while it is mapped turns every touch of a page past its new end into a SIGBUS, which
+kills the process (a whole notebook kernel). Sizes are checked where a check is cheap (frames past the first page,
+`read_request`, `grow`); the rest (a file cut to 0 bytes under the header page, a cut racing a read, user code
+holding argument views) is caught by the SIGBUS guard on Linux (`_sigbusguard.c`): every mapping made here is
+registered while it is mapped, a fault in one gets a private zero page and is counted (`faulted`), and the lane
+that owns it answers with an error and closes (lane.Lane._check_cut). Without the guard a cut is a SIGBUS as before.
 """
 
 from __future__ import annotations
