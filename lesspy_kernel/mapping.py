@@ -126,7 +126,8 @@ def _guarded(m: mmap.mmap, address: int) -> int:
         return 0
     token = _guard.register(address, len(m))
     if token:
-        _unguard[m] = weakref.finalize(m, _guard.unregister, token)
+        forget = _unguard[m] = weakref.finalize(m, _guard.unregister, token)
+        forget.atexit = False     # guarded to the end: daemon lane threads may still read it while Python exits
     return token
 
 
