@@ -8,8 +8,10 @@ namespace LessPy
     /// arrays in place. Disposing it closes the connection.
     /// <para>
     /// One proxy may be used from many threads at once: each concurrent call gets a lane of its own (a pair of
-    /// mappings), up to 16 per proxy; a result's NdArray views stay valid and unchanged until the same thread's
-    /// next call on this proxy (see <see cref="NdArray"/>).
+    /// mappings), up to 64 per proxy (the server's limit per client); a result's NdArray views stay valid and
+    /// unchanged until the same thread's next call on this proxy. With more threads than lanes, a lane holding
+    /// another thread's views is taken over and those views die: their checked reads (ToArray, Data, CopyTo) throw,
+    /// never return another call's data (see <see cref="NdArray"/>).
     /// </para>
     /// </summary>
     public interface ILessPyConnection : IDisposable
@@ -34,7 +36,9 @@ namespace LessPy
         /// proxy: the data is not copied again, Python sees it as a zero-copy view. The array is writable until that
         /// call sends it; after it, and after any other call of this thread, its data throws
         /// <see cref="InvalidOperationException"/>. Several arrays may be made for one call. The dtype follows
-        /// <typeparamref name="T"/> as in <see cref="NdArray.FromArray{T}"/>.
+        /// <typeparamref name="T"/> as in <see cref="NdArray.FromArray{T}"/>. The lane holding them is never taken over
+        /// by another thread while this thread is alive; write through the span only until this thread's next call
+        /// starts (after it, the span may point into another call's request).
         /// </summary>
         /// <param name="shape">The shape; none means a 0-d array (one element).</param>
         NdArray NewRequestArray<T>(params int[] shape) where T : struct;
