@@ -683,11 +683,22 @@ class Lane:
         if not cut:
             return False
         names = " and ".join(m.path.name for m in cut)
-        message = (f"{names} {'was' if len(cut) == 1 else 'were'} cut by another process while lane {self.id} was "
-                   "open: lesspy met pages past the file's end (a SIGBUS, which it caught) and found or left zeros "
-                   "there, so this call's request, arguments or reply cannot be trusted and its result was not "
-                   "sent. Lane files belong to lesspy: never truncate or replace them. The lane is closed; open a "
-                   "new one")
+        try:
+            short = any(os.fstat(m.fileno()).st_size < m.capacity for m in cut)
+        except OSError:
+            short = True
+        if short:
+            message = (f"{names} {'was' if len(cut) == 1 else 'were'} cut by another process while lane {self.id} "
+                       "was open: lesspy met pages past the file's end (a SIGBUS, which it caught) and found or left "
+                       "zeros there, so this call's request, arguments or reply cannot be trusted and its result was "
+                       "not sent. Lane files belong to lesspy: never truncate or replace them. The lane is closed; "
+                       "open a new one")
+        else:                                     # not shorter: its file system could not give a page (full, failing)
+            message = (f"the file system of {names} could not give lesspy a page of it while lane {self.id} was open "
+                       "(a SIGBUS, which it caught: the file system is full or failing, or another process cut the "
+                       "file and extended it again), so this call's request, arguments or reply cannot be trusted "
+                       "and its result was not sent. Free space in the work folder's file system (or check it); the "
+                       "lane is closed; open a new one")
         try:
             if answer and self.resp.faulted():    # the error goes where the client reads it
                 self.resp.restore_size()
