@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels import kernel
+from kernels import FLAVOURS, kernel
 from lesspy_kernel.client import Lane, RemoteError
 from lesspy_kernel.protocol import ErrorKind, Tag
 from servers import ROOT, Headless
@@ -294,14 +294,15 @@ def square(x):
 """
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("threaded", [False, True], ids=["main-thread", "threaded"])
-def test_forks_in_a_served_notebook_leave_its_server_and_folder_alone(tmp_path, threaded):
+def test_forks_in_a_served_notebook_leave_its_server_and_folder_alone(tmp_path, threaded, flavour):
     """A notebook serving with %lesspy serve: a served function that forks (the child ends by sys.exit with
     atexit handlers, os._exit, or by returning), and a cell that forks a child which runs its atexit handlers
     (the kernel's, among them %lesspy's stop_server): the parent's server keeps serving and its work folder
     keeps its files. Before, a child whose call came back (sys.exit, return) went on as a copy of the kernel,
     and its parent waited for it forever."""
-    with kernel(tmp_path) as k:
+    with kernel(tmp_path, flavour) as k:
         k.run(NOTEBOOK_FORKS + "%lesspy serve --name forks" + (" --threaded" if threaded else ""))
         folder = k.folder("forks")
         with Lane(folder, timeout=20) as lane:
