@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import compile_csharp, run_mono
-from servers import Headless
+from servers import Headless, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,6 +135,42 @@ def test_copies_of_taken_over_views_stress(client, module, tmp_path):
     with Headless(tmp_path / "work", module, "--keep-alive") as server:
         checks(run_mono(client, "torn", server.folder, 80, 15, 1_000_000, timeout=600),
                "copies_of_taken_over_views_are_right_or_throw", "takeovers_happened", "no_call_errors")
+
+
+LIMITED_SERVER = """
+import runpy, sys
+import lesspy_kernel.server as server
+server.MAX_LANES_PER_CLIENT = int(sys.argv.pop(1))    # the server counts fewer lanes than the client may open
+sys.argv[0] = "lesspy"
+runpy.run_module("lesspy_kernel", run_name="__main__", alter_sys=True)
+"""
+
+
+class LimitedHeadless(Headless):
+    """A real headless server whose per-client lane limit is lower than the client's 64: it refuses lanes the client
+    believes it may open, as a server does while its side of the client's lane closes lags behind the client's."""
+
+    def __init__(self, folder: Path, module: Path, limit: int) -> None:
+        launcher = folder.parent / "limited_server.py"
+        launcher.write_text(LIMITED_SERVER)
+        self.folder = Path(folder)
+        self.log = self.folder.parent / (self.folder.name + ".server.log")
+        self._log = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(launcher), str(limit), "serve", "--module", str(module), "--work-folder", str(self.folder),
+             "--keep-alive"], stdout=self._log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        wait_for(lambda: self._ready() or self.proc.poll() is not None, what="notify.port")
+        assert self.proc.poll() is None, self.output()
+
+
+def test_server_refusing_lanes_over_its_limit_makes_calls_wait_or_take_over(client, module, tmp_path):
+    """A server that counts more of this client's lanes than the client does (its side of a lane's close lags; here:
+    a limit of 8) refuses a lane with "this client already has 8 lanes open": the call takes a lane over (or waits
+    for one) instead of failing with that HandshakeException (before: the refusal reached the app)."""
+    with LimitedHeadless(tmp_path / "work", module, 8) as server:
+        checks(run_mono(client, "torn", server.folder, 16, 2, 4096, timeout=240),
+               "copies_of_taken_over_views_are_right_or_throw", "takeovers_happened", "no_call_errors")
+        assert "lanes open, the limit per client" in server.output()
 
 
 def test_shared_result_passed_as_argument_is_right_or_throws(client, module, tmp_path):

@@ -48,9 +48,17 @@ namespace LessPy
 
         /// <summary>
         /// Keeps every range of this mapping mapped (the file's pages until <see cref="Dispose"/>, zero pages after it) while
-        /// it is reachable: a view over this mapping holds it.
+        /// it is reachable: a view over this mapping holds it. Taking it notes that a view exists (a mapping that never
+        /// had one is unmapped at once by Dispose: only its lane's own thread ever read it, and that is done).
         /// </summary>
-        public object Keeper { get { return _keeper; } }
+        public object Keeper
+        {
+            get
+            {
+                _keeper.Viewed = true;
+                return _keeper;
+            }
+        }
 
         /// <summary>The mapped size in bytes, header included.</summary>
         public long Capacity { get; private set; }
@@ -63,12 +71,18 @@ namespace LessPy
         /// <summary>Maps <paramref name="path"/> and checks its header: magic, version 2, header size, capacity, session id.</summary>
         /// <exception cref="ProtocolException">The header is not a version 2 lane file of this session.</exception>
         /// <exception cref="IOException">The file cannot be opened or mapped.</exception>
-        public static Mapping Open(string path, ulong sessionId)
+        public static Mapping Open(string path, ulong sessionId) { return Open(path, sessionId, -1); }
+
+        /// <summary>
+        /// As <see cref="Open(string, ulong)"/>, mapping <paramref name="fd"/> (owned from now on) unless it is -1: on 64-bit
+        /// Linux, the file opened through its checked work folder (<see cref="WorkFolder.OpenFile(string, bool, bool)"/>).
+        /// </summary>
+        public static Mapping Open(string path, ulong sessionId, int fd)
         {
             var m = new Mapping(path);
             try
             {
-                if (Posix.Is64BitLinux) m._fd = Posix.Open(path, true);
+                if (Posix.Is64BitLinux) m._fd = fd >= 0 ? fd : Posix.Open(path, true);
                 else m._stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
                 long length = m.FileLength();
                 if (length < Wire.HeaderSize)
@@ -266,6 +280,7 @@ namespace LessPy
             readonly List<KeyValuePair<IntPtr, long>> _ranges = new List<KeyValuePair<IntPtr, long>>();
             readonly List<IDisposable> _views = new List<IDisposable>();
             bool _retired;
+            public volatile bool Viewed;
 
             public void AddRange(byte* at, long length)
             {
@@ -288,6 +303,16 @@ namespace LessPy
                 {
                     if (_retired) return;
                     _retired = true;
+                    if (!Viewed)
+                    {
+                        // no view was ever made over this mapping: nothing else can read it, unmap it now
+                        foreach (KeyValuePair<IntPtr, long> r in _ranges) munmap(r.Key, (UIntPtr)(ulong)r.Value);
+                        _ranges.Clear();
+                        foreach (IDisposable v in _views) v.Dispose();
+                        _views.Clear();
+                        GC.SuppressFinalize(this);
+                        return;
+                    }
                     foreach (KeyValuePair<IntPtr, long> r in _ranges)
                         mmap(r.Key, (UIntPtr)(ulong)r.Value, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_NORESERVE,
                             -1, IntPtr.Zero);
