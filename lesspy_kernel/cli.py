@@ -50,24 +50,30 @@ def parse_size(text: str) -> int:
 
 
 def resolve_folder(text: str) -> Path:
-    """A work folder path, or a session name (`%lesspy serve --name NAME`) resolved like the C# client does.
-
-    An argument that contains a path separator or names an existing directory is a folder (docs/PROTOCOL.md 1).
-    """
+    """A work folder path, or a session name (`%lesspy serve --name NAME`) resolved like the C# client does
+    (docs/PROTOCOL.md 1): an argument with a path separator (`./prod`, `/srv/wf`) is a folder; a bare NAME is
+    the session `<jupyter runtime dir>/lesspy/NAME` when that exists, else the folder ./NAME when that is a
+    directory (`lesspy status lesspy_work`), else the session (which then says nothing serves it). A folder of
+    someone else's in the current directory never hides one of your sessions."""
     from .workfolder import session_folder
 
-    if os.sep in text or (os.altsep and os.altsep in text) or Path(text).is_dir():
+    if os.sep in text or (os.altsep and os.altsep in text) or text in (".", ".."):
         return Path(text).absolute()
     try:
-        return session_folder(text)
+        session = session_folder(text)
     except ValueError as e:     # not a usable session name
         raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
+    if not os.path.lexists(session) and Path(text).is_dir():
+        return Path(text).absolute()
+    return session
 
 
 def _no_server(command: str, folder: Path, e: Exception) -> CommandError:
     if not folder.is_dir():
-        return CommandError(f"lesspy {command}: nothing serves {folder}: there is no such folder (a session name "
-                            "is looked up in <jupyter runtime dir>/lesspy/NAME; `jupyter --runtime-dir` shows it)")
+        return CommandError(f"lesspy {command}: nothing serves {folder}: there is no such folder (a bare NAME is "
+                            "the session <jupyter runtime dir>/lesspy/NAME, or else the folder ./NAME when there "
+                            "is no such session; `jupyter --runtime-dir` shows the runtime dir; give a folder as "
+                            "./NAME or a full path)")
     return CommandError(f"lesspy {command}: no lesspy server answers in {folder}: {type(e).__name__}: {e}")
 
 
@@ -87,13 +93,57 @@ def _load(module_path: str) -> Any:
 # ------------------------------------------------------------------------------------------------ serve
 
 
-def _redirect_output(path: str) -> None:
-    """Send stdout/stderr (the log, and what called functions print) to the log file for good.
+def _open_log(path: str, missing_ok: bool = False, shown: Optional[str] = None) -> Optional[int]:
+    """Open (or create, 0600) the --log-file before serving, never through a symbolic link, and only a regular
+    file of the current user: one of ours open to others is made 0600; another user's file (pre-created in a
+    shared directory such as /tmp to read the log), a FIFO or a device is refused (opened O_NONBLOCK: a FIFO
+    nobody reads does not block the start)."""
+    import errno
+    import stat
+
+    from .workfolder import check_private
+
+    where, path = path, shown or path            # `where` is opened (maybe /proc/self/fd/N/...), `path` is shown
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    for name in ("O_NOFOLLOW", "O_CLOEXEC", "O_NONBLOCK"):
+        flags |= getattr(os, name, 0)
+    try:
+        fd = os.open(where, flags, 0o600)
+    except OSError as e:
+        if missing_ok and e.errno == errno.ENOENT:    # in the work folder, which serving creates: opened then
+            return None
+        if e.errno == errno.ELOOP:
+            why = "it is a symbolic link (lesspy never writes through one)"
+        elif e.errno == errno.ENXIO:
+            why = "it is a named pipe (FIFO) that nobody reads, not a regular file"
+        else:
+            why = e.strerror or str(e)
+        raise CommandError(f"lesspy: cannot use --log-file {path}: {why}: remove it or choose another file",
+                           EXIT_USAGE) from None
+    try:
+        st = os.fstat(fd)
+        if hasattr(os, "getuid") and stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and \
+                stat.S_IMODE(st.st_mode) & 0o077:
+            os.fchmod(fd, 0o600)                 # ours: what it logs is nobody else's
+        check_private(fd, path)
+        if hasattr(os, "O_NONBLOCK"):
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except OSError as e:
+        os.close(fd)
+        raise CommandError(f"lesspy: refusing --log-file {path}: {e} (or choose another log file)",
+                           EXIT_USAGE) from None
+    return fd
+
+
+def _redirect_output(fd: int) -> None:
+    """Send stdout/stderr (the log, and what called functions print) to the log file for good (`fd`, from
+    `_open_log`; closed here).
 
     The C# side reads our pipes only until we are ready; with keep-alive we outlive it, and a write
     to a pipe nobody reads would block or fail the next call.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o600)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
@@ -140,6 +190,9 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s lesspy %(levelname)s %(message)s", stream=sys.stderr)
     module = _load(args.module)
+    # refused before serving; one in the work folder (Initialize's) is opened through the checked folder once open
+    in_folder = bool(args.log_file) and Path(args.log_file).absolute().parent == Path(args.work_folder).absolute()
+    log_fd = _open_log(args.log_file, missing_ok=True) if args.log_file and not in_folder else None
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     if args.keep_alive and hasattr(os, "setsid"):
         # Initialize(keepAlive: true): outlive the app that started us; its Ctrl-C or closed terminal signals
@@ -169,8 +222,16 @@ def serve(args: argparse.Namespace) -> int:
     until = "its last client leaves" if args.exit_when_idle else "stopped (Ctrl-C, or `lesspy stop FOLDER`)"
     print(f"lesspy: serving {module.__name__} in {server.folder.path} on {server.address} until {until}",
           flush=True)
-    if args.log_file:
-        _redirect_output(args.log_file)
+    if args.log_file and log_fd is None:
+        try:
+            log_fd = _open_log(str(server.folder.file(Path(args.log_file).name)) if in_folder else args.log_file,
+                               shown=args.log_file)
+        except CommandError:
+            server.stop(timeout=0)
+            server.serve_forever()               # stopped at once: removes the files it published
+            raise
+    if log_fd is not None:
+        _redirect_output(log_fd)
         sys.stdout = _CountedOutput(sys.stdout, server)      # type: ignore[assignment]
         sys.stderr = _CountedOutput(sys.stderr, server)      # type: ignore[assignment]
     server.serve_forever()

@@ -26,8 +26,10 @@ KEY_FILE = "session.key"
 LOG_FILE = "server.log"
 MODULE_FILE = "python.module"
 LOCK_FILE = "lesspy.lock"
+SESSION_NAME_FILE = "session.name"      # a named session's server: the name it serves (checked by Connect(name))
+SESSIONS = "lesspy"                     # <jupyter runtime dir>/lesspy/: the folder of named sessions
 UNIX = "unix"                   # what notify.port holds when the server listens on notify.sock
-SERVER_FILES = (PORT_FILE, PID_FILE, KEY_FILE, MODULE_FILE, SOCKET_FILE)
+SERVER_FILES = (PORT_FILE, PID_FILE, KEY_FILE, MODULE_FILE, SOCKET_FILE, SESSION_NAME_FILE)
 LEGACY_FILES = ("req.mmf", "resp.mmf")          # protocol version 1's mappings, removed when found
 
 
@@ -74,16 +76,120 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
-def open_folder(path: Path, tighten: bool = False) -> Optional[int]:
+def session_parent(path: Union[str, os.PathLike]) -> Optional[Path]:
+    """`<jupyter runtime dir>/lesspy` when `path` is a named session's folder (`<runtime dir>/lesspy/NAME`, however
+    it was given: `--name NAME` or its full path), else None. Compared as absolute paths, as the C# client does."""
+    parent = Path(os.path.abspath(path)).parent
+    if parent.name != SESSIONS:
+        return None
+    try:
+        sessions = Path(os.path.abspath(jupyter_runtime_dir() / SESSIONS))
+    except Exception:                   # no usable runtime dir: not a session
+        return None
+    return parent if parent == sessions else None
+
+
+def open_session_parent(parent: Path, create: bool = False) -> int:
+    """Open `<runtime dir>/lesspy/` (the folder of named sessions) without following a symlink and check it: a
+    directory of the current user that no one else may write (whoever can write it can rename, swap or hide the
+    sessions in it, whoever owns the sessions). One of ours that others may only list (an older lesspy made it
+    0755 from the umask) is tightened to 0700: the session names are nobody else's business. `create`: make
+    the runtime dir (if missing) and lesspy/ with mode 0700 first. Returns its descriptor; raises
+    PermissionError / NotADirectoryError with a message that says what to do."""
+    if create:
+        runtime = parent.parent
+        if not runtime.is_dir():
+            runtime.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(runtime, 0o700)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(parent, 0o700)
+    try:
+        fd = os.open(parent, (_O_PATH or os.O_RDONLY) | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC)
+    except OSError as e:
+        if os.path.islink(parent):
+            raise PermissionError(f"the folder of named sessions {parent} is a symbolic link: lesspy never follows "
+                                  "one (whoever can change it could point your sessions at a folder of theirs); "
+                                  "remove the link, or set JUPYTER_RUNTIME_DIR to a private folder") from None
+        if e.errno == errno.ENOTDIR:
+            raise NotADirectoryError(f"the folder of named sessions {parent} is not a folder: remove it") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(f"the folder of named sessions {parent} is not a folder: remove it")
+        if st.st_uid != os.getuid():
+            raise PermissionError(f"the folder of named sessions {parent} belongs to {_owner(st.st_uid)}, not to you "
+                                  f"({_owner(os.getuid())}): its owner could rename, swap or hide your sessions in "
+                                  "it, so lesspy refuses it. Remove it, or set JUPYTER_RUNTIME_DIR to a private "
+                                  "folder of yours")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o022:
+            raise PermissionError(f"the folder of named sessions {parent} is writable by other users (mode "
+                                  f"{mode:04o}): they could rename, swap or hide your sessions in it, so lesspy "
+                                  f"refuses it. If everything in it is yours, run `chmod 700 {parent}`")
+        if mode & 0o077:                 # ours, others may only list the names: make it private
+            if _O_PATH:
+                os.chmod(f"/proc/self/fd/{fd}", 0o700)
+            else:
+                os.fchmod(fd, 0o700)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_session_name(path: Path, dirfd: Optional[int]) -> None:
+    """A named session's folder reached by its name must hold that session: its server wrote the name it serves
+    into session.name, and a folder renamed into this name's place (another session of the same user's) is
+    refused. No session.name: no server of this version serves it (nothing is sent before that is found)."""
+    try:
+        found = read_private(folder_base(path, dirfd) / SESSION_NAME_FILE, path / SESSION_NAME_FILE)
+    except FileNotFoundError:
+        return
+    name = found.decode("utf-8", "replace")
+    if name != path.name:
+        raise PermissionError(f"{path} holds the session {name!r}, not {path.name!r} (its {SESSION_NAME_FILE} says "
+                              f"so): the folder was renamed while its server ran, and lesspy will not call another "
+                              f"session's code under this name. Stop that server (lesspy stop {path}) and serve "
+                              f"{path.name!r} again")
+
+
+def open_folder(path: Path, tighten: bool = False, parent_fd: Optional[int] = None) -> Optional[int]:
     """Open a work folder without following a symlink and check it is ours and private: a directory owned by
     the current user with no group/other permission bits. `tighten` (the server, for its own folder only):
     remove group/other bits instead of refusing. Returns the folder's descriptor (None on Windows, where the
     folder's ACL is the protection). Raises PermissionError / NotADirectoryError / FileNotFoundError with a
-    message that says what to do."""
+    message that says what to do.
+
+    A named session's folder is opened relative to `<runtime dir>/lesspy/`, itself opened and checked first
+    (`open_session_parent`; `parent_fd`: already opened by the caller): a rename in it after the check changes
+    nothing. Opened for a client (not `tighten`), its session.name must name it (`check_session_name`)."""
     if not _CHECKS:
         return None
+    path = Path(path)
+    own_parent = False
+    if parent_fd is None and session_parent(path) is not None:
+        parent_fd = open_session_parent(path.parent)
+        own_parent = True
     try:
-        fd = os.open(path, (_O_PATH or os.O_RDONLY) | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC)
+        fd = _open_checked_folder(path, tighten, parent_fd)
+    finally:
+        if own_parent and parent_fd is not None:
+            os.close(parent_fd)
+    if parent_fd is not None and not tighten:
+        try:
+            check_session_name(path, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
+
+
+def _open_checked_folder(path: Path, tighten: bool, parent_fd: Optional[int]) -> int:
+    try:
+        fd = os.open(path.name if parent_fd is not None else path,
+                     (_O_PATH or os.O_RDONLY) | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=parent_fd)
     except OSError as e:
         if os.path.islink(path):
             raise PermissionError(f"work folder {path} is a symbolic link: lesspy never follows one (another user "
@@ -184,6 +290,8 @@ def write_private(path: Union[str, os.PathLike], data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
 def jupyter_runtime_dir() -> Path:
     """Jupyter's runtime directory, as jupyter_core resolves it (the C# client follows the same rules)."""
     try:
@@ -308,6 +416,8 @@ class WorkFolder:
     def __init__(self, path: Union[str, os.PathLike]) -> None:
         self.path = Path(path).absolute()
         self.fd: Optional[int] = None
+        # a named session's name (the folder is <runtime dir>/lesspy/NAME), else None
+        self.session: Optional[str] = self.path.name if session_parent(self.path) is not None else None
 
     @property
     def base(self) -> Path:
@@ -324,6 +434,17 @@ class WorkFolder:
         """Create the folder 0700 if missing, open it without following a symlink, refuse it unless it is ours
         (tightening ours to 0700). Everything else in this class needs it open."""
         if self.fd is not None:
+            return
+        if _CHECKS and self.session is not None:
+            # <runtime dir>/lesspy/ made 0700 and checked; the folder made and opened relative to it
+            parent_fd = open_session_parent(self.path.parent, create=create)
+            try:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(self.path.name, 0o700, dir_fd=parent_fd)
+                self.fd = open_folder(self.path, tighten=True, parent_fd=parent_fd)
+            finally:
+                os.close(parent_fd)
             return
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -439,6 +560,8 @@ class WorkFolder:
         write_private(self.file(PID_FILE), str(pid).encode("ascii"))
         if module:
             write_private(self.file(MODULE_FILE), module.encode("utf-8"))
+        if self.session is not None:
+            write_private(self.file(SESSION_NAME_FILE), self.session.encode("utf-8"))
         tmp = self.file(PORT_FILE + ".tmp")
         write_private(tmp, str(where).encode("ascii"))
         os.replace(tmp, self.file(PORT_FILE))
@@ -455,7 +578,14 @@ class WorkFolder:
         self.remove_files()
         self.file(LOCK_FILE).unlink(missing_ok=True)
         try:
-            os.rmdir(self.path)              # never follows a symlink; fails unless empty
+            if _CHECKS and self.session is not None:     # through the checked <runtime dir>/lesspy/
+                parent_fd = open_session_parent(self.path.parent)
+                try:
+                    os.rmdir(self.path.name, dir_fd=parent_fd)
+                finally:
+                    os.close(parent_fd)
+            else:
+                os.rmdir(self.path)          # never follows a symlink; fails unless empty
         except OSError:
             pass
 

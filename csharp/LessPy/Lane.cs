@@ -175,10 +175,19 @@ namespace LessPy
                 string respPath = folder.File(Wire.LaneFile(id, Wire.LaneResponseSuffix));
                 try
                 {
-                    folder.CheckFile(Wire.LaneFile(id, Wire.LaneRequestSuffix));       // this user's own and private (issue 14)
-                    folder.CheckFile(Wire.LaneFile(id, Wire.LaneResponseSuffix));
-                    req = Mapping.Open(reqPath, hello.Session);
-                    resp = Mapping.Open(respPath, hello.Session);
+                    if (Posix.Is64BitLinux)
+                    {
+                        // opened through the checked folder's descriptor and checked (issue 14): no path is looked up again
+                        req = Mapping.Open(reqPath, hello.Session, folder.OpenFile(Wire.LaneFile(id, Wire.LaneRequestSuffix), true, false));
+                        resp = Mapping.Open(respPath, hello.Session, folder.OpenFile(Wire.LaneFile(id, Wire.LaneResponseSuffix), true, false));
+                    }
+                    else
+                    {
+                        folder.CheckFile(Wire.LaneFile(id, Wire.LaneRequestSuffix));       // this user's own and private (issue 14)
+                        folder.CheckFile(Wire.LaneFile(id, Wire.LaneResponseSuffix));
+                        req = Mapping.Open(reqPath, hello.Session);
+                        resp = Mapping.Open(respPath, hello.Session);
+                    }
                 }
                 catch (IOException e)
                 {

@@ -139,7 +139,10 @@ namespace LessPy
             if (exists) folder.Check();           // this user's own and private, not a link: before anything is read or sent
             if (!exists || !folder.HasServerFiles)
                 throw new ServerUnavailableException("no lesspy server is serving " + folder.Path + ": " + how
-                    + " (or start one with `python -m lesspy_kernel serve --module M --work-folder " + folder.Path + "`)");
+                    + " (or start one with `python -m lesspy_kernel serve --module M --work-folder " + folder.Path + "`)"
+                    + (isName && !exists ? ". The name was looked up as that session; a folder named " + workFolderOrName + " in the current "
+                        + "directory is used only when no such session exists and there is none here either: give a folder as ./" + workFolderOrName
+                        + " or a full path" : ""));
             int pid = folder.ReadNumber(WorkFolder.PidFile);
             if (!WorkFolder.ProcessAlive(pid))
             {

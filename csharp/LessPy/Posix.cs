@@ -35,6 +35,8 @@ namespace LessPy
         [DllImport("libc", SetLastError = true)] static extern int openat(int dirfd, byte* path, int flags, int mode);
         [DllImport("libc", SetLastError = true)] static extern int mkdir(byte* path, int mode);
         [DllImport("libc", SetLastError = true)] static extern int fchmod(int fd, int mode);
+        [DllImport("libc", SetLastError = true)] static extern int chmod(byte* path, int mode);
+        [DllImport("libc", SetLastError = true)] static extern int unlinkat(int dirfd, byte* path, int flags);
         [DllImport("libc", SetLastError = true)] static extern int lockf(int fd, int cmd, IntPtr len);
         [DllImport("libc", SetLastError = true)] static extern int __fxstat64(int ver, int fd, byte* buf);
         [DllImport("libc", SetLastError = true)] static extern int __lxstat64(int ver, byte* path, byte* buf);
@@ -165,6 +167,30 @@ namespace LessPy
         }
 
         /// <summary>
+        /// Opens the directory <paramref name="name"/> in the folder <paramref name="dirfd"/> as <see cref="OpenFolder"/> opens
+        /// a path (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC): a rename of the folder's parents changes nothing. Returns -1
+        /// and the errno when it cannot (ELOOP: a link).
+        /// </summary>
+        public static int OpenFolderAt(int dirfd, string name, out int errno)
+        {
+            byte[] p = CString(name);
+            while (true)
+            {
+                int fd;
+                fixed (byte* b = p) fd = openat(dirfd, b, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+                errno = fd >= 0 ? 0 : Marshal.GetLastWin32Error();
+                if (fd >= 0 || errno != EINTR) return fd;
+            }
+        }
+
+        /// <summary>Removes the file <paramref name="name"/> of the folder <paramref name="dirfd"/> (unlinkat; a link itself, never its target); false when it cannot.</summary>
+        public static bool UnlinkAt(int dirfd, string name)
+        {
+            byte[] p = CString(name);
+            fixed (byte* b = p) return unlinkat(dirfd, b, 0) == 0;
+        }
+
+        /// <summary>
         /// Opens <paramref name="name"/> in the folder <paramref name="dirfd"/> never following a symbolic link
         /// (O_NOFOLLOW | O_CLOEXEC), read-only or read-write. With <paramref name="create"/> a missing file is created
         /// with O_CREAT | O_EXCL, mode 0600 (an existing one is opened as it is: the caller checks it).
@@ -272,18 +298,17 @@ namespace LessPy
             throw Error("cannot create " + path, path, errno);
         }
 
-        /// <summary>Sets the permission bits of the directory <paramref name="path"/>, never through a symbolic link.</summary>
-        public static void SetFolderMode(string path, int mode)
+        /// <summary>
+        /// Sets the permission bits of the directory open as <paramref name="dirfd"/> (an O_PATH descriptor from
+        /// <see cref="OpenFolder"/>, checked by the caller): through /proc/self/fd/N, which names that very directory, so a
+        /// rename or a link swapped in at its path after the check changes nothing (fchmod refuses an O_PATH descriptor).
+        /// </summary>
+        public static void SetFolderMode(int dirfd, int mode, string pathForErrors)
         {
-            byte[] p = CString(path);
-            int fd;
-            fixed (byte* b = p) fd = open(b, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-            if (fd < 0) throw Error("cannot open " + path, path, Marshal.GetLastWin32Error());
-            try
-            {
-                if (fchmod(fd, mode) != 0) throw Error("cannot change the mode of " + path, path, Marshal.GetLastWin32Error());
-            }
-            finally { close(fd); }
+            byte[] p = CString("/proc/self/fd/" + dirfd);
+            int r;
+            fixed (byte* b = p) r = chmod(b, mode);
+            if (r != 0) throw Error("cannot change the mode of " + pathForErrors, pathForErrors, Marshal.GetLastWin32Error());
         }
 
         /// <summary>Takes the exclusive record lock on byte 0 of <paramref name="fd"/> (lockf F_TLOCK at offset 0); false when another process holds it.</summary>

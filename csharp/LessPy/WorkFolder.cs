@@ -14,8 +14,12 @@ namespace LessPy
         public const string KeyFile = "session.key";
         public const string LogFile = "server.log";
         public const string ModuleFile = "python.module";
+        /// <summary>A named session's server writes the session's name here; Connect(name) checks it (PROTOCOL.md section 1).</summary>
+        public const string SessionNameFile = "session.name";
+        /// <summary>The folder of named sessions in the Jupyter runtime dir.</summary>
+        public const string Sessions = "lesspy";
         /// <summary>A stale server's files, removed before a new server starts (never server.log nor lesspy.lock).</summary>
-        static readonly string[] ServerFiles = { PortFile, PidFile, KeyFile, ModuleFile, Wire.SocketFile, "req.mmf", "resp.mmf" };
+        static readonly string[] ServerFiles = { PortFile, PidFile, KeyFile, ModuleFile, SessionNameFile, Wire.SocketFile, "req.mmf", "resp.mmf" };
 
         public WorkFolder(string path) { Path = FullPath(path); }
 
@@ -51,15 +55,63 @@ namespace LessPy
         public string File(string name) { return System.IO.Path.Combine(Path, name); }
 
         /// <summary>
-        /// A folder for <paramref name="workFolderOrName"/>: an argument holding a path separator, or naming an existing
-        /// directory, is a folder; anything else is a session name in the Jupyter runtime dir's <c>lesspy/</c>.
+        /// A folder for <paramref name="workFolderOrName"/> (PROTOCOL.md section 1): an argument holding a path separator
+        /// (<c>./prod</c>, <c>/srv/wf</c>) is a folder. A bare name is the session <c>&lt;Jupyter runtime dir&gt;/lesspy/NAME</c>
+        /// when that exists; else the directory NAME in the current directory when there is one (<c>Connect("lesspy_work")</c>);
+        /// else the session (which then says nothing serves it). A folder someone else made in a shared current
+        /// directory never hides one of your sessions.
         /// </summary>
         public static WorkFolder Resolve(string workFolderOrName)
         {
             string a = workFolderOrName;
-            if (a.IndexOf('/') >= 0 || a.IndexOf('\\') >= 0 || a.IndexOf(System.IO.Path.DirectorySeparatorChar) >= 0 || DirectoryExists(a))
+            if (a.IndexOf('/') >= 0 || a.IndexOf('\\') >= 0 || a.IndexOf(System.IO.Path.DirectorySeparatorChar) >= 0 || a == "." || a == "..")
                 return new WorkFolder(a);
-            return new WorkFolder(System.IO.Path.Combine(JupyterRuntimeDir(), "lesspy", a));
+            var session = new WorkFolder(System.IO.Path.Combine(JupyterRuntimeDir(), Sessions, a));
+            if (!Exists(session.Path) && DirectoryExists(a)) return new WorkFolder(a);
+            return session;
+        }
+
+        /// <summary>Whether anything (a symbolic link included) is at <paramref name="path"/>.</summary>
+        static bool Exists(string path)
+        {
+            if (Posix.IsLinux) return Posix.LinkStatus(path).HasValue;
+            return Directory.Exists(path) || System.IO.File.Exists(path);
+        }
+
+        string _sessionParent;
+        bool _sessionKnown;
+
+        /// <summary>
+        /// <c>&lt;Jupyter runtime dir&gt;/lesspy</c> when this folder is a named session's (<c>.../lesspy/NAME</c>, however it
+        /// was given: a name or its full path), else null. Compared as full paths, as the Python side does.
+        /// </summary>
+        internal string SessionParent
+        {
+            get
+            {
+                if (!_sessionKnown)
+                {
+                    string p = Path.Length > 1 ? Path.TrimEnd('/', System.IO.Path.DirectorySeparatorChar) : Path;
+                    string parent = System.IO.Path.GetDirectoryName(p);
+                    if (parent != null && System.IO.Path.GetFileName(parent) == Sessions)
+                    {
+                        try
+                        {
+                            string sessions = FullPath(System.IO.Path.Combine(JupyterRuntimeDir(), Sessions)).TrimEnd('/', System.IO.Path.DirectorySeparatorChar);
+                            if (sessions == parent) _sessionParent = parent;
+                        }
+                        catch (Exception) { }          // no usable runtime dir: not a session
+                    }
+                    _sessionKnown = true;
+                }
+                return _sessionParent;
+            }
+        }
+
+        /// <summary>The session's name when this is a named session's folder (<see cref="SessionParent"/>), else null.</summary>
+        public string SessionName
+        {
+            get { return SessionParent != null ? System.IO.Path.GetFileName(Path.TrimEnd('/', System.IO.Path.DirectorySeparatorChar)) : null; }
         }
 
         /// <summary>Jupyter's runtime dir, resolved as jupyter_core does (PROTOCOL.md section 1).</summary>
@@ -132,7 +184,16 @@ namespace LessPy
         public int OpenChecked(bool tighten)
         {
             int errno;
-            int fd = Posix.OpenFolder(Path, out errno);
+            int fd;
+            string parent = Posix.IsLinux ? SessionParent : null;
+            if (parent != null)
+            {
+                // a named session: through <runtime dir>/lesspy/, checked first, so a rename in it after the check changes nothing
+                int pfd = OpenSessionParent(parent);
+                try { fd = Posix.OpenFolderAt(pfd, SessionName, out errno); }
+                finally { Posix.Close(pfd); }
+            }
+            else fd = Posix.OpenFolder(Path, out errno);
             if (fd < 0)
             {
                 FileStatus? at = Posix.LinkStatus(Path);
@@ -159,8 +220,52 @@ namespace LessPy
                         throw Refuse(Path, "the work folder " + Path + " has mode " + st.Permissions + ": group or others may use it, and a "
                             + "lesspy work folder must be private to you (0700). Run `chmod 700 " + Path + "` if everything in it is yours, "
                             + "or start its server again (it makes its folder private)");
-                    Posix.SetFolderMode(Path, 0x1C0);          // 0700: ours, reached without a link
+                    Posix.SetFolderMode(fd, 0x1C0, Path);          // 0700: ours, through the descriptor checked
                 }
+                return fd;
+            }
+            catch
+            {
+                Posix.Close(fd);
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// Opens <c>&lt;runtime dir&gt;/lesspy/</c> (the folder of named sessions; Linux) without following a link and checks
+        /// it: a directory of this user's that nobody else may write (whoever can write it can rename, swap or hide the
+        /// sessions in it). One of ours that others may only list (an older lesspy made it 0755) is made 0700: session names
+        /// are nobody else's business. The caller closes the descriptor.
+        /// </summary>
+        /// <exception cref="UntrustedWorkFolderException">It is a link, not a directory, another user's, or writable by others.</exception>
+        static int OpenSessionParent(string parent)
+        {
+            int errno;
+            int fd = Posix.OpenFolder(parent, out errno);
+            if (fd < 0)
+            {
+                FileStatus? at = Posix.LinkStatus(parent);
+                if (at.HasValue && at.Value.IsLink)
+                    throw Refuse(parent, "the folder of named sessions " + parent + " is a symbolic link: LessPy never follows one (whoever can "
+                        + "change it could point your sessions at a folder of theirs). Remove the link, or set JUPYTER_RUNTIME_DIR to a private folder");
+                if (at.HasValue && !at.Value.IsDirectory)
+                    throw Refuse(parent, "the folder of named sessions " + parent + " is not a directory: remove it");
+                throw Posix.Error("cannot open the folder of named sessions " + parent, parent, errno);
+            }
+            try
+            {
+                FileStatus st = Posix.Status(fd, parent);
+                uint me = Posix.UserId;
+                if (!st.IsDirectory) throw Refuse(parent, "the folder of named sessions " + parent + " is not a directory: remove it");
+                if (st.Uid != me)
+                    throw Refuse(parent, "the folder of named sessions " + parent + " belongs to " + UserText(st.Uid) + ", not to you (" + UserText(me)
+                        + "): its owner could rename, swap or hide your sessions in it, so LessPy will not use it. Remove it, or set "
+                        + "JUPYTER_RUNTIME_DIR to a private folder of yours");
+                if ((st.Mode & 0x12) != 0)              // 022: group or others may write
+                    throw Refuse(parent, "the folder of named sessions " + parent + " has mode " + st.Permissions + ": others may write it, and "
+                        + "so rename, swap or hide your sessions in it; LessPy will not use it. If everything in it is yours, run `chmod 700 "
+                        + parent + "`");
+                if ((st.Mode & 0x3F) != 0) Posix.SetFolderMode(fd, 0x1C0, parent);       // ours, others may only list it: 0700
                 return fd;
             }
             catch
@@ -172,10 +277,40 @@ namespace LessPy
 
         /// <summary>Checks this folder (<see cref="OpenChecked"/> without tightening; Linux, elsewhere a no-op).</summary>
         /// <exception cref="UntrustedWorkFolderException">It is a link, not a directory, another user's, or not private.</exception>
+        /// <remarks>
+        /// A named session's folder must also hold that session: the server wrote the name it serves into session.name, and
+        /// a folder renamed into this name's place (another session of the same user's) is refused. A folder without
+        /// session.name has no server of this version (nothing is sent before that is found).
+        /// </remarks>
         public void Check()
         {
             if (!Posix.IsLinux) return;
-            Posix.Close(OpenChecked(false));
+            int dir = OpenChecked(false);
+            try
+            {
+                if (SessionParent != null) CheckSessionName(dir);
+            }
+            finally { Posix.Close(dir); }
+        }
+
+        void CheckSessionName(int dir)
+        {
+            string path = File(SessionNameFile);
+            int fd;
+            try { fd = Posix.OpenAt(dir, SessionNameFile, false, false, path); }
+            catch (FileNotFoundException) { return; }
+            string found;
+            try
+            {
+                CheckOpenFile(fd, path, false);
+                found = Posix.ReadAllText(fd, path);
+            }
+            finally { Posix.Close(fd); }
+            string name = SessionName;
+            if (found != name)
+                throw Refuse(Path, Path + " holds the session '" + found + "', not '" + name + "' (its " + SessionNameFile + " says so): the folder "
+                    + "was renamed while its server ran, and LessPy will not call another session's code under this name. Stop that server "
+                    + "(lesspy stop " + Path + ") and serve '" + name + "' again");
         }
 
         /// <summary>
@@ -359,6 +494,27 @@ namespace LessPy
         /// <summary>Removes a stale server's files, lane files included (never server.log nor lesspy.lock).</summary>
         public void RemoveServerFiles()
         {
+            if (Posix.IsLinux)
+            {
+                // through the checked folder's descriptor: a folder or parent swapped after the check loses nothing of another's
+                int dir;
+                try { dir = OpenChecked(false); }
+                catch (IOException) { return; }
+                catch (UnauthorizedAccessException) { return; }
+                try
+                {
+                    var names = new System.Collections.Generic.List<string>(ServerFiles);
+                    try
+                    {
+                        foreach (var f in Directory.GetFiles("/proc/self/fd/" + dir, "lane-*.mmf")) names.Add(System.IO.Path.GetFileName(f));
+                    }
+                    catch (IOException) { }
+                    catch (UnauthorizedAccessException) { }
+                    foreach (var n in names) Posix.UnlinkAt(dir, n);
+                }
+                finally { Posix.Close(dir); }
+                return;
+            }
             var files = new System.Collections.Generic.List<string>();
             foreach (var f in ServerFiles) files.Add(File(f));
             try { files.AddRange(Directory.GetFiles(Path, "lane-*.mmf")); }
