@@ -97,13 +97,30 @@ public static class TrustViewsClient
         }
     }
 
+    static void Collect()
+    {
+        for (int i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+    }
+
+    /// <summary>This process's address space in KiB (VmSize).</summary>
+    static long VmKiB()
+    {
+        foreach (string line in File.ReadAllLines("/proc/self/status"))
+            if (line.StartsWith("VmSize:")) return long.Parse(line.Substring(7).Trim().Split(' ')[0]);
+        return 0;
+    }
+
     /// <summary>
     /// Rounds: connect, get a big result, start three readers (ToArray, Data, CopyTo) copying it in a loop, dispose the
     /// proxy while they copy. Before the fix Dispose unmapped the lane under the copies (SIGSEGV, the process dies).
     /// </summary>
     static void Dispose(string folder, int rounds, int n)
     {
-        long stale = 0, wrong = 0, good = 0;
+        long stale = 0, wrong = 0, good = 0, afterFirst = 0;
         string firstWrong = null, firstOther = null;
         for (int round = 0; round < rounds; round++)
         {
@@ -122,6 +139,12 @@ public static class TrustViewsClient
             Thread.Sleep(1 + round % 7);                   // into a copy, at varying points
             api.Dispose();
             foreach (Thread t in threads) t.Join();
+            r = null;
+            if (round == 0)
+            {
+                Collect();
+                afterFirst = VmKiB();
+            }
             foreach (Reader rd in readers)
             {
                 stale += rd.Stale; wrong += rd.Wrong; good += rd.Good;
@@ -130,6 +153,13 @@ public static class TrustViewsClient
             }
         }
         Console.WriteLine("dispose: right copies " + good + ", stale (threw) " + stale + ", wrong " + wrong);
+        // the closed lanes' ranges (zero pages since Dispose) are unmapped once their views are collected
+        long before = afterFirst;
+        Collect();
+        long after = VmKiB();
+        Console.WriteLine("dispose: address space after the first round " + before / 1024 + " MiB, after all rounds " + after / 1024 + " MiB");
+        Check("closed_lanes_ranges_are_unmapped_once_their_views_are_collected", after - before < 6L * n * 4 / 1024,
+            "the address space grew by " + (after - before) / 1024 + " MiB over " + rounds + " rounds of a " + n * 4 / 1048576 + " MiB result");
         Check("copies_racing_dispose_are_right_or_throw", wrong == 0 && firstOther == null, firstWrong ?? firstOther);
         Check("every_reader_saw_its_view_die", stale == 3L * rounds, "stale " + stale + " of " + 3 * rounds);
     }
