@@ -1,6 +1,7 @@
 # make demo   - a C# app calling Python: headless (Initialize<T>) and a live notebook kernel (Connect<T>)
 # make test   - the test suite (real kernels, real Mono C# programs), without the long `stress` tests
 # make stress - only the tests marked `stress` (long concurrency and load runs)
+# make adversarial - the trust suite of docs/SECURITY.md, short and long forms
 # make bench  - each call's time next to its floor measured in the same run
 # make dist   - the wheel and sdist in dist/ (python -m build); make typecheck - mypy on lesspy_kernel
 # All install what is missing: Mono (Debian's mono-devel, via apt-get) and the package into .venv.
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 IPK6 := .venv-ipk6
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: demo test stress deps mono cc venv venv-ipk6 build bench dist typecheck clean
+.PHONY: demo test stress adversarial deps mono cc venv venv-ipk6 build bench dist typecheck clean
 
 deps: mono cc venv
 
@@ -60,6 +61,10 @@ test: deps venv-ipk6
 stress: deps venv-ipk6
 	@$(PY) -m pytest -q -m stress tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make stress: no test is marked stress yet"; exit 0; fi; exit $$rc
+
+# the adversarial suite (docs/SECURITY.md): short and long forms of every trust test, with a second user as root
+adversarial: deps venv-ipk6
+	$(PY) -m pytest -q -m "stress or not stress" tests/test_other_user.py tests/test_trust_*.py
 
 bench: build
 	$(PY) benchmarks/run.py
