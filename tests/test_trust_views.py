@@ -119,6 +119,7 @@ def test_copy_racing_reconnect_to_restarted_server_throws_and_never_crashes(clie
 @pytest.mark.stress
 def test_copy_racing_reconnect_stress(client, module, tmp_path):
     for i in range(5):
+        (tmp_path / str(i)).mkdir()
         restart_race(client, module, tmp_path / str(i))
 
 

@@ -387,9 +387,11 @@ namespace LessPy
                 lock (_lock) _opening--;
                 throw;
             }
-            lock (_lock) _opening--;
             lock (_lock)
             {
+                // the new lane counts as opening until it is in the pool: a gap between the two would let another thread
+                // open one lane too many, which the server refuses (its per-client limit)
+                _opening--;
                 if (_disposed)
                 {
                     fresh.Close();
