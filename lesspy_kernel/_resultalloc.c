@@ -62,7 +62,29 @@ typedef struct {
     uintptr_t low;                        /* the whole pages the block lies in */
     size_t length;
     int owned;                            /* MOVED: those pages are a mapping of their own, unmapped when it is freed */
+    unsigned long long token;             /* MOVED: the SIGBUS guard's registration of its pages (0: none) */
 } Block;
+
+/* The SIGBUS guard's C API (_sigbusguard.c, given by allocator.py): a moved block's pages are still a MAP_PRIVATE
+ * mapping of its lane file, and Linux takes even private copies away when the file is truncated (the next touch is a
+ * SIGBUS): they stay registered with the guard for exactly as long as they are mapped. */
+typedef struct {
+    unsigned long long (*guard)(uintptr_t address, size_t length, int moved);
+    void (*unguard)(unsigned long long token);
+} GuardApi;
+
+static GuardApi *guard_api;
+
+static unsigned long long guard(uintptr_t address, size_t length)
+{
+    return guard_api ? guard_api->guard(address, length, 1) : 0;
+}
+
+static void unguard(unsigned long long token)
+{
+    if (guard_api && token)
+        guard_api->unguard(token);
+}
 
 static Block blocks[MAX_BLOCKS];
 static volatile int nblocks;              /* read without the lock only to skip the table when it is empty */
@@ -122,6 +144,7 @@ static void *take(size_t size)
         b->low = call.place & ~(page - 1);
         b->length = ((call.place + size + page - 1) & ~(page - 1)) - b->low;
         b->owned = 0;
+        b->token = 0;
         nblocks++;
         result = (void *)call.place;
     }
@@ -157,10 +180,14 @@ static void lp_free(void *ctx, void *ptr, size_t size)
             if (blocks[i].state == LIVE)
                 drop(i);
             else if (blocks[i].owned) {   /* its own private pages: nothing else lies in them */
+                unguard(blocks[i].token); /* first: nothing else may be mapped there, and then be mended */
                 munmap((void *)blocks[i].low, blocks[i].length);
                 drop(i);
-            } else
-                blocks[i].state = GONE;   /* its old mapping is released by reap() */
+            } else {
+                unguard(blocks[i].token); /* its old mapping (guarded as a whole) is released by reap() */
+                blocks[i].token = 0;
+                blocks[i].state = GONE;
+            }
             pthread_mutex_unlock(&lock);
             return;
         }
@@ -282,19 +309,22 @@ typedef struct {
  * `old` is the Python mmap object of that mapping, which Python no longer uses (Mapping.detach). When nothing
  * else holds it (Python checked), the rest of its pages are unmapped now and it is told it maps nothing (so
  * closing it only closes its descriptor): the block then pins only its own pages, unmapped when it is freed.
- * Returns (size moved, whether `old` was released that way). Holds the GIL throughout. */
+ * The block's pages stay a MAP_PRIVATE mapping of the file, whose private copies Linux takes away if the file is
+ * truncated later: they are registered with the SIGBUS guard (a cut reads zeros, never a crash) until the block is
+ * freed; when `old` is released, its own registration (`old_token`) is dropped before the rest is unmapped.
+ * Returns (size moved, whether `old` was released that way, the block's guard token). Holds the GIL throughout. */
 static PyObject *py_move_out(PyObject *self, PyObject *args)
 {
-    unsigned long long place, base;
+    unsigned long long place, base, old_token = 0;
     int fd;
     PyObject *old;
-    if (!PyArg_ParseTuple(args, "KKiO", &place, &base, &fd, &old))
+    if (!PyArg_ParseTuple(args, "KKiO|K", &place, &base, &fd, &old, &old_token))
         return NULL;
     pthread_mutex_lock(&lock);
     int i = find((uintptr_t)place);
     if (i < 0 || blocks[i].state != LIVE) {
         pthread_mutex_unlock(&lock);
-        return Py_BuildValue("(nO)", (Py_ssize_t)0, Py_False);
+        return Py_BuildValue("(nOK)", (Py_ssize_t)0, Py_False, 0ULL);
     }
     Block *b = &blocks[i];
     uintptr_t page = page_size();
@@ -317,10 +347,12 @@ static PyObject *py_move_out(PyObject *self, PyObject *args)
     }
     b->state = MOVED;
     b->owned = 0;
+    b->token = guard(b->low, b->length);  /* its pages, guarded until it is freed (lp_free) */
     if (old != Py_None && strcmp(Py_TYPE(old)->tp_name, "mmap.mmap") == 0) {
         MmapHead *m = (MmapHead *)old;
         uintptr_t start = (uintptr_t)m->data, end = start + (uintptr_t)m->size;
         if (start == (uintptr_t)base && m->size > 0 && end >= b->low + b->length && !(end & (page - 1))) {
+            unguard(old_token);               /* the old mapping's range: only the block's pages stay, guarded above */
             if (b->low > start)
                 munmap((void *)start, b->low - start);
             if (end > b->low + b->length)
@@ -330,7 +362,7 @@ static PyObject *py_move_out(PyObject *self, PyObject *args)
             b->owned = 1;
         }
     }
-    PyObject *result = Py_BuildValue("(nO)", (Py_ssize_t)b->size, b->owned ? Py_True : Py_False);
+    PyObject *result = Py_BuildValue("(nOK)", (Py_ssize_t)b->size, b->owned ? Py_True : Py_False, b->token);
     pthread_mutex_unlock(&lock);
     return result;
 }
@@ -343,7 +375,9 @@ static PyObject *py_move_out(PyObject *self, PyObject *args)
  * argument lies in: the gap before in-place data). `old` is the Python mmap object of that mapping, which Python
  * no longer uses (Mapping.detach); when only the argument views' buffer holds it (Python checked), its pages past
  * `end` are unmapped now and it is told it maps [base, base + end) only, which it unmaps when it is freed (with
- * the last argument view); its own descriptor of the file is closed. Returns the bytes made private. */
+ * the last argument view); its own descriptor of the file is closed, and its guard registration `old_token` is
+ * dropped before the tail is unmapped (Python registered [base, base + end) first). Returns (the bytes made
+ * private, whether `old` was cut down that way). */
 static int same_file(int a, int b)
 {
     struct stat sa, sb;
@@ -362,10 +396,10 @@ typedef struct {                          /* the fields of CPython's mmap object
 
 static PyObject *py_move_pages(PyObject *self, PyObject *args)
 {
-    unsigned long long base, end;
-    int fd;
+    unsigned long long base, end, old_token = 0;
+    int fd, released = 0;
     PyObject *old, *ranges;
-    if (!PyArg_ParseTuple(args, "KiOKO", &base, &fd, &old, &end, &ranges))
+    if (!PyArg_ParseTuple(args, "KiOKO|K", &base, &fd, &old, &end, &ranges, &old_token))
         return NULL;
     uintptr_t page = page_size();
     PyObject *seq = PySequence_Fast(ranges, "ranges must be a sequence of (start, stop) pairs");
@@ -407,6 +441,10 @@ static PyObject *py_move_pages(PyObject *self, PyObject *args)
             break;
         size_t length = stops[i] - starts[i];
         if (length) {
+            /* not a plain copy: C code given an argument's pointer may write it from another thread (an alias of
+             * a read-only view), and no such write may be lost. The pages stay a MAP_PRIVATE mapping of the
+             * file, whose copies Linux takes away if the file is truncated later: Python keeps them registered
+             * with the SIGBUS guard while they are mapped (allocator.move_request) */
             uintptr_t low = (uintptr_t)(base + starts[i]);
             void *p = mmap((void *)low, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
                            (off_t)starts[i]);
@@ -423,6 +461,8 @@ static PyObject *py_move_pages(PyObject *self, PyObject *args)
         MmapUnix *m = (MmapUnix *)old;
         uintptr_t start = (uintptr_t)m->data, stop = start + (uintptr_t)m->size;
         if (start == (uintptr_t)base && (unsigned long long)m->size >= end && !(stop & (page - 1))) {
+            unguard(old_token);           /* the whole old range: Python registered [base, base + end) before */
+            released = 1;
             if (stop > start + end)
                 munmap((void *)(start + end), stop - (start + end));
             m->size = (Py_ssize_t)end;    /* freed with the last view: it unmaps exactly what is left */
@@ -434,7 +474,7 @@ static PyObject *py_move_pages(PyObject *self, PyObject *args)
             }
         }
     }
-    return PyLong_FromSize_t(moved);
+    return Py_BuildValue("(nO)", (Py_ssize_t)moved, released ? Py_True : Py_False);
 }
 
 /* How many memoryviews share the buffer `mv` was made from (its managed buffer's references). NumPy wraps the
@@ -447,6 +487,15 @@ static PyObject *py_views(PyObject *self, PyObject *mv)
         return NULL;
     }
     return PyLong_FromSsize_t(Py_REFCNT((PyObject *)((PyMemoryViewObject *)mv)->mbuf));
+}
+
+static PyObject *py_set_guard(PyObject *self, PyObject *capsule)
+{
+    GuardApi *api = (GuardApi *)PyCapsule_GetPointer(capsule, "lesspy_kernel._sigbusguard._C_API");
+    if (!api)
+        return NULL;
+    guard_api = api;
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_reap(PyObject *self, PyObject *unused)
@@ -635,10 +684,14 @@ static PyMethodDef methods[] = {
     {"reserved", py_reserved, METH_NOARGS, "reserved() -> bool: this thread's call made its result_array()."},
     {"live", py_live, METH_O, "live(place) -> size of the block living at `place` in a mapping (0: none)."},
     {"move_out", py_move_out, METH_VARARGS,
-     "move_out(place, base, fd, old) -> (size, released): give the block at `place` private pages with its bytes."},
+     "move_out(place, base, fd, old, old_token=0) -> (size, released, token): give the block at `place` private "
+     "pages with its bytes (guarded: token)."},
     {"move_pages", py_move_pages, METH_VARARGS,
-     "move_pages(base, fd, old, end, ranges) -> bytes made private: a request mapping's kept argument pages."},
+     "move_pages(base, fd, old, end, ranges, old_token=0) -> (bytes made private, released): a request mapping's "
+     "kept argument pages."},
     {"views", py_views, METH_O, "views(memoryview) -> how many memoryviews share its buffer."},
+    {"set_guard", py_set_guard, METH_O,
+     "set_guard(_sigbusguard._C_API): moved blocks are registered with the SIGBUS guard while they are mapped."},
     {"reap", py_reap, METH_NOARGS, "reap() -> addresses of moved blocks freed since (their old mappings may go)."},
     {"moved", py_moved, METH_NOARGS, "moved() -> how many moved blocks are alive (or freed and not reaped)."},
     {"punch", py_punch, METH_VARARGS, "punch(fd, offset, length): free those bytes of the file on disk (a hole)."},

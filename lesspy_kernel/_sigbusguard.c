@@ -33,11 +33,13 @@ typedef struct {
     uintptr_t start, end;                 /* [start, end) */
     unsigned long generation;             /* bumped when the slot is freed: a stale token finds nothing */
     unsigned long faults;                 /* SIGBUS faults mended in this range */
+    int moved;                            /* a kept array's own pages (moved out of a lane file: allocator.py) */
 } Slot;
 
 static Slot slots[SLOTS];
 static int high;                          /* slots below this may be ACTIVE (the handler scans no further) */
 static unsigned long total;               /* faults mended in any range */
+static unsigned long moved_total;         /* faults mended in a range of a kept array moved out of a lane file */
 static uintptr_t page;
 static struct sigaction previous;         /* the action before ours (set before ours is installed) */
 static int chaining;                      /* a SIGBUS of no range of ours is being passed on */
@@ -91,7 +93,7 @@ static void handler(int sig, siginfo_t *info, void *context)
     int saved = errno;
     if (info != NULL && info->si_code > 0) {        /* a fault, not a signal sent with kill() or raise() */
         uintptr_t at = (uintptr_t)info->si_addr;
-        int n = LOAD(high), mended = 0;
+        int n = LOAD(high), mended = 0, moved = 0;
         for (int i = 0; i < n; i++) {
             Slot *s = &slots[i];
             if (LOAD(s->state) != ACTIVE || at < LOAD(s->start) || at >= LOAD(s->end))
@@ -107,9 +109,12 @@ static void handler(int sig, siginfo_t *info, void *context)
             /* every range that holds the address counts it: a range kept for blocks handed over (detach) may
              * overlap a newer mapping at the same address */
             __atomic_fetch_add(&s->faults, 1, __ATOMIC_ACQ_REL);
+            moved |= LOAD(s->moved);
         }
         if (mended) {
             __atomic_fetch_add(&total, 1, __ATOMIC_ACQ_REL);
+            if (moved)
+                __atomic_fetch_add(&moved_total, 1, __ATOMIC_ACQ_REL);
             errno = saved;
             return;
         }
@@ -145,67 +150,159 @@ static PyObject *py_install(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unuse
     return PyBool_FromLong(r);
 }
 
-static PyObject *py_register(PyObject *Py_UNUSED(self), PyObject *args)
+/* Register [address, address + length): a token (0: the table is full, not guarded). Lock-free and async-signal
+ * safe (atomics and sigaction only): _resultalloc calls it without the GIL (its C API, below). */
+static unsigned long long guard_range(uintptr_t address, size_t length, int moved)
 {
-    unsigned long long address, length;
-    if (!PyArg_ParseTuple(args, "KK", &address, &length))
-        return NULL;
-    if (install() < 0)                    /* again: another handler (faulthandler.enable()) may have come since */
-        return PyErr_SetFromErrno(PyExc_OSError);
     for (int i = 0; i < SLOTS; i++) {
         int expected = FREE;
         if (!__atomic_compare_exchange_n(&slots[i].state, &expected, CLAIMED, 0, __ATOMIC_ACQ_REL,
                                          __ATOMIC_ACQUIRE))
             continue;
         Slot *s = &slots[i];
-        STORE(s->start, (uintptr_t)address);
-        STORE(s->end, (uintptr_t)(address + length));
+        STORE(s->start, address);
+        STORE(s->end, address + length);
         STORE(s->faults, 0UL);
+        STORE(s->moved, moved);
         int h = LOAD(high);
         while (h < i + 1 && !__atomic_compare_exchange_n(&high, &h, i + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             ;
         STORE(s->state, ACTIVE);
         unsigned long g = LOAD(s->generation);
-        return PyLong_FromUnsignedLongLong(((unsigned long long)(g + 1) << INDEX_BITS) | (unsigned)i);
+        return ((unsigned long long)(g + 1) << INDEX_BITS) | (unsigned)i;
     }
-    return PyLong_FromLong(0);            /* the table is full: this range is not guarded */
+    return 0;
 }
 
-#define STALE ((Slot *)(uintptr_t)1)
-
-/* The slot a token names; STALE when it was unregistered since (or 0: never guarded); NULL with an exception. */
-static Slot *slot_of(PyObject *arg)
+/* The slot a token names while it is registered; else NULL (unregistered since, or 0: never guarded). */
+static Slot *active_slot(unsigned long long token)
 {
-    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
-    if (token == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
     Slot *s = &slots[token & (SLOTS - 1)];
     if (token == 0 || LOAD(s->state) != ACTIVE || LOAD(s->generation) + 1 != (token >> INDEX_BITS))
-        return STALE;
+        return NULL;
     return s;
+}
+
+/* Forget a range (its pages are about to be unmapped, or were). A stale token does nothing. Lock-free. */
+static void unguard(unsigned long long token)
+{
+    Slot *s = active_slot(token);
+    if (s == NULL)
+        return;
+    int expected = ACTIVE;                /* one of two racing unregisters frees it */
+    if (!__atomic_compare_exchange_n(&s->state, &expected, CLAIMED, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;
+    if (LOAD(s->generation) + 1 != (token >> INDEX_BITS)) {   /* freed and taken again meanwhile: not ours */
+        STORE(s->state, ACTIVE);
+        return;
+    }
+    STORE(s->start, (uintptr_t)0);        /* the handler stopped looking at it: its range may change */
+    STORE(s->end, (uintptr_t)0);
+    __atomic_fetch_add(&s->generation, 1, __ATOMIC_ACQ_REL);
+    STORE(s->state, FREE);
+}
+
+/* For _resultalloc (a capsule, _C_API): kept arrays moved out of a lane file are registered while they are mapped,
+ * by the code that maps and unmaps them, which may run without the GIL. */
+typedef struct {
+    unsigned long long (*guard)(uintptr_t address, size_t length, int moved);
+    void (*unguard)(unsigned long long token);
+} GuardApi;
+
+static unsigned long long api_guard(uintptr_t address, size_t length, int moved)
+{
+    if (install() < 0)
+        return 0;
+    return guard_range(address, length, moved);
+}
+
+static GuardApi api = {api_guard, unguard};
+
+static PyObject *py_register(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    unsigned long long address, length;
+    int moved = 0;
+    if (!PyArg_ParseTuple(args, "KK|p", &address, &length, &moved))
+        return NULL;
+    if (install() < 0)                    /* again: another handler (faulthandler.enable()) may have come since */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromUnsignedLongLong(guard_range((uintptr_t)address, (size_t)length, moved));
+}
+
+static int token_of(PyObject *arg, unsigned long long *token)
+{
+    *token = PyLong_AsUnsignedLongLong(arg);
+    return !(*token == (unsigned long long)-1 && PyErr_Occurred());
 }
 
 static PyObject *py_unregister(PyObject *Py_UNUSED(self), PyObject *arg)
 {
-    Slot *s = slot_of(arg);
-    if (s == NULL)
+    unsigned long long token;
+    if (!token_of(arg, &token))
         return NULL;
-    if (s != STALE) {
-        STORE(s->state, CLAIMED);         /* the handler stops looking at it before its range changes */
-        STORE(s->start, (uintptr_t)0);
-        STORE(s->end, (uintptr_t)0);
-        __atomic_fetch_add(&s->generation, 1, __ATOMIC_ACQ_REL);
-        STORE(s->state, FREE);
-    }
+    unguard(token);
     Py_RETURN_NONE;
 }
 
 static PyObject *py_faulted(PyObject *Py_UNUSED(self), PyObject *arg)
 {
-    Slot *s = slot_of(arg);
-    if (s == NULL)
+    unsigned long long token;
+    if (!token_of(arg, &token))
         return NULL;
-    return PyLong_FromUnsignedLong(s == STALE ? 0UL : LOAD(s->faults));
+    Slot *s = active_slot(token);
+    return PyLong_FromUnsignedLong(s == NULL ? 0UL : LOAD(s->faults));
+}
+
+static PyObject *py_alive(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    unsigned long long token;
+    if (!token_of(arg, &token))
+        return NULL;
+    return PyBool_FromLong(active_slot(token) != NULL);
+}
+
+static PyObject *py_ranges(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+{
+    PyObject *list = PyList_New(0);
+    int n = LOAD(high);
+    for (int i = 0; list && i < n; i++) {
+        Slot *s = &slots[i];
+        if (LOAD(s->state) != ACTIVE)
+            continue;
+        PyObject *t = Py_BuildValue("(KKi)", (unsigned long long)LOAD(s->start), (unsigned long long)LOAD(s->end),
+                                    LOAD(s->moved));
+        if (!t || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(list);
+        } else
+            Py_DECREF(t);
+    }
+    return list;
+}
+
+/* Read one byte of each page of a kept array's registered range (moved=1; others are skipped): a page Linux took
+ * away because its file was truncated faults now and becomes a zero page, before the file is given its size back
+ * (after which the page would show the file's new bytes instead of faulting). Returns the faults mended. */
+static PyObject *py_settle(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    unsigned long long token;
+    if (!token_of(arg, &token))
+        return NULL;
+    Slot *s = active_slot(token);
+    if (s == NULL || !LOAD(s->moved))
+        return PyLong_FromLong(0);
+    if (install() < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    unsigned long before = LOAD(s->faults);
+    uintptr_t start = LOAD(s->start) & ~(page - 1), end = LOAD(s->end);
+    for (uintptr_t p = start; p < end; p += page)
+        (void)*(volatile const char *)p;
+    return PyLong_FromUnsignedLong(LOAD(s->faults) - before);
+}
+
+static PyObject *py_moved_total(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+{
+    return PyLong_FromUnsignedLong(LOAD(moved_total));
 }
 
 static PyObject *py_total(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
@@ -217,10 +314,17 @@ static PyMethodDef methods[] = {
     {"install", py_install, METH_NOARGS,
      "install() -> bool: put the SIGBUS handler in place (True when it was not; register() does it too)."},
     {"register", py_register, METH_VARARGS,
-     "register(address, length) -> token: a fault in this range is mended (0: the table is full, not guarded)."},
+     "register(address, length, moved=False) -> token: a fault in this range is mended (0: the table is full, not "
+     "guarded); `moved`: a kept array's own pages (moved_total counts its faults)."},
     {"unregister", py_unregister, METH_O, "unregister(token): the range is unmapped; forget it."},
     {"faulted", py_faulted, METH_O, "faulted(token) -> faults mended in that range since it was registered."},
     {"total", py_total, METH_NOARGS, "total() -> faults mended in any range (a cheap first look)."},
+    {"moved_total", py_moved_total, METH_NOARGS,
+     "moved_total() -> faults mended in ranges registered as a kept array's own pages (moved=True)."},
+    {"alive", py_alive, METH_O, "alive(token) -> whether that range is still registered."},
+    {"settle", py_settle, METH_O,
+     "settle(token) -> faults mended: touch each page of a kept array's range (before its cut file grows again)."},
+    {"ranges", py_ranges, METH_NOARGS, "ranges() -> [(start, end, moved), ...]: the ranges registered now."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -234,6 +338,12 @@ PyMODINIT_FUNC PyInit__sigbusguard(void)
     page = (uintptr_t)(size > 0 ? size : 4096);
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "SLOTS", SLOTS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *capsule = m ? PyCapsule_New(&api, "lesspy_kernel._sigbusguard._C_API", NULL) : NULL;
+    if (m && (!capsule || PyModule_AddObject(m, "_C_API", capsule) < 0)) {
+        Py_XDECREF(capsule);
         Py_DECREF(m);
         return NULL;
     }

@@ -49,6 +49,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from .mapping import _unmap as unmap, drop_guard, guard_part, guard_token
 from .protocol import HEADER_SIZE
 
 log = logging.getLogger("lesspy_kernel")
@@ -70,6 +71,9 @@ def available() -> bool:
     if _native is None:
         try:
             from . import _resultalloc
+            from .mapping import _guard
+            if _guard is not None:      # moved blocks are guarded while they are mapped (a cut file: zeros)
+                _resultalloc.set_guard(_guard._C_API)
             _native = _resultalloc
             os.register_at_fork(before=_resultalloc.before_fork, after_in_parent=_resultalloc.after_fork_parent,
                                 after_in_child=_resultalloc.after_fork_child)
@@ -147,22 +151,23 @@ class ResultSlot:
             try:
                 # only `old` and this call's argument refer to the old mapping: no buffer of it is exported, and
                 # its other pages may be unmapped now
-                size, released = _native.move_out(place, base, fd, old if sys.getrefcount(old) == 2 else None)
+                size, released, token = _native.move_out(place, base, fd,
+                                                         old if sys.getrefcount(old) == 2 else None,
+                                                         guard_token(old))
             finally:
                 os.close(fd)
         except BaseException:
             _leaked.append(old)                   # the block still lives in it (no memory to move it): never unmap
             raise
         self.moved = True
+        self.resp.count_faults(token)             # its pages, guarded until it is freed: a cut fails this lane
         if released:
-            old.close()                           # only its descriptor: it maps nothing any more
+            drop_guard(old)                       # the extension dropped its registration: it maps nothing now
+            old.close()                           # only its descriptor
         elif size:
             _moved[place] = old                   # unmapped when the block is freed (_reap)
         else:                                     # freed meanwhile: nothing lives in it
-            try:
-                old.close()
-            except BufferError:
-                pass
+            unmap(old)                            # and its guard registration goes with it (or with the GC)
 
     def release(self, keep: int) -> None:
         """The lane closes while the server goes on: blocks moved out of its response file keep the file open (their
@@ -190,9 +195,11 @@ def move_request(req: Any, length: int, spans: Optional[tuple]) -> int:
     generator...): give the pages they lie in private copies of their bytes at the same addresses, and map the
     request file anew for the next requests, which the kept views then never see (plain NumPy's guarantee: an
     array keeps its values). As in ResultSlot.move_out, no byte is copied under them (a thread writing one
-    meanwhile loses no write). The pages of the frame (header and values) and of in-place data (`spans`,
-    protocol.Call) are copied; a gap between them becomes zero pages, and the rest of the old mapping is unmapped
-    when only the argument views hold it. Returns the bytes made private (what the kept views pin)."""
+    through an alias meanwhile loses no write), and the pages stay guarded while they are mapped (a later cut of
+    the file reads as zeros there, never a SIGBUS). The pages of the frame (header and values) and of in-place
+    data (`spans`, protocol.Call) are copied; a gap between them becomes zero pages, and the rest of the old
+    mapping is unmapped when only the argument views hold it. Returns the bytes made private (what the kept views
+    pin)."""
     end = _up(HEADER_SIZE + length)
     if spans is None:
         ranges = [(0, end)]
@@ -205,7 +212,40 @@ def move_request(req: Any, length: int, spans: Optional[tuple]) -> int:
     old = req.detach()
     # `old`, the argument, and the buffer the argument views come from: nothing else maps its other pages
     released = sys.getrefcount(old) == 3
-    return _native.move_pages(base, req.fileno(), old if released else None, end, ranges)
+    # the kept pages stay a private mapping of the file, whose copies Linux takes away when the file is truncated:
+    # guarded (zeros, never a SIGBUS) until `old` is unmapped, and counted as this file's faults while it is open
+    req.count_faults(guard_part(old, base, end))
+    moved, cut_down = _native.move_pages(base, req.fileno(), old if released else None, end, ranges,
+                                         guard_token(old))
+    if cut_down:
+        drop_guard(old)                           # its whole range was unregistered: [base, end) is guarded above
+    return moved
+
+
+_moved_faults = [0, False]      # faults seen in kept arrays' own pages (the guard's moved_total), and logged yet
+
+
+def note_moved_faults() -> bool:
+    """After the SIGBUS guard mended a fault somewhere (a lane looks when the guard's total changes): when it was in
+    the pages of an array kept after its call (a result or an argument moved out of a lane file), say so in the
+    log, once per process. True when there were new ones. Those pages are still a private mapping of the lane file,
+    and Linux takes even private copies away when the file is truncated: the array reads zeros there now."""
+    from .mapping import _guard
+    if _guard is None:
+        return False
+    n = _guard.moved_total()
+    if n == _moved_faults[0]:
+        return False
+    _moved_faults[0] = n
+    if not _moved_faults[1]:
+        _moved_faults[1] = True
+        log.warning("an array kept after its call (a result or an argument moved out of a lane file) lost pages: "
+                    "another process truncated that lane file (a client that kept its descriptor, even after the "
+                    "lane closed), and Linux drops even the private copies of a truncated file's pages. lesspy "
+                    "caught the SIGBUS; those pages of the array read as zeros now (never other bytes). Lane files "
+                    "belong to lesspy: never truncate them; keep copies (np.array(a)) of arrays that must survive "
+                    "such a client (said once)")
+    return True
 
 
 def watch_requests(lane: Any) -> None:

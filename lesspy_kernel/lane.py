@@ -29,7 +29,7 @@ from .celloutput import end_forked_child, forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
-from .mapping import DiskFull, Mapping, Truncated, fault_total, full_fence, guard_first
+from .mapping import _FIRST_WORD, _SESSION_WORD, DiskFull, Mapping, Truncated, fault_total, full_fence, guard_first
 from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE,
                        REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
                        ErrorReply, Tag, TextError, decode_call, error_size, fit_error, value_size, write_error,
@@ -44,6 +44,7 @@ _SEQ_WORD = SEQUENCE_OFFSET // 8
 SPIN_SECONDS = 5e-6         # how long a lane thread spins for the next request, then it yields the CPU between
 YIELD_SECONDS = 150e-6      # looks (at once back when nobody else wants it) until this, before it blocks
 RESCUE_AFTER = 0.002        # a call the spinner serves for longer than this gives the other lanes back to their threads
+HEADER_LOOK = 1.0           # a blocked lane thread looks at its request header this often (a cut zeroes `waiting`)
 # scalar results written with one pack (tag + value), as protocol.write_value would write them
 _NONE, _NDARRAY = Tag.NONE, Tag.NDARRAY          # an enum member is a class attribute lookup (~70 ns) each time
 _SMALL = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),
@@ -310,6 +311,9 @@ class Lane:
                 return False
             if seq == self._last or self.closed:
                 return False
+            if (seq < self._last or self.req.words[0] != _FIRST_WORD or
+                    self.req.words[_SESSION_WORD] != self.server.session) and self._broken_header(seq):
+                return False                      # cut inside its first page (zeros there): it closes
             self._serve(seq)
             return True
         finally:
@@ -328,9 +332,22 @@ class Lane:
                     self.req.waiting = 0
                 return True
             try:
-                readable = [key.fileobj for key, _ in self._selector.select()]
+                readable = [key.fileobj for key, _ in self._selector.select(HEADER_LOOK)]
             except (OSError, ValueError):
                 return None
+            if not readable:                 # a while without a byte: a request file cut inside its first page
+                if announce:                 # reads zeros there, `waiting` too, so its client sends no byte
+                    self.req.waiting = 0
+                try:
+                    if self.has_request():
+                        return True
+                    words = self.req.words
+                    if (words[0] != _FIRST_WORD or words[_SESSION_WORD] != self.server.session) and \
+                            self._broken_header(self._last):
+                        return None
+                except ValueError:           # unmapped: the lane is closing
+                    return None
+                continue
             if guard_first is not None:      # a handler installed meanwhile must not take this lane's SIGBUS
                 guard_first()
             if announce:
@@ -679,6 +696,7 @@ class Lane:
         `answer`: write that error (only while serving the lane's request, holding its claim)."""
         assert fault_total is not None
         self._faults_seen = fault_total()
+        allocator.note_moved_faults()             # an array kept after its call lost pages: logged once
         cut = [m for m in (self.req, self.resp) if m.faulted()]
         if not cut:
             return False
@@ -713,6 +731,39 @@ class Lane:
         if not self._cut_said:
             self._cut_said = True
             log.warning("lane %d of client pid %s: %s", self.id, getattr(self.client, "pid", "?"), message)
+        return True
+
+    def _broken_header(self, seq: int) -> bool:
+        """The request header no longer says what the client wrote (True; the lane is closed): a sequence that went
+        backwards (or is 0 after a call), or a magic word or session id cut short (zeros from some byte on). A file
+        cut inside its first page reads as zeros past the cut without any SIGBUS (Linux zeroes the rest of that
+        page), so this is how such a cut shows; answering it would write over the last reply for a request nobody
+        made, and the client would wait for ever (`waiting` reads 0 too). The lane is closed at once (its client
+        gets a closed connection), logged once. False: other bytes in the magic word (a client that breaks the
+        protocol), answered with MALFORMED_REQUEST as before; a changed session id is not the server's concern."""
+        words = self.req.words
+        if seq >= self._last and not _cut_short(words[0], _FIRST_WORD) and \
+                not _cut_short(words[_SESSION_WORD], self.server.session):
+            return False
+        try:
+            size = os.lseek(self.req.fileno(), 0, os.SEEK_END)
+        except OSError:
+            size = -1
+        name = self.req.path.name
+        if 0 <= size < self.req.capacity:
+            message = (f"{name} was cut by another process while lane {self.id} was open (it is {size:,} byte"
+                       f"{'' if size == 1 else 's'} long, not {self.req.capacity:,}): its header reads as zeros past "
+                       f"the cut (sequence {seq} after {self._last}), so no request can be read from it. Lane files "
+                       "belong to lesspy: never truncate or replace them. The lane is closed; open a new one")
+        else:
+            message = (f"the header of {name} was written over while lane {self.id} was open (sequence {seq} after "
+                       f"{self._last}, or its magic word or session id changed): another process wrote into the "
+                       "lane file. Lane files belong to lesspy: never write into them but through the protocol. The "
+                       "lane is closed; open a new one")
+        if not self._cut_said:
+            self._cut_said = True
+            log.warning("lane %d of client pid %s: %s", self.id, getattr(self.client, "pid", "?"), message)
+        self.close()
         return True
 
     def close(self) -> None:
@@ -760,6 +811,17 @@ class Lane:
             return False
         except OSError:
             return True
+
+
+def _cut_short(value: int, expected: int) -> bool:
+    """A header word that is `expected` up to some byte and zeros after it (the first byte included): what a cut
+    inside the header leaves (little-endian words)."""
+    if value == expected:
+        return False
+    for n in range(8):
+        if value == expected & ((1 << (8 * n)) - 1):
+            return True
+    return False
 
 
 def _closed(name: str, iterator: Any) -> Outcome:

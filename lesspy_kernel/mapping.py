@@ -9,6 +9,10 @@ kills the process (a whole notebook kernel). Sizes are checked where a check is 
 holding argument views) is caught by the SIGBUS guard on Linux (`_sigbusguard.c`): every mapping made here is
 registered while it is mapped, a fault in one gets a private zero page and is counted (`faulted`), and the lane
 that owns it answers with an error and closes (lane.Lane._check_cut). Without the guard a cut is a SIGBUS as before.
+A registration covers exactly what is mapped: a mapping handed over by `detach` keeps its own until it is unmapped
+(or the extension cuts it down to a kept block, which is registered on its own for as long as it lives: Linux
+takes even its private pages away when the file is truncated, after the lane closed too). A file cut inside its
+first page raises no signal at all (the rest of that page reads as zeros): the lane sees its header cut short.
 """
 
 from __future__ import annotations
@@ -129,6 +133,32 @@ def _guarded(m: mmap.mmap, address: int) -> int:
         forget = _unguard[m] = weakref.finalize(m, _guard.unregister, token)
         forget.atexit = False     # guarded to the end: daemon lane threads may still read it while Python exits
     return token
+
+
+def guard_token(m: mmap.mmap) -> int:
+    """The guard's token of the mapping `m` while it is registered (_guarded), else 0."""
+    forget = _unguard.get(m)
+    info = forget.peek() if forget is not None else None
+    return info[2][0] if info is not None else 0
+
+
+def guard_part(m: mmap.mmap, address: int, length: int) -> int:
+    """Register [address, address + length), a part of `m` holding kept argument pages (moved out of their request
+    file: allocator.move_request), until `m` is unmapped (the GC, with the last view). Its faults count in the
+    guard's moved_total too. The token, 0 without the guard."""
+    if _guard is None or length <= 0:
+        return 0
+    token = _guard.register(address, length, True)
+    if token:
+        weakref.finalize(m, _guard.unregister, token).atexit = False
+    return token
+
+
+def drop_guard(m: mmap.mmap) -> None:
+    """`m`'s own registration was dropped (the extension cut it down to a part guarded on its own)."""
+    forget = _unguard.pop(m, None)
+    if forget is not None:
+        forget.detach()
 
 
 def _unmap(m: mmap.mmap) -> bool:
@@ -322,6 +352,7 @@ class Mapping:
         size = os.lseek(self._fd, 0, os.SEEK_END)
         if size >= end:
             return
+        self._settle_kept()
         reserve(self._fd, self.path, 0, self.capacity, "restoring a cut lane file")
         self._reserved = self.capacity
         raise Truncated(f"{self.path.name} had been cut to {size:,} bytes by another process while its lane was "
@@ -346,16 +377,28 @@ class Mapping:
 
     def detach(self) -> mmap.mmap:
         """Map the file again at a new address and hand the old mapping over unclosed: a block in it lives on
-        (allocator.move_out)."""
+        (allocator.move_out). The old mapping stays guarded while it maps anything (its registration goes when it
+        is unmapped, or is cut down to the kept pages by the extension); its faults still count for this file."""
         old, old_views = self._mmap, (self.words, self.ints, self.header, self.view, self.args_view)
         self._map(self.capacity)
-        forget = _unguard.pop(old, None)
-        detached = forget.detach() if forget is not None else None
-        if detached is not None:  # blocks moved out of it outlive the mmap object: guarded until this file closes
-            self._kept.append(detached[2][0])
+        self.count_faults(guard_token(old))
         for v in old_views:
             v.release()
         return old
+
+    def count_faults(self, token: int) -> None:
+        """Faults in the range of `token` (a mapping handed over by detach, a kept block's own pages) count for this
+        file while it is registered (`faulted`). Owned by whoever unmaps that range, not by this Mapping."""
+        if token and _guard is not None:
+            self._kept = [t for t in self._kept if _guard.alive(t)]
+            self._kept.append(token)
+
+    def _settle_kept(self) -> None:
+        """Before a cut file is given its size back: the pages of arrays kept after their call (moved out of this
+        file: still a private mapping of it, whose copies Linux took away in the cut) get their zero pages now;
+        touched later, they would show what is written into the file next (a later reply) instead."""
+        for token in self._kept:
+            _guard.settle(token)
 
     def faulted(self) -> int:
         """Faults the SIGBUS guard mended in this file's mapping (and in those detach handed over): pages of it
@@ -367,6 +410,7 @@ class Mapping:
 
     def restore_size(self) -> None:
         """Give a cut file its size (and room) back: it can be mapped again (mmap refuses a file too short)."""
+        self._settle_kept()
         reserve(self._fd, self.path, 0, self.capacity, "restoring a cut lane file")
         self._reserved = self.capacity
 
@@ -398,8 +442,8 @@ class Mapping:
         for m in [self._mmap] + self._old:
             _unmap(m)
         self._old = []
-        for token in self._kept:
-            _guard.unregister(token)
+        # not unregistered here: kept blocks moved out of this file are guarded until they are unmapped (a client
+        # that kept a descriptor may still cut the file: zeros, never a SIGBUS)
         self._kept = []
         fd, self._fd = getattr(self, "_fd", -1), -1
         if fd >= 0:
