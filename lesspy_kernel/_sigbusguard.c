@@ -23,8 +23,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define SLOTS 4096                        /* ranges registered at once (two per lane, plus remaps held by views) */
-#define INDEX_BITS 12                     /* a token is (generation << INDEX_BITS) | slot index, never 0 */
+#define SLOTS 16384                       /* ranges registered at once: two per lane, old mappings views hold, and
+                                             one per kept block (results: 16 at most; arguments: one per move) */
+#define INDEX_BITS 14                     /* a token is (generation << INDEX_BITS) | slot index, never 0 */
 
 enum { FREE = 0, CLAIMED = 1, ACTIVE = 2 };
 

@@ -129,10 +129,26 @@ def _guarded(m: mmap.mmap, address: int) -> int:
     if _guard is None or len(m) == 0:
         return 0
     token = _guard.register(address, len(m))
+    if not token:
+        _table_full()
     if token:
         forget = _unguard[m] = weakref.finalize(m, _guard.unregister, token)
         forget.atexit = False     # guarded to the end: daemon lane threads may still read it while Python exits
     return token
+
+
+_full_said = [False]
+
+
+def _table_full() -> None:
+    """The guard's table is full (SLOTS ranges registered): this mapping is not guarded. Said once."""
+    if not _full_said[0]:
+        _full_said[0] = True
+        import logging
+        logging.getLogger("lesspy_kernel").warning(
+            "the SIGBUS guard's table of lane mappings is full (%d ranges: many arrays kept after their calls?): "
+            "new ones are not guarded, and a client that cuts such a lane file can kill this process. Let kept "
+            "arrays go, or keep copies of them (np.array(a))", _guard.SLOTS)
 
 
 def guard_token(m: mmap.mmap) -> int:
@@ -149,6 +165,8 @@ def guard_part(m: mmap.mmap, address: int, length: int) -> int:
     if _guard is None or length <= 0:
         return 0
     token = _guard.register(address, length, True)
+    if not token:
+        _table_full()
     if token:
         weakref.finalize(m, _guard.unregister, token).atexit = False
     return token
