@@ -723,6 +723,12 @@ class Server:
         from .workfolder import create_private, open_private
 
         try:
+            # a look at its size opens nothing (the watchdog looks every 50 ms: no descriptor comes and goes)
+            if os.stat(log_file, follow_symlinks=False).st_size <= self.log_cap:
+                return
+        except OSError:
+            return
+        try:
             # never through a link, and only a regular file of ours, 0600 (not one someone put in its place)
             fd = open_private(log_file, os.O_RDWR | getattr(os, "O_NONBLOCK", 0), self.log_file)
         except OSError:
