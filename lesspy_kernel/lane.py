@@ -855,15 +855,17 @@ def _lies_at(value: Any, address: Optional[int], resp: Mapping) -> bool:
 def _unshared(outcome: Outcome) -> bool:
     """Nothing but the outcome refers to its array result, nor to the array it is a view of, nor weakly: no code
     can write it while C# reads it (it is freed once the reply is out). Otherwise C# gets a copy."""
-    value, result = outcome.value, outcome.result
-    # references: outcome.value, `value`, getrefcount's argument, and outcome.result when it is the same array
-    if sys.getrefcount(value) != 3 + (result is value) or weakref.getweakrefcount(value):
+    value = outcome.value
+    # references: outcome.value, `value`, getrefcount's argument, and outcome.result when it is the same array (no
+    # local holds outcome.result: one would be a reference more, and every such result was moved out and copied)
+    if sys.getrefcount(value) != 3 + (outcome.result is value) or weakref.getweakrefcount(value):
         return False
     base = value.base
     if base is None:
         return True
+    of_result = outcome.result is base
     return (type(base) is np.ndarray and base.base is None and weakref.getweakrefcount(base) == 0
-            and sys.getrefcount(base) == 3 + (result is base))      # value.base, `base`, the argument
+            and sys.getrefcount(base) == 3 + of_result)      # value.base, `base`, the argument (+ outcome.result)
 
 
 def result_array(shape: Any, dtype: Any = np.float64) -> np.ndarray:

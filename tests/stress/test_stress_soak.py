@@ -193,3 +193,29 @@ def test_each_request_is_served_once(server):
     assert (after["calls"] - before, after["errors"]) == (calls, 0), (
         f"{calls} calls made, the server served {after['calls'] - before} with {after['errors']} errors "
         f"(last: {after['last_error']!r})")
+
+
+def resp_mappings(pid: int) -> list:
+    """The server's mappings of response files (address ranges and file), from /proc/<pid>/maps."""
+    with open(f"/proc/{pid}/maps") as f:
+        return sorted(line.split()[0] + " " + line.split()[-1] for line in f if line.rstrip().endswith(".resp.mmf"))
+
+
+def test_a_returned_array_is_not_moved_out(server):
+    """`return a + 1` (stamp_array) is made in the response mapping and nothing else refers to it when the reply is
+    written: it must be sent where it lies, not moved out (the response file mapped anew at another address, two
+    descriptors opened and closed, and the 1 MiB copied into the reply). Before the fix Lane._unshared counted
+    one reference too few (its own local of outcome.result), so every such result was moved out: the soaks saw
+    the server's descriptors go up by 1 or 2 for a sample, and the response file's mapping moved at every call."""
+    a = np.empty(262144, dtype=np.int32)
+    with Lane(server.folder) as lane:
+        seen = []
+        for i in range(12):
+            a.fill(i)
+            out = lane.call("stamp_array", N, [0, i, a], [I, I, N])
+            assert bool((out == i + 1).all())
+            del out
+            if i >= 1:                                # the first call grows the files (mapped anew once)
+                seen.append(resp_mappings(server.pid))
+    assert seen[0], "the server maps no response file"
+    assert all(m == seen[0] for m in seen), f"the response file was mapped anew between calls: {seen}"
