@@ -390,9 +390,12 @@ class Lane:
         except Exception:
             self.server.limiter.log("lanes failed", logging.ERROR, "lane %d failed", self.id, exc_info=True)
         finally:
-            # before the server shuts the socket down itself: did the client close it (it reads no reply then)?
+            # before the server shuts the socket down itself: did the client close it (it reads no reply then)? Not
+            # when the server closed the lane itself (`closed`: a cut file, a broken header): a socket it shut down
+            # reads as closed too, while its client may still be reading the last reply (the error saying why), whose
+            # blocks release() would then punch out from under it (zeros: "unknown error kind 0")
             self._client_closed = ((self.slot is not None and self.slot.moved) or self._args_moved) and \
-                self.connection_lost()
+                not self.closed and self.connection_lost()
             self.server.lane_closed(self)
 
     def _serve(self, seq: int) -> None:
@@ -403,7 +406,10 @@ class Lane:
             outcome = self._run_call(seq)
             if self.server.forked:              # a child the call forked came back here: it ends (server.py)
                 end_forked_child(outcome)
-            self._write_reply(seq, outcome)
+            if fault_total is not None and fault_total() != self._faults_seen and self._check_cut(seq, outcome):
+                pass                            # a lane file was cut while the call ran: the reply says so instead
+            else:
+                self._write_reply(seq, outcome)
             self.calls += 1
             self.server.record(outcome)       # observers copy arguments before the client may reuse the lane
         finally:
@@ -687,13 +693,15 @@ class Lane:
 
     # ------------------------------------------------------------ closing
 
-    def _check_cut(self, seq: int, answer: bool = True) -> bool:
+    def _check_cut(self, seq: int, answer: bool = True, outcome: Optional[Outcome] = None) -> bool:
         """The SIGBUS guard (mapping.py) mended a fault since the last look; True when it was in this lane's
         mappings: the client cut a lane file while the lane was open. What was read from it (the request, the
         arguments) or written to it (the reply) is then not what the other side has, so the call is answered with
         an error instead (in the response file, given its size back first if it was the one cut), it is logged
         once, and the lane is to be closed (its files are broken); the server goes on serving the others.
-        `answer`: write that error (only while serving the lane's request, holding its claim)."""
+        `answer`: write that error (only while serving the lane's request, holding its claim). `outcome`: the call's,
+        before its reply is written (a fault while it ran): it gets that error, and its result is not written (moving
+        a result array out of a cut file could not map it again, and what was written into it is zeros)."""
         assert fault_total is not None
         self._faults_seen = fault_total()
         allocator.note_moved_faults()             # an array kept after its call lost pages: logged once
@@ -725,7 +733,11 @@ class Lane:
                 self.resp.mend(self.server.session)
             if answer:
                 kind = ErrorKind.MALFORMED_REQUEST if self.req.faulted() else ErrorKind.SERVER_ERROR
-                self._write_error(seq, failed("?", kind, message))
+                error = failed("?", kind, message)
+                if outcome is not None:
+                    outcome.error = error.error
+                    error.name = outcome.name
+                self._write_error(seq, error)
         except Exception as e:                # no room to give the file its size back: the closed lane says it
             log.warning("lane %d: the error reply about its cut file could not be written (%s)", self.id, e)
         if not self._cut_said:

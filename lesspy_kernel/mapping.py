@@ -438,7 +438,12 @@ class Mapping:
         was cut). The writer's side (the server's response file, whose `session` it is)."""
         self.restore_size()
         self._remap(self.capacity)
-        write_header(self.header, self.capacity, session)
+        # every word but `waiting`: the client's, which it may have set in the file given back already (it then
+        # waits for a wake-up byte, which a 0 written here would cancel: it would see only the lane close)
+        fresh = bytearray(HEADER_SIZE)
+        write_header(memoryview(fresh), self.capacity, session)
+        self.header[:WAITING_OFFSET] = fresh[:WAITING_OFFSET]
+        self.header[WAITING_OFFSET + 4:] = fresh[WAITING_OFFSET + 4:]
 
     def arguments(self, length: int) -> memoryview:
         """The payload as a read-only view of `args_view`, whose buffer no other view shares: the argument views
