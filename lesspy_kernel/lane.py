@@ -406,7 +406,7 @@ class Lane:
             outcome = self._run_call(seq)
             if self.server.forked:              # a child the call forked came back here: it ends (server.py)
                 end_forked_child(outcome)
-            if fault_total is not None and fault_total() != self._faults_seen and self._check_cut(seq, outcome):
+            if fault_total is not None and fault_total() != self._faults_seen and self._check_cut(seq, outcome=outcome):
                 pass                            # a lane file was cut while the call ran: the reply says so instead
             else:
                 self._write_reply(seq, outcome)
