@@ -906,7 +906,7 @@ namespace LessPy
         static string StateText(int pid, char state)
         {
             if (state == 'T' || state == 't')
-                return " but stopped (process state " + state + ": SIGSTOP, Ctrl-Z or a debugger; `kill -CONT " + pid + "` resumes it)";
+                return "; it is stopped (process state " + state + ": SIGSTOP, Ctrl-Z or a debugger; `kill -CONT " + pid + "` resumes it)";
             if (state == 'D') return " (process state D: blocked in the kernel, e.g. on a slow or full disk)";
             return "";
         }
