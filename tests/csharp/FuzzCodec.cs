@@ -190,7 +190,7 @@ static class FuzzCodec
             sum += nd.Shape.Length + nd.Length;
         }
         var jag = v as int[][];
-        if (jag != null) foreach (var row in jag) sum += row.Length;
+        if (jag != null) foreach (var row in jag) sum += row == null ? 0 : row.Length;   // a null row is a value (int[][] with nulls)
         if (v is System.Runtime.CompilerServices.ITuple)
         {
             var t = (System.Runtime.CompilerServices.ITuple)v;
