@@ -305,14 +305,15 @@ class Lane:
         if not self._claim.acquire(wait):
             return False
         try:
+            words = self.req.words
             try:
-                seq = self.req.words[_SEQ_WORD]
+                seq = words[_SEQ_WORD]
             except ValueError:                   # unmapped: the lane is closing
                 return False
             if seq == self._last or self.closed:
                 return False
-            if (seq < self._last or self.req.words[0] != _FIRST_WORD or
-                    self.req.words[_SESSION_WORD] != self.server.session) and self._broken_header(seq):
+            if (seq < self._last or words[0] != _FIRST_WORD or
+                    words[_SESSION_WORD] != self.server.session) and self._broken_header(seq):
                 return False                      # cut inside its first page (zeros there): it closes
             self._serve(seq)
             return True
