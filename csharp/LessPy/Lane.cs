@@ -270,13 +270,13 @@ namespace LessPy
             {
                 case HandshakeResult.WrongKey:
                     throw new HandshakeException("the server refused the session key of " + folder.File(WorkFolder.KeyFile) + tail
-                        + " (wrong session key: the file changed, or another server answers on " + Describe(at) + ")", head[0]);
+                        + " (wrong session key: the file changed, or another server answers on " + Describe(at) + ")", head[0], text);
                 case HandshakeResult.UnsupportedVersion:
-                    throw new HandshakeException("the server does not support protocol version " + Wire.Version + tail, head[0]);
+                    throw new HandshakeException("the server does not support protocol version " + Wire.Version + tail, head[0], text);
                 case HandshakeResult.Busy:
-                    throw new HandshakeException("the server of " + folder.Path + " is busy" + (text.Length > 0 ? ": " + text : " (it serves its limit of clients or lanes)"), head[0]);
+                    throw new HandshakeException("the server of " + folder.Path + " is busy" + (text.Length > 0 ? ": " + text : " (it serves its limit of clients or lanes)"), head[0], text);
                 default:
-                    throw new HandshakeException("the server refused the connection (result " + head[0] + ")" + tail, head[0]);
+                    throw new HandshakeException("the server refused the connection (result " + head[0] + ")" + tail, head[0], text);
             }
         }
 

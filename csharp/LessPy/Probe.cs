@@ -60,9 +60,7 @@ namespace LessPy
             catch (HandshakeException e)
             {
                 if (e.Result != InUse) return false;
-                string text = e.Message;
-                int i = text.IndexOf("): ", StringComparison.Ordinal);
-                inUse = i >= 0 ? text.Substring(i + 3) : text;
+                inUse = e.ServerText.Length > 0 ? e.ServerText : e.Message;     // the server's own text (who uses it)
                 return false;
             }
             catch (LessPyException) { return false; }
