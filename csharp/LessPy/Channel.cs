@@ -500,6 +500,12 @@ namespace LessPy
         void SetAside(Lane l, ulong seq)
         {
             l.Cancel(seq);
+            PutAside(l, seq);
+        }
+
+        /// <summary>Puts a held lane aside until the answer to request <paramref name="seq"/> has arrived (or drops it when it is to close).</summary>
+        void PutAside(Lane l, ulong seq)
+        {
             lock (_lock)
             {
                 l.Abandoned = seq;
@@ -791,14 +797,7 @@ namespace LessPy
         internal void CloseStreamNoWait(Lane lane, MethodBinding m)
         {
             ulong seq = SendStreamRequest(lane, m, RequestStatus.Close);     // throws (lane dropped) when the connection is gone
-            lock (_lock)
-            {
-                lane.Abandoned = seq;
-                lane.Holder = null;
-                lane.LastUsed = Stopwatch.GetTimestamp();
-                if (lane.CloseWhenDone || _disposed) RemoveLocked(lane);
-                else lane.State = LaneState.SetAside;
-            }
+            PutAside(lane, seq);
         }
 
         /// <summary>
