@@ -370,9 +370,7 @@ class Mapping:
         size = os.lseek(self._fd, 0, os.SEEK_END)
         if size >= end:
             return
-        self._settle_kept()
-        reserve(self._fd, self.path, 0, self.capacity, "restoring a cut lane file")
-        self._reserved = self.capacity
+        self.restore_size()
         raise Truncated(f"{self.path.name} had been cut to {size:,} bytes by another process while its lane was "
                         f"open (its capacity is {self.capacity:,}): lesspy gave it its size back, and this reply "
                         "was not written. Lane files belong to lesspy: never truncate or replace them")
