@@ -479,9 +479,8 @@ class Lane:
         stream items, a thread, a traceback...): they must keep their values, as NumPy arrays do, while the
         client writes its next requests into the same file. Their pages get private copies at the same
         addresses and the request file is mapped anew (allocator.move_request); no write to them is lost
-        meanwhile. Without the extension (not Linux) they go on sharing the file (PROTOCOL.md: copy them there)."""
-        if not allocator.available():
-            return
+        meanwhile. Called only with the extension (`_views`); without it (not Linux) they go on sharing the file
+        (PROTOCOL.md: copy them there)."""
         try:
             allocator.move_request(self.req, length, spans)
             self._args_moved = True
