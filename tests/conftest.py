@@ -40,3 +40,16 @@ def run_mono(exe: Path, *args, timeout: float = 120, **kw) -> subprocess.Complet
     env.update(kw.pop("env", {}))
     return subprocess.run(["mono", "--debug", str(exe), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env, **kw)
+
+
+def csharp_checks(proc: subprocess.CompletedProcess, *names: str) -> dict:
+    """The `CHECK <name> ok|...` lines a test program printed, by name: fails the test unless there is at least
+    one, every one says ok, the program exited 0, and each of `names` is among them."""
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("CHECK ")]
+    failed = [line for line in lines if not line.endswith(" ok")]
+    assert lines and not failed and proc.returncode == 0, \
+        f"exit {proc.returncode}\n" + "\n".join(failed) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = {line.split()[1]: line for line in lines}
+    for name in names:
+        assert name in result, f"no CHECK covering {name}: {sorted(result)}"
+    return result

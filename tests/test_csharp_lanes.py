@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compile_csharp, run_mono
+from conftest import compile_csharp, csharp_checks, run_mono
 from kernels import LANE_DEFS, kernel
 from lesspy_kernel import protocol
 from lesspy_kernel.workfolder import pid_alive
@@ -24,14 +24,6 @@ from servers import Headless, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 CS = ROOT / "tests" / "csharp"
 LANES_MODULE = ROOT / "tests" / "pymodules" / "cs_lanes_module.py"
-
-
-def checks(proc: subprocess.CompletedProcess) -> dict:
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("CHECK ")]
-    failed = [l for l in lines if not l.endswith(" ok")]
-    assert lines and not failed and proc.returncode == 0, \
-        "\n".join(failed) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {l.split()[1]: l for l in lines}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +40,7 @@ def server(tmp_path):
 
 @pytest.mark.parametrize("calls,elements", [(300, 1024), (40, 262144)], ids=["small", "1MiB"])
 def test_threads_share_one_proxy_and_keep_their_own_results(programs, server, calls, elements):
-    result = checks(run_mono(programs["ThreadsClient"], server.folder, 8, calls, elements, timeout=300))
+    result = csharp_checks(run_mono(programs["ThreadsClient"], server.folder, 8, calls, elements, timeout=300))
     for name in ("threads_results_correct", "threads_results_unchanged_until_next_call", "threads_stale_views_throw",
                  "derived_interface_timeout", "derived_interface_call"):
         assert name in result, sorted(result)
@@ -57,7 +49,7 @@ def test_threads_share_one_proxy_and_keep_their_own_results(programs, server, ca
 
 @pytest.mark.skipif(not hasattr(protocol.Tag, "NDARRAY_AT"), reason="this server's decoder has no NDARRAY_AT (0x0C) yet")
 def test_in_place_request_arrays(programs, server):
-    result = checks(run_mono(programs["ThreadsClient"], server.folder, 2, 10, 100, "inplace", timeout=120))
+    result = csharp_checks(run_mono(programs["ThreadsClient"], server.folder, 2, 10, 100, "inplace", timeout=120))
     for name in ("in_place_request_array", "in_place_array_dead_after_call", "in_place_array_sent_once",
                  "held_view_survives_new_request_array", "in_place_big_request_array", "held_view_dies_on_next_call",
                  "request_array_of_another_thread_refused"):
@@ -68,7 +60,7 @@ def test_results_that_are_arguments_come_back_as_views_of_the_request(programs, 
     """NDARRAY_IN_REQUEST from C#: 8 threads echo their own arrays (the reply points into each call's request)
     between other calls; such a view is right, unchanged until the thread's next call, usable as that call's
     argument, untouched by a new in-place request array, and dead afterwards."""
-    result = checks(run_mono(programs["ThreadsClient"], server.folder, 8, 150, 1024, "inrequest", timeout=180))
+    result = csharp_checks(run_mono(programs["ThreadsClient"], server.folder, 8, 150, 1024, "inrequest", timeout=180))
     for name in ("threads_results_correct", "threads_results_unchanged_until_next_call", "threads_stale_views_throw",
                  "in_request_echo", "in_request_view_as_next_argument", "in_request_view_dies_on_next_call",
                  "in_request_view_survives_new_request_array", "in_request_then_in_place",
@@ -79,7 +71,7 @@ def test_results_that_are_arguments_come_back_as_views_of_the_request(programs, 
 
 
 def test_async_cancellation_and_timeouts(programs, server):
-    result = checks(run_mono(programs["AsyncClient"], server.folder, timeout=180))
+    result = csharp_checks(run_mono(programs["AsyncClient"], server.folder, timeout=180))
     for name in ("async_does_not_block", "cancelled_before_start_never_runs",
                  "cancel_while_running_interrupts_and_next_call_goes_at_once", "sync_timeout_interrupts_endless_call",
                  "dispose_during_a_call"):
@@ -132,7 +124,7 @@ def test_four_apps_initialize_one_folder_together(app_dir):
                 runs = list(pool.map(lambda _: run_mono(exe, LANES_MODULE, sys.executable, "true", timeout=120), range(4)))
             for run in runs:
                 pids.update(int(l.split()[1]) for l in run.stdout.splitlines() if l.startswith("PID "))
-                checks(run)
+                csharp_checks(run)
         assert len(pids) == 1, f"one shared server, not {sorted(pids)}"
         (pid,) = pids
         assert pid_alive(pid)

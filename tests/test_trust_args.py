@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import compile_csharp, run_mono
+from conftest import compile_csharp, csharp_checks, run_mono
 from lesspy_kernel.client import Lane
 from lesspy_kernel.protocol import DTYPE_CODES, ListOf, Tag, encode_desc
 from servers import Headless, wait_for
@@ -461,11 +461,5 @@ def test_argument_views_cannot_be_made_writable(server):
 def test_csharp_kept_arguments_and_in_place_arrays_keep_their_values(server, csharp_bin):
     exe = compile_csharp(csharp_bin, [ROOT / "tests" / "csharp" / "TrustArgsClient.cs"], "TrustArgsClient.exe")
     proc = run_mono(exe, server.folder, timeout=120)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("CHECK ")]
-    failed = [l for l in lines if not l.endswith(" ok")]
-    assert lines and not failed and proc.returncode == 0, "\n".join(failed) + "\n" + proc.stdout[-3000:] + \
-        proc.stderr[-3000:]
-    names = {l.split()[1] for l in lines}
-    for name in ("kept_array_keeps_values", "kept_in_place_keeps_values", "in_place_not_writable"):
-        assert name in names, sorted(names)
+    csharp_checks(proc, "kept_array_keeps_values", "kept_in_place_keeps_values", "in_place_not_writable")
     assert server.proc.poll() is None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compile_csharp, run_mono
+from conftest import compile_csharp, csharp_checks, run_mono
 from servers import Headless
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,14 +30,6 @@ TRUST_MODULE = ROOT / "tests" / "pymodules" / "trust_module.py"
 @pytest.fixture(scope="module")
 def client(csharp_bin):
     return compile_csharp(csharp_bin, [ROOT / "tests" / "csharp" / "TrustRobustClient.cs"], "TrustRobustClient.exe")
-
-
-def checks(proc: subprocess.CompletedProcess) -> dict:
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("CHECK ")]
-    failed = [l for l in lines if not l.endswith(" ok")]
-    assert lines and not failed and proc.returncode == 0, \
-        f"exit {proc.returncode}\n" + "\n".join(failed) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {l.split()[1]: l for l in lines}
 
 
 def run(client, mode, server, timeout=120):
@@ -54,7 +46,7 @@ def test_lane_opening_honours_call_timeout_and_token(client, tmp_path):
     A server holding the GIL in a long C loop: the same, naming the GIL. Both answer again afterwards. A stream
     cancelled while the server is stopped ends at once. Once the server is killed, it "has stopped or crashed"."""
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
-        result = checks(run(client, "laneopen", server))
+        result = csharp_checks(run(client, "laneopen", server))
         for name in ("cancelled_stream_ends_at_once_on_a_stopped_server",
                      "stopped_server_lane_open_ends_within_call_timeout", "stopped_server_is_alive_but_not_answering",
                      "stopped_server_token_cancels_lane_open", "resumed_server_answers",
@@ -68,7 +60,7 @@ def test_open_streams_never_hold_every_lane_silently(client, tmp_path):
     the next call fails at once with a LanesExhaustedException naming the streams and what to do, instead of waiting
     CallTimeout; enumerators dropped without Dispose give their lanes back (taken over, their generators closed)."""
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
-        result = checks(run(client, "streams", server))
+        result = csharp_checks(run(client, "streams", server))
         for name in ("sixteen_open_streams_leave_lanes_for_calls", "streams_fill_the_promised_64_lanes",
                      "lanes_held_by_streams_fail_fast", "lanes_held_by_streams_message_says_what_to_do",
                      "a_call_fails_fast_too", "disposed_streams_give_their_lanes_back",
@@ -100,7 +92,7 @@ def test_request_on_a_full_file_system_is_an_error(client, small_tmpfs):
     (no SIGBUS) and the server serves the next calls."""
     # 1 MiB mappings: the server reserves its response files in full, and 16 MiB of them would fill the file system
     with Headless(small_tmpfs / "work", TRUST_MODULE, "--keep-alive", "--capacity", "1M") as server:
-        result = checks(run(client, "diskfull", server))
+        result = csharp_checks(run(client, "diskfull", server))
         for name in ("full_file_system_is_an_error", "server_keeps_serving_after_disk_full",
                      "full_file_system_in_place_array_is_an_error", "server_keeps_serving_after_in_place_disk_full",
                      "a_smaller_array_still_goes"):
@@ -112,7 +104,7 @@ def test_truncated_reply_file_is_an_error_not_sigbus(client, tmp_path):
     """The reply header promises 2 MiB but the response file was cut to 8 KiB (the server stopped meanwhile): the
     client checks the file's size before reading and throws ProtocolException; the next call works."""
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
-        result = checks(run(client, "truncated", server))
+        result = csharp_checks(run(client, "truncated", server))
         assert "truncated_reply_file_is_an_error" in result and "calls_work_after_truncated_reply" in result
 
 
@@ -122,7 +114,7 @@ def test_cancelled_stream_null_rows_and_lone_surrogates(client, tmp_path):
     ResultMismatchException naming the row where the server cannot send it); a lone surrogate in a string argument is
     an ArgumentMismatchException naming the parameter and the index."""
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
-        result = checks(run(client, "values", server))
+        result = csharp_checks(run(client, "values", server))
         for name in ("null_row_arrives_as_none", "rows_without_null_unchanged", "null_row_comes_back_null_or_a_clear_error",
                      "lone_surrogate_is_an_argument_error", "lone_surrogate_in_a_list_is_an_argument_error",
                      "cancelled_stream_delivers_nothing_more", "cancelled_stream_closes_its_generator"):
@@ -137,6 +129,6 @@ def test_threads_abandoning_streams_among_calls(client, tmp_path, threads, round
     CallTimeout."""
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
         proc = run_mono(client, "soak", server.folder, threads, rounds, timeout=900)
-        result = checks(proc)
+        result = csharp_checks(proc)
         assert "soak_streams_and_calls_all_right" in result and "soak_calls_work_after" in result
         assert server.proc.poll() is None

@@ -12,13 +12,12 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import compile_csharp, run_mono
+from conftest import compile_csharp, csharp_checks, run_mono
 from servers import Headless
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,14 +29,6 @@ def client(csharp_bin):
     return compile_csharp(csharp_bin, [ROOT / "tests" / "csharp" / "TrustConnectClient.cs"], "TrustConnectClient.exe")
 
 
-def checks(proc: subprocess.CompletedProcess) -> dict:
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("CHECK ")]
-    failed = [l for l in lines if not l.endswith(" ok")]
-    assert lines and not failed and proc.returncode == 0, \
-        f"exit {proc.returncode}\n" + "\n".join(failed) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {l.split()[1]: l for l in lines}
-
-
 def test_lane_opening_connect_honours_call_timeout_and_token_when_the_listen_queue_is_full(client, tmp_path):
     """A stopped server, CallTimeout 200 ms: 100 calls, each on a fresh thread that opens a new lane, all end within
     a second with a CallTimeoutException saying the server is alive but not answering (the first 65 in the handshake
@@ -45,7 +36,7 @@ def test_lane_opening_connect_honours_call_timeout_and_token_when_the_listen_que
     its 10 s as "alive but not answering". Resumed, the server answers."""
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
         try:
-            result = checks(run_mono(client, "stopped", server.folder, 100, timeout=90))
+            result = csharp_checks(run_mono(client, "stopped", server.folder, 100, timeout=90))
         finally:
             if server.proc.poll() is None:
                 os.kill(server.pid, signal.SIGCONT)     # never leave a stopped server behind
@@ -88,7 +79,7 @@ def test_initialize_on_a_stopped_server_with_a_full_listen_queue_ends(client, tm
         os.kill(server.pid, signal.SIGSTOP)
         try:
             socks = _fill_listen_queue(server.folder)
-            result = checks(run_mono(app / client.name, "init", sys.executable, TRUST_MODULE, timeout=60))
+            result = csharp_checks(run_mono(app / client.name, "init", sys.executable, TRUST_MODULE, timeout=60))
         finally:
             os.kill(server.pid, signal.SIGCONT)
             for s in socks:
@@ -125,7 +116,7 @@ def test_tcp_connect_to_a_full_listen_queue_ends(client, tmp_path):
             fd = os.open(work / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             os.write(fd, data)
             os.close(fd)
-        result = checks(run_mono(client, "connect", work, timeout=60))
+        result = csharp_checks(run_mono(client, "connect", work, timeout=60))
     finally:
         for s in fill:
             s.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import compile_csharp, run_mono
+from conftest import compile_csharp, csharp_checks, run_mono
 from lesspy_kernel import allocator
 from lesspy_kernel.client import Lane
 from lesspy_kernel.protocol import ListOf, Tag
@@ -330,15 +330,10 @@ def test_a_kept_result_sees_no_later_reply_and_never_changes_a_view_the_client_h
 def test_csharp_gets_exact_result_arrays_and_fork_children_change_nothing(server, csharp_bin):
     exe = compile_csharp(csharp_bin, [ROOT / "tests" / "csharp" / "TrustMemoryClient.cs"], "TrustMemoryClient.exe")
     proc = run_mono(exe, server.folder, KEPT_N, timeout=180)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("CHECK ")]
-    failed = [l for l in lines if not l.endswith(" ok")]
-    assert lines and not failed and proc.returncode == 0, "\n".join(failed) + "\n" + proc.stdout[-3000:] + \
-        proc.stderr[-3000:]
-    names = {l.split()[1] for l in lines}
-    for name in ("two_result_arrays_distinct", "tuple_first_exact", "list_item_exact",
-                 "kept_result_array_view_unchanged", "kept_arrays_see_no_later_reply", "fork_child_writes", "fork_child_writes_after_reply",
-                 "pool_children_write", "no_lost_increments", "other_thread_replies_exact"):
-        assert name in names, sorted(names)
+    csharp_checks(proc, "two_result_arrays_distinct", "tuple_first_exact", "list_item_exact",
+                  "kept_result_array_view_unchanged", "kept_arrays_see_no_later_reply", "fork_child_writes",
+                  "fork_child_writes_after_reply", "pool_children_write", "no_lost_increments",
+                  "other_thread_replies_exact")
     assert server.proc.poll() is None
 
 

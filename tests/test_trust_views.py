@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compile_csharp, run_mono
+from conftest import compile_csharp, csharp_checks, run_mono
 from servers import Headless, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,21 +54,10 @@ def module(tmp_path):
     return path
 
 
-def checks(proc: subprocess.CompletedProcess, *names: str) -> dict:
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("CHECK ")]
-    failed = [l for l in lines if not l.endswith(" ok")]
-    assert lines and not failed and proc.returncode == 0, \
-        f"exit {proc.returncode}\n" + "\n".join(failed) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = {l.split()[1]: l for l in lines}
-    for name in names:
-        assert name in result, sorted(result)
-    return result
-
-
 def dispose_race(client, module, tmp_path, rounds):
     with Headless(tmp_path / "work", module, "--keep-alive") as server:
         proc = run_mono(client, "dispose", server.folder, rounds, 4_000_000, timeout=300)
-        checks(proc, "copies_racing_dispose_are_right_or_throw", "every_reader_saw_its_view_die")
+        csharp_checks(proc, "copies_racing_dispose_are_right_or_throw", "every_reader_saw_its_view_die")
         assert server.proc.poll() is None
 
 
@@ -106,7 +95,7 @@ def restart_race(client, module, tmp_path):
         if second is not None:
             second.stop()
     proc = subprocess.CompletedProcess(app.args, app.returncode, out, "")
-    checks(proc, "copy_racing_reconnect_is_right_or_throws", "reader_saw_its_view_die", "call_after_restart_works")
+    csharp_checks(proc, "copy_racing_reconnect_is_right_or_throws", "reader_saw_its_view_die", "call_after_restart_works")
 
 
 def test_copy_racing_reconnect_to_restarted_server_throws_and_never_crashes(client, module, tmp_path):
@@ -127,14 +116,14 @@ def test_copies_of_taken_over_views_throw(client, module, tmp_path):
     """72 threads (64 lanes) call and copy their 1 MB results again and again for 4 s: lanes are taken over all the
     time; every copy (ToArray, Data, CopyTo) holds the thread's own data or throws (before: other threads' data)."""
     with Headless(tmp_path / "work", module, "--keep-alive") as server:
-        checks(run_mono(client, "torn", server.folder, 72, 4, 262144, timeout=240),
+        csharp_checks(run_mono(client, "torn", server.folder, 72, 4, 262144, timeout=240),
                "copies_of_taken_over_views_are_right_or_throw", "takeovers_happened", "no_call_errors")
 
 
 @pytest.mark.stress
 def test_copies_of_taken_over_views_stress(client, module, tmp_path):
     with Headless(tmp_path / "work", module, "--keep-alive") as server:
-        checks(run_mono(client, "torn", server.folder, 80, 15, 1_000_000, timeout=600),
+        csharp_checks(run_mono(client, "torn", server.folder, 80, 15, 1_000_000, timeout=600),
                "copies_of_taken_over_views_are_right_or_throw", "takeovers_happened", "no_call_errors")
 
 
@@ -169,7 +158,7 @@ def test_server_refusing_lanes_over_its_limit_makes_calls_wait_or_take_over(clie
     a limit of 8) refuses a lane with "this client already has 8 lanes open": the call takes a lane over (or waits
     for one) instead of failing with that HandshakeException (before: the refusal reached the app)."""
     with LimitedHeadless(tmp_path / "work", module, 8) as server:
-        checks(run_mono(client, "torn", server.folder, 16, 2, 4096, timeout=240),
+        csharp_checks(run_mono(client, "torn", server.folder, 16, 2, 4096, timeout=240),
                "copies_of_taken_over_views_are_right_or_throw", "takeovers_happened", "no_call_errors")
         assert "lanes open, the limit per client" in server.output()
 
@@ -179,14 +168,14 @@ def test_shared_result_passed_as_argument_is_right_or_throws(client, module, tmp
     copy into the request overlaps the owner's next reply: the call throws InvalidOperationException (not sent), or
     Python sees only the right value (before: the next reply's bytes, no error)."""
     with Headless(tmp_path / "work", module, "--keep-alive") as server:
-        checks(run_mono(client, "sharedarg", server.folder, 4, 4, 1_000_000, timeout=240),
+        csharp_checks(run_mono(client, "sharedarg", server.folder, 4, 4, 1_000_000, timeout=240),
                "shared_view_arguments_are_right_or_throw", "shared_view_arguments_no_other_errors")
 
 
 @pytest.mark.stress
 def test_shared_result_passed_as_argument_stress(client, module, tmp_path):
     with Headless(tmp_path / "work", module, "--keep-alive") as server:
-        checks(run_mono(client, "sharedarg", server.folder, 8, 15, 1_000_000, timeout=600),
+        csharp_checks(run_mono(client, "sharedarg", server.folder, 8, 15, 1_000_000, timeout=600),
                "shared_view_arguments_are_right_or_throw", "shared_view_arguments_no_other_errors")
 
 
@@ -195,7 +184,7 @@ def test_in_place_arrays_are_never_taken_over(client, module, tmp_path):
     wrong argument bytes, no in-place array dies before its own thread's call, no error (before: corrupted arguments,
     stale arrays, "can be sent only by the next call" errors)."""
     with Headless(tmp_path / "work", module, "--keep-alive") as server:
-        checks(run_mono(client, "inplace", server.folder, 72, 4, 262144, timeout=240),
+        csharp_checks(run_mono(client, "inplace", server.folder, 72, 4, 262144, timeout=240),
                "in_place_arrays_never_corrupted_by_takeovers", "in_place_arrays_never_stale_for_their_own_thread",
                "in_place_no_call_errors")
 
@@ -203,6 +192,6 @@ def test_in_place_arrays_are_never_taken_over(client, module, tmp_path):
 @pytest.mark.stress
 def test_in_place_arrays_stress(client, module, tmp_path):
     with Headless(tmp_path / "work", module, "--keep-alive") as server:
-        checks(run_mono(client, "inplace", server.folder, 80, 15, 262144, timeout=600),
+        csharp_checks(run_mono(client, "inplace", server.folder, 80, 15, 262144, timeout=600),
                "in_place_arrays_never_corrupted_by_takeovers", "in_place_arrays_never_stale_for_their_own_thread",
                "in_place_no_call_errors")
