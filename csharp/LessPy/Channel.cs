@@ -372,7 +372,7 @@ namespace LessPy
                 // the server still counts lanes this client has closed (its side of a close lags the client's): it refuses
                 // while the client's own count is under the limit. Treat the pool as full for a moment (take a lane over,
                 // or wait for one) instead of failing the call
-                if (e.Result != (int)HandshakeResult.Busy || !e.Message.Contains(LanesPerClientText)) throw;
+                if (e.Result != (int)HandshakeResult.Busy || !e.ServerText.Contains(LanesPerClientText)) throw;
                 lock (_lock)
                 {
                     _opening--;
