@@ -154,17 +154,7 @@ namespace LessPy
         /// (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC): the descriptor names that folder for <see cref="OpenAt"/>,
         /// <see cref="Status(int, string)"/> and /proc/self/fd/N. Returns -1 and the errno when it cannot (ELOOP: a link).
         /// </summary>
-        public static int OpenFolder(string path, out int errno)
-        {
-            byte[] p = CString(path);
-            while (true)
-            {
-                int fd;
-                fixed (byte* b = p) fd = open(b, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-                errno = fd >= 0 ? 0 : Marshal.GetLastWin32Error();
-                if (fd >= 0 || errno != EINTR) return fd;
-            }
-        }
+        public static int OpenFolder(string path, out int errno) { return OpenFolderAt(AT_FDCWD, path, out errno); }
 
         /// <summary>
         /// Opens the directory <paramref name="name"/> in the folder <paramref name="dirfd"/> as <see cref="OpenFolder"/> opens
