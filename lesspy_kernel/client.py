@@ -55,8 +55,13 @@ def _connect(folder: Path, purpose: handshake.Purpose, key: Optional[bytes] = No
             sock = connect_notify(folder, timeout, dirfd)
             try:
                 mode, session, message = handshake.connect(sock, key if key is not None else _key(folder, dirfd),
-                                                           purpose, client_id)
+                                                           purpose, client_id, timeout)
                 break
+            except socket.timeout:
+                sock.close()
+                raise TimeoutError(f"the lesspy server of {folder} accepted the connection but did not complete the "
+                                   f"handshake within {timeout:g} s: it is alive but not answering (stopped, or a "
+                                   "call holding the GIL); `lesspy status` says more once it answers") from None
             except (handshake.HandshakeClosed, ConnectionResetError, BrokenPipeError):
                 sock.close()
                 # on TCP (Windows) another local user's flood may have pushed this connection out before the
@@ -110,7 +115,8 @@ class Lane:
         self._dirfd = open_folder(self.folder)
         try:
             self.sock, self.mode, self.session, message = _connect(self.folder, handshake.Purpose.LANE, key,
-                                                                   self.client_id, dirfd=self._dirfd)
+                                                                   self.client_id, min(timeout, handshake.TIMEOUT),
+                                                                   dirfd=self._dirfd)
             self.sock.settimeout(timeout)
             self.id = handshake.LANE_ID.unpack(message)[0]
             base = folder_base(self.folder, self._dirfd)

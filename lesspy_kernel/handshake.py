@@ -151,9 +151,10 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def connect(sock: socket.socket, key: bytes, purpose: Purpose = Purpose.LANE,
-            client_id: int = 0) -> Tuple[Mode, int, bytes]:
-    """Shake hands; returns (mode, session id, the accept message). Raises HandshakeError when refused."""
-    sock.settimeout(TIMEOUT)
+            client_id: int = 0, timeout: float = TIMEOUT) -> Tuple[Mode, int, bytes]:
+    """Shake hands; returns (mode, session id, the accept message). Raises HandshakeError when refused, and
+    socket.timeout when the server says nothing for `timeout` seconds."""
+    sock.settimeout(timeout)
     magic, version, mode, session, nonce = HELLO.unpack(recv_exact(sock, HELLO.size))
     if magic != MAGIC:
         raise HandshakeError("not a lesspy server (its hello does not start with LSPY)")

@@ -123,3 +123,29 @@ def test_tcp_connect_to_a_full_listen_queue_ends(client, tmp_path):
         listener.close()
     for name in ("tcp_full_queue_connect_ends_within_its_start_timeout", "tcp_full_queue_connect_is_not_answering"):
         assert name in result, sorted(result)
+
+
+def test_the_python_client_honours_its_timeout_against_a_stopped_server(tmp_path):
+    """The Python client's connect and handshake end within the timeout it is given (they always took 5 s), and
+    say the server is alive but not answering."""
+    import time
+
+    from lesspy_kernel import client
+
+    with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            for attempt in (lambda: client.Lane(server.folder, timeout=1), lambda: client.status(server.folder, 1)):
+                start = time.monotonic()
+                with pytest.raises(TimeoutError) as e:
+                    attempt()
+                took = time.monotonic() - start
+                assert took < 3, took
+                assert "alive but not answering" in str(e.value), e.value
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        lane = client.Lane(server.folder)
+        try:
+            assert lane.call("add_ints", client.Tag.INT32, [3, 4], [client.Tag.INT32, client.Tag.INT32]) == 7
+        finally:
+            lane.close()
