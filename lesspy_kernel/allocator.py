@@ -50,14 +50,14 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .mapping import _unmap as unmap, drop_guard, guard_part, guard_token
-from .protocol import HEADER_SIZE
+from .protocol import HEADER_SIZE, ndarray_data_offset
 
 log = logging.getLogger("lesspy_kernel")
 
-DATA_OFFSET = 64                # where a top-level NDARRAY reply's data starts (ndim <= 7; PROTOCOL.md section 4)
 PAGE = 4096                     # what a hole punched in a file is rounded to (a multiple of any page size we meet)
 _PAGE = mmap.PAGESIZE           # what a mapping's pages are moved by
 MAX_DIMS = 7                    # DATA_OFFSET holds the header of an array of at most this many dimensions
+DATA_OFFSET = ndarray_data_offset(MAX_DIMS)  # where a top-level NDARRAY reply's data starts (ndim <= MAX_DIMS)
 MAX_MOVED = 16                  # moved blocks alive at once; beyond, calls run without the allocator until some go
 _native: Any = None             # the _resultalloc module once imported; False when unavailable
 _moved: Dict[int, Any] = {}     # address of a moved block -> the old mapping it keeps alive (when not released)

@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, Optional, Union
 
 from . import handshake
 from .mapping import Mapping, full_fence
-from .protocol import (FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT,
+from .protocol import (FLAG_REPLY_IN_REQUEST, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT,
                        REQUEST_STREAM, STATUS_END, STATUS_ERROR, ErrorReply, Tag, decode_error, decode_reply,
                        decode_value, encode_call, read_header)
 from .workfolder import KEY_FILE, connect_notify, folder_base, open_folder, read_private
@@ -104,8 +104,8 @@ def stop(folder: PathLike, timeout: float = 5.0, wait: bool = True, client_id: i
             time.sleep(0.02)
 
 
-class Lane:
-    """One lane: a verified connection and the two mappings it was given."""
+class ClientLane:
+    """A client's lane: a verified connection and the two mappings the server gave it."""
 
     def __init__(self, folder: PathLike, key: Optional[bytes] = None, client_id: Optional[int] = None,
                  timeout: float = 30.0) -> None:
@@ -139,7 +139,7 @@ class Lane:
         """Write a request frame and hand it over (grow the request file first when it does not fit).
         `flags`: the request's flags word (FLAG_REPLY_IN_REQUEST)."""
         self.req.grow(len(payload))
-        self.req.view[HEADER_SIZE:HEADER_SIZE + len(payload)] = payload
+        self.req.payload(len(payload))[:] = payload
         self.req.flags = flags
         self._sent = len(payload)
         return self.hand_over(len(payload), status)
@@ -239,7 +239,7 @@ class Lane:
                 os.close(self._dirfd)
                 self._dirfd = None
 
-    def __enter__(self) -> "Lane":
+    def __enter__(self) -> "ClientLane":
         return self
 
     def __exit__(self, *exc: Any) -> None:

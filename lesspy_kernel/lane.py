@@ -15,7 +15,6 @@ import logging
 import os
 import selectors
 import socket
-import struct
 import sys
 import threading
 import time
@@ -29,27 +28,22 @@ from .celloutput import end_forked_child, forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .executors import DirectExecutor
-from .mapping import _FIRST_WORD, _SESSION_WORD, DiskFull, Mapping, Truncated, fault_total, full_fence, guard_first
-from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE,
-                       REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_OFFSET, STATUS_END, STATUS_ERROR, STATUS_OK, ErrorKind,
-                       ErrorReply, Tag, TextError, decode_call, error_size, fit_error, value_size, write_error,
-                       write_reply_in_request, write_value)
+from .mapping import DiskFull, Mapping, Truncated, fault_total, full_fence, guard_first
+from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL,
+                       REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_WORD, SESSION_WORD, STATUS_END,
+                       STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, TextError, decode_call, error_size,
+                       fit_error, ndarray_data_offset, value_size, write_error, write_placed_ndarray,
+                       write_reply_in_request, write_scalar_reply, write_value)
 
 if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger("lesspy_kernel")
-_U64 = struct.Struct("<Q")
-_SEQ_WORD = SEQUENCE_OFFSET // 8
 SPIN_SECONDS = 5e-6         # how long a lane thread spins for the next request, then it yields the CPU between
 YIELD_SECONDS = 150e-6      # looks (at once back when nobody else wants it) until this, before it blocks
 RESCUE_AFTER = 0.002        # a call the spinner serves for longer than this gives the other lanes back to their threads
 HEADER_LOOK = 1.0           # a blocked lane thread looks at its request header this often (a cut zeroes `waiting`)
-# scalar results written with one pack (tag + value), as protocol.write_value would write them
-_NONE, _NDARRAY = Tag.NONE, Tag.NDARRAY          # an enum member is a class attribute lookup (~70 ns) each time
-_SMALL = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),
-          Tag.FLOAT32: struct.Struct("<Bf"), Tag.BOOL: struct.Struct("<B?")}
-_SMALL_TYPES = frozenset((int, float, bool))
+_NDARRAY = Tag.NDARRAY          # an enum member is a class attribute lookup each time
 
 
 class Spinner:
@@ -133,7 +127,7 @@ class Spinner:
                 served = False
                 for lane in lanes:
                     try:
-                        pending = lane.req.words[_SEQ_WORD] != lane._last
+                        pending = lane.req.words[SEQUENCE_WORD] != lane._last
                     except ValueError:           # remapped or closed under us: look again next round
                         continue
                     if pending:
@@ -259,7 +253,7 @@ class Lane:
     def has_request(self) -> bool:
         """A request this lane has not served yet is in its request mapping."""
         try:
-            return self.req.words[_SEQ_WORD] != self._last and not self.closed
+            return self.req.words[SEQUENCE_WORD] != self._last and not self.closed
         except ValueError:                        # unmapped: the lane is closing
             return False
 
@@ -292,7 +286,7 @@ class Lane:
         last = self._last
         now = time.perf_counter()
         spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
-        while words[_SEQ_WORD] == last:          # spin: a call that follows closely costs no system call
+        while words[SEQUENCE_WORD] == last:          # spin: a call that follows closely costs no system call
             now = time.perf_counter()
             if now > spin_end:
                 if now > yield_end:
@@ -307,13 +301,13 @@ class Lane:
         try:
             words = self.req.words
             try:
-                seq = words[_SEQ_WORD]
+                seq = words[SEQUENCE_WORD]
             except ValueError:                   # unmapped: the lane is closing
                 return False
             if seq == self._last or self.closed:
                 return False
-            if (seq < self._last or words[0] != _FIRST_WORD or
-                    words[_SESSION_WORD] != self.server.session) and self._broken_header(seq):
+            if (seq < self._last or words[0] != FIRST_WORD or
+                    words[SESSION_WORD] != self.server.session) and self._broken_header(seq):
                 return False                      # cut inside its first page (zeros there): it closes
             self._serve(seq)
             return True
@@ -343,7 +337,7 @@ class Lane:
                     if self.has_request():
                         return True
                     words = self.req.words
-                    if (words[0] != _FIRST_WORD or words[_SESSION_WORD] != self.server.session) and \
+                    if (words[0] != FIRST_WORD or words[SESSION_WORD] != self.server.session) and \
                             self._broken_header(self._last):
                         return None
                 except ValueError:           # unmapped: the lane is closing
@@ -598,14 +592,9 @@ class Lane:
                 if outcome.returns is _NDARRAY and self._call_length and self._write_in_request(outcome.value):
                     return
                 if type(outcome.returns) is Tag:          # the fast paths: None, or a scalar in one pack
-                    if outcome.value is None and outcome.returns is _NONE:
-                        self.resp.view[HEADER_SIZE] = _NONE
-                        self._pending = (seq, 1, STATUS_OK)
-                        return
-                    small = _SMALL.get(outcome.returns)
-                    if small is not None and type(outcome.value) in _SMALL_TYPES:
-                        small.pack_into(self.resp.view, HEADER_SIZE, outcome.returns, outcome.value)
-                        self._pending = (seq, small.size, STATUS_OK)
+                    n = write_scalar_reply(self.resp.view, outcome.returns, outcome.value)
+                    if n:
+                        self._pending = (seq, n, STATUS_OK)
                         return
                 size = value_size(outcome.value, outcome.returns)
                 self.resp.grow(size)
@@ -669,13 +658,8 @@ class Lane:
     def _write_ndarray_header(self, value: np.ndarray) -> None:
         """Send `value`, whose data already lies where a top-level NDARRAY reply puts it (_lies_at), by writing
         only the header in front of it."""
-        head = bytes([Tag.NDARRAY, DTYPE_CODE_OF[value.dtype], value.ndim]) + \
-            b"".join(_U64.pack(s) for s in value.shape)
-        offset = _ndarray_data_offset(value.ndim)
-        payload = self.resp.payload(offset)
-        payload[:len(head)] = head
-        payload[len(head):offset] = bytes(offset - len(head))
-        self._pending = (self.call.sequence, offset + value.nbytes, STATUS_OK)
+        n = write_placed_ndarray(self.resp.payload(ndarray_data_offset(value.ndim)), value)
+        self._pending = (self.call.sequence, n, STATUS_OK)
 
     def _write_in_request(self, value: Any) -> bool:
         """An NdArray result that is an argument, or a contiguous part of one, already lies in the request file:
@@ -754,8 +738,8 @@ class Lane:
         gets a closed connection), logged once. False: other bytes in the magic word (a client that breaks the
         protocol), answered with MALFORMED_REQUEST as before; a changed session id is not the server's concern."""
         words = self.req.words
-        if seq >= self._last and not _cut_short(words[0], _FIRST_WORD) and \
-                not _cut_short(words[_SESSION_WORD], self.server.session):
+        if seq >= self._last and not _cut_short(words[0], FIRST_WORD) and \
+                not _cut_short(words[SESSION_WORD], self.server.session):
             return False
         try:
             size = os.lseek(self.req.fileno(), 0, os.SEEK_END)
@@ -850,17 +834,11 @@ def failed(name: str, kind: ErrorKind, message: str) -> Outcome:
     return Outcome(name, Tag.NONE, [], time.time(), error=ErrorReply(kind, "", message, ""))
 
 
-def _ndarray_data_offset(ndim: int) -> int:
-    """Where a top-level NDARRAY reply's data starts: its header padded to a multiple of 64."""
-    head = 3 + 8 * ndim
-    return (head + 63) // 64 * 64
-
-
 def _lies_at(value: Any, address: Optional[int], resp: Mapping) -> bool:
     """`value` can be sent by writing only an NDARRAY header: its data is at `address`, where that header puts it."""
     return (address is not None and type(value) is np.ndarray and value.__array_interface__["data"][0] == address
             and value.dtype in DTYPE_CODE_OF and value.flags.c_contiguous
-            and address - resp.address - HEADER_SIZE == _ndarray_data_offset(value.ndim)
+            and address - resp.address - HEADER_SIZE == ndarray_data_offset(value.ndim)
             and address - resp.address + value.nbytes <= resp.capacity)
 
 

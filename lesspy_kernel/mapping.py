@@ -28,8 +28,8 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
-from .protocol import (CANCEL_OFFSET, CAPACITY_OFFSET, FLAGS_OFFSET, HEADER, HEADER_SIZE, MAPPING_MAGIC,
-                       PROTOCOL_VERSION, SEQUENCE_OFFSET, SESSION_OFFSET, WAITING_OFFSET, read_header, write_header)
+from .protocol import (CANCEL_WORD, CAPACITY_WORD, FIRST_WORD, FLAGS_INT, HEADER_SIZE, LENGTH_WORD, SEQUENCE_WORD,
+                       SESSION_WORD, STATUS_INT, WAITING_INT, read_header, restore_header, write_header)
 from .workfolder import create_private, open_private
 
 _guard: Any = None
@@ -52,12 +52,6 @@ _fence_lock = threading.Lock()
 # The header's words are read and written through typed views: each access is one aligned 8- or 4-byte load or
 # store, so the other process never sees half a sequence number (struct's '<Q' goes byte by byte, and reads
 # them in the opposite order). Native order is little-endian: lesspy refuses big-endian machines.
-_SEQ_WORD, _CAPACITY_WORD, _CANCEL_WORD, _SESSION_WORD = (SEQUENCE_OFFSET // 8, CAPACITY_OFFSET // 8,
-                                                          CANCEL_OFFSET // 8, SESSION_OFFSET // 8)
-_LENGTH_WORD = 24 // 8
-_FIRST_WORD = int.from_bytes(HEADER.pack(MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, 0, 0, 0, 0, 0, 0, 0)[:8],
-                             "little")               # magic, version and header size: one word to check
-_STATUS_INT, _WAITING_INT, _FLAGS_INT = 32 // 4, WAITING_OFFSET // 4, FLAGS_OFFSET // 4
 if sys.byteorder != "little":  # pragma: no cover
     raise ImportError("lesspy's mappings are little-endian; this machine is big-endian")
 
@@ -262,45 +256,45 @@ class Mapping:
 
     @property
     def sequence(self) -> int:
-        return self.words[_SEQ_WORD]
+        return self.words[SEQUENCE_WORD]
 
     @property
     def waiting(self) -> int:
-        return self.ints[_WAITING_INT]
+        return self.ints[WAITING_INT]
 
     @waiting.setter
     def waiting(self, value: int) -> None:
-        self.ints[_WAITING_INT] = value
+        self.ints[WAITING_INT] = value
 
     @property
     def cancel(self) -> int:
-        return self.words[_CANCEL_WORD]
+        return self.words[CANCEL_WORD]
 
     @cancel.setter
     def cancel(self, value: int) -> None:
-        self.words[_CANCEL_WORD] = value
+        self.words[CANCEL_WORD] = value
 
     @property
     def flags(self) -> int:
-        return self.ints[_FLAGS_INT]
+        return self.ints[FLAGS_INT]
 
     @flags.setter
     def flags(self, value: int) -> None:
-        self.ints[_FLAGS_INT] = value
+        self.ints[FLAGS_INT] = value
 
     @property
     def session(self) -> int:
-        return self.words[_SESSION_WORD]
+        return self.words[SESSION_WORD]
 
     @property
     def declared_capacity(self) -> int:
-        return self.words[_CAPACITY_WORD]
+        return self.words[CAPACITY_WORD]
 
     def publish(self, seq: int, length: int, status: int) -> None:
         """Write length and status, then the sequence last, each as one store (PROTOCOL.md section 2)."""
-        self.words[_LENGTH_WORD] = length
-        self.ints[_STATUS_INT] = status
-        self.words[_SEQ_WORD] = seq
+        self.words[LENGTH_WORD] = length
+        self.ints[STATUS_INT] = status
+        self.words[SEQUENCE_WORD] = seq
 
     @property
     def payload_capacity(self) -> int:
@@ -335,21 +329,21 @@ class Mapping:
             raise
         self._reserved = size
         self._remap(size)
-        self.words[_CAPACITY_WORD] = size
+        self.words[CAPACITY_WORD] = size
 
     def read_request(self) -> Tuple[int, int]:
         """Reader side: (payload length, status) of the frame just published, after `refresh` and the header
         checks of `read_header`. The common case (nothing grown, header intact, the frame within the first page)
         is three word loads; a longer frame is checked against the file's real size first (Truncated)."""
         words = self.words
-        if words[0] != _FIRST_WORD or words[_CAPACITY_WORD] != self.capacity:
+        if words[0] != FIRST_WORD or words[CAPACITY_WORD] != self.capacity:
             self.refresh()
             _, length, status = read_header(self.view)
         else:
-            length = words[_LENGTH_WORD]
+            length = words[LENGTH_WORD]
             if length > self.capacity - HEADER_SIZE:
                 read_header(self.view)            # raises the FrameError that names the bad length
-            status = self.ints[_STATUS_INT]
+            status = self.ints[STATUS_INT]
         if HEADER_SIZE + length > PAGE:
             size = os.lseek(self._fd, 0, os.SEEK_END)   # the file's size, a third of fstat's cost (no stat object)
             if size < HEADER_SIZE + length:
@@ -436,12 +430,9 @@ class Mapping:
         was cut). The writer's side (the server's response file, whose `session` it is)."""
         self.restore_size()
         self._remap(self.capacity)
-        # every word but `waiting`: the client's, which it may have set in the file given back already (it then
+        # every field but `waiting`: the client's, which it may have set in the file given back already (it then
         # waits for a wake-up byte, which a 0 written here would cancel: it would see only the lane close)
-        fresh = bytearray(HEADER_SIZE)
-        write_header(memoryview(fresh), self.capacity, session)
-        self.header[:WAITING_OFFSET] = fresh[:WAITING_OFFSET]
-        self.header[WAITING_OFFSET + 4:] = fresh[WAITING_OFFSET + 4:]
+        restore_header(self.header, self.capacity, session)
 
     def arguments(self, length: int) -> memoryview:
         """The payload as a read-only view of `args_view`, whose buffer no other view shares: the argument views

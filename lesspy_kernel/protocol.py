@@ -39,6 +39,20 @@ SESSION_OFFSET = 40
 CANCEL_OFFSET = 48
 FLAGS_OFFSET = 56               # request file only: u32 flags the client sets with each call
 FLAG_REPLY_IN_REQUEST = 1       # the client takes an NDARRAY_IN_REQUEST reply (PROTOCOL.md section 7)
+LENGTH_OFFSET = 24
+STATUS_OFFSET = 32
+# The header read through typed views, one aligned load or store per field: indices of its u64 words and u32 ints
+CAPACITY_WORD = CAPACITY_OFFSET // 8
+SEQUENCE_WORD = SEQUENCE_OFFSET // 8
+LENGTH_WORD = LENGTH_OFFSET // 8
+SESSION_WORD = SESSION_OFFSET // 8
+CANCEL_WORD = CANCEL_OFFSET // 8
+STATUS_INT = STATUS_OFFSET // 4
+WAITING_INT = WAITING_OFFSET // 4
+FLAGS_INT = FLAGS_OFFSET // 4
+# the first word of every valid header (magic, version, header size), checked with one comparison
+FIRST_WORD = int.from_bytes(HEADER.pack(MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, 0, 0, 0, 0, 0, 0, 0)[:8],
+                            "little")
 # what an error reply keeps at most of each part (issue: a hostile exception must not outgrow the reply)
 MAX_ERROR_TYPE = 256
 MAX_ERROR_MESSAGE = 64 * 1024
@@ -303,6 +317,15 @@ def write_header(buf: memoryview, capacity: int, session: int = 0) -> None:
     HEADER.pack_into(buf, 0, MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, capacity, 0, 0, 0, 0, session, 0)
 
 
+def restore_header(buf: memoryview, capacity: int, session: int) -> None:
+    """Write a fresh header over `buf`, all but its `waiting` field: the other side's, which it may have set
+    already (a 0 written there would cancel the wake-up byte it waits for)."""
+    fresh = bytearray(HEADER_SIZE)
+    write_header(memoryview(fresh), capacity, session)
+    buf[:WAITING_OFFSET] = fresh[:WAITING_OFFSET]
+    buf[WAITING_OFFSET + 4:HEADER_SIZE] = fresh[WAITING_OFFSET + 4:]
+
+
 def read_header(buf: memoryview) -> Tuple[int, int, int]:
     """Check a mapping's header and return (sequence, payload length, status)."""
     if len(buf) < HEADER_SIZE:
@@ -316,6 +339,11 @@ def read_header(buf: memoryview) -> Tuple[int, int, int]:
         raise FrameError(24, f"payload length {length} exceeds the mapping's {len(buf) - HEADER_SIZE} payload bytes")
     return seq, length, status
 
+
+def ndarray_data_offset(ndim: int) -> int:
+    """Where a top-level NDARRAY value's data starts in a payload: after its tag, dtype code, ndim and shape,
+    padded to a multiple of 64 so the data is aligned for any dtype and for SIMD loads."""
+    return (3 + 8 * ndim + 63) // 64 * 64
 
 
 # ---------------------------------------------------------------- decoding
@@ -601,6 +629,39 @@ def write_reply_in_request(buf: memoryview, arr: np.ndarray, offset: int) -> int
         buf[head:at] = _ZEROS[:at - head]
     _U64.pack_into(buf, at, offset)
     return at + 8
+
+
+def write_placed_ndarray(buf: memoryview, arr: np.ndarray) -> int:
+    """Write the header of a top-level NDARRAY reply whose data already lies at ndarray_data_offset(arr.ndim) in
+    `buf` (a payload); returns the reply's length."""
+    ndim = arr.ndim
+    head = 3 + 8 * ndim
+    at = ndarray_data_offset(ndim)
+    buf[0] = _NDARRAY
+    buf[1] = DTYPE_CODE_OF[arr.dtype]
+    buf[2] = ndim
+    _SHAPES[ndim].pack_into(buf, 3, *arr.shape)
+    buf[head:at] = _ZEROS[:at - head]
+    return at + arr.nbytes
+
+
+# replies written with one pack (tag + value), the bytes write_value would write
+_SCALAR_REPLIES = {Tag.INT32: struct.Struct("<Bi"), Tag.INT64: struct.Struct("<Bq"), Tag.FLOAT64: struct.Struct("<Bd"),
+                   Tag.FLOAT32: struct.Struct("<Bf"), Tag.BOOL: struct.Struct("<B?")}
+_SCALAR_TYPES = frozenset((int, float, bool))
+
+
+def write_scalar_reply(frame: memoryview, returns: Tag, value: Any) -> int:
+    """Write a None, bool, int or float reply into the payload of `frame` (a whole mapping, header first) with one
+    pack and no slicing; returns the payload length, or 0 when the value is none of those (use write_value)."""
+    if value is None and returns is _NONE:
+        frame[HEADER_SIZE] = _NONE
+        return 1
+    small = _SCALAR_REPLIES.get(returns)
+    if small is not None and type(value) in _SCALAR_TYPES:
+        small.pack_into(frame, HEADER_SIZE, returns, value)
+        return small.size
+    return 0
 
 
 def decode_reply(payload: Union[bytes, memoryview], request: Union[bytes, memoryview, None] = None) -> Any:
