@@ -154,9 +154,9 @@ class ClientLane:
             self.sock.sendall(handshake.CALL)
         return self.seq
 
-    def wait(self, seq: Optional[int] = None, spin: float = 50e-6, yield_for: float = 200e-6) -> None:
+    def wait(self, seq: Optional[int] = None, spin: float = 5e-6, yield_for: float = 250e-6) -> None:
         """Wait until the reply to `seq` (default: the last call) is in the response file: spin, then yield the
-        CPU between looks, then block on the socket (as the C# client does)."""
+        CPU between looks, then block on the socket, for as long as the C# client does (tests/test_parity.py)."""
         seq = self.seq if seq is None else seq
         now = time.perf_counter()
         spin_end, yield_end = now + spin, now + spin + yield_for

@@ -293,15 +293,9 @@ def write_private(path: Union[str, os.PathLike], data: bytes) -> None:
 
 
 def jupyter_runtime_dir() -> Path:
-    """Jupyter's runtime directory, as jupyter_core resolves it (the C# client follows the same rules)."""
-    try:
-        from jupyter_core.paths import jupyter_runtime_dir as runtime_dir
-    except ImportError:         # jupyter_core comes with ipykernel; this is only for a bare install
-        return _runtime_dir_fallback()
-    return Path(runtime_dir())
-
-
-def _runtime_dir_fallback() -> Path:
+    """Jupyter's runtime directory, by jupyter_core's default rules, written out here with the C# client's
+    WorkFolder.JupyterRuntimeDir (the same steps): both languages must find a named session in the same place,
+    and the core imports nothing from Jupyter. jupyter_core's JUPYTER_PLATFORM_DIRS is not followed."""
     env = os.environ.get("JUPYTER_RUNTIME_DIR")
     if env:
         return Path(env)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lesspy_kernel.client import Lane as PyClient
+from lesspy_kernel.client import ClientLane as PyClient
 from lesspy_kernel.client import RemoteError, status, stop
 
 __all__ = ["PyClient", "RemoteError", "status", "stop"]

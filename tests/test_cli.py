@@ -18,7 +18,7 @@ import pytest
 
 import lesspy_kernel
 from conftest import ROOT, compile_csharp, run_mono
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import Tag
 from servers import TYPES_MODULE, wait_for
 
@@ -75,7 +75,7 @@ class Served:
 
 def call_and_leave(folder: Path) -> None:
     """One client: a lane, one call, then it leaves."""
-    with Lane(folder) as lane:
+    with ClientLane(folder) as lane:
         assert lane.call("add_ints", Tag.INT32, [40, 2], [Tag.INT32, Tag.INT32]) == 42
 
 
@@ -138,7 +138,7 @@ def test_a_hand_started_server_serves_client_after_client_until_interrupted(tmp_
 
 def test_exit_when_idle_stops_with_the_last_client(tmp_path):
     with Served(tmp_path / "w", "--exit-when-idle") as s:
-        first, second = Lane(s.folder), Lane(s.folder)
+        first, second = ClientLane(s.folder), ClientLane(s.folder)
         first.close()
         with pytest.raises(subprocess.TimeoutExpired):
             s.proc.wait(0.5)        # one client is still connected

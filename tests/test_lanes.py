@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lesspy_kernel import allocator, handshake
-from lesspy_kernel.client import Lane, RemoteError, status, stop
+from lesspy_kernel.client import ClientLane, RemoteError, status, stop
 from lesspy_kernel.protocol import (FLAG_REPLY_IN_REQUEST, REQUEST_STREAM, ErrorKind, FrameError, ListOf, Tag,
                                    decode_reply, encode_call)
 from lesspy_kernel.workfolder import FORCE_TCP_ENV, UNIX, connect_notify
@@ -36,7 +36,7 @@ def server(tmp_path):
 def test_lanes_run_calls_at_the_same_time(server):
     """The spinning thread serves every lane's calls; one that runs long (releasing the GIL or not) gives the
     other lanes back to their own threads, so their calls go on meanwhile."""
-    slow, fast = Lane(server.folder), Lane(server.folder)
+    slow, fast = ClientLane(server.folder), ClientLane(server.folder)
     for _ in range(50):                                   # both lanes known to the spinner, which serves them
         assert fast.call("add_ints", I, [1, 1], [I, I]) == 2
         assert slow.call("add_ints", I, [1, 2], [I, I]) == 3
@@ -56,7 +56,7 @@ def test_lanes_run_calls_at_the_same_time(server):
 def test_a_call_served_by_the_spinner_can_be_cancelled(server):
     """While one lane keeps the spinner busy, a pure-Python call on another lane runs on the spinner's thread;
     cancelling it interrupts that thread's call, and both lanes go on with the right results."""
-    busy, other = Lane(server.folder), Lane(server.folder)
+    busy, other = ClientLane(server.folder), ClientLane(server.folder)
     stop = threading.Event()
     wrong: list = []
 
@@ -98,7 +98,7 @@ def test_bursts_with_pauses_never_lose_a_wake_up(server):
     def worker(tag: int) -> None:
         rng = random.Random(tag)
         try:
-            with Lane(server.folder) as lane:
+            with ClientLane(server.folder) as lane:
                 for burst in range(150):
                     for i in range(rng.randint(1, 6)):
                         if lane.call("add_ints", I, [tag, i], [I, I]) != tag + i:
@@ -119,7 +119,7 @@ def test_threads_each_get_their_own_data(server):
     errors = []
 
     def worker(tag: int) -> None:
-        lane = Lane(server.folder)
+        lane = ClientLane(server.folder)
         try:
             for n in (1, 1000, 300_000):          # the last one grows the 64 KiB mappings
                 for _ in range(20):
@@ -138,7 +138,7 @@ def test_threads_each_get_their_own_data(server):
 
 
 def test_cancel_before_start_never_runs(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     before = lane.call("started_count", I)
     payload = encode_call("record_start", I, [0.0], [D])
     lane.cancel(lane.seq + 1)                       # abandoned before it is even sent: the server must not run it
@@ -154,7 +154,7 @@ def test_cancel_before_start_never_runs(server):
 def test_cancel_interrupts_a_running_pure_python_call_and_the_lane_goes_on(server, function, returns):
     """allocate_forever spends its time in NumPy allocations, which lesspy's allocator serves (allocator.py)
     while the call returns an NdArray: the interrupt still ends it, as a cancellation."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     lane.send_raw(encode_call(function, returns, []))
     time.sleep(0.3)
     t0 = time.monotonic()
@@ -171,21 +171,21 @@ def test_cancel_interrupts_a_running_pure_python_call_and_the_lane_goes_on(serve
 def test_a_client_that_dies_mid_call_gets_its_call_interrupted(server, stray_bytes):
     """Also when wake-up bytes the server never needed to read stand before the end of the stream (the server
     found the request without them): they must not hide that the client is gone."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     lane.sock.sendall(handshake.CALL * stray_bytes)
     lane.send_raw(encode_call("spin_forever", I, []))
     time.sleep(0.2)
     lane.sock.sendall(handshake.CALL * stray_bytes)
     lane.sock.close()
     wait_for(lambda: status(server.folder)["lanes"] == 0, timeout=10, what="the dead client's lane to close")
-    with Lane(server.folder) as other:
+    with ClientLane(server.folder) as other:
         assert other.call("add_ints", I, [1, 2], [I, I]) == 3
 
 
 def test_sigterm_stops_within_5_s_even_when_a_call_is_stuck(tmp_path):
     for stuck in ("spin_forever", "sleep_then"):
         s = Headless(tmp_path / stuck, LANES_MODULE, "--keep-alive")
-        lane = Lane(s.folder)
+        lane = ClientLane(s.folder)
         args, descs = ([], None) if stuck == "spin_forever" else ([1000.0, 1], [D, I])
         lane.send_raw(encode_call(stuck, I, args, descs))
         time.sleep(0.3)
@@ -199,7 +199,7 @@ def test_sigterm_stops_within_5_s_even_when_a_call_is_stuck(tmp_path):
 
 
 def test_requests_and_results_grow_the_mappings(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     big = os.urandom(3 * 1024 * 1024 + 17)
     assert lane.call("echo_bytes", B, [big], [B]) == big          # 64 KiB mappings, 3 MiB both ways
     assert lane.req.capacity > 3 * 1024 * 1024
@@ -212,7 +212,7 @@ def test_a_damaged_request_header_gets_an_error_and_the_lane_goes_on(server):
     """The server reads a request's length and status from the header words; a header the client broke
     (magic, or a length past the mapping) is a malformed request, not a crash or a read past the end."""
     from lesspy_kernel.protocol import HEADER_SIZE, REQUEST_CALL
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
         frame = encode_call("add_ints", I, [3, 4], [I, I])
         lane.req.view[HEADER_SIZE:HEADER_SIZE + len(frame)] = frame
@@ -230,7 +230,7 @@ def test_a_damaged_request_header_gets_an_error_and_the_lane_goes_on(server):
 
 
 def test_result_array_is_sent_without_a_copy_and_overlaps_are_safe(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
     for _ in range(3):
         np.testing.assert_array_equal(lane.call("plus_one_in_place", N, [a]), a + 1)
@@ -243,7 +243,7 @@ def test_result_array_is_sent_without_a_copy_and_overlaps_are_safe(server):
 def test_a_returned_argument_comes_back_as_a_pointer_into_the_request(server):
     """With the request flag, an NdArray result that is an argument (or a contiguous part of one) is sent as
     NDARRAY_IN_REQUEST: its shape and where it lies in the request, no copy. Anything else is an NDARRAY."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     a = np.arange(40_000, dtype=np.float64).reshape(200, 200)       # grows the 64K request file first
 
     def raw_reply(name: str, flagged: bool) -> bytes:
@@ -287,12 +287,12 @@ def test_a_returned_argument_comes_back_as_a_pointer_into_the_request(server):
 
 
 def test_async_def_functions_are_awaited(server):
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         assert lane.call("async_double", I, [21], [I]) == 42
 
 
 def test_an_exception_with_a_huge_type_name_cannot_stop_the_server(server):
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         with pytest.raises(RemoteError) as e:
             lane.call("raises_long_type_name", I, [200_000], [I])
         assert e.value.reply.kind == ErrorKind.PYTHON_ERROR
@@ -306,8 +306,8 @@ def test_status_counts_calls_and_refusals_but_not_liveness_probes(server):
     st = status(server.folder)
     assert st["refused"] == 0 and st["pid"] == server.pid and st["protocol"] == 2 and st["mode"] == "headless"
     with pytest.raises(handshake.HandshakeError):
-        Lane(server.folder, key=b"0" * 64)
-    with Lane(server.folder) as lane:
+        ClientLane(server.folder, key=b"0" * 64)
+    with ClientLane(server.folder) as lane:
         lane.call("add_ints", I, [1, 2], [I, I])
         st = status(server.folder)
         assert st["refused"] == 1 and st["clients"] == 1 and st["lanes"] == 1 and st["calls"] >= 1
@@ -344,7 +344,7 @@ def test_two_servers_started_at_once_on_one_folder_leave_exactly_one(tmp_path):
             assert all(p.returncode == 2 for p in procs if p not in alive)
             wait_for(lambda: (folder / "notify.port").exists(), what="the winner to be ready")
             assert int((folder / "python.pid").read_text()) == alive[0].pid
-            with Lane(folder) as lane:
+            with ClientLane(folder) as lane:
                 assert lane.call("pid", I) == alive[0].pid
         finally:
             for p in procs:
@@ -356,7 +356,7 @@ def test_two_servers_started_at_once_on_one_folder_leave_exactly_one(tmp_path):
 
 
 def test_generators_stream_lazily_and_close_when_abandoned(server):
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         assert list(lane.stream("countdown", I, [3], [I])) == [3, 2, 1]
         before = lane.call("started_count", I)
         items = lane.stream("countdown", I, [1000], [I])
@@ -380,7 +380,7 @@ def test_generators_stream_lazily_and_close_when_abandoned(server):
 def test_the_log_file_is_rotated_at_its_cap(tmp_path):
     log = tmp_path / "server.log"
     with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive", "--log-file", str(log), "--log-max-bytes",
-                  "64K") as s, Lane(s.folder) as lane:
+                  "64K") as s, ClientLane(s.folder) as lane:
         for _ in range(10):
             assert lane.call("chatty", I, [2000], [I]) == 2000      # about 230 KB each
             time.sleep(0.15)
@@ -397,7 +397,7 @@ def test_a_folder_too_long_for_a_unix_socket_is_served_on_a_unix_socket(tmp_path
     assert len(str(folder / "notify.sock")) > 107
     with Headless(folder, LANES_MODULE, "--keep-alive") as s:
         assert (folder / "notify.port").read_text().strip() == UNIX and (folder / "notify.sock").exists()
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             assert lane.call("add_ints", I, [2, 40], [I, I]) == 42
         assert "TCP" not in s.output()
 
@@ -407,7 +407,7 @@ def test_forced_tcp_is_served_on_tcp(tmp_path, monkeypatch):
     monkeypatch.setenv(FORCE_TCP_ENV, "1")
     with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive") as s:
         assert (s.folder / "notify.port").read_text().strip().isdigit() and not (s.folder / "notify.sock").exists()
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             assert lane.call("add_ints", I, [2, 40], [I, I]) == 42
         assert "for tests only" in s.output()
 
@@ -441,7 +441,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def test_idle_when_idle_after_a_burst_of_calls(server):
     """Spinning is only for calls that follow closely: with no calls, the server and its lanes block."""
-    lanes = [Lane(server.folder) for _ in range(3)]
+    lanes = [ClientLane(server.folder) for _ in range(3)]
     for lane in lanes:
         for i in range(2000):
             assert lane.call("add_ints", I, [i, 1], [I, I]) == i + 1
@@ -459,7 +459,7 @@ def test_big_results_are_computed_in_the_response_mapping_and_kept_ones_stay_int
     it costs no copy. One that outlives the call (a global, a traceback, a view) is moved out before the next
     reply, so Python never sees another reply's bytes; other lanes and threads free it safely."""
     assert allocator.available() or not sys.platform.startswith("linux"), "lesspy_kernel/_resultalloc.c was not built"
-    lane, other = Lane(server.folder), Lane(server.folder)
+    lane, other = ClientLane(server.folder), ClientLane(server.folder)
     a = np.arange(100_000, dtype=np.float64)           # 800 KB: above _resultalloc.MIN_BYTES
     np.testing.assert_array_equal(lane.call("plus_one", N, [a]), a + 1)
     np.testing.assert_array_equal(lane.call("plus_one", N, [a * 3]), a * 3 + 1)

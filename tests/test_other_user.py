@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import Tag
 from servers import ROOT, Headless
 
@@ -78,7 +78,7 @@ def test_another_user_cannot_connect_read_the_key_or_delay_the_owner():
             attack = subprocess.Popen(["runuser", "-u", user, "--", python, "-c", ATTACK, sock, "4"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             time.sleep(0.5)
-            with Lane(s.folder) as lane:
+            with ClientLane(s.folder) as lane:
                 t0 = time.monotonic()
                 for i in range(200):
                     assert lane.call("add_ints", Tag.INT32, [i, 1], [Tag.INT32, Tag.INT32]) == i + 1

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from conftest import compile_csharp, csharp_checks, run_mono
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import DTYPE_CODES, ListOf, Tag, encode_desc
 from servers import Headless, wait_for
 
@@ -219,7 +219,7 @@ def server(tmp_path, module):
         yield s
 
 
-def _others(lane: Lane, n: int) -> None:
+def _others(lane: ClientLane, n: int) -> None:
     """Later requests on the same lane, each writing other bytes over the place the kept arguments came in."""
     for k in range(3):
         assert lane.call("total", D, [np.full(n, -7.0 - k)], [N]) == (-7.0 - k) * n
@@ -230,7 +230,7 @@ def _others(lane: Lane, n: int) -> None:
 
 def test_an_argument_kept_in_a_global_keeps_its_values(server):
     n = 1000
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         for k in range(3):
             assert lane.call("keep", D, [np.ones(n) * (k + 1)], [N]) == (k + 1) * n
             _others(lane, n)
@@ -240,7 +240,7 @@ def test_an_argument_kept_in_a_global_keeps_its_values(server):
 
 def test_views_of_a_kept_argument_keep_their_values(server):
     a = np.arange(1.0, 401.0).reshape(100, 4)
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         assert lane.call("keep_views", D, [a], [N]) == a.sum()
         want = lane.call("kept_sums", ListOf(D))
         assert want[:4] == [a[1:].sum(), a.sum(), a.sum(), a.reshape(-1)[::2].sum()]
@@ -250,7 +250,7 @@ def test_views_of_a_kept_argument_keep_their_values(server):
 
 
 def test_an_argument_kept_by_a_closure_keeps_its_values(server):
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         assert lane.call("keep_in_closure", D, [np.full(500, 2.0)], [N]) == 1000.0
         _others(lane, 500)
         assert lane.call("closure_sums", ListOf(D)) == [1000.0]
@@ -259,7 +259,7 @@ def test_an_argument_kept_by_a_closure_keeps_its_values(server):
 
 def test_a_stream_keeps_its_argument_across_items_and_after(server):
     a = np.full(1000, 3.0)
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         assert list(lane.stream("items", D, [a, 4], [N, I])) == [3000.0] * 4
         _others(lane, 1000)
         # abandoned after one item: the next call's request is written while the generator is still open, and
@@ -274,7 +274,7 @@ def test_a_stream_keeps_its_argument_across_items_and_after(server):
 
 
 def test_an_async_function_or_a_thread_keeps_its_argument(server):
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         assert lane.call("keep_async", D, [np.full(100, 4.0)], [N]) == 400.0
         assert lane.call("read_later", Tag.NONE, [np.full(100, 6.0), 0.3], [N, D]) is None
         _others(lane, 100)
@@ -287,7 +287,7 @@ def test_an_async_function_or_a_thread_keeps_its_argument(server):
 def test_a_kept_argument_returned_as_a_pointer_into_the_request(server):
     """NDARRAY_IN_REQUEST: the reply points into the request file, and Python keeps the argument too."""
     a = np.arange(1000, dtype=np.float64)
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         np.testing.assert_array_equal(lane.call("keep_and_return", N, [a], [N], reply_in_request=True), a[1:])
         _others(lane, 1000)
         assert lane.call("kept_sums", ListOf(D)) == [a.sum()]
@@ -295,7 +295,7 @@ def test_a_kept_argument_returned_as_a_pointer_into_the_request(server):
 
 
 def _fork_rounds(server, rounds: int) -> None:
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         for k in range(rounds):
             assert lane.call("fork_reads", Tag.NONE, [np.full(50_000, 1.0 + k), 0.2], [N, D]) is None
             lane.send_raw(_at_frame("fork_reads", Tag.NONE, np.full(1000, 2.0 + k), 0.2, 256 * 1024, D))
@@ -331,7 +331,7 @@ def _at_frame(name: str, returns, a: np.ndarray, k, payload: int, k_tag=I) -> by
 
 def test_a_kept_in_place_array_keeps_its_values(server):
     n = 512
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         for k, v in enumerate((1.0, 2.0)):
             lane.send_raw(_at_frame("keep", D, np.full(n, v), k, 256 * 1024))
             assert lane.receive() == v * n
@@ -344,7 +344,7 @@ def test_a_kept_in_place_array_keeps_its_values(server):
 
 
 def test_the_request_mapping_stays_put_when_nothing_is_kept(server):
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         before = 0
         for k in range(20):
             assert lane.call("total", D, [np.ones(3000)], [N]) == 3000.0
@@ -361,7 +361,7 @@ def test_the_request_mapping_stays_put_when_nothing_is_kept(server):
 # ------------------------------------------------------------------ no lost writes while moving
 
 def _lost_writes(server, rounds: int, n: int, passes: int) -> None:
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         for _ in range(rounds):
             assert lane.call("keep_and_count", Tag.NONE, [np.zeros(n), passes], [N, I]) is None
             assert lane.call("total", D, [np.full(n, -1.0)], [N]) == -n      # the next request, meanwhile
@@ -380,7 +380,7 @@ def test_moving_a_kept_argument_out_loses_no_concurrent_write_long(server):
 @pytest.mark.stress
 def test_kept_arguments_keep_their_values_long(server):
     rng = np.random.default_rng(5)
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         want = []
         for k in range(300):
             a = rng.standard_normal(int(rng.integers(1, 200_000)))
@@ -428,7 +428,7 @@ def test_a_kept_argument_pins_only_its_own_size(tmp_path, module):
     kept = 40_960                                     # 320 KB of float64
     try:
         with Headless(top / "work", module, "--keep-alive", "--capacity", "64K") as server:
-            lane = Lane(server.folder)
+            lane = ClientLane(server.folder)
             assert lane.call("total", D, [np.ones(4 << 20)], [N]) == 4 << 20     # the request file grows to 64 MiB
             assert lane.call("keep", D, [np.ones(kept)], [N]) == kept
             assert lane.call("total", D, [np.ones(4 << 20)], [N]) == 4 << 20
@@ -439,7 +439,7 @@ def test_a_kept_argument_pins_only_its_own_size(tmp_path, module):
             left = _req_mappings(server.pid)
             assert sum(e["Size"] for e in left) <= kept * 8 + 2 * 4096, left
             assert sum(e["disk"] for e in left) <= kept * 8 + 2 * 4096, left     # its file's blocks were freed
-            with Lane(server.folder) as other:
+            with ClientLane(server.folder) as other:
                 assert other.call("kept_sums", ListOf(D)) == [kept]
     finally:
         shutil.rmtree(top, ignore_errors=True)
@@ -448,7 +448,7 @@ def test_a_kept_argument_pins_only_its_own_size(tmp_path, module):
 # ------------------------------------------------------------------ read-only
 
 def test_argument_views_cannot_be_made_writable(server):
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         assert lane.call("writable", BOOL, [np.ones(100)], [N]) is False
         assert lane.call("writable", BOOL, [np.ones((10, 10), dtype=np.float32)], [N]) is False
         assert lane.call("writable", BOOL, [np.arange(5, dtype=np.int32)], [Tag.INT32_ARRAY]) is False

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kernels import FLAVOURS, kernel
-from lesspy_kernel.client import Lane, RemoteError
+from lesspy_kernel.client import ClientLane, RemoteError
 from lesspy_kernel.protocol import ErrorKind, Tag
 from servers import ROOT, Headless
 
@@ -27,7 +27,7 @@ I, S = Tag.INT32, Tag.STRING
 
 
 def _flood_missing(folder: Path, seconds: float, stop: threading.Event, counts: list) -> None:
-    lane = Lane(folder)
+    lane = ClientLane(folder)
     try:
         i = 0
         deadline = time.monotonic() + seconds
@@ -84,7 +84,7 @@ def _failed_call_flood(tmp_path: Path, clients: int, seconds: float) -> None:
         time.sleep(1.5)                 # the summary line of the last second
         stop.set()
         sampler.join(10)
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     calls = sum(counts)
     assert calls > 2000, f"only {calls} calls in the flood"
@@ -114,11 +114,11 @@ def test_a_flood_of_lane_openings_keeps_the_log_within_its_bound(tmp_path):
         sizes: list = []
         sampler = threading.Thread(target=_sample_sizes, args=(log_file, stop, sizes))
         sampler.start()
-        keeper = Lane(s.folder)
+        keeper = ClientLane(s.folder)
         n = 0
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
-            Lane(s.folder).close()
+            ClientLane(s.folder).close()
             try:
                 client.stop(s.folder, wait=False)
             except HandshakeError:
@@ -146,7 +146,7 @@ def test_what_served_functions_print_is_rotated_between_the_watchdogs_seconds(tm
         sampler = threading.Thread(target=_sample_sizes, args=(log_file, stop, sizes))
         sampler.start()
         calls = 0
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline:
                 assert lane.call("chatty", I, [100], [I]) == 100
@@ -230,14 +230,14 @@ def test_a_multiprocessing_pool_in_a_served_function_returns_promptly(tmp_path):
     module = tmp_path / "fork_module.py"
     module.write_text(FORK_MODULE)
     with Headless(tmp_path / "work", module, "--keep-alive") as s:
-        with Lane(s.folder, timeout=20) as lane:
+        with ClientLane(s.folder, timeout=20) as lane:
             for _ in range(3):
                 t0 = time.monotonic()
                 assert lane.call("pool_squares", I, [10], [I]) == 285
                 assert lane.call("pool_first", I, [50], [I]) == 0
                 assert time.monotonic() - t0 < 10
             assert s.proc.poll() is None
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             assert lane.call("square", I, [7], [I]) == 49
 
 
@@ -248,7 +248,7 @@ def test_a_forked_child_holds_none_of_the_servers_sockets(tmp_path):
     module = tmp_path / "fork_module.py"
     module.write_text(FORK_MODULE)
     with Headless(tmp_path / "work", module, "--keep-alive") as s:
-        with Lane(s.folder) as lane, Lane(s.folder) as other:
+        with ClientLane(s.folder) as lane, ClientLane(s.folder) as other:
             assert other.call("square", I, [2], [I]) == 4
             assert lane.call("sockets_in_child", I, [], []) == 0
             assert lane.call("square", I, [3], [I]) == 9
@@ -264,13 +264,13 @@ def test_a_child_forked_by_a_served_function_ends_and_leaves_the_server_alone(tm
     module.write_text(FORK_MODULE)
     marker = tmp_path / "marker.txt"
     with Headless(tmp_path / "work", module, "--keep-alive") as s:
-        with Lane(s.folder, timeout=15) as lane:
+        with ClientLane(s.folder, timeout=15) as lane:
             before = _folder_files(s.folder)
             assert lane.call("fork_child", I, [how, str(marker)], [S, S]) == code
             assert marker.exists() == (how != "_exit")
             assert lane.call("square", I, [5], [I]) == 25
             assert _folder_files(s.folder) == before
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             assert lane.call("square", I, [6], [I]) == 36
         assert s.proc.poll() is None
 
@@ -305,7 +305,7 @@ def test_forks_in_a_served_notebook_leave_its_server_and_folder_alone(tmp_path, 
     with kernel(tmp_path, flavour) as k:
         k.run(NOTEBOOK_FORKS + "%lesspy serve --name forks" + (" --threaded" if threaded else ""))
         folder = k.folder("forks")
-        with Lane(folder, timeout=20) as lane:
+        with ClientLane(folder, timeout=20) as lane:
             before = _folder_files(folder)
             for how, code in (("exit", 3), ("_exit", 4), ("return", 0)):
                 marker = tmp_path / f"marker-{how}.txt"
@@ -324,7 +324,7 @@ def test_forks_in_a_served_notebook_leave_its_server_and_folder_alone(tmp_path, 
             assert "child exit code 0" in out, out
             assert lane.call("square", I, [9], [I]) == 81
             assert _folder_files(folder) == before
-        with Lane(folder) as lane:
+        with ClientLane(folder) as lane:
             assert lane.call("square", I, [3], [I]) == 9
         k.run("%lesspy stop")
 
@@ -364,11 +364,11 @@ def test_a_notebooks_error_counts_and_call_records_are_bounded(tmp_path):
     client sent are counted under at most MAX_KINDS + 1 keys (one each before, for good), and 1,500 calls to
     missing functions with 1,000-byte names keep the call records within history_records_budget (1 MiB here;
     they took 10,000 x a few KiB before: only the record count was bounded), the newest kept."""
-    from lesspy_kernel.celloutput import MAX_KINDS
+    from lesspy_kernel.jupyter.celloutput import MAX_KINDS
 
     with kernel(tmp_path) as k:
         k.run(NOTEBOOK_ERRORS, timeout=60)
-        with Lane(k.folder("bounds"), timeout=30) as lane:
+        with ClientLane(k.folder("bounds"), timeout=30) as lane:
             for n in range(400):
                 with pytest.raises(RemoteError) as e:
                     lane.call("raise_kind", I, [n], [I])

@@ -135,7 +135,7 @@ def test_the_python_client_honours_its_timeout_against_a_stopped_server(tmp_path
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive") as server:
         os.kill(server.pid, signal.SIGSTOP)
         try:
-            for attempt in (lambda: client.Lane(server.folder, timeout=1), lambda: client.status(server.folder, 1)):
+            for attempt in (lambda: client.ClientLane(server.folder, timeout=1), lambda: client.status(server.folder, 1)):
                 start = time.monotonic()
                 with pytest.raises(TimeoutError) as e:
                     attempt()
@@ -144,7 +144,7 @@ def test_the_python_client_honours_its_timeout_against_a_stopped_server(tmp_path
                 assert "alive but not answering" in str(e.value), e.value
         finally:
             os.kill(server.pid, signal.SIGCONT)
-        lane = client.Lane(server.folder)
+        lane = client.ClientLane(server.folder)
         try:
             assert lane.call("add_ints", client.Tag.INT32, [3, 4], [client.Tag.INT32, client.Tag.INT32]) == 7
         finally:

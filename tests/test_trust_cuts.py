@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from lesspy_kernel import allocator, mapping
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import Tag
 from servers import ROOT, Headless, wait_for
 
@@ -89,7 +89,7 @@ def server(tmp_path: Path):
 
 
 def kept_values(server: Headless) -> set:
-    other = Lane(server.folder, timeout=15)
+    other = ClientLane(server.folder, timeout=15)
     try:
         return set(float(v) for v in other.call("kept_values", N))
     finally:
@@ -98,7 +98,7 @@ def kept_values(server: Headless) -> set:
 
 def assert_alive(server: Headless) -> None:
     assert server.proc.poll() is None, f"the server died ({server.proc.returncode}):\n{server.output()[-3000:]}"
-    other = Lane(server.folder, timeout=15)
+    other = ClientLane(server.folder, timeout=15)
     try:
         assert other.call("add_ints", I, [1, 2], [I, I]) == 3
     finally:
@@ -129,7 +129,7 @@ def refill(path: Path, fd: int = -1) -> None:
 
 def test_kept_result_then_its_file_cut_after_the_lane_closed_does_not_kill_the_server(server):
     """The issue's scenario (/tmp/kept_exp.py): the server died with SIGBUS (-7) here."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     assert lane.call("make", N, [SIZE], [I]).sum() == SIZE
     fd = os.open(lane.resp.path, os.O_RDWR)       # a client that keeps a descriptor of its lane file
     try:
@@ -147,7 +147,7 @@ def test_kept_result_then_its_file_cut_after_the_lane_closed_does_not_kill_the_s
 
 
 def test_kept_result_then_its_file_cut_while_the_lane_is_open(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     assert lane.call("make", N, [SIZE], [I]).sum() == SIZE
     os.truncate(lane.resp.path, 0)
     values = kept_values(server)                   # another lane reads the kept array: zeros where it was cut
@@ -161,7 +161,7 @@ def test_kept_result_then_its_file_cut_while_the_lane_is_open(server):
 def test_kept_result_cut_then_the_server_gives_the_file_back_shows_no_reply_bytes(server):
     """The lane's next call meets the cut file; the server gives it its size back and writes the error reply there:
     the kept result's lost pages are zeros, never that reply's bytes."""
-    lane = Lane(server.folder, timeout=15)
+    lane = ClientLane(server.folder, timeout=15)
     assert lane.call("make", N, [SIZE], [I]).sum() == SIZE
     os.truncate(lane.resp.path, 0)
     try:
@@ -180,7 +180,7 @@ def test_kept_argument_then_its_file_cut_does_not_kill_the_server(server, when):
     """A kept argument's pages under a cut of the request file (lane open, or closed with a descriptor kept):
     zeros and a log line (before: zeros and nothing said while the lane was open, a SIGBUS that killed the server
     once it had closed)."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     assert lane.call("keep_arg", D, [np.ones(SIZE)], [N]) == SIZE
     fd = os.open(lane.req.path, os.O_RDWR)
     try:
@@ -204,7 +204,7 @@ def test_a_request_file_cut_inside_its_first_page_closes_the_lane_at_once(server
     """Cut to a few bytes: the rest of the header page reads as zeros (no signal); the server read "sequence 0" and
     answered it over the last reply, and the client, whose `waiting` word reads 0 and sends no byte, waited for its
     whole timeout. Now the lane closes within about a second, logged once; the server goes on."""
-    lane = Lane(server.folder, timeout=20)
+    lane = ClientLane(server.folder, timeout=20)
     assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     os.truncate(lane.req.path, cut)
     start = time.monotonic()
@@ -225,7 +225,7 @@ def test_a_request_file_cut_inside_its_first_page_closes_the_lane_at_once(server
 def test_an_idle_lane_whose_request_file_is_cut_to_one_byte_is_closed(server):
     """No call after the cut: the server notices the zeroed header by itself (its blocked lane thread looks every
     second) and closes the lane, instead of answering a request "sequence 0" over the last reply."""
-    lane = Lane(server.folder, timeout=20)
+    lane = ClientLane(server.folder, timeout=20)
     assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     os.truncate(lane.req.path, 1)
     lane.sock.settimeout(10)
@@ -301,7 +301,7 @@ def test_stress_kept_arrays_under_random_cuts(server):
     rng = random.Random(14)
     values: set = set()
     for _ in range(150):
-        lane = Lane(server.folder, timeout=20)
+        lane = ClientLane(server.folder, timeout=20)
         result = rng.random() < 0.5
         if result:
             assert lane.call("make", N, [SIZE], [I]).sum() == SIZE
@@ -332,7 +332,7 @@ def test_stress_kept_arrays_under_random_cuts(server):
             os.close(fd)
         values |= kept_values(server)
         if rng.random() < 0.2:
-            other = Lane(server.folder)
+            other = ClientLane(server.folder)
             other.call("forget", Tag.NONE)
             other.close()
     assert_alive(server)

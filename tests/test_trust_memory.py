@@ -27,7 +27,7 @@ import pytest
 
 from conftest import compile_csharp, csharp_checks, run_mono
 from lesspy_kernel import allocator
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import ListOf, Tag
 from servers import Headless, wait_for
 
@@ -278,7 +278,7 @@ def test_the_allocator_is_built():
 # ------------------------------------------------------------------ item 5: result_array()
 
 def test_two_result_arrays_in_one_call_are_distinct(server):
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         for _ in range(3):
             np.testing.assert_array_equal(lane.call("two_result_arrays", N, [50_000], [I]), np.ones(50_000))
             assert lane.call("result_arrays_share", BOOL, [1000], [I]) is False
@@ -288,7 +288,7 @@ def test_two_result_arrays_in_one_call_are_distinct(server):
 
 def test_result_arrays_inside_a_tuple_or_a_list_arrive_exactly(server):
     n = 100
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         for _ in range(3):
             r, s, k = lane.call("in_tuple", (N, N, I), [n], [I])
             np.testing.assert_array_equal(r, np.arange(n))
@@ -303,7 +303,7 @@ def test_result_arrays_inside_a_tuple_or_a_list_arrive_exactly(server):
 def test_a_kept_result_sees_no_later_reply_and_never_changes_a_view_the_client_holds(server):
     n = KEPT_N
     a = np.arange(n, dtype=np.float64)
-    with Lane(server.folder) as lane, Lane(server.folder) as other:
+    with ClientLane(server.folder) as lane, ClientLane(server.folder) as other:
         for name, args, descs, want in (("keep_result", [n, 5.0], [I, D], np.full(n, 5.0)),
                                         ("keep_natural", [a, 3.0], [N, D], a + 3)):
             np.testing.assert_array_equal(lane.call(name, N, args, descs), want)      # kept in KEPT[i]
@@ -341,7 +341,7 @@ def test_a_lane_the_server_closes_keeps_the_last_reply_a_client_may_read(server)
     """Closing a lane frees its response file's blocks (test below), but not the last reply's while the client may
     still read it: here the server closes the lane for a byte that breaks the protocol."""
     n = KEPT_N
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     try:
         np.testing.assert_array_equal(lane.call("keep_result", N, [n, 5.0], [I, D]), np.full(n, 5.0))  # moved out
         length = lane.resp.words[3]
@@ -358,7 +358,7 @@ def test_a_lane_the_server_closes_keeps_the_last_reply_a_client_may_read(server)
 
 def _fork_rounds(server, rounds: int) -> None:
     n = KEPT_N
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         for _ in range(rounds):
             np.testing.assert_array_equal(lane.call("fork_writes", N, [n], [I]), np.zeros(n))
             np.testing.assert_array_equal(lane.call("fork_result_array", N, [n], [I]), np.zeros(n))
@@ -386,7 +386,7 @@ def test_fork_children_have_their_own_copies_long(server):
 
 def _lost_writes(server, rounds: int, n: int, passes: int) -> None:
     a = np.arange(n, dtype=np.float64)
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         for _ in range(rounds):
             lane.call("counter_result", N, [n, passes], [I, I])
             lane.call("plus_one", N, [a], [N])          # later replies while the thread goes on
@@ -451,7 +451,7 @@ def test_kept_results_pin_only_their_own_size(shm_server):
     server = shm_server
     big_n = 8 << 20                                   # a 64 MiB reply first: each lane's mapping grows to 128 MiB
     free_before = _free_bytes(server.folder)
-    lanes = [Lane(server.folder) for _ in range(4)]
+    lanes = [ClientLane(server.folder) for _ in range(4)]
     a = np.arange(KEPT_N, dtype=np.float64)
 
     def work(k: int) -> None:
@@ -476,7 +476,7 @@ def test_kept_results_pin_only_their_own_size(shm_server):
     assert sum(m["disk"] for m in pinned) <= 4 * 4096, pinned
     used = free_before - _free_bytes(server.folder)
     assert used < 16 << 20, f"the closed lanes' files still take {used:,} bytes of the file system"
-    with Lane(server.folder) as lane:                 # and the kept arrays still hold their values
+    with ClientLane(server.folder) as lane:                 # and the kept arrays still hold their values
         assert sorted(lane.call("kept_sums", ListOf(D))) == sorted([float((a + 0).sum()), KEPT_N * 1.0,
                                                                     float((a + 2).sum()), KEPT_N * 3.0])
         lane.call("drop_kept", I)

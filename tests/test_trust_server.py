@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from lesspy_kernel import client
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.handshake import HandshakeError, Result
 from lesspy_kernel.protocol import Tag
 from lesspy_kernel.workfolder import FORCE_TCP_ENV, MAX_SOCKET_PATH
@@ -79,7 +79,7 @@ def test_a_long_folder_is_served_on_its_private_unix_socket_not_tcp(tmp_path):
         assert stat.S_ISSOCK(sock.lstat().st_mode) and stat.S_IMODE(sock.lstat().st_mode) == 0o600
         with socket.socket(socket.AF_UNIX) as plain, pytest.raises(OSError):
             plain.connect(str(sock))                   # too long for a socket address: only the /proc way works
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             assert lane.call("add_ints", I, [2, 40], [I, I]) == 42
         wait_for(lambda: client.status(folder)["lanes"] == 0, timeout=5, what="the lane to close")
         assert "TCP" not in s.output()
@@ -141,7 +141,7 @@ def test_another_user_flooding_a_long_folder_cannot_connect_and_every_owner_lane
             opened = 0
             t0 = time.monotonic()
             for i in range(20):
-                with Lane(s.folder) as lane:
+                with ClientLane(s.folder) as lane:
                     assert lane.call("add_ints", I, [i, 1], [I, I]) == i + 1
                     opened += 1
             assert opened == 20 and time.monotonic() - t0 < 10
@@ -202,7 +202,7 @@ def _tcp_flood_owner_lanes(folder: Path, user: str, python: str, lanes: int = 20
             if all(f.poll() is None for f in floods):
                 during += 1
             try:
-                with Lane(folder) as lane:
+                with ClientLane(folder) as lane:
                     assert lane.call("add_ints", I, [i, 1], [I, I]) == i + 1
                     opened += 1
             except (OSError, HandshakeError) as e:
@@ -263,7 +263,7 @@ def test_a_work_folder_open_to_others_is_refused_by_a_client(tmp_path):
     with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive") as s:
         os.chmod(s.folder, 0o755)
         with pytest.raises(PermissionError, match="open to other users"):
-            Lane(s.folder)
+            ClientLane(s.folder)
         os.chmod(s.folder, 0o700)
         (s.folder / "notify.port").chmod(0o644)
         with pytest.raises(PermissionError, match="notify.port is open to other users"):
@@ -331,7 +331,7 @@ def test_swapping_a_running_servers_folder_for_another_users_never_sends_it_a_by
     try:
         folder = base / "work"
         with Headless(folder, LANES_MODULE, "--keep-alive") as s:
-            with Lane(folder) as lane:
+            with ClientLane(folder) as lane:
                 assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
             theirs = base / "theirs"
             assert _as(user, "mkdir", "-m", "777", str(theirs)).returncode == 0
@@ -344,12 +344,12 @@ def test_swapping_a_running_servers_folder_for_another_users_never_sends_it_a_by
             moved = base / "moved"
             secret = b"my password is hunter2"
             for _ in range(3):
-                with Lane(moved) as lane:
+                with ClientLane(moved) as lane:
                     assert lane.call("echo_bytes", Tag.BYTES, [secret], [Tag.BYTES]) == secret
                     assert (moved / f"lane-{lane.id}.req.mmf").exists()
             assert _snapshot(theirs) == before, "the server wrote into the other user's folder"
             with pytest.raises(PermissionError, match="symbolic link"):
-                Lane(folder)                           # and a client refuses the swapped path
+                ClientLane(folder)                           # and a client refuses the swapped path
             assert s.proc.poll() is None
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -395,7 +395,7 @@ def test_a_connection_from_another_uid_is_closed_before_the_hello():
         assert r.stdout.split() == ["closed", "0"], f"the other uid got an answer: {r.stdout}"
         assert client.status(s.folder)["refused"] >= 1
         wait_for(lambda: f"from uid {_uid(user)}" in s.output(), timeout=5, what="the refusal in the log")
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
 
 
@@ -405,9 +405,9 @@ def test_a_connection_from_another_uid_is_closed_before_the_hello():
 HOLDER = r"""
 import sys, time
 sys.path.insert(0, sys.argv[2])
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import Tag
-lane = Lane(sys.argv[1])
+lane = ClientLane(sys.argv[1])
 print("ready", flush=True)
 n = 0
 try:
@@ -463,12 +463,12 @@ def test_a_stop_request_is_refused_while_another_client_has_lanes_and_force_stop
 
 def test_a_client_may_stop_a_server_only_it_uses(tmp_path):
     with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive") as s:
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
             client.stop(s.folder, client_id=lane.client_id)     # its own lanes do not count
             assert s.proc.wait(10) == 0
     with Headless(tmp_path / "w2", LANES_MODULE, "--keep-alive") as s:
-        with Lane(s.folder) as lane:
+        with ClientLane(s.folder) as lane:
             assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
         r = _cli("stop", str(s.folder))                          # no lanes open any more
         assert r.returncode == 0, r.stderr
@@ -508,7 +508,7 @@ def test_a_shutdown_byte_never_stops_a_server_another_client_uses(tmp_path):
     with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive") as s:
         holder = _holder(s.folder)
         try:
-            with Lane(s.folder) as lane:
+            with ClientLane(s.folder) as lane:
                 lane.sock.sendall(handshake.SHUTDOWN)
                 assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
             wait_for(lambda: "other clients use it" in s.output(), timeout=10, what="the deferred stop")

@@ -19,7 +19,7 @@ import pytest
 
 from kernels import FLAVOURS, kernel
 from lesspy_kernel import handshake, protocol
-from lesspy_kernel.client import END, Lane, RemoteError
+from lesspy_kernel.client import END, ClientLane, RemoteError
 from lesspy_kernel.mapping import PAGE
 from lesspy_kernel.protocol import ErrorKind, Record, Tag, decode_call, encode_call
 from servers import ROOT, Headless, wait_for
@@ -68,7 +68,7 @@ def test_prefix_cache_stays_within_its_byte_budget_in_process():
 def test_thousands_of_large_descriptors_do_not_grow_the_server(server):
     """1,500 calls with large distinct record descriptors, to missing and to existing functions: the server's
     RSS stays within a small bound (it grew by hundreds of MiB: every prefix was kept), and it still answers."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     start = rss_mib(server.pid)
     for i in range(1500):
@@ -90,7 +90,7 @@ def test_a_client_that_stops_reading_its_notify_socket_does_not_flood_the_log(tm
     The log says so once per lane, not once per call (it said "client went away" for nearly every call)."""
     log_file = tmp_path / "server.log"
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive", "--log-file", str(log_file)) as s:
-        lane = Lane(s.folder)
+        lane = ClientLane(s.folder)
         lane.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
         for i in range(3000):
             lane.send_raw(encode_call("add_ints", I, [i, 1], [I, I]))
@@ -99,7 +99,7 @@ def test_a_client_that_stops_reading_its_notify_socket_does_not_flood_the_log(tm
                 time.sleep(0)
             assert protocol.decode_value(bytes(lane.resp.payload(16))[:5]) == i + 1
         lane.resp.waiting = 0
-        other = Lane(s.folder)
+        other = ClientLane(s.folder)
         assert other.call("add_ints", I, [1, 2], [I, I]) == 3
         other.close()
         lane.close()
@@ -138,7 +138,7 @@ def test_a_result_larger_than_the_file_system_is_an_error_not_a_crash(tmp_path):
     with small_tmpfs(tmp_path) as mount:
         s = Headless(mount / "work", TRUST_MODULE, "--keep-alive", "--capacity", "1M")
         try:
-            lane, other = Lane(s.folder), Lane(s.folder)
+            lane, other = ClientLane(s.folder), ClientLane(s.folder)
             assert other.call("add_ints", I, [1, 2], [I, I]) == 3
             with pytest.raises(RemoteError) as e:
                 lane.call("big_array", N, [100], [I])
@@ -166,7 +166,7 @@ def test_opening_a_lane_on_a_full_file_system_is_refused_with_the_reason(tmp_pat
     with small_tmpfs(tmp_path, "8m") as mount:
         s = Headless(mount / "work", TRUST_MODULE, "--keep-alive", "--capacity", "2M")
         try:
-            first = Lane(s.folder)
+            first = ClientLane(s.folder)
             filler = mount / "filler"
             with open(filler, "wb") as f:             # fill what is left
                 with contextlib.suppress(OSError):
@@ -174,11 +174,11 @@ def test_opening_a_lane_on_a_full_file_system_is_refused_with_the_reason(tmp_pat
                         f.write(bytes(1 << 20))
                         f.flush()
             with pytest.raises(Exception) as e:          # HandshakeError: refused, with the reason
-                Lane(s.folder)
+                ClientLane(s.folder)
             assert "file system is full" in str(e.value), str(e.value)
             assert first.call("add_ints", I, [1, 2], [I, I]) == 3
             filler.unlink()
-            second = Lane(s.folder)
+            second = ClientLane(s.folder)
             assert second.call("add_ints", I, [3, 4], [I, I]) == 7
             first.close()
             second.close()
@@ -187,7 +187,7 @@ def test_opening_a_lane_on_a_full_file_system_is_refused_with_the_reason(tmp_pat
 
 
 def test_a_client_that_cuts_its_request_file_gets_an_error_and_the_server_lives(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     blob = bytes(range(256)) * 800                       # 200 KiB: the request file grows, the server maps it
     assert lane.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob
     frame = encode_call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES])
@@ -199,14 +199,14 @@ def test_a_client_that_cuts_its_request_file_gets_an_error_and_the_server_lives(
     assert e.value.reply.kind == ErrorKind.MALFORMED_REQUEST
     assert "req.mmf is 4,096 bytes long" in e.value.reply.message, e.value.reply.message
     assert server.proc.poll() is None, server.output()
-    other = Lane(server.folder)
+    other = ClientLane(server.folder)
     assert other.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob
     other.close()
     lane.sock.close()
 
 
 def test_a_client_that_cuts_the_response_file_gets_an_error_and_the_lane_goes_on(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     blob = bytes(range(256)) * 800
     assert lane.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob     # the response file grows
     os.truncate(lane.resp.path, 4096)
@@ -215,7 +215,7 @@ def test_a_client_that_cuts_the_response_file_gets_an_error_and_the_lane_goes_on
     assert "resp.mmf had been cut to 4,096 bytes" in e.value.reply.message, e.value.reply.message
     assert server.proc.poll() is None, server.output()
     assert lane.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob     # its size was given back
-    other = Lane(server.folder)
+    other = ClientLane(server.folder)
     assert other.call("add_ints", I, [1, 2], [I, I]) == 3
     other.close()
     lane.close()
@@ -227,7 +227,7 @@ def test_a_client_that_cuts_the_response_file_gets_an_error_and_the_lane_goes_on
 def test_a_cancelled_async_def_stops_at_its_await(server):
     """Cancelling an `async def` that awaits for 5 s: the caller's CANCELLED error comes within a second, the
     coroutine saw CancelledError at its await and never finished (it ran on until its await ended)."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     lane.call("clear_events", Tag.NONE)
     lane.send_raw(encode_call("async_sleep_then", I, [5.0, 7], [D, I]))
     time.sleep(0.3)
@@ -247,7 +247,7 @@ def test_a_cancelled_async_def_stops_at_its_await(server):
 def test_a_cancelled_async_def_does_not_wait_for_the_thread_it_started(server):
     """An `async def` awaiting asyncio.to_thread: the thread cannot be stopped, but the cancelled call answers at
     once (asyncio.run waited for the thread, 5 s) and the lane goes on meanwhile."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     lane.send_raw(encode_call("async_offload", I, [5.0, 7], [D, I]))
     time.sleep(0.3)
     t0 = time.monotonic()
@@ -268,9 +268,9 @@ def test_an_app_that_exits_during_an_async_def_does_not_keep_the_server_alive(tm
         app = subprocess.Popen([sys.executable, "-c", f"""
 import sys
 sys.path.insert(0, {str(ROOT / 'tests')!r})
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import Tag, encode_call
-lane = Lane({str(s.folder)!r})
+lane = ClientLane({str(s.folder)!r})
 lane.send_raw(encode_call("async_sleep_then", Tag.INT32, [60.0, 7], [Tag.FLOAT64, Tag.INT32]))
 print("sent", flush=True)
 """], stdout=subprocess.PIPE, text=True)
@@ -294,7 +294,7 @@ def test_a_cancelled_async_def_stops_in_the_notebook_too(tmp_path, flavour):
               "        events.append('cancelled')\n        raise\n    events.append('finished')\n    return value\n"
               "def get_events():\n    return list(events)\n"
               "%lesspy serve --name nap")
-        lane = Lane(k.folder("nap"))
+        lane = ClientLane(k.folder("nap"))
         lane.send_raw(encode_call("nap", I, [5.0, 7], [D, I]))
         time.sleep(0.5)
         t0 = time.monotonic()
@@ -314,7 +314,7 @@ def test_a_cancelled_async_def_stops_in_the_notebook_too(tmp_path, flavour):
 def test_a_cancelled_stream_delivers_no_more_items(server):
     """Once the cancel word names one of a stream's requests, the stream is over: the next item request gets
     CANCELLED, not an item (items kept coming), and the generator is closed."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     lane.call("clear_events", Tag.NONE)
     lane.send_raw(encode_call("count_up", I, [1000], [I]), protocol.REQUEST_STREAM)
     assert lane.receive() == 0
@@ -336,7 +336,7 @@ def test_a_cancelled_stream_delivers_no_more_items(server):
 def test_a_lone_surrogate_in_a_result_is_a_clear_error(server):
     """A str with a lone surrogate cannot become UTF-8: the caller learns which function, where, and what to
     do (it got a bare "could not encode" server error), and the lane goes on."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     with pytest.raises(RemoteError) as e:
         lane.call("lone_surrogate", S)
     reply = e.value.reply
@@ -351,7 +351,7 @@ def test_a_lone_surrogate_in_a_result_is_a_clear_error(server):
 
 
 def test_a_none_row_in_an_int_jagged_result_says_what_to_declare(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     with pytest.raises(RemoteError) as e:
         lane.call("jagged_with_none", Tag.INT32_JAGGED)
     assert e.value.reply.kind == ErrorKind.RESULT_MISMATCH
@@ -364,7 +364,7 @@ def test_a_none_row_in_an_int_jagged_result_says_what_to_declare(server):
 def test_a_lone_surrogate_sent_by_a_client_is_named_as_such(server):
     """A client that encodes a lone surrogate (bytes ED A0 80) gets an error that says so, not one blaming
     mismatched protocol versions."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     good = encode_call("echo_text", S, ["abXYZcd"], [S])
     lane.send_raw(good.replace(b"XYZ", b"\xed\xa0\x80"))
     with pytest.raises(RemoteError) as e:
@@ -382,7 +382,7 @@ def _cut_rounds(folder: Path, rounds: int, seed: int) -> dict:
     import random
     rng = random.Random(seed)
     seen = {"ok": 0, "cut": 0}
-    lane = Lane(folder)
+    lane = ClientLane(folder)
     for _ in range(rounds):
         blob = bytes(rng.randrange(256) for _ in range(16)) * rng.choice((1, 100, 8000, 20000))
         frame = encode_call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES])
@@ -422,7 +422,7 @@ def _cut_rounds(folder: Path, rounds: int, seed: int) -> dict:
             which = "req"
         if which == "req":                         # its own mapping of the cut file is no longer safe to write
             lane.sock.close()
-            lane = Lane(folder)
+            lane = ClientLane(folder)
     assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     lane.close()
     return seen
@@ -445,7 +445,7 @@ def test_stress_clients_that_cut_their_lane_files(server):
 def test_stress_cancelled_async_defs_and_streams(server):
     """Many cancelled coroutines and streams on two lanes: each is cancelled promptly, nothing leaks into the
     next call, and the server's threads do not grow."""
-    lanes = [Lane(server.folder), Lane(server.folder)]
+    lanes = [ClientLane(server.folder), ClientLane(server.folder)]
     for round_ in range(30):
         lane = lanes[round_ % 2]
         lane.send_raw(encode_call("async_sleep_then", I, [5.0, 7], [D, I]))
@@ -471,7 +471,7 @@ def test_stress_cancelled_async_defs_and_streams(server):
 
 @pytest.mark.stress
 def test_stress_ten_thousand_descriptors(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     start = rss_mib(server.pid)
     for i in range(10000):
@@ -486,7 +486,7 @@ def test_a_cut_response_file_never_receives_an_array_made_in_the_mapping(server)
     """An NdArray result is made straight in the response file (allocator.py): after the client cut that file,
     the call is refused with the reason (the server died of SIGBUS), the file gets its size back, and the next
     call makes its array there again."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     blob = bytes(1 << 20)
     assert lane.call("echo_bytes", Tag.BYTES, [blob], [Tag.BYTES]) == blob        # the response file: 2 MiB
     os.truncate(lane.resp.path, 4096)
@@ -507,9 +507,9 @@ def test_a_python_client_on_a_full_file_system_gets_an_error_not_sigbus(tmp_path
         try:
             app = subprocess.Popen([sys.executable, "-c", f"""
 import sys
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import Tag
-lane = Lane({str(s.folder)!r})
+lane = ClientLane({str(s.folder)!r})
 print("open", flush=True)
 sys.stdin.readline()
 try:
@@ -528,7 +528,7 @@ except OSError as e:
             assert app.returncode == 0, (app.returncode, err)
             assert "refused: the work folder's file system is full" in out, out
             filler.unlink()
-            lane = Lane(s.folder)
+            lane = ClientLane(s.folder)
             assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
             lane.close()
         finally:

@@ -291,7 +291,7 @@ def test_log_file_not_ours_is_refused(shared, tmp_path, modules, kind):
 def test_log_file_of_ours_is_made_private_and_rotation_never_writes_a_foreign_backup(shared, tmp_path, modules):
     """Our own 0644 log is made 0600 and used; FILE.1 pre-created by the other user (0666) is never opened for
     writing (before: O_TRUNC and the log's end written into it), and the log stays capped all the same."""
-    from lesspy_kernel.client import Lane, RemoteError
+    from lesspy_kernel.client import ClientLane, RemoteError
     from lesspy_kernel.protocol import Tag
 
     log = shared / "srv.log"
@@ -305,7 +305,7 @@ def test_log_file_of_ours_is_made_private_and_rotation_never_writes_a_foreign_ba
         wait_for(lambda: (folder / "notify.port").exists() or proc.poll() is not None, what="the server")
         assert proc.poll() is None, proc.communicate()[1]
         assert stat.S_IMODE(log.stat().st_mode) == 0o600
-        lane = Lane(folder)
+        lane = ClientLane(folder)
         try:
             deadline = time.monotonic() + 20
             rotated = False

@@ -24,7 +24,7 @@ import pytest
 
 from kernels import FLAVOURS, kernel
 from lesspy_kernel import handshake, mapping
-from lesspy_kernel.client import Lane, RemoteError
+from lesspy_kernel.client import ClientLane, RemoteError
 from lesspy_kernel.protocol import FrameError, Tag, encode_call
 from servers import ROOT, Headless, wait_for
 
@@ -89,7 +89,7 @@ def server(tmp_path, module):
         yield s
 
 
-def outcome_of(lane: Lane, expect: object = None) -> str:
+def outcome_of(lane: ClientLane, expect: object = None) -> str:
     """What the client of a lane whose file it cut gets: the error's message, or how the lane ended, or "a result"
     (when it is `expect`; "wrong: ..." when not)."""
     lane.sock.settimeout(15)
@@ -112,7 +112,7 @@ def outcome_of(lane: Lane, expect: object = None) -> str:
 def assert_serves(server: Headless) -> None:
     """The server lives and serves another client."""
     assert server.proc.poll() is None, f"the server died ({server.proc.returncode}):\n{server.output()}"
-    other = Lane(server.folder)
+    other = ClientLane(server.folder)
     try:
         assert other.call("add_ints", I, [1, 2], [I, I]) == 3
     finally:
@@ -128,7 +128,7 @@ def assert_logged_once(server: Headless, name: str) -> None:
 
 
 def test_a_request_file_cut_to_nothing_then_a_call_byte_closes_that_lane_only(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     os.truncate(lane.req.path, 0)                # even the header page is gone (the server read it unchecked)
     lane.sock.sendall(handshake.CALL)
@@ -142,7 +142,7 @@ def test_a_request_file_cut_to_nothing_then_a_call_byte_closes_that_lane_only(se
 
 def test_a_request_file_cut_to_nothing_on_a_new_lane_closes_it(server):
     """No call yet: the zeros the server then reads look like no request at all; the CALL byte tells."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     os.truncate(lane.req.path, 0)
     lane.sock.sendall(handshake.CALL)
     lane.sock.settimeout(15)
@@ -153,7 +153,7 @@ def test_a_request_file_cut_to_nothing_on_a_new_lane_closes_it(server):
 
 
 def test_a_response_file_cut_to_nothing_before_a_call_closes_that_lane_only(server):
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     os.truncate(lane.resp.path, 0)
     lane.send_raw(encode_call("add_ints", I, [3, 4], [I, I]))
@@ -167,7 +167,7 @@ def test_a_response_file_cut_to_nothing_before_a_call_closes_that_lane_only(serv
 def test_a_request_file_cut_while_the_function_reads_its_argument_is_an_error(server):
     """The served function loops over an argument view (its pages are the request file's) while the client cuts
     the file: its reads find zeros, so its result is not sent; the call fails with the reason."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     a = np.ones(1 << 20)                        # 8 MiB in the request file
     assert lane.call("scan", D, [a, 0.0], [N, D]) == float(a.size)
     lane.send_raw(encode_call("scan", D, [a, 1.5], [N, D]))
@@ -184,7 +184,7 @@ def test_a_request_file_cut_while_the_function_reads_its_argument_is_an_error(se
 def test_a_request_file_cut_under_an_argument_the_function_keeps_is_an_error(server):
     """The same, when the function keeps its argument view after the call (its pages are then moved out of the
     request file before the reply): the cut is still seen, and the kept view does not kill the server later."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     a = np.ones(1 << 20)
     lane.send_raw(encode_call("scan_and_keep", D, [a, 1.5], [N, D]))
     time.sleep(0.5)
@@ -193,7 +193,7 @@ def test_a_request_file_cut_under_an_argument_the_function_keeps_is_an_error(ser
     assert CUT in got, got
     lane.sock.close()
     assert_serves(server)
-    other = Lane(server.folder)
+    other = ClientLane(server.folder)
     other.call("held_sum", D)                    # reads the kept view: zeros where the file was cut, no SIGBUS
     other.close()
     assert_serves(server)
@@ -210,7 +210,7 @@ def test_a_response_file_cut_while_the_function_writes_its_result_array_closes_t
     the socket for the client's and punched every block of the file out from under the error it had just written
     (the client read zeros: "unknown error kind 0", 1 run in 12). Read here only once the server has released the
     lane, so that race always goes the bad way."""
-    lane = Lane(server.folder)
+    lane = ClientLane(server.folder)
     assert lane.call("fill", N, [1 << 20, 0.0], [I, D]).sum() == 1 << 20
     lane.send_raw(encode_call(function, N, [1 << 20, 1.5], [I, D]))
     time.sleep(0.5)
@@ -232,10 +232,10 @@ def test_a_response_file_cut_while_the_function_writes_its_result_array_closes_t
 
 def test_lanes_of_the_same_server_go_on_while_one_is_cut(server):
     """Another client's lane, open all along, is not disturbed by a neighbour's cut (nor its log line)."""
-    steady = Lane(server.folder)
+    steady = ClientLane(server.folder)
     assert steady.call("add_ints", I, [1, 1], [I, I]) == 2
     for which in ("req", "resp"):
-        lane = Lane(server.folder)
+        lane = ClientLane(server.folder)
         assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
         os.truncate(getattr(lane, which).path, 0)
         if which == "resp":
@@ -259,7 +259,7 @@ def test_a_cut_lane_file_does_not_kill_a_notebook_kernel(tmp_path, flavour):
         k.run("%load_ext lesspy_kernel\nimport faulthandler, sys\nfaulthandler.enable(sys.__stderr__)\n"
               "def add(a, b):\n    return a + b\n%lesspy serve --name cut")
         for which in ("req", "resp"):
-            lane = Lane(k.folder("cut"))
+            lane = ClientLane(k.folder("cut"))
             assert lane.call("add", I, [1, 2], [I, I]) == 3
             k.run("faulthandler.disable()\nfaulthandler.enable(sys.__stderr__)")   # on top again, lane open
             time.sleep(0.1)
@@ -273,7 +273,7 @@ def test_a_cut_lane_file_does_not_kill_a_notebook_kernel(tmp_path, flavour):
             assert got.startswith("closed") or CUT in got, got
             lane.sock.close()
             assert k.km.is_alive(), f"the kernel died after its client cut lane-N.{which}.mmf"
-            other = Lane(k.folder("cut"))
+            other = ClientLane(k.folder("cut"))
             assert other.call("add", I, [5, 6], [I, I]) == 11
             other.close()
         assert "3" in k.run("print(1 + 2)", timeout=20)
@@ -329,7 +329,7 @@ def _random_cuts(folder: Path, rounds: int, seed: int) -> dict:
     rng = random.Random(seed)
     seen = {"ok": 0, "error": 0, "closed": 0}
     for _ in range(rounds):
-        lane = Lane(folder, timeout=15)
+        lane = ClientLane(folder, timeout=15)
         a = np.ones(rng.choice((1, 1000, 200_000)))
         assert lane.call("scan", D, [a, 0.0], [N, D]) == float(a.size)
         which = getattr(lane, rng.choice(("req", "resp")))

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import Tag, encode_call
 
 I, D, N = Tag.INT32, Tag.FLOAT64, Tag.NDARRAY
@@ -22,7 +22,7 @@ I, D, N = Tag.INT32, Tag.FLOAT64, Tag.NDARRAY
 
 def main() -> None:
     folder, mode, tag = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    lane = Lane(folder, timeout=120)
+    lane = ClientLane(folder, timeout=120)
     if mode == "spin":
         lane.send_raw(encode_call("spin_forever", I, []))
     elif mode == "sleep":

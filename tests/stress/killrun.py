@@ -17,7 +17,7 @@ from typing import Callable, List, Sequence
 import numpy as np
 
 from stress_support import HERE, ROOT, settled_figures, steady_figures
-from lesspy_kernel.client import Lane, status
+from lesspy_kernel.client import ClientLane, status
 from lesspy_kernel.protocol import Tag
 from servers import wait_for
 
@@ -53,7 +53,7 @@ def cleaned_up(folder: Path) -> bool:
 
 
 def still_serves(folder: Path, tag: int) -> None:
-    with Lane(folder) as lane:
+    with ClientLane(folder) as lane:
         assert lane.call("stamp", (I, I), [tag, 1], [I, I]) == (tag, 1)
         a = np.full(262144, tag, dtype=np.int32)
         out = lane.call("stamp_array", N, [tag, 2, a], [I, I, N])

@@ -102,7 +102,7 @@ def render(results: Dict[str, Any]) -> str:
         _fuzz(lines, s["fuzz_csharp"], "C# (`LessPy.Codec`, tests/csharp/FuzzCodec.cs)", "ProtocolException",
               {"read": "Codec.Read", "read_error": "Codec.ReadError"})
     if "kill_clients" in s:
-        _kills(lines, s["kill_clients"], "Clients SIGKILLed mid-call", "Python, `lesspy_kernel.client.Lane`")
+        _kills(lines, s["kill_clients"], "Clients SIGKILLed mid-call", "Python, `lesspy_kernel.client.ClientLane`")
     if "kill_csharp_clients" in s:
         _kills(lines, s["kill_csharp_clients"], "C# clients SIGKILLed mid-call",
                "C#, `LessPythonInvoke.Connect<T>`, tests/csharp/StressClient.cs")

@@ -14,7 +14,7 @@ import pytest
 
 from stress_support import HERE, proc_figures, record  # noqa: F401 (record: fixture)
 from lesspy_kernel import allocator
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import Tag
 from servers import Headless
 
@@ -36,7 +36,7 @@ def test_kept_results_made_in_the_mapping_keep_their_values(tmp_path, record):
     def worker(c: int, folder) -> None:
         a = np.empty(65536 + c * 4096, dtype=np.int64)        # 512 KiB and up: above the allocator's minimum
         try:
-            with Lane(folder) as lane:
+            with ClientLane(folder) as lane:
                 deadline = time.monotonic() + seconds
                 i = 0
                 while time.monotonic() < deadline:
@@ -62,7 +62,7 @@ def test_kept_results_made_in_the_mapping_keep_their_values(tmp_path, record):
             t.join()
         assert not errors, errors
         assert not wrong, wrong[:10]
-        with Lane(server.folder) as lane:
+        with ClientLane(server.folder) as lane:
             for c in range(THREADS):
                 assert lane.call("check_kept", I, [c], [I]) == 0
         figures = proc_figures(server.pid)

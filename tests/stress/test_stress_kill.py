@@ -18,7 +18,7 @@ import pytest
 
 from stress_support import HERE, record  # noqa: F401 (fixture)
 from killrun import check_flat, kill_in_batches, python_client
-from lesspy_kernel.client import Lane
+from lesspy_kernel.client import ClientLane
 from lesspy_kernel.protocol import Tag
 from servers import Headless
 
@@ -56,10 +56,10 @@ def kill_server_mid_call(folder: Path, mode: str) -> dict:
     """Start calls, SIGKILL the server; every caller must get ConnectionError, long before its 60 s timeout."""
     server = Headless(folder, SOAK_MODULE, "--keep-alive", "--capacity", "256K")
     outcomes: list = []
-    lanes = [Lane(folder, timeout=60) for _ in range(1 if mode == "spin" else 4)]
+    lanes = [ClientLane(folder, timeout=60) for _ in range(1 if mode == "spin" else 4)]
     started = threading.Barrier(len(lanes) + 1)
 
-    def caller(lane: Lane, tag: int) -> None:
+    def caller(lane: ClientLane, tag: int) -> None:
         a = np.full(262144, tag, dtype=np.int32)
         started.wait()
         try:

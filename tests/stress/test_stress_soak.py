@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from stress_support import HERE, proc_figures, record, settled_figures, steady_figures  # noqa: F401 (record: fixture)
-from lesspy_kernel.client import Lane, status
+from lesspy_kernel.client import ClientLane, status
 from servers import Headless, wait_for
 from lesspy_kernel.protocol import Tag
 
@@ -49,7 +49,7 @@ def soak(folder, server_pid: int, calls: int, deadline: float, sample_every: flo
         opened = False
         a = np.empty(262144, dtype=np.int32)          # 1 MiB
         try:
-            with Lane(folder) as lane:
+            with ClientLane(folder) as lane:
                 count(1)
                 opened = True
                 for i in range(per_thread):
@@ -186,7 +186,7 @@ def test_each_request_is_served_once(server):
     Fixed on main by single aligned 8-byte stores and loads of the header words (commit 0cacd0b)."""
     before = status(server.folder)["calls"]
     calls = 3000
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         for i in range(calls):
             assert lane.call("stamp", (I, I), [5, i], [I, I]) == (5, i)
     after = status(server.folder)
@@ -208,7 +208,7 @@ def test_a_returned_array_is_not_moved_out(server):
     one reference too few (its own local of outcome.result), so every such result was moved out: the soaks saw
     the server's descriptors go up by 1 or 2 for a sample, and the response file's mapping moved at every call."""
     a = np.empty(262144, dtype=np.int32)
-    with Lane(server.folder) as lane:
+    with ClientLane(server.folder) as lane:
         seen = []
         for i in range(12):
             a.fill(i)
