@@ -108,7 +108,8 @@ def disk_full(e: OSError, path: Path, end: int, what: str, fd: int = -1) -> OSEr
 
 
 def grown_size(payload: int) -> int:
-    """The file size for a payload: the next power of two holding header + payload."""
+    """The file size for a payload: the smallest power of two (at least MIN_CAPACITY) holding header + payload,
+    whatever the file's size was (PROTOCOL.md section 2, "Growth"; C#'s Mapping.GrownSize is the same rule)."""
     need = HEADER_SIZE + payload
     size = MIN_CAPACITY
     while size < need:

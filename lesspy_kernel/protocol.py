@@ -250,8 +250,10 @@ def csharp_name(desc: TypeDesc) -> str:
 
 
 def field_key(name: str) -> str:
-    """How record field names are matched: case and underscores do not count (max_value == MaxValue)."""
-    return name.replace("_", "").lower()
+    """How record field names are matched: underscores and the case of ASCII letters do not count (max_value ==
+    MaxValue); any other character is compared as it is, as C# WireType.Key does (docs/PROTOCOL.md, Records)."""
+    name = name.replace("_", "")
+    return name.lower() if name.isascii() else "".join(c.lower() if c.isascii() else c for c in name)
 
 
 class FrameError(ValueError):

@@ -29,6 +29,7 @@ import inspect
 import math
 import os
 import re
+import string
 import sys
 import typing
 import unicodedata
@@ -116,17 +117,30 @@ def _escape(name: str) -> str:
     return "@" + name if name in CSHARP_KEYWORDS else name
 
 
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def pascal_case(name: str) -> str:
-    """add_ints -> AddInts, RED -> Red, getHTTP -> GetHTTP (what C# names methods, properties, types)."""
+    """add_ints -> AddInts, RED -> Red, getHTTP -> GetHTTP (what C# names methods, properties, types).
+
+    Only ASCII letters change case, as in C#'s WireType.SnakeCase, which turns the property back into the name of
+    the same field (docs/PROTOCOL.md, Records; the pairs in tests/vectors/names.txt)."""
     parts = [p for p in name.split("_") if p]
-    out = "".join((p.capitalize() if p.isupper() and len(p) > 1 else p[0].upper() + p[1:]) for p in parts)
-    return out or name
+    return "".join(_capitalized(p) for p in parts) or name
+
+
+def _capitalized(part: str) -> str:
+    """The first letter in capitals; a part all in capitals (RED) keeps only its first."""
+    if len(part) > 1 and part.isupper():
+        part = part[0] + part[1:].translate(_ASCII_LOWER)
+    return part[0].translate(_ASCII_UPPER) + part[1:]
 
 
 def camel_case(name: str) -> str:
     """max_value -> maxValue (what C# names parameters)."""
     p = pascal_case(name)
-    return p[0].lower() + p[1:] if p else p
+    return p[0].translate(_ASCII_LOWER) + p[1:] if p else p
 
 
 def _oneline(text: str) -> str:

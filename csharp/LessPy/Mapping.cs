@@ -38,6 +38,8 @@ namespace LessPy
         const int ENOSPC = 28, EFBIG = 27, EINTR = 4;
         /// <summary>A request frame's blocks are reserved in steps of this many bytes (one system call per step, not per call).</summary>
         const long ReserveStep = 64 * 1024;
+        /// <summary>The smallest lane file (the server refuses a smaller capacity).</summary>
+        internal const long MinCapacity = 4096;
 
         [DllImport("libc", SetLastError = true)] static extern int posix_fallocate(int fd, IntPtr offset, IntPtr len);
 
@@ -148,8 +150,20 @@ namespace LessPy
         }
 
         /// <summary>
-        /// Writer side: makes room for a payload of <paramref name="payload"/> bytes, extending the file to the next
-        /// power of two (at least header + payload) and mapping it again; writes the new capacity into the header.
+        /// The file size that holds a payload of <paramref name="payload"/> bytes (at most <see cref="Wire.MaxPayload"/>): the
+        /// smallest power of two at least header + payload and at least <see cref="MinCapacity"/>, whatever the current
+        /// capacity (PROTOCOL.md section 2, "Growth"; the Python server's mapping.grown_size is the same rule).
+        /// </summary>
+        internal static long GrownSize(long payload)
+        {
+            long size = MinCapacity;
+            while (size < Wire.HeaderSize + payload) size *= 2;
+            return size;
+        }
+
+        /// <summary>
+        /// Writer side: makes room for a payload of <paramref name="payload"/> bytes, extending the file to
+        /// <see cref="GrownSize"/> and mapping it again; writes the new capacity into the header.
         /// The caller writes the sequence after this (PROTOCOL.md section 2, "Growth").
         /// </summary>
         public void EnsurePayload(long payload)
@@ -162,9 +176,7 @@ namespace LessPy
             if (payload > Wire.MaxPayload)
                 throw new PayloadTooLargeException("a payload of " + payload + " bytes is over the protocol's limit of " + Wire.MaxPayload
                     + " bytes (2^31 - 65)", payload + Wire.HeaderSize, Capacity);
-            long size = Capacity;
-            while (size < payload + Wire.HeaderSize) size *= 2;
-            if (size > (long)int.MaxValue + 1) size = (long)int.MaxValue + 1;
+            long size = GrownSize(payload);
             if (_fd >= 0)
             {
                 // the blocks the frame will fill are reserved first (issue 14 item 9): a sparse file on a full file system

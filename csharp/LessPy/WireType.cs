@@ -115,19 +115,6 @@ namespace LessPy
             get { return Tag == Tag.None || Tag == Tag.Optional || !ClrType.IsValueType; }
         }
 
-        /// <summary>True when an NdArray appears anywhere in a value of this type (its result is a view that can expire).</summary>
-        public bool ContainsNdArray
-        {
-            get
-            {
-                if (Tag == Tag.NdArray) return true;
-                if (Items == null) return false;
-                foreach (var item in Items)
-                    if (item.ContainsNdArray) return true;
-                return false;
-            }
-        }
-
         /// <summary>The wire type of a C# type, or null (with the offending type in <paramref name="unsupported"/>).</summary>
         public static WireType For(Type t, bool isReturn, out Type unsupported)
         {
@@ -347,30 +334,45 @@ namespace LessPy
             return w;
         }
 
-        /// <summary>How record field names match: case and underscores do not count (max_value == MaxValue).</summary>
+        /// <summary>
+        /// How record field names match: underscores and the case of ASCII letters do not count (max_value == MaxValue); any
+        /// other character is compared as it is (PROTOCOL.md, Records; the Python server's field_key is the same rule).
+        /// </summary>
         internal static string Key(string name)
         {
-            return name.Replace("_", "").ToLowerInvariant();
+            var sb = new StringBuilder(name.Length);
+            foreach (char c in name)
+                if (c != '_') sb.Append(c >= 'A' && c <= 'Z' ? (char)(c + 32) : c);
+            return sb.ToString();
         }
 
-        /// <summary>PascalCase to snake_case: MaxValue → max_value, HTTPCode → http_code, X → x.</summary>
+        /// <summary>
+        /// PascalCase to snake_case: MaxValue → max_value, HTTPCode → http_code, X → x. An underscore goes before each
+        /// ASCII capital that starts a word: one after anything but a capital or an underscore, or the last capital of an
+        /// acronym when a lowercase letter follows. Only ASCII letters change case. The inverse of the Python stub
+        /// generator's pascal_case on the names a stub makes (tests/vectors/names.txt).
+        /// </summary>
         internal static string SnakeCase(string name)
         {
             var sb = new StringBuilder(name.Length + 4);
             for (int i = 0; i < name.Length; i++)
             {
                 char c = name[i];
-                if (char.IsUpper(c))
+                if (!IsAsciiUpper(c))
                 {
-                    bool afterLower = i > 0 && (char.IsLower(name[i - 1]) || char.IsDigit(name[i - 1]));
-                    bool endsAcronym = i > 0 && char.IsUpper(name[i - 1]) && i + 1 < name.Length && char.IsLower(name[i + 1]);
-                    if ((afterLower || endsAcronym) && sb.Length > 0 && sb[sb.Length - 1] != '_') sb.Append('_');
-                    sb.Append(char.ToLowerInvariant(c));
+                    sb.Append(c);
+                    continue;
                 }
-                else sb.Append(c);
+                bool startsWord = i > 0 && (IsAsciiUpper(name[i - 1])
+                    ? i + 1 < name.Length && name[i + 1] >= 'a' && name[i + 1] <= 'z'
+                    : name[i - 1] != '_');
+                if (startsWord) sb.Append('_');
+                sb.Append((char)(c + 32));
             }
             return sb.ToString();
         }
+
+        static bool IsAsciiUpper(char c) { return c >= 'A' && c <= 'Z'; }
 
         /// <summary>The index of a record field by its wire name, or -1.</summary>
         public int FieldIndex(string wireName)
