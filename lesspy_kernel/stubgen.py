@@ -34,12 +34,12 @@ import sys
 import typing
 import unicodedata
 import uuid
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 import numpy as np
 
 try:  # the dtypes the wire format carries; one source of truth with the codec
-    from .protocol import DTYPE_CODES as _DTYPE_CODES
+    from .wire import DTYPE_CODES as _DTYPE_CODES
 except Exception:  # pragma: no cover - the codec is being edited; the table is in PROTOCOL.md section 4
     _DTYPE_CODES = {name: 0 for name in ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
                                          "uint64", "float16", "float32", "float64", "complex64", "complex128")}
@@ -561,54 +561,102 @@ def _is_async(fn: Any) -> bool:
 
 def _member(name: str, fn: Callable, ctx: _Context, taken: Dict[str, str]) -> List[str]:
     """The lines for one exported function: a method, or comments saying why not and what to change."""
+    method = pascal_case(name)
+    skipped = _unusable(name, fn, method, ctx, taken)
+    if isinstance(skipped, str):
+        return [skipped]
+    shape = _Shape.of(name, skipped)
+    if shape.kw_required:
+        s = "s" if len(shape.kw_required) > 1 else ""
+        return [f"// skipped {shape.signature}: it cannot be called from C#, which passes arguments by position only; "
+                f"give keyword-only parameter{s} {', '.join(shape.kw_required)} a default or make "
+                f"{'them' if s else 'it'} positional"]
+    hints = _hints(fn, skipped)
+    unannotated = _unannotated(name, shape, hints)
+    if unannotated:
+        return [unannotated]
+    is_async = _is_async(fn)
+    params, dtypes, problems = _parameters(shape.positional, hints, ctx, is_async)
+    rtype, rdtype, problem = _return_type(hints["return"], ctx)
+    if problem:
+        problems.append(problem)
+    if problems:
+        return [_oneline(f"// skipped {shape.signature}: {'; '.join(problems)}; use one of {SUPPORTED}")]
+    literals, first_optional = _optional_suffix(params, ctx)
+    lines = (_method_docs(fn, params, dtypes, is_async, rdtype)
+             + _method_notes(shape, [pyname for (_, _, d, pyname) in params[:first_optional]
+                                     if d is not inspect.Parameter.empty]))
+    taken[method] = name
+    return lines + [_declaration(name, method, rtype, params, literals, first_optional, is_async, ctx)]
+
+
+def _unusable(name: str, fn: Callable, method: str, ctx: _Context,
+              taken: Dict[str, str]) -> Union[str, inspect.Signature]:
+    """The comment that says why `fn` cannot become a method, or its signature when it may."""
     shown = _oneline(name)
     if not _is_identifier(name):
-        return [f"// skipped {shown}: its name is not a valid C# method name; export it under a name made of "
-                "letters, digits and '_'"]
-    method = pascal_case(name)
+        return (f"// skipped {shown}: its name is not a valid C# method name; export it under a name made of "
+                "letters, digits and '_'")
     if method == ctx.interface:
-        return [f"// skipped {shown}: a method cannot have the interface's name; choose another --interface"]
+        return f"// skipped {shown}: a method cannot have the interface's name; choose another --interface"
     if method in taken:
-        return [f"// skipped {shown}: its C# name {method} is already the name of {taken[method]}; rename one"]
+        return f"// skipped {shown}: its C# name {method} is already the name of {taken[method]}; rename one"
     if inspect.isclass(fn):
-        return [f"// skipped {shown}: it is a class, not a function; export a function that returns one of "
-                f"{SUPPORTED}"]
+        return f"// skipped {shown}: it is a class, not a function; export a function that returns one of {SUPPORTED}"
     if not callable(fn):
-        return [f"// skipped {shown}: it is not callable (its type is {_oneline(type(fn).__name__)})"]
+        return f"// skipped {shown}: it is not callable (its type is {_oneline(type(fn).__name__)})"
     try:
-        sig = inspect.signature(fn)
+        return inspect.signature(fn)
     except (TypeError, ValueError):
-        return [f"// skipped {shown}: its signature cannot be read (a builtin?); wrap it in a def with type hints"]
+        return f"// skipped {shown}: its signature cannot be read (a builtin?); wrap it in a def with type hints"
 
-    P = inspect.Parameter
-    positional = [p for p in sig.parameters.values() if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
-    kw_required = [p.name for p in sig.parameters.values() if p.kind == P.KEYWORD_ONLY and p.default is P.empty]
-    kw_default = [p.name for p in sig.parameters.values() if p.kind == P.KEYWORD_ONLY and p.default is not P.empty]
-    star = [("*" if p.kind == P.VAR_POSITIONAL else "**") + p.name
-            for p in sig.parameters.values() if p.kind in (P.VAR_POSITIONAL, P.VAR_KEYWORD)]
-    signature = _oneline(f"{name}({', '.join(p.name for p in positional)})")
 
-    if kw_required:
-        s = "s" if len(kw_required) > 1 else ""
-        return [f"// skipped {signature}: it cannot be called from C#, which passes arguments by position only; "
-                f"give keyword-only parameter{s} {', '.join(kw_required)} a default or make "
-                f"{'them' if s else 'it'} positional"]
+@dataclasses.dataclass
+class _Shape:
+    """A function's parameters as C# sees them: C# passes arguments by position only."""
 
-    hints = _hints(fn, sig)
-    missing = [p.name for p in positional if p.name not in hints]
+    positional: List[inspect.Parameter]
+    kw_required: List[str]          # keyword-only without a default: C# cannot call it
+    kw_default: List[str]           # keyword-only with a default: kept
+    star: List[str]                 # *args, **kwargs: stay empty
+    signature: str                  # name(positional, ...) as comments show it
+
+    @classmethod
+    def of(cls, name: str, sig: inspect.Signature) -> "_Shape":
+        P = inspect.Parameter
+        ps = list(sig.parameters.values())
+        positional = [p for p in ps if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
+        return cls(positional,
+                   [p.name for p in ps if p.kind == P.KEYWORD_ONLY and p.default is P.empty],
+                   [p.name for p in ps if p.kind == P.KEYWORD_ONLY and p.default is not P.empty],
+                   [("*" if p.kind == P.VAR_POSITIONAL else "**") + p.name
+                    for p in ps if p.kind in (P.VAR_POSITIONAL, P.VAR_KEYWORD)],
+                   _oneline(f"{name}({', '.join(p.name for p in positional)})"))
+
+
+def _unannotated(name: str, shape: _Shape, hints: Dict[str, Any]) -> Optional[str]:
+    """The comment asking for the missing hints, or None when every parameter and the return are annotated."""
+    missing = [p.name for p in shape.positional if p.name not in hints]
     no_return = "return" not in hints
-    if missing or no_return:
-        what = []
-        if missing:
-            what.append(f"parameter{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-        if no_return:
-            what.append("the return type")
-        return [_oneline(f"// {signature}: annotate {' and '.join(what)} to generate this method, "
-                         f"e.g. {_example(name, positional, hints)}")]
+    if not missing and not no_return:
+        return None
+    what = []
+    if missing:
+        what.append(f"parameter{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if no_return:
+        what.append("the return type")
+    return _oneline(f"// {shape.signature}: annotate {' and '.join(what)} to generate this method, "
+                    f"e.g. {_example(name, shape.positional, hints)}")
 
-    is_async = _is_async(fn)
+
+_Param = Tuple[str, str, Any, str]      # C# type, C# name, default, Python name
+
+
+def _parameters(positional: List[inspect.Parameter], hints: Dict[str, Any], ctx: _Context,
+                is_async: bool) -> Tuple[List[_Param], Dict[str, str], List[str]]:
+    """The C# parameters, the dtype of each NdArray one (by C# name), and what cannot be mapped."""
     problems: List[str] = []
-    params: List[Tuple[str, str, Any, str]] = []      # C# type, C# name, default, Python name
+    params: List[_Param] = []
     dtypes: Dict[str, str] = {}
     used_names: Set[str] = set()
     for i, p in enumerate(positional):
@@ -631,8 +679,12 @@ def _member(name: str, fn: Callable, ctx: _Context, taken: Dict[str, str]) -> Li
         params.append((ctype, cname, p.default, p.name))
         if dtype:
             dtypes[cname] = dtype
-    ret = hints["return"]
-    rtype, rdtype = "", None
+    return params, dtypes, problems
+
+
+def _return_type(ret: Any, ctx: _Context) -> Tuple[str, Optional[str], Optional[str]]:
+    """The C# return type, the dtype of an NdArray result, and what cannot be mapped (or None)."""
+    rtype = ""
     try:
         item = _streamed_item(ret)
         if item is not None:                             # a generator: C# enumerates it lazily
@@ -640,20 +692,24 @@ def _member(name: str, fn: Callable, ctx: _Context, taken: Dict[str, str]) -> Li
             ctx.usings.add("System.Collections.Generic")
         else:
             rtype = _map(ret, ctx)
-        rdtype = _dtype_name(ret) if rtype.rstrip("?") == "NdArray" else None
+        return rtype, _dtype_name(ret) if rtype.rstrip("?") == "NdArray" else None, None
     except _Unmappable as e:
-        problems.append(f"the return type is annotated {_py_name(ret)}, {e.why}")
-    if problems:
-        return [_oneline(f"// skipped {signature}: {'; '.join(problems)}; use one of {SUPPORTED}")]
+        return rtype, None, f"the return type is annotated {_py_name(ret)}, {e.why}"
 
-    # C# optional parameters: a suffix whose defaults C# can write as constants
-    literals = [(_literal(d, t, ctx) if d is not P.empty else None) for t, _, d, _ in params]
+
+def _optional_suffix(params: List[_Param], ctx: _Context) -> Tuple[List[Optional[str]], int]:
+    """C# optional parameters: each default as a C# constant (None when it has none or C# cannot write it), and
+    where the suffix of parameters whose defaults C# can write starts."""
+    literals = [(_literal(d, t, ctx) if d is not inspect.Parameter.empty else None) for t, _, d, _ in params]
     first_optional = len(params)
     while first_optional > 0 and literals[first_optional - 1] is not None:
         first_optional -= 1
-    dropped = [pyname for (_, _, d, pyname), lit in zip(params[:first_optional], literals[:first_optional])
-               if d is not P.empty]
+    return literals, first_optional
 
+
+def _method_docs(fn: Callable, params: List[_Param], dtypes: Dict[str, str], is_async: bool,
+                 rdtype: Optional[str]) -> List[str]:
+    """The method's XML doc comment, from the function's docstring."""
     summary, param_docs, returns_doc = _docs(fn)
     lines: List[str] = []
     if len(summary) == 1:
@@ -671,18 +727,30 @@ def _member(name: str, fn: Callable, ctx: _Context, taken: Dict[str, str]) -> Li
     if rdtype or returns_doc:
         lines.append(f"/// <returns>{(rdtype + ' array' + (': ' if returns_doc else '')) if rdtype else ''}"
                      f"{returns_doc}</returns>")
+    return lines
+
+
+def _method_notes(shape: _Shape, dropped: List[str]) -> List[str]:
+    """Comments on what C# cannot pass: *args and keyword-only parameters, defaults that are no C# constant."""
+    lines = []
+    star, kw_default = shape.star, shape.kw_default
     if star or kw_default:
         what = [f"{', '.join(star)} stay{'s' if len(star) == 1 else ''} empty"] if star else []
         if kw_default:
             s = "s" if len(kw_default) > 1 else ""
             what.append(f"keyword-only parameter{s} {', '.join(kw_default)} keep{'' if s else 's'} "
                         f"{'their defaults' if s else 'its default'}")
-        lines.append(_oneline(f"// {signature}: C# passes arguments by position only, so {' and '.join(what)}"))
+        lines.append(_oneline(f"// {shape.signature}: C# passes arguments by position only, so {' and '.join(what)}"))
     if dropped:
-        lines.append(_oneline(f"// {signature}: the default{'s' if len(dropped) > 1 else ''} of "
+        lines.append(_oneline(f"// {shape.signature}: the default{'s' if len(dropped) > 1 else ''} of "
                               f"{', '.join(dropped)} cannot be written as a C# constant, so C# must pass "
                               f"{'them' if len(dropped) > 1 else 'it'}"))
+    return lines
 
+
+def _declaration(name: str, method: str, rtype: str, params: List[_Param], literals: List[Optional[str]],
+                 first_optional: int, is_async: bool, ctx: _Context) -> str:
+    """The [PythonImport] method declaration itself."""
     rendered = []
     for i, (ctype, cname, _, _) in enumerate(params):
         text = f"{ctype} {_escape(cname)}"
@@ -693,8 +761,7 @@ def _member(name: str, fn: Callable, ctx: _Context, taken: Dict[str, str]) -> Li
         ctx.usings.update(("System.Threading", "System.Threading.Tasks"))
         rendered.append("CancellationToken cancellationToken = default(CancellationToken)")
         rtype = "Task" if rtype == "void" else f"Task<{rtype}>"
-    taken[method] = name
-    return lines + [f'[PythonImport("{name}")] {rtype} {_escape(method)}({", ".join(rendered)});']
+    return f'[PythonImport("{name}")] {rtype} {_escape(method)}({", ".join(rendered)});'
 
 
 # ---------------------------------------------------------------------------------------------- the file
