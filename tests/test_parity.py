@@ -292,7 +292,8 @@ def test_limits(cs):
                                       (wire.MAX_NDIM, "Codec", "MaxDims", "ndarray dimensions"),
                                       (wire.MAX_DEPTH, "Codec", "MaxDepth", "nesting depth"),
                                       (wire.MAX_DATETIME_TICKS, "Codec", "MaxDateTimeTicks", "DateTime ticks"),
-                                      (server.MAX_LANES_PER_CLIENT, "Channel", "DefaultMaxLanes", "lanes per client")):
+                                      (server.MAX_LANES_PER_CLIENT, "Channel", "DefaultMaxLanes", "lanes per client"),
+                                      (mapping.MIN_CAPACITY, "Mapping", "MinCapacity", "the smallest lane file")):
         _same(python, cs.value(typ, member), what, cs.where(typ, member))
     tuples = re.findall(r"typeof\(ValueTuple<,*>\)", cs.exprs[("WireType", "TupleDefinitions")])
     _same(wire.MAX_TUPLE, len(tuples), "tuple items", cs.where("WireType", "TupleDefinitions"))
