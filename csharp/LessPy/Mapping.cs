@@ -13,10 +13,10 @@ namespace LessPy
     /// maps it again when the header's capacity is larger than its view. A view replaced by growth stays mapped
     /// until <see cref="Dispose"/> (the old pointer keeps showing the same pages), so a view handed out earlier
     /// never points at unmapped memory while the lane lives. On 64-bit Linux the file is opened and mapped through
-    /// libc (<see cref="Posix"/>): MemoryMappedFile and FileStream cost a fresh Mono process about 4 ms on first use.
+    /// libc (<see cref="Posix"/>): MemoryMappedFile and FileStream cost a fresh Mono process milliseconds on first use.
     /// <para>
-    /// <b>No view ever points at unmapped memory, even after <see cref="Dispose"/></b> (issue 14 follow-up: another
-    /// thread's reconnect closed a lane while a view of it was being copied, and Mono died of SIGSEGV). Every range this
+    /// <b>No view ever points at unmapped memory, even after <see cref="Dispose"/></b> (another thread may close a lane,
+    /// by a reconnect, while a view of it is being copied: reading unmapped memory kills Mono with SIGSEGV). Every range this
     /// mapping mapped belongs to its <see cref="Keeper"/>, which every view (<see cref="MappedMemoryManager"/>) references.
     /// Dispose does not unmap: it replaces each range, in one atomic <c>mmap(MAP_FIXED)</c>, with private anonymous
     /// zero memory (a reader sees zeros, a writer writes into nothing; the view's generation, bumped before, makes
@@ -179,7 +179,7 @@ namespace LessPy
             long size = GrownSize(payload);
             if (_fd >= 0)
             {
-                // the blocks the frame will fill are reserved first (issue 14 item 9): a sparse file on a full file system
+                // the blocks the frame will fill are reserved first: a sparse file on a full file system
                 // would raise SIGBUS at the first write into a page it cannot back, killing the app
                 Reserve(Wire.HeaderSize + payload);
                 Posix.SetFileLength(_fd, size, _path);        // the rest of the new capacity stays sparse until used
