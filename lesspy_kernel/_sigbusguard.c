@@ -120,8 +120,8 @@ static void handler(int sig, siginfo_t *info, void *context)
             return;
         }
     }
-    errno = saved;
     pass_on(sig, info, context);
+    errno = saved;                        /* the interrupted code's errno, whatever the handler before ours did */
 }
 
 /* Our handler, installed unless it already is; the action it replaces is where other faults go. */
@@ -329,24 +329,46 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sigbusguard",
-                                    "A SIGBUS on a lane mapping becomes an error of that lane (see mapping.py).",
-                                    -1, methods};
-
-PyMODINIT_FUNC PyInit__sigbusguard(void)
+/* The table and the handler are process-wide C state, not module state: the signal handler has no module at hand,
+ * and _resultalloc registers through the C API without one. */
+static int exec_module(PyObject *m)
 {
     long size = sysconf(_SC_PAGESIZE);
     page = (uintptr_t)(size > 0 ? size : 4096);
-    PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddIntConstant(m, "SLOTS", SLOTS) < 0) {
-        Py_DECREF(m);
-        return NULL;
+    if (PyModule_AddIntConstant(m, "SLOTS", SLOTS) < 0)
+        return -1;
+    PyObject *capsule = PyCapsule_New(&api, "lesspy_kernel._sigbusguard._C_API", NULL);
+    if (!capsule)
+        return -1;
+    if (PyModule_AddObject(m, "_C_API", capsule) < 0) {   /* steals `capsule` on success only */
+        Py_DECREF(capsule);
+        return -1;
     }
-    PyObject *capsule = m ? PyCapsule_New(&api, "lesspy_kernel._sigbusguard._C_API", NULL) : NULL;
-    if (m && (!capsule || PyModule_AddObject(m, "_C_API", capsule) < 0)) {
-        Py_XDECREF(capsule);
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, exec_module},
+#ifdef Py_mod_multiple_interpreters
+    /* one signal handler and one table per process */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},        /* install() swaps the handler before ours with the GIL held */
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_sigbusguard",
+    .m_doc = "A SIGBUS on a lane mapping becomes an error of that lane (see mapping.py).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = module_slots,
+};
+
+PyMODINIT_FUNC PyInit__sigbusguard(void)
+{
+    return PyModuleDef_Init(&module_def);
 }

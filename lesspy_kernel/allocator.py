@@ -35,7 +35,9 @@ many are kept, calls run without the allocator and their results are copied, as 
 
 The allocator itself is C (`_resultalloc.c`): NumPy calls it while an exception may be set, or without the GIL,
 where no Python code may run. It is built on Linux only, and optional: without it (another system, no compiler
-at install time, a NumPy without NEP 49) results are copied into the reply as before.
+at install time, a NumPy without NEP 49) results are copied into the reply. LESSPY_NO_ALLOCATOR=1 in the
+environment (read once, at import) turns it off too (available() is False); kept arguments are still given pages
+of their own (move_request), which needs the extension but not NumPy's allocator.
 """
 
 from __future__ import annotations
@@ -63,10 +65,16 @@ _native: Any = None             # the _resultalloc module once imported; False w
 _moved: Dict[int, Any] = {}     # address of a moved block -> the old mapping it keeps alive (when not released)
 _leaked: list = []              # old mappings a block could not be moved out of (no memory): kept for good
 _request_lanes: "weakref.WeakSet[Any]" = weakref.WeakSet()   # lanes whose running calls' arguments forks copy
+_TURNED_OFF = os.environ.get("LESSPY_NO_ALLOCATOR", "") not in ("", "0")   # results take the copy path
 
 
 def available() -> bool:
-    """True when NumPy's allocator can be pointed at the mappings here."""
+    """True when NumPy's allocator can be pointed at the mappings here (not turned off by LESSPY_NO_ALLOCATOR)."""
+    return not _TURNED_OFF and _loaded()
+
+
+def _loaded() -> bool:
+    """True when the extension is built and imported (its fork hooks registered)."""
     global _native
     if _native is None:
         try:
@@ -78,7 +86,7 @@ def available() -> bool:
             os.register_at_fork(before=_resultalloc.before_fork, after_in_parent=_resultalloc.after_fork_parent,
                                 after_in_child=_resultalloc.after_fork_child)
             os.register_at_fork(before=_before_fork)      # runs first (before hooks run last registered first)
-        except ImportError as e:   # not built (not Linux, no compiler), or NumPy without NEP 49
+        except ImportError as e:   # not built (not Linux, no compiler), or a NumPy older than it needs
             log.debug("results are copied into the reply: %s", e)
             _native = False
     return _native is not False
@@ -104,7 +112,8 @@ class ResultSlot:
 
     def begin(self, expect: int) -> Any:
         """On the thread that runs the call: big arrays go to the place until `end`. The mapping is grown first
-        to hold `expect` bytes (the largest array argument, or the last result). Returns what `end` needs."""
+        to hold `expect` bytes (the largest array argument, or the last result). Returns what `end` needs (its
+        scope: begin/end nest, the innermost ending first)."""
         if _moved:
             _reap()
         need = max(expect, self.last)
@@ -272,7 +281,7 @@ def views_counter() -> Any:
     """`views(memoryview)`: how many memoryviews share its buffer (for a call's arguments, Mapping.arguments: 2
     when no argument view outlives the call), where kept argument views can be moved out (the extension is
     built); else None."""
-    return _native.views if available() else None
+    return _native.views if _loaded() else None
 
 
 def free_blocks(mapping: Any) -> None:
@@ -298,7 +307,11 @@ def has_room() -> bool:
 
 def _reap() -> None:
     """Let go of the old mappings of moved blocks that have been freed since the last look."""
-    for address in _native.reap():
+    try:
+        freed = _native.reap()
+    except MemoryError:     # nothing was taken off its table: the next look reports them
+        return
+    for address in freed:
         _moved.pop(address, None)
 
 
