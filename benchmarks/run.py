@@ -507,7 +507,7 @@ def capacity_args(sz: Dict[str, int]) -> List[str]:
     """Protocol v1 servers need mappings made big enough for the 64 MiB calls up front; from v2 on they start at
     the default size and grow on demand (which is what this measures)."""
     try:
-        from lesspy_kernel.protocol import PROTOCOL_VERSION
+        from lesspy_kernel.wire import PROTOCOL_VERSION
     except ImportError:
         PROTOCOL_VERSION = 2
     if PROTOCOL_VERSION < 2:

@@ -52,7 +52,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .mapping import _unmap as unmap, drop_guard, guard_part, guard_token
-from .protocol import HEADER_SIZE, ndarray_data_offset
+from .wire import HEADER_SIZE, ndarray_data_offset
 
 log = logging.getLogger("lesspy_kernel")
 
@@ -206,7 +206,7 @@ def move_request(req: Any, length: int, spans: Optional[tuple]) -> int:
     array keeps its values). As in ResultSlot.move_out, no byte is copied under them (a thread writing one
     through an alias meanwhile loses no write), and the pages stay guarded while they are mapped (a later cut of
     the file reads as zeros there, never a SIGBUS). The pages of the frame (header and values) and of in-place
-    data (`spans`, protocol.Call) are copied; a gap between them becomes zero pages, and the rest of the old
+    data (`spans`, wire.Call) are copied; a gap between them becomes zero pages, and the rest of the old
     mapping is unmapped when only the argument views hold it. Returns the bytes made private (what the kept views
     pin)."""
     end = _up(HEADER_SIZE + length)

@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from .protocol import ErrorKind
+from .wire import ErrorKind
 
 R = TypeVar("R")
 

@@ -17,9 +17,9 @@ from typing import Any, Dict, Iterator, Optional, Union
 
 from . import handshake
 from .mapping import Mapping, full_fence
-from .protocol import (FLAG_REPLY_IN_REQUEST, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT,
-                       REQUEST_STREAM, STATUS_END, STATUS_ERROR, ErrorReply, Tag, decode_error, decode_reply,
-                       decode_value, encode_call, read_header)
+from .coerce import encode_call
+from .wire import (FLAG_REPLY_IN_REQUEST, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, STATUS_END,
+                   STATUS_ERROR, ErrorReply, Tag, decode_error, decode_reply, decode_value, read_header)
 from .workfolder import KEY_FILE, connect_notify, folder_base, open_folder, read_private
 
 PathLike = Union[str, os.PathLike]

@@ -18,7 +18,7 @@ import types
 import typing
 from typing import Any, Dict, Optional, Tuple
 
-from .protocol import field_key
+from .wire import field_key
 
 _UNION_TYPES: Tuple[Any, ...] = (typing.Union,)
 if sys.version_info >= (3, 10):

@@ -21,8 +21,8 @@ import numpy as np
 from .convert import ConversionError, convert, plan
 from .interrupts import CallCancelled, current_call
 from .namespaces import FunctionNotFound, Namespace
-from .protocol import (Call, CoercionError, ErrorKind, ErrorReply, TypeDesc, coerce, csharp_name, forget_prefix,
-                       python_type_name)
+from .coerce import CoercionError, coerce, python_type_name
+from .wire import Call, ErrorKind, ErrorReply, TypeDesc, csharp_name, forget_prefix
 
 
 @dataclass

@@ -28,8 +28,8 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
-from .protocol import (CANCEL_WORD, CAPACITY_WORD, FIRST_WORD, FLAGS_INT, HEADER_SIZE, LENGTH_WORD, SEQUENCE_WORD,
-                       SESSION_WORD, STATUS_INT, WAITING_INT, read_header, restore_header, write_header)
+from .wire import (CANCEL_WORD, CAPACITY_WORD, FIRST_WORD, FLAGS_INT, HEADER_SIZE, LENGTH_WORD, SEQUENCE_WORD,
+                   SESSION_WORD, STATUS_INT, WAITING_INT, read_header, restore_header, write_header)
 from .workfolder import create_private, open_private
 
 _guard: Any = None

@@ -19,7 +19,7 @@ import pytest
 import lesspy_kernel
 from conftest import ROOT, compile_csharp, run_mono
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 from servers import TYPES_MODULE, wait_for
 
 LESSPY = Path(sys.executable).parent / "lesspy"

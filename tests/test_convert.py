@@ -12,7 +12,8 @@ import pytest
 
 from lesspy_kernel.convert import ConversionError, convert, needs_conversion
 from lesspy_kernel.dispatch import check_arguments
-from lesspy_kernel.protocol import Record, Tag, decode_value, encode_value
+from lesspy_kernel.coerce import encode_value
+from lesspy_kernel.wire import Record, Tag, decode_value
 
 NS = types.SimpleNamespace
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import compile_csharp, csharp_checks, run_mono
 from kernels import LANE_DEFS, kernel
-from lesspy_kernel import protocol
+from lesspy_kernel import wire
 from lesspy_kernel.workfolder import pid_alive
 from servers import Headless, wait_for
 
@@ -47,7 +47,7 @@ def test_threads_share_one_proxy_and_keep_their_own_results(programs, server, ca
     assert server.proc.poll() is None
 
 
-@pytest.mark.skipif(not hasattr(protocol.Tag, "NDARRAY_AT"), reason="this server's decoder has no NDARRAY_AT (0x0C) yet")
+@pytest.mark.skipif(not hasattr(wire.Tag, "NDARRAY_AT"), reason="this server's decoder has no NDARRAY_AT (0x0C) yet")
 def test_in_place_request_arrays(programs, server):
     result = csharp_checks(run_mono(programs["ThreadsClient"], server.folder, 2, 10, 100, "inplace", timeout=120))
     for name in ("in_place_request_array", "in_place_array_dead_after_call", "in_place_array_sent_once",

@@ -25,7 +25,7 @@ from lesspy_kernel import render
 from lesspy_kernel.dispatch import Outcome
 from lesspy_kernel.history import (CallHistory, CallList, CallRecord, DroppedArray, DroppedValue, calls,
                                    current_history, payload_size, set_current_history, to_html, to_text)
-from lesspy_kernel.protocol import ErrorKind, ErrorReply, Tag
+from lesspy_kernel.wire import ErrorKind, ErrorReply, Tag
 
 MiB = 1024 * 1024
 

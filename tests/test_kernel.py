@@ -16,7 +16,7 @@ import pytest
 
 from kernels import FLAVOURS, kernel
 from lesspy_kernel import handshake
-from lesspy_kernel.protocol import ErrorKind, Tag
+from lesspy_kernel.wire import ErrorKind, Tag
 from pyclient import PyClient, RemoteError
 from servers import wait_for
 

@@ -12,7 +12,8 @@ import pytest
 
 from kernels import FLAVOURS, LANE_DEFS, kernel
 from lesspy_kernel.client import Lane, RemoteError
-from lesspy_kernel.protocol import ErrorKind, Tag, encode_call
+from lesspy_kernel.coerce import encode_call
+from lesspy_kernel.wire import ErrorKind, Tag
 from servers import wait_for
 
 I, D = Tag.INT32, Tag.FLOAT64

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import compile_csharp, run_mono
 from kernels import FLAVOURS, kernel
-from lesspy_kernel.protocol import ErrorKind, Tag
+from lesspy_kernel.wire import ErrorKind, Tag
 from pyclient import PyClient, RemoteError
 
 I, S, N = Tag.INT32, Tag.STRING, Tag.NONE

@@ -18,8 +18,8 @@ import pytest
 
 from lesspy_kernel import allocator, handshake
 from lesspy_kernel.client import ClientLane, RemoteError, status, stop
-from lesspy_kernel.protocol import (FLAG_REPLY_IN_REQUEST, REQUEST_STREAM, ErrorKind, FrameError, ListOf, Tag,
-                                   decode_reply, encode_call)
+from lesspy_kernel.coerce import encode_call
+from lesspy_kernel.wire import FLAG_REPLY_IN_REQUEST, REQUEST_STREAM, ErrorKind, FrameError, ListOf, Tag, decode_reply
 from lesspy_kernel.workfolder import FORCE_TCP_ENV, UNIX, connect_notify
 from servers import ROOT, Headless, wait_for
 
@@ -211,7 +211,7 @@ def test_requests_and_results_grow_the_mappings(server):
 def test_a_damaged_request_header_gets_an_error_and_the_lane_goes_on(server):
     """The server reads a request's length and status from the header words; a header the client broke
     (magic, or a length past the mapping) is a malformed request, not a crash or a read past the end."""
-    from lesspy_kernel.protocol import HEADER_SIZE, REQUEST_CALL
+    from lesspy_kernel.wire import HEADER_SIZE, REQUEST_CALL
     with ClientLane(server.folder) as lane:
         assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
         frame = encode_call("add_ints", I, [3, 4], [I, I])

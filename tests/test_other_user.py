@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 from servers import ROOT, Headless
 
 OTHER = "lesspy_other"

@@ -14,14 +14,22 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from lesspy_kernel.protocol import (ArrayOf, CoercionError, DictOf, ErrorKind, FrameError, ListOf, Nullable, Record,
-                                    RectArray, ScalarOf, Tag, coerce, decode_call, decode_error, decode_reply, decode_value,
-                                    encode_call, encode_desc, encode_value, ticks_to_datetime, ticks_to_timedelta,
-                                    value_size)
+from lesspy_kernel.coerce import CoercionError, coerce, encode_call, encode_value
+from lesspy_kernel.wire import (FIRST_WORD, HEADER_SIZE, SEQUENCE_WORD, WAITING_OFFSET, ArrayOf, DictOf, ErrorKind,
+                                FrameError, ListOf, Nullable, Record, RectArray, ScalarOf, Tag, decode, decode_error,
+                                decode_reply, decode_value, encode_desc, fastdecode, ndarray_data_offset,
+                                read_header, restore_header, ticks_to_datetime, ticks_to_timedelta, value_size,
+                                write_header, write_placed_ndarray, write_scalar_reply, write_value)
 from vectors.generate import (ERROR_CASE, HERE, PIXEL, POINT, SCALE3_CALL, SHAPE, TYPED_CASES, TYPES_CALL, VALUE_CASES,
                               Point, render)
 
 ALL_CASES = VALUE_CASES + TYPED_CASES
+
+
+@pytest.fixture(params=[fastdecode.decode_call, decode.decode_call], ids=["fast", "reference"])
+def decode_call(request):
+    """The server's decoder (fastdecode) and the reference decoder: two implementations of the same decoding."""
+    return request.param
 
 EXPECTED = dict(line.split(" ", 1) for line in (HERE / "expected.txt").read_text("utf-8").splitlines())
 
@@ -39,7 +47,7 @@ def test_every_vector_is_listed():
     assert files == {f"value_{c[0]}" for c in ALL_CASES} == set(EXPECTED)
 
 
-def test_golden_error_and_call():
+def test_golden_error_and_call(decode_call):
     err = decode_error((HERE / "error_python.bin").read_bytes())
     assert (err.kind, err.python_type, err.message, err.traceback) == ERROR_CASE
     call = decode_call((HERE / "call_add_ints.bin").read_bytes())
@@ -106,13 +114,13 @@ def test_coercion_errors_name_both_types(value, desc, words):
     (b"\x01\x00f\x02\x01\x09\xff\xff\xff\x7f", "rows"), (b"\x01\x00f\x02\x00junk", "left"),
     (b"\x01\x00f\x02\x01\x0a\x09", "tuple"), (b"\x01\x00f\x02\x01\x0b\x63\x00", "dtype"),
 ])
-def test_malformed_frames_raise_frame_error(raw, where):
+def test_malformed_frames_raise_frame_error(raw, where, decode_call):
     with pytest.raises(FrameError) as e:
         decode_call(raw)
     assert where in str(e.value)
 
 
-def _decode_garbled(base: bytes, seed: int, count: int = 3000) -> None:
+def _decode_garbled(decode_call, base: bytes, seed: int, count: int = 3000) -> None:
     """Decode `count` copies of `base` with one to three bytes changed and a random cut: nothing but
     FrameError may escape."""
     rng = np.random.default_rng(seed)
@@ -127,15 +135,16 @@ def _decode_garbled(base: bytes, seed: int, count: int = 3000) -> None:
             pass
 
 
-def test_random_garbage_never_raises_anything_but_frame_error():
-    _decode_garbled(encode_call("f", (Tag.INT32, Tag.NDARRAY), [np.ones((2, 2), np.float32), "é", [[1], []]],
-                                [Tag.NDARRAY, Tag.STRING, Tag.INT32_JAGGED]), seed=1)
+def test_random_garbage_never_raises_anything_but_frame_error(decode_call):
+    frame = encode_call("f", (Tag.INT32, Tag.NDARRAY), [np.ones((2, 2), np.float32), "é", [[1], []]],
+                        [Tag.NDARRAY, Tag.STRING, Tag.INT32_JAGGED])
+    _decode_garbled(decode_call, frame, seed=1)
 
 
 def test_the_scalar_call_shortcut_agrees_with_the_full_decoder():
     """decode_call takes a shortcut for a known name and return type with scalar and NDARRAY arguments; on any
     frame (valid, cut, changed) it must give what the full decoder gives, or leave the frame to it."""
-    from lesspy_kernel.protocol import _decode_call_fully, _known_scalar_call
+    from lesspy_kernel.wire.fastdecode import _known_scalar_call
     rng = np.random.default_rng(2)
     bases = [encode_call("add", Tag.INT32, [2, 40], [Tag.INT32, Tag.INT32]),
              encode_call("mix", (Tag.FLOAT64, Tag.INT64), [1.5, 2**40, np.float32(0.25)],
@@ -151,7 +160,7 @@ def test_the_scalar_call_shortcut_agrees_with_the_full_decoder():
                     and not a.flags.writeable and not b.flags.writeable)
         return type(a) is type(b) and (a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)))
     for base in bases:
-        decode_call(base)                        # now the name and return type are known
+        fastdecode.decode_call(base)             # now the name and return type are known
         assert _known_scalar_call(memoryview(base)) is not None
     taken = 0
     for _ in range(20000):
@@ -162,7 +171,7 @@ def test_the_scalar_call_shortcut_agrees_with_the_full_decoder():
             raw = raw[: rng.integers(0, len(raw) + 1)]
         quick = _known_scalar_call(memoryview(bytes(raw)))
         try:
-            full = _decode_call_fully(memoryview(bytes(raw)))
+            full = decode.decode_call(memoryview(bytes(raw)))
         except FrameError:
             assert quick is None, (bytes(raw), quick)
             continue
@@ -171,6 +180,94 @@ def test_the_scalar_call_shortcut_agrees_with_the_full_decoder():
             assert (quick.name, quick.returns) == (full.name, full.returns)
             assert len(quick.args) == len(full.args) and all(map(same, quick.args, full.args)), (bytes(raw), quick)
     assert taken > 1000                          # the shortcut was exercised
+
+
+def _canonical(value):
+    """A comparable form of a decoded value (arrays by dtype, shape and bytes; floats by repr, so NaN == NaN)."""
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes(), value.flags.writeable)
+    if isinstance(value, float):
+        return ("float", repr(value))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_canonical(v) for v in value])
+    if isinstance(value, dict):
+        return ("dict", [(k, _canonical(v)) for k, v in value.items()])
+    if isinstance(value, types.SimpleNamespace):
+        return ("record", [(k, _canonical(v)) for k, v in vars(value).items()])
+    return (type(value).__name__, value)
+
+
+def _outcome(decoder, raw: bytes):
+    try:
+        call = decoder(raw)
+    except FrameError as e:
+        return ("error", str(e))
+    return (call.name, call.returns, _canonical(call.args), call.spans)
+
+
+def test_the_fast_decoder_agrees_with_the_reference_on_every_frame():
+    """fastdecode.decode_call (prefix cache, scalars inline, the shortcut) and decode.decode_call give the same
+    call, or the same FrameError, for valid, changed and cut frames of every kind of value."""
+    rng = np.random.default_rng(3)
+    bases = [encode_call(*TYPES_CALL), encode_call(*SCALE3_CALL), (HERE / "call_ndarray_at.bin").read_bytes(),
+             encode_call("mix", (Tag.FLOAT64, Tag.INT64), [1.5, 2**40, np.float32(0.25), "s", [[1], [2, 3]]],
+                         [Tag.FLOAT64, Tag.INT64, Tag.FLOAT32, Tag.STRING, Tag.INT32_JAGGED])]
+    for base in bases:
+        assert _outcome(fastdecode.decode_call, base) == _outcome(decode.decode_call, base)
+        assert _outcome(decode.decode_call, base)[0] != "error"
+    for _ in range(6000):
+        raw = bytearray(bases[rng.integers(0, len(bases))])
+        for _ in range(rng.integers(0, 3)):
+            raw[rng.integers(0, len(raw))] = rng.integers(0, 256)
+        if rng.integers(0, 4) == 0:
+            raw = raw[: rng.integers(0, len(raw) + 1)]
+        assert _outcome(fastdecode.decode_call, bytes(raw)) == _outcome(decode.decode_call, bytes(raw)), bytes(raw)
+
+
+@pytest.mark.parametrize("value,desc", [(None, Tag.NONE), (True, Tag.BOOL), (-7, Tag.INT32), (2**40, Tag.INT64),
+                                        (1.5, Tag.FLOAT32), (-0.0, Tag.FLOAT64), (3, Tag.FLOAT64), (True, Tag.INT32)])
+def test_a_scalar_reply_in_one_pack_is_what_write_value_writes(value, desc):
+    frame = bytearray(HEADER_SIZE + 16)
+    n = write_scalar_reply(memoryview(frame), desc, value)
+    expected = bytearray(16)
+    assert n == write_value(memoryview(expected), value, desc)
+    assert frame[:HEADER_SIZE] == bytes(HEADER_SIZE) and frame[HEADER_SIZE:HEADER_SIZE + n] == expected[:n]
+
+
+def test_a_scalar_reply_leaves_other_values_to_write_value():
+    frame = memoryview(bytearray(HEADER_SIZE + 16))
+    assert write_scalar_reply(frame, Tag.STRING, "x") == 0
+    assert write_scalar_reply(frame, Tag.INT32, np.int32(1)) == 0       # not a Python scalar: coerced first
+    assert write_scalar_reply(frame, Tag.INT32, None) == 0
+    assert bytes(frame) == bytes(HEADER_SIZE + 16)
+
+
+@pytest.mark.parametrize("shape", [(), (3,), (2, 3), (1,) * 7, (1,) * 8, (2,) * 9])
+def test_a_placed_ndarray_reply_is_what_write_value_writes(shape):
+    """The reply whose array already lies in the response mapping: only its header is written, the same bytes
+    as a copied NDARRAY reply, its data at ndarray_data_offset."""
+    arr = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    expected = encode_value(arr, Tag.NDARRAY)
+    at = ndarray_data_offset(arr.ndim)
+    assert expected[at:] == arr.tobytes() and at % 64 == 0
+    payload = bytearray(b"\xee" * len(expected))
+    payload[at:] = arr.tobytes()
+    assert write_placed_ndarray(memoryview(payload), arr) == len(expected)
+    assert bytes(payload) == expected
+
+
+def test_header_words_and_restore():
+    buf = bytearray(HEADER_SIZE)
+    write_header(memoryview(buf), 4096, session=77)
+    assert struct.unpack_from("<Q", buf, 0)[0] == FIRST_WORD
+    words = memoryview(buf).cast("Q")
+    assert words[SEQUENCE_WORD] == 0 and read_header(memoryview(buf + bytes(4096 - HEADER_SIZE))) == (0, 0, 0)
+    struct.pack_into("<QQIIQ", buf, 16, 5, 9, 1, 1, 0)     # sequence, length, status, waiting, session
+    restore_header(memoryview(buf), 8192, 78)               # everything fresh but `waiting`
+    fresh = bytearray(HEADER_SIZE)
+    write_header(memoryview(fresh), 8192, 78)
+    assert buf[:WAITING_OFFSET] == fresh[:WAITING_OFFSET] and buf[WAITING_OFFSET + 4:] == fresh[WAITING_OFFSET + 4:]
+    assert struct.unpack_from("<I", buf, WAITING_OFFSET)[0] == 1
 
 
 def test_size_is_measured_before_writing():
@@ -185,10 +282,10 @@ def test_nan_and_signed_zero_survive():
     assert ErrorKind.PYTHON_ERROR == 1
 
 
-# ------------------------------------------------------------------------------------------------ issue 9 types
+# ------------------------------------------------------------------------------------------------ the typed values
 
 
-def test_golden_types_call_and_descriptors_round_trip():
+def test_golden_types_call_and_descriptors_round_trip(decode_call):
     raw = (HERE / "call_types.bin").read_bytes()
     assert encode_call(*TYPES_CALL) == raw
     call = decode_call(raw)
@@ -203,7 +300,7 @@ def test_golden_types_call_and_descriptors_round_trip():
         assert decode_call(b"\x01\x00f" + encode_desc(desc) + b"\x00").returns == desc
 
 
-def test_golden_ndarray_at_is_a_readonly_view_after_the_frame():
+def test_golden_ndarray_at_is_a_readonly_view_after_the_frame(decode_call):
     raw = bytearray((HERE / "call_ndarray_at.bin").read_bytes())
     call = decode_call(memoryview(raw))
     arr, k = call.args
@@ -243,7 +340,7 @@ def _at_call(offset: int, shape=(2,), total: int = 256) -> bytes:
 
 @pytest.mark.parametrize("offset,words", [(0, "overlaps"), (65, "multiple of 64"), (256, "beyond"), (2**63, "beyond"),
                                           (192, None)])
-def test_ndarray_at_offsets_are_checked(offset, words):
+def test_ndarray_at_offsets_are_checked(offset, words, decode_call):
     raw = _at_call(offset, shape=(8,))
     if words is None:
         assert decode_call(raw).args[0].shape == (8,)
@@ -253,7 +350,7 @@ def test_ndarray_at_offsets_are_checked(offset, words):
     assert words in str(e.value)
 
 
-def test_ndarray_at_data_may_not_overlap_later_arguments():
+def test_ndarray_at_data_may_not_overlap_later_arguments(decode_call):
     frame = bytearray(b"\x01\x00f\x00\x02" + bytes([Tag.NDARRAY_AT, 3, 1]) + struct.pack("<Q", 1))
     frame += bytes(-len(frame) % 8) + struct.pack("<Q", 64)
     frame += bytes([Tag.BYTES]) + struct.pack("<I", 100) + bytes(100)       # the BYTES value runs over offset 64
@@ -379,11 +476,11 @@ def test_malformed_new_values_raise_frame_error(raw, where):
     (bytes([Tag.RECORD, 2, 0, 0, 0]), "flags"), (bytes([Tag.NDARRAY_AT]), "descriptor"),
     (bytes([Tag.LIST]) * 40 + bytes([Tag.INT32]), "deeper"),
 ])
-def test_malformed_new_descriptors_raise_frame_error(desc, where):
+def test_malformed_new_descriptors_raise_frame_error(desc, where, decode_call):
     with pytest.raises(FrameError) as e:
         decode_call(b"\x01\x00f" + desc + b"\x00")
     assert where in str(e.value)
 
 
-def test_random_garbage_in_the_new_types_never_raises_anything_but_frame_error():
-    _decode_garbled(encode_call(*TYPES_CALL), seed=2)
+def test_random_garbage_in_the_new_types_never_raises_anything_but_frame_error(decode_call):
+    _decode_garbled(decode_call, encode_call(*TYPES_CALL), seed=2)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from lesspy_kernel import handshake
-from lesspy_kernel.protocol import ErrorKind, Tag, encode_call
+from lesspy_kernel.coerce import encode_call
+from lesspy_kernel.wire import ErrorKind, Tag
 from lesspy_kernel.workfolder import connect_notify
 from pyclient import PyClient, RemoteError
 from servers import TYPES_MODULE, Headless, wait_for

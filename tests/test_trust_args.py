@@ -29,7 +29,7 @@ import pytest
 
 from conftest import compile_csharp, csharp_checks, run_mono
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import DTYPE_CODES, ListOf, Tag, encode_desc
+from lesspy_kernel.wire import DTYPE_CODES, ListOf, Tag, encode_desc
 from servers import Headless, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

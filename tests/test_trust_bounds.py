@@ -16,7 +16,7 @@ import pytest
 
 from kernels import FLAVOURS, kernel
 from lesspy_kernel.client import ClientLane, RemoteError
-from lesspy_kernel.protocol import ErrorKind, Tag
+from lesspy_kernel.wire import ErrorKind, Tag
 from servers import ROOT, Headless
 
 TRUST_MODULE = ROOT / "tests" / "pymodules" / "trust_module.py"

@@ -33,7 +33,7 @@ import pytest
 
 from lesspy_kernel import allocator, mapping
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 from servers import ROOT, Headless, wait_for
 
 pytestmark = pytest.mark.skipif(mapping._guard is None or not allocator.available(),

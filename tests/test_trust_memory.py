@@ -28,7 +28,7 @@ import pytest
 from conftest import compile_csharp, csharp_checks, run_mono
 from lesspy_kernel import allocator
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import ListOf, Tag
+from lesspy_kernel.wire import ListOf, Tag
 from servers import Headless, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

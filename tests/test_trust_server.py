@@ -23,7 +23,7 @@ import pytest
 from lesspy_kernel import client
 from lesspy_kernel.client import ClientLane
 from lesspy_kernel.handshake import HandshakeError, Result
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 from lesspy_kernel.workfolder import FORCE_TCP_ENV, MAX_SOCKET_PATH
 from servers import ROOT, Headless, wait_for
 from test_other_user import _other_user, _python_for
@@ -406,7 +406,7 @@ HOLDER = r"""
 import sys, time
 sys.path.insert(0, sys.argv[2])
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 lane = ClientLane(sys.argv[1])
 print("ready", flush=True)
 n = 0

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from kernels import FLAVOURS, kernel
-from lesspy_kernel import handshake, protocol
+from lesspy_kernel import handshake, wire
 from lesspy_kernel.client import END, ClientLane, RemoteError
 from lesspy_kernel.mapping import PAGE
-from lesspy_kernel.protocol import ErrorKind, Record, Tag, decode_call, encode_call
+from lesspy_kernel.coerce import encode_call
+from lesspy_kernel.wire import ErrorKind, Record, Tag, decode_call, fastdecode
 from servers import ROOT, Headless, wait_for
 
 TRUST_MODULE = ROOT / "tests" / "pymodules" / "trust_module.py"
@@ -51,14 +52,14 @@ def server(tmp_path):
 
 def test_prefix_cache_stays_within_its_byte_budget_in_process():
     """Decoding calls with thousands of distinct large return descriptors keeps the cache under its budget."""
-    before = protocol.prefix_cache_bytes()
+    before = wire.prefix_cache_bytes()
     for i in range(1500):
         call = decode_call(encode_call(f"missing_{i}", big_record(i, 100), []))
         assert call.name == f"missing_{i}"
-        assert protocol.prefix_cache_bytes() <= protocol.PREFIX_BUDGET
-    assert protocol.prefix_cache_bytes() > before          # it does cache
-    protocol.forget_prefix("missing_1499")
-    assert b"missing_1499" not in protocol._PREFIXES
+        assert wire.prefix_cache_bytes() <= wire.PREFIX_BUDGET
+    assert wire.prefix_cache_bytes() > before          # it does cache
+    wire.forget_prefix("missing_1499")
+    assert b"missing_1499" not in fastdecode._PREFIXES
     # a hot call stays fast after a flood: it is decoded again and kept
     frame = encode_call("add_ints", I, [1, 2], [I, I])
     assert decode_call(frame).args == [1, 2]
@@ -97,7 +98,7 @@ def test_a_client_that_stops_reading_its_notify_socket_does_not_flood_the_log(tm
             lane.resp.waiting = 1                  # "wake me": the server sends a byte for every reply
             while lane.resp.sequence < lane.seq:   # ...which this client never reads
                 time.sleep(0)
-            assert protocol.decode_value(bytes(lane.resp.payload(16))[:5]) == i + 1
+            assert wire.decode_value(bytes(lane.resp.payload(16))[:5]) == i + 1
         lane.resp.waiting = 0
         other = ClientLane(s.folder)
         assert other.call("add_ints", I, [1, 2], [I, I]) == 3
@@ -239,7 +240,7 @@ def test_a_cancelled_async_def_stops_at_its_await(server):
     assert e.value.reply.kind == ErrorKind.CANCELLED, e.value.reply.message
     assert "async_sleep_then was interrupted" in e.value.reply.message
     assert took < 1.5, f"the cancelled coroutine ran on for {took:.1f} s"
-    assert lane.call("events", protocol.ListOf(S)) == ["async started", "async cancelled"]
+    assert lane.call("events", wire.ListOf(S)) == ["async started", "async cancelled"]
     assert lane.call("async_sleep_then", I, [0.01, 9], [D, I]) == 9       # the lane (and asyncio) go on
     lane.close()
 
@@ -269,7 +270,8 @@ def test_an_app_that_exits_during_an_async_def_does_not_keep_the_server_alive(tm
 import sys
 sys.path.insert(0, {str(ROOT / 'tests')!r})
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import Tag, encode_call
+from lesspy_kernel.coerce import encode_call
+from lesspy_kernel.wire import Tag
 lane = ClientLane({str(s.folder)!r})
 lane.send_raw(encode_call("async_sleep_then", Tag.INT32, [60.0, 7], [Tag.FLOAT64, Tag.INT32]))
 print("sent", flush=True)
@@ -304,7 +306,7 @@ def test_a_cancelled_async_def_stops_in_the_notebook_too(tmp_path, flavour):
         took = time.monotonic() - t0
         assert e.value.reply.kind == ErrorKind.CANCELLED, e.value.reply.message
         assert took < 2.5, f"the cancelled coroutine ran on for {took:.1f} s"
-        assert lane.call("get_events", protocol.ListOf(S)) == ["started", "cancelled"]
+        assert lane.call("get_events", wire.ListOf(S)) == ["started", "cancelled"]
         assert lane.call("nap", I, [0.01, 9], [D, I]) == 9
         lane.close()
         assert "3" in k.run("print(1 + 2)", timeout=20)
@@ -316,19 +318,19 @@ def test_a_cancelled_stream_delivers_no_more_items(server):
     CANCELLED, not an item (items kept coming), and the generator is closed."""
     lane = ClientLane(server.folder)
     lane.call("clear_events", Tag.NONE)
-    lane.send_raw(encode_call("count_up", I, [1000], [I]), protocol.REQUEST_STREAM)
+    lane.send_raw(encode_call("count_up", I, [1000], [I]), wire.REQUEST_STREAM)
     assert lane.receive() == 0
-    lane.send_raw(b"", protocol.REQUEST_NEXT)
+    lane.send_raw(b"", wire.REQUEST_NEXT)
     assert lane.receive() == 1
     lane.cancel()                                  # the caller gives up on the stream (its last request)
-    lane.send_raw(b"", protocol.REQUEST_NEXT)
+    lane.send_raw(b"", wire.REQUEST_NEXT)
     with pytest.raises(RemoteError) as e:
         lane.receive()
     assert e.value.reply.kind == ErrorKind.CANCELLED and "stream of count_up was cancelled" in e.value.reply.message
-    lane.send_raw(b"", protocol.REQUEST_NEXT)
+    lane.send_raw(b"", wire.REQUEST_NEXT)
     with pytest.raises(RemoteError):               # nothing is open any more
         lane.receive()
-    assert lane.call("events", protocol.ListOf(S)) == ["item 0", "item 1", "stream closed"]
+    assert lane.call("events", wire.ListOf(S)) == ["item 0", "item 1", "stream closed"]
     assert list(lane.stream("count_up", I, [3], [I])) == [0, 1, 2]    # a new stream on the lane works
     lane.close()
 
@@ -344,7 +346,7 @@ def test_a_lone_surrogate_in_a_result_is_a_clear_error(server):
     assert "lone_surrogate returned" in reply.message and "lone surrogate at index 2 (U+D800" in reply.message
     assert "replace it" in reply.message
     with pytest.raises(RemoteError) as e:
-        lane.call("surrogate_in_list", protocol.ListOf(S))
+        lane.call("surrogate_in_list", wire.ListOf(S))
     assert "element 1" in e.value.reply.message and "lone surrogate at index 1" in e.value.reply.message
     assert lane.call("add_ints", I, [1, 2], [I, I]) == 3
     lane.close()
@@ -356,7 +358,7 @@ def test_a_none_row_in_an_int_jagged_result_says_what_to_declare(server):
         lane.call("jagged_with_none", Tag.INT32_JAGGED)
     assert e.value.reply.kind == ErrorKind.RESULT_MISMATCH
     assert "row 1 is None" in e.value.reply.message and "List<int[]>" in e.value.reply.message
-    rows = lane.call("jagged_with_none", protocol.ListOf(Tag.INT32_ARRAY))
+    rows = lane.call("jagged_with_none", wire.ListOf(Tag.INT32_ARRAY))
     assert rows[0].tolist() == [7] and rows[1] is None
     lane.close()
 
@@ -416,7 +418,7 @@ def _cut_rounds(folder: Path, rounds: int, seed: int) -> dict:
             seen["cut"] += 1
             message = e.reply.message
             assert in_first_page or "cut" in message or "malformed frame" in message, message
-        except protocol.FrameError:                # the client cut the response header itself: its own loss
+        except wire.FrameError:                # the client cut the response header itself: its own loss
             assert which == "resp" and cut < 64
             seen["cut"] += 1
             which = "req"
@@ -455,10 +457,10 @@ def test_stress_cancelled_async_defs_and_streams(server):
         with pytest.raises(RemoteError) as e:
             lane.receive()
         assert e.value.reply.kind == ErrorKind.CANCELLED and time.monotonic() - t0 < 1.5
-        lane.send_raw(encode_call("count_up", I, [100], [I]), protocol.REQUEST_STREAM)
+        lane.send_raw(encode_call("count_up", I, [100], [I]), wire.REQUEST_STREAM)
         assert lane.receive() == 0
         lane.cancel()
-        lane.send_raw(b"", protocol.REQUEST_NEXT)
+        lane.send_raw(b"", wire.REQUEST_NEXT)
         with pytest.raises(RemoteError):
             lane.receive()
         assert lane.call("add_ints", I, [round_, 1], [I, I]) == round_ + 1
@@ -508,7 +510,7 @@ def test_a_python_client_on_a_full_file_system_gets_an_error_not_sigbus(tmp_path
             app = subprocess.Popen([sys.executable, "-c", f"""
 import sys
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 lane = ClientLane({str(s.folder)!r})
 print("open", flush=True)
 sys.stdin.readline()

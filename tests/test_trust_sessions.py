@@ -292,7 +292,7 @@ def test_log_file_of_ours_is_made_private_and_rotation_never_writes_a_foreign_ba
     """Our own 0644 log is made 0600 and used; FILE.1 pre-created by the other user (0666) is never opened for
     writing (before: O_TRUNC and the log's end written into it), and the log stays capped all the same."""
     from lesspy_kernel.client import ClientLane, RemoteError
-    from lesspy_kernel.protocol import Tag
+    from lesspy_kernel.wire import Tag
 
     log = shared / "srv.log"
     log.write_text("")

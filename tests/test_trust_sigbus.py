@@ -25,7 +25,8 @@ import pytest
 from kernels import FLAVOURS, kernel
 from lesspy_kernel import handshake, mapping
 from lesspy_kernel.client import ClientLane, RemoteError
-from lesspy_kernel.protocol import FrameError, Tag, encode_call
+from lesspy_kernel.coerce import encode_call
+from lesspy_kernel.wire import FrameError, Tag
 from servers import ROOT, Headless, wait_for
 
 pytestmark = pytest.mark.skipif(mapping._guard is None, reason="the SIGBUS guard is built on Linux only "

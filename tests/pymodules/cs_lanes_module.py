@@ -49,7 +49,7 @@ def echo_flags():
 
 def _reply_may_point_into_request():
     from lesspy_kernel.lane import current_lane
-    from lesspy_kernel.protocol import FLAG_REPLY_IN_REQUEST
+    from lesspy_kernel.wire import FLAG_REPLY_IN_REQUEST
     lane = current_lane()
     return bool(lane is not None and lane.req.flags & FLAG_REPLY_IN_REQUEST)
 

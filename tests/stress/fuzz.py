@@ -15,7 +15,7 @@ import tracemalloc
 from collections import Counter
 from typing import Any, Callable, Dict, List
 
-from lesspy_kernel.protocol import FrameError, Tag, decode_call, decode_error, decode_reply, decode_value
+from lesspy_kernel.wire import FrameError, Tag, decode_call, decode_error, decode_reply, decode_value
 
 from mutate import VECTORS, golden, mutate, random_frames
 

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import Tag, encode_call
+from lesspy_kernel.coerce import encode_call
+from lesspy_kernel.wire import Tag
 
 I, D, N = Tag.INT32, Tag.FLOAT64, Tag.NDARRAY
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from stress_support import HERE, ROOT, settled_figures, steady_figures
 from lesspy_kernel.client import ClientLane, status
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 from servers import wait_for
 
 KILL_CLIENT = HERE / "kill_client.py"

@@ -16,7 +16,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from lesspy_kernel.protocol import ErrorKind, Tag, encode_call, encode_error, encode_value
+from lesspy_kernel.coerce import encode_call, encode_value
+from lesspy_kernel.wire import ErrorKind, Tag, encode_error
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 HUGE_U16 = (0xFFFF, 0x8000, 0x0400, 0x0401)

@@ -95,7 +95,7 @@ def render(results: Dict[str, Any]) -> str:
         "",
     ]
     if "fuzz_python" in s:
-        _fuzz(lines, s["fuzz_python"], "Python (`lesspy_kernel.protocol`)", "FrameError",
+        _fuzz(lines, s["fuzz_python"], "Python (`lesspy_kernel.wire`)", "FrameError",
               {"call": "decode_call", "value": "decode_value", "error": "decode_error",
                "reply": "decode_reply (NDARRAY_IN_REQUEST)"})
     if "fuzz_csharp" in s:

@@ -15,7 +15,7 @@ import pytest
 from stress_support import HERE, proc_figures, record  # noqa: F401 (record: fixture)
 from lesspy_kernel import allocator
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 from servers import Headless
 
 SOAK_MODULE = HERE / "soak_module.py"

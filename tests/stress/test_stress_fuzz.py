@@ -77,7 +77,7 @@ def test_csharp_refuses_deeply_nested_tuples(fuzz_exe, extra):
     """Both decoders refuse values nested deeper than MAX_DEPTH. Before the limit, C#'s Codec.Read had none:
     200,000 levels (a 400 KB frame) ended in a StackOverflowException, and nesting cost quadratic time and memory
     in WireType.TupleOf (2,000 levels: about 19 s; 5,000: minutes and 500 MB)."""
-    from lesspy_kernel.protocol import MAX_DEPTH, FrameError, Tag, decode_value
+    from lesspy_kernel.wire import MAX_DEPTH, FrameError, Tag, decode_value
 
     depth = MAX_DEPTH + extra
     frame = bytes([Tag.TUPLE, 1]) * depth + bytes([Tag.NONE])
@@ -96,7 +96,7 @@ def test_python_empty_jagged_rows_do_not_multiply_memory():
     about 10 GB; empty rows now share one read-only empty view."""
     import struct
 
-    from lesspy_kernel.protocol import Tag
+    from lesspy_kernel.wire import Tag
 
     rows = 100_000
     frame = bytes([Tag.INT32_JAGGED]) + struct.pack("<I", rows) + bytes(3 + 8 * rows)

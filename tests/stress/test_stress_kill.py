@@ -19,7 +19,7 @@ import pytest
 from stress_support import HERE, record  # noqa: F401 (fixture)
 from killrun import check_flat, kill_in_batches, python_client
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 from servers import Headless
 
 SOAK_MODULE = HERE / "soak_module.py"

@@ -20,7 +20,7 @@ import pytest
 from stress_support import HERE, proc_figures, record, settled_figures, steady_figures  # noqa: F401 (record: fixture)
 from lesspy_kernel.client import ClientLane, status
 from servers import Headless, wait_for
-from lesspy_kernel.protocol import Tag
+from lesspy_kernel.wire import Tag
 
 SOAK_MODULE = HERE / "soak_module.py"
 THREADS = 4

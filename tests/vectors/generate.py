@@ -16,9 +16,9 @@ from typing import List, NamedTuple, Optional
 
 import numpy as np
 
-from lesspy_kernel.protocol import (ArrayOf, DictOf, ErrorKind, ListOf, Nullable, Record, RectArray, ScalarOf, Tag,
-                                    datetime_to_ticks, decode_call, decode_value, encode_call, encode_desc,
-                                    encode_error, encode_value, timedelta_to_ticks, write_reply_in_request)
+from lesspy_kernel.coerce import datetime_to_ticks, encode_call, encode_value, timedelta_to_ticks
+from lesspy_kernel.wire import (ArrayOf, DictOf, ErrorKind, ListOf, Nullable, Record, RectArray, ScalarOf, Tag,
+                                decode_call, decode_value, encode_desc, encode_error, write_reply_in_request)
 
 HERE = Path(__file__).resolve().parent
 T = Tag
