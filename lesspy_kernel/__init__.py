@@ -34,7 +34,7 @@ def calls(n: Optional[int] = None) -> Any:
 
     `lesspy_kernel.calls()[-1].args[0]` is the array the app sent, copied out of the mapping.
     """
-    from .history import calls as _calls
+    from .jupyter.history import calls as _calls
 
     return _calls(n)
 

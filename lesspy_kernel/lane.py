@@ -24,16 +24,15 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple
 import numpy as np
 
 from . import allocator, handshake
-from .celloutput import end_forked_child, forget_thread_parent
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
+from .hooks import end_forked_child, thread_started
 from .interrupts import CallCancelled, RunningCall, current_lane
-from .executors import DirectExecutor
 from .mapping import DiskFull, Mapping, Truncated, fault_total, full_fence, guard_first
-from .wire import (DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL,
-                   REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_WORD, SESSION_WORD, STATUS_END, STATUS_ERROR,
-                   STATUS_OK, ErrorKind, ErrorReply, Tag, TextError, decode_call, error_size, fit_error,
-                   ndarray_data_offset, value_size, write_error, write_placed_ndarray, write_reply_in_request,
-                   write_scalar_reply, write_value)
+from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL,
+                       REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_WORD, SESSION_WORD, STATUS_END,
+                       STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, TextError, decode_call, error_size,
+                       fit_error, ndarray_data_offset, value_size, write_error, write_placed_ndarray,
+                       write_reply_in_request, write_scalar_reply, write_value)
 
 if TYPE_CHECKING:
     from .server import Server
@@ -99,7 +98,7 @@ class Spinner:
         self._kick.set()
 
     def _run(self) -> None:
-        forget_thread_parent()
+        thread_started()
         server = self.server
         while not server.stopping:
             self._kick.wait()
@@ -375,7 +374,7 @@ class Lane:
     # ------------------------------------------------------------ serving
 
     def _run(self) -> None:
-        forget_thread_parent()
+        thread_started()
         try:
             while not self.server.stopping:
                 if not self._wait_for_request() or self.server.stopping:
@@ -525,7 +524,7 @@ class Lane:
         self.stream = None
         executor = self.server.executor
         try:
-            if type(executor) is DirectExecutor:
+            if executor.runs_inline:
                 out = _closed(name, iterator)
             else:
                 out = executor.run(lambda: _closed(name, iterator), self.server.stop_event)
@@ -544,7 +543,7 @@ class Lane:
         call was stopped."""
         executor = self.server.executor
         try:
-            if type(executor) is DirectExecutor:     # this thread runs it: no hand-over
+            if executor.runs_inline:                 # this thread runs it: no hand-over
                 return self._controlled(name, body)
             return executor.run(lambda: self._controlled(name, body), self.server.stop_event)
         except (CallCancelled, KeyboardInterrupt) as e:

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Union
 
 from . import handshake
-from .celloutput import forget_thread_parent
 from .dispatch import Outcome
 from .executors import DirectExecutor, Executor
 from .handshake import Answer, HandshakeError, Pending, Purpose, Result
+from .hooks import thread_started
 from .lane import Lane, Spinner
 from .namespaces import Namespace
 from .workfolder import FORCE_TCP_ENV, SOCKET_FILE, UNIX, WorkFolder, peer_uid, pid_alive, use_unix_socket
@@ -194,7 +194,7 @@ class Server:
         self.folder = WorkFolder(folder)
         self.executor = executor or DirectExecutor()
         # headless: the spinning thread serves every lane (a kernel runs calls on its main thread instead)
-        self.spinner = Spinner(self, serve_all=type(self.executor) is DirectExecutor)
+        self.spinner = Spinner(self, serve_all=self.executor.runs_inline)
         self.capacity = capacity
         self.keep_alive = keep_alive
         self.parent_pid = parent_pid
@@ -338,7 +338,7 @@ class Server:
                 pass
 
     def serve_forever(self) -> None:
-        forget_thread_parent()
+        thread_started()
         watchdog = threading.Thread(target=self._watch, name="lesspy-watchdog", daemon=True)
         watchdog.start()
         self.spinner.start()
@@ -664,7 +664,7 @@ class Server:
 
     def _watch(self) -> None:
         """Cancel calls whose caller abandoned them or went away; stop when the parent is gone; cap the log."""
-        forget_thread_parent()
+        thread_started()
         last_slow = last_cap = 0.0
         interval = WATCH_INTERVAL
         while not self._stop.wait(interval):
@@ -773,7 +773,7 @@ class Server:
     def status(self) -> Dict[str, Any]:
         """What `lesspy status` and `%lesspy status` show."""
         from . import __version__
-        from .wire import PROTOCOL_VERSION
+        from .protocol import PROTOCOL_VERSION
 
         with self._lock:
             clients = [{"pid": c.pid, "lanes": len(c.lanes)} for c in self.clients.values()]

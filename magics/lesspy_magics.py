@@ -14,20 +14,22 @@ import atexit
 import html
 import inspect
 import os
-import shlex
 from pathlib import Path
 from typing import Any, Optional
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 from traitlets import Bool, Int, Unicode
 
 from ..cli import parse_size
-from ..executors import DirectExecutor, KernelExecutor
+from ..executors import DirectExecutor
 from ..handshake import Mode
-from ..history import DEFAULT_RECORDS_BUDGET, CallHistory, current_history, set_current_history
+from ..hooks import add_thread_start, remove_thread_start
+from ..jupyter.celloutput import forget_thread_parent
+from ..jupyter.history import DEFAULT_RECORDS_BUDGET, CallHistory, current_history, set_current_history
+from ..jupyter.kernel_executor import KernelExecutor
 from ..namespaces import DictNamespace
 from ..server import Server
 from ..stubgen import csharp_stub
@@ -83,16 +85,22 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _parse(magic: Any, rest: str) -> Any:
-    """Parse a sub-command's arguments like a shell would (quotes stripped); None after printing --help."""
+    """A sub-command's arguments, parsed by IPython (`parse_argstring`); None after printing --help.
+
+    IPython splits the line keeping the quotes of a quoted argument: they are taken off a whole value, as IPython's
+    own magics do, so `--folder "/my notebooks/work"` names the folder without them."""
     parser = magic.parser
-    try:
-        argv = shlex.split(rest)
-    except ValueError as e:
-        raise UsageError(f"{parser.prog}: {e} (quote arguments like a shell: --name \"my session\")") from None
-    if "-h" in argv or "--help" in argv:
+    if "-h" in rest.split() or "--help" in rest.split():
         print(parser.format_help().rstrip())
         return None
-    return parser.parse_args(argv)
+    try:
+        args = parse_argstring(magic, rest)
+    except ValueError as e:                 # an unclosed quote
+        raise UsageError(f"{parser.prog}: {e} (quote arguments like a shell: --name \"my session\")") from None
+    for key, value in vars(args).items():
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            setattr(args, key, value[1:-1])
+    return args
 
 
 def _names(text: Optional[str]) -> Optional[list]:
@@ -103,8 +111,8 @@ def _names(text: Optional[str]) -> Optional[list]:
 class LessPyMagics(Magics):
     """%lesspy serve | stop | status | calls | stub."""
 
-    capacity = Int(16 * 1024 * 1024, help="Bytes in each of req.mmf and resp.mmf: the largest request or "
-                                          "result that fits.").tag(config=True)
+    capacity = Int(16 * 1024 * 1024, help="Bytes in each lane's request and response mappings: the largest "
+                                          "request or result that fits.").tag(config=True)
     history_budget = Int(256 * 1024 * 1024, help="Bytes of recorded payloads (arrays, bytes, strings, lists, "
                                                  "...) kept for %lesspy calls; the oldest are summarised first. "
                                                  "0 keeps none and copies nothing.").tag(config=True)
@@ -212,14 +220,14 @@ class LessPyMagics(Magics):
         kernel = getattr(self.shell, "kernel", None)
         threaded = args.threaded or self.threaded
         executor = KernelExecutor(kernel, threaded) if kernel is not None else DirectExecutor(Mode.NOTEBOOK_THREADED)
-        options: dict = {}
-        if "max_clients" in inspect.signature(Server).parameters:   # servers with lanes and several clients
-            options["max_clients"] = max_clients
-        server = Server(namespace, folder, executor=executor, capacity=capacity, keep_alive=True, **options)
+        server = Server(namespace, folder, executor=executor, capacity=capacity, keep_alive=True,
+                        max_clients=max_clients)
         server.observers.append(self.history.observe)
+        add_thread_start(forget_thread_parent)      # before the server starts its threads
         try:
             server.start()
         except (OSError, ValueError, RuntimeError) as e:
+            remove_thread_start(forget_thread_parent)
             raise UsageError(f"cannot serve {folder}: {e}") from None
         self.server = server
         display(ServerStatus(server, self.connect_arg, self.interface))
@@ -236,6 +244,7 @@ class LessPyMagics(Magics):
         """Stop serving and remove the work folder (also runs at kernel shutdown and on unload)."""
         if self.server is not None:
             self.server.stop()
+        remove_thread_start(forget_thread_parent)
 
     def _status(self, rest: str) -> ServerStatus:
         return ServerStatus(self.server, self.connect_arg, self.interface)

@@ -20,10 +20,10 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from lesspy_kernel import history as hist
-from lesspy_kernel import render
+from lesspy_kernel.jupyter import history as hist
+from lesspy_kernel.jupyter import render
 from lesspy_kernel.dispatch import Outcome
-from lesspy_kernel.history import (CallHistory, CallList, CallRecord, DroppedArray, DroppedValue, calls,
+from lesspy_kernel.jupyter.history import (CallHistory, CallList, CallRecord, DroppedArray, DroppedValue, calls,
                                    current_history, payload_size, set_current_history, to_html, to_text)
 from lesspy_kernel.wire import ErrorKind, ErrorReply, Tag
 
@@ -543,8 +543,8 @@ def test_render_does_not_import_the_history():
     import subprocess
     import sys
 
-    code = ("import sys, lesspy_kernel.render, lesspy_kernel.summaries; "
-            "print('lesspy_kernel.history' in sys.modules)")
+    code = ("import sys, lesspy_kernel.jupyter.render, lesspy_kernel.jupyter.summaries; "
+            "print('lesspy_kernel.jupyter.history' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     assert hist.DroppedArray is render.DroppedArray

@@ -231,7 +231,7 @@ def test_history_memory_stays_within_budget_under_real_csharp_calls(k7, csharp_b
     p = run_mono(exe, k7.folder("mem"), 150, timeout=300)
     assert p.stdout.startswith("OK 450"), p.stdout + p.stderr
     grown = (_rss_kib(k7) - before) * 1024
-    out = k7.run("import lesspy_kernel\nfrom lesspy_kernel.history import current_history\n"
+    out = k7.run("import lesspy_kernel\nfrom lesspy_kernel.jupyter.history import current_history\n"
                  "h = current_history()\nprint('held', h.nbytes, 'calls', len(h))")
     held, calls = int(out.split("held")[1].split()[0]), int(out.split("calls")[1].split()[0])
     assert calls == 465 and held <= budget

@@ -14,13 +14,13 @@ what a client sent): the others share one count.
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from .wire import ErrorKind
+from ..hooks import end_forked_child
+from ..protocol import ErrorKind
 
 R = TypeVar("R")
 
@@ -147,30 +147,6 @@ class CellOutput:
             if saved is not None:
                 stream.parent_header = saved
         return undo
-
-
-def end_forked_child(outcome: Any) -> None:
-    """A child forked inside a served call (os.fork) whose call came back into lesspy, by returning or by
-    sys.exit(): it must neither write the reply into its parent's mapping nor serve its parent's lanes. It
-    ends as a Python program ends: atexit handlers run (lesspy's own do nothing in a child), output is
-    flushed, and the exit status is its SystemExit's (0 when the function returned, 1 when it raised)."""
-    code = 0
-    error = getattr(outcome, "error", None)
-    if error is not None:
-        code = 1
-        if error.python_type == "SystemExit":
-            text = str(error.message).strip()
-            code = int(text) if text.lstrip("-").isdigit() else (0 if text in ("", "None") else 1)
-    try:
-        atexit._run_exitfuncs()
-    except BaseException:
-        pass
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    os._exit(code & 0xFF)
 
 
 def forget_thread_parent() -> None:
