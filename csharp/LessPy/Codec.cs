@@ -343,12 +343,7 @@ namespace LessPy
 
         static int WriteNdArrayAt(Span<byte> buf, int pos, NdArray nd)
         {
-            Lane lane = nd.RequestLane;
-            if (lane.Encoder != System.Threading.Thread.CurrentThread || lane.Requests.Value != nd.RequestGeneration)
-                throw new ArgumentException("an in-place request array can be sent only by the next call of the thread that made it, on the same "
-                    + "connection; this one was made for another thread or connection, or an earlier call already sent it: make a new one with "
-                    + "ILessPyConnection.NewRequestArray");
-            lane.SentEnd = Math.Max(lane.SentEnd, nd.RequestOffset + (long)nd.Length * nd.ElementSize);
+            nd.RequestArrays.Claim(nd.RequestGeneration, nd.RequestOffset + (long)nd.Length * nd.ElementSize);
             int[] shape = nd.ShapeNoCopy;
             buf[pos++] = (byte)Tag.NdArrayAt;
             buf[pos++] = nd.DType.Code;

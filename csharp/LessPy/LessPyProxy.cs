@@ -117,8 +117,9 @@ namespace LessPy
 
         /// <summary>
         /// Closes the connection: its lanes close (a running call's lane as soon as that call returns, throwing
-        /// ObjectDisposedException to its caller). A server started by Initialize without keepAlive stops once its last
-        /// client has gone and the app has ended. Idempotent; every call after it throws ObjectDisposedException.
+        /// ObjectDisposedException to its caller). A server this proxy's Initialize started without keepAlive stops as
+        /// soon as it is idle (a server other apps share: once the last of them has gone). Idempotent; every call after it
+        /// throws ObjectDisposedException.
         /// </summary>
         void IDisposable.Dispose() { Dispose(); }
 
@@ -126,7 +127,7 @@ namespace LessPy
         {
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
             AppDomain.CurrentDomain.ProcessExit -= _onExit;
-            _channel.Dispose(false);
+            _channel.Dispose();
         }
     }
 }

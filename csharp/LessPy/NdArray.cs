@@ -48,10 +48,10 @@ namespace LessPy
         readonly ReadOnlyMemory<byte> _data;
         readonly MappedMemoryManager _mapped;        // the view's window over a lane's mapping, else null (a wrapped array)
 
-        internal NdArray(DType dtype, int[] shape, ReadOnlyMemory<byte> data, Lane requestLane, long requestGeneration, long requestOffset)
+        internal NdArray(DType dtype, int[] shape, ReadOnlyMemory<byte> data, RequestArrays requestArrays, long requestGeneration, long requestOffset)
             : this(dtype, shape, data)
         {
-            RequestLane = requestLane;
+            RequestArrays = requestArrays;
             RequestGeneration = requestGeneration;
             RequestOffset = requestOffset;
         }
@@ -70,17 +70,17 @@ namespace LessPy
 
         internal DType DType { get; }
 
-        /// <summary>In-place request arrays only: the lane whose request file holds the data, else null.</summary>
-        internal Lane RequestLane { get; }
+        /// <summary>In-place request arrays only: those of the lane whose request file holds the data, else null.</summary>
+        internal RequestArrays RequestArrays { get; }
 
-        /// <summary>In-place request arrays only: the lane's request generation the array belongs to.</summary>
+        /// <summary>In-place request arrays only: the generation of <see cref="RequestArrays"/> the array belongs to.</summary>
         internal long RequestGeneration { get; }
 
         /// <summary>In-place request arrays only: the data's offset from the start of the request payload (a multiple of 64).</summary>
         internal long RequestOffset { get; }
 
         /// <summary>True for an array made by <see cref="ILessPyConnection.NewRequestArray{T}"/> (it lives in the request mapping).</summary>
-        public bool IsRequestArray { get { return RequestLane != null; } }
+        public bool IsRequestArray { get { return RequestArrays != null; } }
 
         internal int[] ShapeNoCopy { get { return _shape; } }
 
@@ -160,7 +160,7 @@ namespace LessPy
         /// <exception cref="InvalidOperationException">Not a request array, <typeparamref name="T"/> does not match the dtype, or already sent.</exception>
         public Span<T> AsWritableSpan<T>() where T : struct
         {
-            if (RequestLane == null)
+            if (RequestArrays == null)
                 throw new InvalidOperationException("only an array made by ILessPyConnection.NewRequestArray is writable in place; results and wrapped arrays are not");
             CheckElementType(typeof(T), ManagedSize<T>.Value);
             return MemoryMarshal.Cast<byte, T>(MemoryMarshal.AsMemory(_data).Span);

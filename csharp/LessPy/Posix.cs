@@ -84,7 +84,7 @@ namespace LessPy
         /// <summary>True on 64-bit Linux, where file sizes and offsets fit the plain libc calls (off_t is 64 bits).</summary>
         public static bool Is64BitLinux { get { return IntPtr.Size == 8 && IsLinux; } }
 
-        /// <summary>This process's id (Linux only; System.Diagnostics.Process costs a fresh process half a millisecond; Lane.CurrentPid keeps it).</summary>
+        /// <summary>This process's id (Linux only; System.Diagnostics.Process costs a fresh process half a millisecond; Handshake.CurrentPid keeps it).</summary>
         public static int ProcessId { get { return getpid(); } }
 
         /// <summary>

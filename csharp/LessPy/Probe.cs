@@ -19,8 +19,8 @@ namespace LessPy
         {
             try
             {
-                EndPoint at = Lane.NotifyEndPoint(folder);
-                using (NotifySocket s = Lane.Connect(at, Stopwatch.GetTimestamp() + AcceptsTicks, CancellationToken.None)) return true;
+                EndPoint at = Handshake.NotifyEndPoint(folder);
+                using (NotifySocket s = NotifySocket.Connect(at, Stopwatch.GetTimestamp() + AcceptsTicks, CancellationToken.None)) return true;
             }
             catch (UntrustedWorkFolderException) { throw; }
             catch (NotAnsweringException) { return true; }
@@ -31,9 +31,6 @@ namespace LessPy
 
         /// <summary>How long <see cref="Accepts"/> tries to connect (a full queue says EAGAIN at once; TCP may take a while).</summary>
         static readonly long AcceptsTicks = Stopwatch.Frequency;
-
-        /// <summary>The handshake result of a stop refused because other clients use the server (PROTOCOL.md section 3).</summary>
-        public const int InUse = 4;
 
         /// <summary>
         /// Asks the folder's server to stop (handshake purpose 2). False when it could not be asked. A server that other
@@ -47,19 +44,19 @@ namespace LessPy
             try
             {
                 byte[] key = folder.ReadKey();
-                EndPoint at = Lane.NotifyEndPoint(folder);
-                long deadline = Lane.DefaultDeadline();
-                using (NotifySocket s = Lane.Connect(at, deadline, CancellationToken.None))
+                EndPoint at = Handshake.NotifyEndPoint(folder);
+                long deadline = Handshake.DefaultDeadline();
+                using (NotifySocket s = NotifySocket.Connect(at, deadline, CancellationToken.None))
                 {
-                    Lane.Handshake(s, at, key, Purpose.Stop, 0, deadline, CancellationToken.None);
-                    Lane.ReadResult(s, at, folder, deadline, CancellationToken.None);
+                    Handshake.Exchange(s, at, key, Purpose.Stop, 0, deadline, CancellationToken.None);
+                    Handshake.ReadResult(s, at, folder, deadline, CancellationToken.None);
                     return true;
                 }
             }
             catch (UntrustedWorkFolderException) { throw; }
             catch (HandshakeException e)
             {
-                if (e.Result != InUse) return false;
+                if (e.Result != (int)HandshakeResult.InUse) return false;
                 inUse = e.ServerText.Length > 0 ? e.ServerText : e.Message;     // the server's own text (who uses it)
                 return false;
             }

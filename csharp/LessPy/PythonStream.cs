@@ -37,7 +37,7 @@ namespace LessPy
         sealed class Enumerator : IEnumerator<T>
         {
             readonly PythonStream<T> _s;
-            Lane _lane;                 // the stream's lane while it is open
+            Channel.LaneHandle _lane;   // the stream's lane while it is open
             bool _done;
             T _current;
 
@@ -88,7 +88,7 @@ namespace LessPy
             {
                 _current = default(T);
                 GC.SuppressFinalize(this);
-                Lane lane = _lane;
+                Channel.LaneHandle lane = _lane;
                 _lane = null;
                 _done = true;
                 if (lane != null)
@@ -107,8 +107,8 @@ namespace LessPy
             /// </summary>
             ~Enumerator()
             {
-                Lane lane = _lane;
-                if (lane != null && !_done) lane.StreamAbandoned = true;
+                Channel.LaneHandle lane = _lane;
+                if (lane != null && !_done) Channel.AbandonStream(lane);
             }
 
             public void Reset() { throw new NotSupportedException("a Python stream cannot be reset: enumerate the method's result again"); }
@@ -122,7 +122,7 @@ namespace LessPy
                     _done = true;
                     return;
                 }
-                Lane lane = _lane;
+                Channel.LaneHandle lane = _lane;
                 _lane = null;
                 _done = true;
                 try

@@ -425,23 +425,15 @@ namespace LessPy
         }
 
         /// <summary>
-        /// After a connection reached a new server run in this folder (a restart, or another app's server): throws, closing
-        /// <paramref name="lane"/>, unless that server serves the module the proxy was bound to (<paramref name="bound"/>:
-        /// a module path, "" for a server that names none, null when nothing was recorded). A proxy never silently
-        /// calls another module's code.
+        /// After a connection reached a new server run in this folder (a restart, or another app's server): throws unless
+        /// that server serves the module the proxy was bound to (<paramref name="bound"/>: a module path, "" for a server
+        /// that names none, null when nothing was recorded). A proxy never silently calls another module's code.
         /// </summary>
-        public void CheckStillServes(string bound, Lane lane)
+        public void CheckStillServes(string bound)
         {
             if (bound == null) return;
-            string now;
-            try { now = ServedModule(); }
-            catch
-            {
-                lane.Close();
-                throw;
-            }
+            string now = ServedModule();
             if (now == null ? bound.Length == 0 : now == bound) return;
-            lane.Close();
             int pid = ReadNumber(PidFile);
             throw new ServerUnavailableException("the server of " + Path + " changed under this connection: it was bound to "
                 + (bound.Length == 0 ? "a server that names no module (a notebook's %lesspy serve)" : "the module " + bound)

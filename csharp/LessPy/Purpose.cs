@@ -1,0 +1,10 @@
+namespace LessPy
+{
+    /// <summary>What a connection is for, sent in the client's answer (section 3).</summary>
+    internal enum Purpose : ushort
+    {
+        OpenLane = 0,
+        Status = 1,
+        Stop = 2,
+    }
+}
