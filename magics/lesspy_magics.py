@@ -111,8 +111,8 @@ def _names(text: Optional[str]) -> Optional[list]:
 class LessPyMagics(Magics):
     """%lesspy serve | stop | status | calls | stub."""
 
-    capacity = Int(16 * 1024 * 1024, help="Bytes in each lane's request and response mappings: the largest "
-                                          "request or result that fits.").tag(config=True)
+    capacity = Int(16 * 1024 * 1024, help="Starting size in bytes of each lane's request and response mappings "
+                                          "(they grow on demand).").tag(config=True)
     history_budget = Int(256 * 1024 * 1024, help="Bytes of recorded payloads (arrays, bytes, strings, lists, "
                                                  "...) kept for %lesspy calls; the oldest are summarised first. "
                                                  "0 keeps none and copies nothing.").tag(config=True)
