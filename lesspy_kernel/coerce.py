@@ -41,6 +41,7 @@ class CoercionError(TypeError):
 
 
 def python_type_name(value: Any) -> str:
+    """A value's type as messages name it (numpy.ndarray[float32], mymodule.Point, int)."""
     t = type(value)
     if t.__module__ in ("builtins", None):
         return t.__name__
