@@ -28,11 +28,11 @@ from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .hooks import end_forked_child, thread_started
 from .interrupts import CallCancelled, RunningCall, current_lane
 from .mapping import DiskFull, Mapping, Truncated, fault_total, full_fence, guard_first
-from .protocol import (DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL,
-                       REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_WORD, SESSION_WORD, STATUS_END,
-                       STATUS_ERROR, STATUS_OK, ErrorKind, ErrorReply, Tag, TextError, decode_call, error_size,
-                       fit_error, ndarray_data_offset, value_size, write_error, write_placed_ndarray,
-                       write_reply_in_request, write_scalar_reply, write_value)
+from .wire import (DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL,
+                   REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, SEQUENCE_WORD, SESSION_WORD, STATUS_END, STATUS_ERROR,
+                   STATUS_OK, ErrorKind, ErrorReply, Tag, TextError, decode_call, error_size, fit_error,
+                   ndarray_data_offset, value_size, write_error, write_placed_ndarray, write_reply_in_request,
+                   write_scalar_reply, write_value)
 
 if TYPE_CHECKING:
     from .server import Server

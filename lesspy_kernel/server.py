@@ -773,7 +773,7 @@ class Server:
     def status(self) -> Dict[str, Any]:
         """What `lesspy status` and `%lesspy status` show."""
         from . import __version__
-        from .protocol import PROTOCOL_VERSION
+        from .wire import PROTOCOL_VERSION
 
         with self._lock:
             clients = [{"pid": c.pid, "lanes": len(c.lanes)} for c in self.clients.values()]

@@ -20,7 +20,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ..hooks import end_forked_child
-from ..protocol import ErrorKind
+from ..wire import ErrorKind
 
 R = TypeVar("R")
 

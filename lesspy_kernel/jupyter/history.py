@@ -35,7 +35,7 @@ from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from ..protocol import ErrorKind
+from ..wire import ErrorKind
 from .render import last as _last
 from .render import record_text, value_summary
 from .render import to_html as _render_html
