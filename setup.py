@@ -1,5 +1,5 @@
 """lesspy's C extensions: NumPy's allocator for calls that return an NdArray (lesspy_kernel/allocator.py), and the
-SIGBUS guard of the lane mappings (lesspy_kernel/mapping.py).
+SIGBUS guard of the lane mappings (lesspy_kernel/transport/mapping.py).
 
 Everything else about the package is in pyproject.toml. The extensions are Linux only (the allocator moves live
 arrays with mremap) and optional: where they cannot be built (or NumPy is not there to build against), results are

@@ -51,7 +51,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .mapping import _unmap as unmap, drop_guard, guard_part, guard_token
+from .transport.mapping import _unmap as unmap, drop_guard, guard_part, guard_token
 from .wire import HEADER_SIZE, ndarray_data_offset
 
 log = logging.getLogger("lesspy_kernel")
@@ -79,7 +79,7 @@ def _loaded() -> bool:
     if _native is None:
         try:
             from . import _resultalloc
-            from .mapping import _guard
+            from .transport.mapping import _guard
             if _guard is not None:      # moved blocks are guarded while they are mapped (a cut file: zeros)
                 _resultalloc.set_guard(_guard._C_API)
             _native = _resultalloc
@@ -98,7 +98,7 @@ class ResultSlot:
     def __init__(self, resp: Any) -> None:
         self.resp = resp                # the lane's response Mapping
         self.last = 0                   # bytes of the last result that came from here
-        self.moved = False              # a block was moved out of this response file (release() frees its blocks)
+        self.moved = False              # a block was moved out of this response file (free_blocks() frees its blocks)
 
     @property
     def place(self) -> int:
@@ -178,7 +178,7 @@ class ResultSlot:
         else:                                     # freed meanwhile: nothing lives in it
             unmap(old)                            # and its guard registration goes with it (or with the GC)
 
-    def release(self, keep: int) -> None:
+    def free_blocks(self, keep: int) -> None:
         """The lane closes while the server goes on: blocks moved out of its response file keep the file open (their
         mappings) but none of its bytes (their pages are private copies), so its blocks are freed now, all but the
         first `keep` bytes (a reply the client may still be reading)."""
@@ -239,7 +239,7 @@ def note_moved_faults() -> bool:
     the pages of an array kept after its call (a result or an argument moved out of a lane file), say so in the
     log, once per process. True when there were new ones. Those pages are still a private mapping of the lane file,
     and Linux takes even private copies away when the file is truncated: the array reads zeros there now."""
-    from .mapping import _guard
+    from .transport.mapping import _guard
     if _guard is None:
         return False
     n = _guard.moved_total()

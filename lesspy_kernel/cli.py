@@ -301,7 +301,7 @@ def status(args: argparse.Namespace) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     from . import client
-    from .handshake import HandshakeError, Result
+    from .transport.handshake import HandshakeError, Result
 
     folder = resolve_folder(args.folder)
     try:

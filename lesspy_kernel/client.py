@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
 
-from . import handshake
-from .mapping import Mapping, full_fence
+from .transport import handshake
+from .transport.mapping import Mapping, full_fence
 from .coerce import encode_call
 from .wire import (FLAG_REPLY_IN_REQUEST, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, STATUS_END,
                    STATUS_ERROR, ErrorReply, Tag, decode_error, decode_reply, decode_value, read_header)

@@ -14,6 +14,7 @@ import traceback
 import uuid
 import weakref
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Optional
 
 import numpy as np
@@ -191,6 +192,21 @@ def _python_error(name: str, exc: BaseException) -> ErrorReply:
     return ErrorReply(ErrorKind.PYTHON_ERROR, type(exc).__name__, _safe_str(exc), text)
 
 
+class StopReason(str, Enum):
+    """Why a call was stopped from outside (RunningCall.cancel). Its text ends the caller's error message; the
+    server stopping is an INTERRUPTED error, the others CANCELLED."""
+
+    CANCELLED = "its caller cancelled it or timed out"
+    DISCONNECTED = "its caller disconnected"
+    SERVER_STOPPING = "the server is stopping"
+
+    def __str__(self) -> str:       # the text itself in messages (an Enum would print StopReason.CANCELLED)
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
 INTERRUPTED_MESSAGE = ("{name} was interrupted in the notebook (Kernel > Interrupt, or the stop button) while it "
                        "ran; the notebook goes on. Call it again when you are ready")
 
@@ -200,7 +216,7 @@ def stopped_error(name: str, exc: BaseException, reason: Optional[str]) -> Error
     if isinstance(exc, KeyboardInterrupt):
         return ErrorReply(ErrorKind.INTERRUPTED, "KeyboardInterrupt", INTERRUPTED_MESSAGE.format(name=name), "")
     why = reason or "its caller abandoned it"
-    kind = ErrorKind.INTERRUPTED if reason and "stopping" in reason else ErrorKind.CANCELLED
+    kind = ErrorKind.INTERRUPTED if reason is StopReason.SERVER_STOPPING else ErrorKind.CANCELLED
     return ErrorReply(kind, "", f"{name} was interrupted: {why}", "")
 
 
@@ -289,7 +305,7 @@ def close_stream(iterator: Any) -> None:
 def _run_coroutine(awaitable: Any, control: Any) -> Any:
     """asyncio.run, except that a cancelled call does not wait for the threads its coroutine started
     (asyncio.to_thread, run_in_executor): they cannot be stopped, and they end on their own."""
-    import asyncio                          # here, not at import: it costs a cold start ~14 ms
+    import asyncio                          # here, not at import: it slows a cold start (PERFORMANCE.md)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -2,9 +2,10 @@
 
 It is given a namespace (where names are looked up at call time) and an executor (on which thread a call
 runs). The headless process and the notebook extension differ only in those two and in their lifecycle
-(`keep_alive`, `parent_pid`), which the host passes in. Every verified connection is a lane with its own
-mappings and thread (lane.py); one thread here accepts and verifies connections without ever blocking on
-one, and a watchdog cancels calls whose caller gave up or went away. The call history is an observer that
+(`keep_alive`, `parent_pid`), which the host passes in. Every verified connection is a lane: a transport
+(transport/mapped_lane.py: its mappings and notify socket) and a call loop with its own thread (calls.py), given
+what it needs of the server as a LaneHost. One thread here accepts and verifies connections without ever blocking
+on one, and a watchdog cancels calls whose caller gave up or went away. The call history is an observer that
 sees each call's outcome before the reply goes out (while argument views are still valid).
 """
 
@@ -25,13 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Union
 
-from . import handshake
-from .dispatch import Outcome
+from .transport import handshake
+from .dispatch import Outcome, StopReason
 from .executors import DirectExecutor, Executor
-from .handshake import Answer, HandshakeError, Pending, Purpose, Result
+from .transport.handshake import Answer, HandshakeError, Pending, Purpose, Result
 from .hooks import thread_started
-from .lane import Lane, Spinner
+from .calls import CallLoop, LaneHost
+from .loglimit import LOG_TEXT_CHARS, LogLimiter, clip
 from .namespaces import Namespace
+from .transport.mapped_lane import MappedLane
+from .transport.spinner import Spinner
 from .workfolder import FORCE_TCP_ENV, SOCKET_FILE, UNIX, WorkFolder, peer_uid, pid_alive, use_unix_socket
 
 log = logging.getLogger("lesspy_kernel")
@@ -48,77 +52,8 @@ IDLE_WATCH_INTERVAL = 0.25   # how often it looks when no call was running
 RESCUE_INTERVAL = 0.002      # how often it looks while a thread spins for every lane (see lane.Spinner)
 STOP_GRACE = 3.0             # how long stop() waits for running calls to end after interrupting them
 DEFAULT_LOG_CAP = 10 * 1024 * 1024
-LOG_LINES_PER_SECOND = 10    # lines of one kind a client can cause (per call, per connection) logged per second
-LOG_TEXT_CHARS = 200         # client-controlled text (function names, messages) in a log line is cut to this
 LOG_CHECK_BYTES = 16 * 1024  # the log's size is checked (and the log rotated) after this many bytes of lines
 Observer = Callable[[Outcome], None]
-
-
-def clip(text: Any, limit: int = LOG_TEXT_CHARS) -> str:
-    """Client-controlled text for a log line: at most `limit` characters (saying how long it was), one line,
-    control characters escaped (a name holding a newline must not forge a log line)."""
-    s = str(text)
-    if len(s) > limit:
-        s = f"{s[:limit]}... ({len(s)} characters)"
-    if not s.isprintable():
-        s = "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
-    return s
-
-
-class LogLimiter:
-    """Log lines a client can cause once per call or per connection: at most `per_second` lines of one kind a
-    second; the others are counted, and one line then says how many there were and what the last one said
-    (`flush`, from the watchdog, says it even when the flood has stopped). Kinds are a few fixed strings."""
-
-    def __init__(self, per_second: int = LOG_LINES_PER_SECOND) -> None:
-        self.per_second = per_second
-        self._lock = threading.Lock()
-        # kind -> [start of the current second, lines logged in it, lines not logged, the last of them]
-        self._kinds: Dict[str, list] = {}
-
-    clip = staticmethod(clip)
-
-    def log(self, kind: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
-        now = time.monotonic()
-        with self._lock:
-            state = self._kinds.get(kind)
-            if state is None:
-                state = self._kinds[kind] = [now, 0, 0, None]
-            summary = self._take_summary(kind, state, now)
-            emit = state[1] < self.per_second
-            if emit:
-                state[1] += 1
-            else:
-                state[2] += 1
-                state[3] = (level, msg, args)
-        if summary:
-            log.log(*summary)
-        if emit:
-            log.log(level, msg, *args, exc_info=exc_info)
-
-    def flush(self) -> None:
-        """Say how many lines went unlogged, for every kind whose second is over."""
-        now = time.monotonic()
-        with self._lock:
-            summaries = [self._take_summary(kind, state, now) for kind, state in self._kinds.items()]
-        for summary in summaries:
-            if summary:
-                log.log(*summary)
-
-    @staticmethod
-    def _take_summary(kind: str, state: list, now: float) -> Optional[tuple]:
-        if now - state[0] < 1.0:
-            return None
-        summary = None
-        if state[2]:
-            level, msg, args = state[3]
-            try:
-                last = msg % args
-            except (TypeError, ValueError):
-                last = msg
-            summary = (level, "%d more %s in %.0f s (the last: %s)", state[2], kind, now - state[0], last)
-        state[0], state[1], state[2], state[3] = now, 0, 0, None
-        return summary
 
 
 class _LogBytes(logging.Filter):
@@ -176,7 +111,7 @@ class Client:
 
     id: int
     pid: int
-    lanes: Set[Lane] = field(default_factory=set)
+    lanes: Set[CallLoop] = field(default_factory=set)
     shutdown_requested: bool = False
 
 
@@ -194,7 +129,8 @@ class Server:
         self.folder = WorkFolder(folder)
         self.executor = executor or DirectExecutor()
         # headless: the spinning thread serves every lane (a kernel runs calls on its main thread instead)
-        self.spinner = Spinner(self, serve_all=self.executor.runs_inline)
+        self._stop = threading.Event()
+        self.spinner = Spinner(serve_all=self.executor.runs_inline, stop=self._stop)
         self.capacity = capacity
         self.keep_alive = keep_alive
         self.parent_pid = parent_pid
@@ -209,7 +145,6 @@ class Server:
         self.address = ""
         self.clients: Dict[int, Client] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._stopped = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._pending: Dict[socket.socket, Pending] = {}
@@ -227,6 +162,9 @@ class Server:
         self._selector: Optional[selectors.BaseSelector] = None
         self.limiter = LogLimiter()
         self.forked = False                   # True in a child forked from this process: touch nothing
+        self._lane_host = LaneHost(namespace=namespace, executor=self.executor, stop_event=self._stop,
+                                   limiter=self.limiter, record=self.record, lane_closed=self.lane_closed,
+                                   forked=lambda: self.forked)
         self._log_lock = threading.RLock()    # a rotation logs a line, which may ask for a rotation
         self._log_bytes = 0
         self._log_filter: Optional[_LogBytes] = None
@@ -248,7 +186,7 @@ class Server:
     def stop_event(self) -> threading.Event:
         return self._stop
 
-    def lanes(self) -> List[Lane]:
+    def lanes(self) -> List[CallLoop]:
         with self._lock:
             return [lane for c in self.clients.values() for lane in c.lanes]
 
@@ -299,7 +237,7 @@ class Server:
             self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
             self.folder.publish(os.getpid(), where, getattr(self.namespace, "path", ""))
         except BaseException:
-            self._release()
+            self._close_sockets()
             if self.folder.fd is not None or os.name != "posix":
                 self.folder.remove_files()
             raise
@@ -376,7 +314,7 @@ class Server:
         socks = [self._listener, self._wake_r, self._wake_w]
         for client in list(self.clients.values()):
             for lane in list(client.lanes):
-                socks += [getattr(lane, name, None) for name in ("sock", "_wake_r", "_wake_w")]
+                lane.transport.forget_in_child()
         for p in list(self._pending):
             socks.append(p)
         for s in socks:
@@ -398,7 +336,7 @@ class Server:
             self._drop_pending(sock)
         lanes = self.lanes()
         for lane in lanes:
-            lane.call.cancel("the server is stopping")
+            lane.call.cancel(StopReason.SERVER_STOPPING)
             lane.close()
         self.spinner.stop()
         deadline = time.monotonic() + STOP_GRACE
@@ -409,7 +347,7 @@ class Server:
         stuck = [lane.id for lane in lanes if lane.thread.is_alive()]
         if stuck:
             log.warning("lanes %s still run a call that did not stop; leaving them behind", stuck)
-        self._release()
+        self._close_sockets()
         if self._log_filter is not None:
             log.removeFilter(self._log_filter)
             self._log_filter = None
@@ -422,8 +360,8 @@ class Server:
         self._stopped.set()
         log.info("lesspy server stopped")
 
-    def _release(self) -> None:
-        """Close sockets and selector (whatever exists)."""
+    def _close_sockets(self) -> None:
+        """Close the listener, the wake-up pair and the selector (whatever exists)."""
         if self._selector is not None:
             self._selector.close()
         for s in (self._listener, self._wake_r, self._wake_w):
@@ -596,7 +534,9 @@ class Server:
         new_client = client is None
         if client is None:
             client = Client(answer.client_id, answer.pid)
-        lane = Lane(self, lane_id, client, sock, Lane.create_mappings(self, lane_id))
+        mappings = MappedLane.create_mappings(self.folder, lane_id, self.capacity, self.session)
+        lane = CallLoop(self._lane_host, MappedLane(lane_id, client, sock, mappings, self.session, self.spinner,
+                                                    self.limiter))
         with self._lock:
             if new_client:
                 self.clients[client.id] = client
@@ -608,14 +548,14 @@ class Server:
         lane.start()
         self.limiter.log("lanes opened", logging.INFO, "client pid %d opened lane %d", answer.pid, lane_id)
 
-    def lane_closed(self, lane: Lane) -> None:
+    def lane_closed(self, lane: CallLoop) -> None:
         """Called by a lane's thread when it ends: forget it, remove its files, maybe stop the server."""
         if self.forked:                    # a forked child's copy: the lane and its files are the parent's
             return
         with self._lock:
             self.spinner.lanes = tuple(other for other in self.spinner.lanes if other is not lane)
         lane.close()
-        lane.release()
+        lane.dispose(self.stopping)
         with self._lock:
             client = lane.client
             client.lanes.discard(lane)
@@ -634,7 +574,7 @@ class Server:
                 log.info("client pid %d asked the server to stop", self._shutdown_asked_by)
                 self.stop(timeout=0)
             elif gone and client.shutdown_requested:
-                # SHUTDOWN must not stop a server other apps still use (issue 14, item 4): after them
+                # a SHUTDOWN must not stop a server other apps still use: it stops after the last of them
                 log.info("client pid %d asked the server to stop, but %d other clients use it: stopping when the "
                          "last of them has gone", client.pid, others)
             elif idle and not self.keep_alive:
@@ -677,10 +617,10 @@ class Server:
                     if not lane.busy:
                         continue
                     interval = min(interval, WATCH_INTERVAL)
-                    if lane.req.cancel == lane.call.sequence:
-                        lane.call.cancel("its caller cancelled it or timed out")
-                    elif lane.connection_lost():
-                        lane.call.cancel("its caller disconnected")
+                    if lane.transport.cancelled == lane.call.sequence:
+                        lane.call.cancel(StopReason.CANCELLED)
+                    elif lane.transport.connection_lost():
+                        lane.call.cancel(StopReason.DISCONNECTED)
                 except (ValueError, OSError):      # the lane was remapped or closed under us: look next time
                     continue
             now = time.monotonic()

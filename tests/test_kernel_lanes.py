@@ -11,7 +11,7 @@ import time
 import pytest
 
 from kernels import FLAVOURS, LANE_DEFS, kernel
-from lesspy_kernel.client import Lane, RemoteError
+from lesspy_kernel.client import ClientLane, RemoteError
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import ErrorKind, Tag
 from servers import wait_for
@@ -28,7 +28,7 @@ def k(request, tmp_path):
 
 def test_jupyter_interrupt_ends_a_stuck_call_and_the_next_cell_runs(k):
     k.run(LANE_DEFS + "%lesspy serve --name intr")
-    lane = Lane(k.folder("intr"))
+    lane = ClientLane(k.folder("intr"))
     lane.send_raw(encode_call("spin", I, []))
     time.sleep(0.5)                                   # spin() now holds the kernel's main thread
     t0 = time.monotonic()
@@ -46,7 +46,7 @@ def test_jupyter_interrupt_ends_a_stuck_call_and_the_next_cell_runs(k):
 def test_stop_finishes_quickly_with_queued_and_stuck_calls(k):
     k.run(LANE_DEFS + "%lesspy serve --name stopq")
     folder = k.folder("stopq")
-    lanes = [Lane(folder) for _ in range(3)]
+    lanes = [ClientLane(folder) for _ in range(3)]
     msg = k.start("time.sleep(1.5)\n%lesspy stop")   # the cell holds the main thread while calls queue up
     time.sleep(0.3)
     for lane in lanes:
@@ -66,7 +66,7 @@ def test_stop_finishes_quickly_with_queued_and_stuck_calls(k):
 
 def test_stop_interrupts_a_stuck_threaded_call(k):
     k.run(LANE_DEFS + "%lesspy serve --name stopt --threaded")
-    lane = Lane(k.folder("stopt"))
+    lane = ClientLane(k.folder("stopt"))
     lane.send_raw(encode_call("spin", I, []))
     time.sleep(0.3)
     t0 = time.monotonic()
@@ -78,7 +78,7 @@ def test_stop_interrupts_a_stuck_threaded_call(k):
 def test_calls_from_several_clients_queue_in_arrival_order_and_a_cancelled_one_never_runs(k):
     k.run(LANE_DEFS + "%lesspy serve --name fair")
     folder = k.folder("fair")
-    lanes = [Lane(folder) for _ in range(4)]           # four clients (each Lane has its own client id)
+    lanes = [ClientLane(folder) for _ in range(4)]           # four clients (each Lane has its own client id)
     msg = k.start("time.sleep(1.0)")                   # calls queue behind this cell
     time.sleep(0.2)
     for i, lane in enumerate(lanes):
@@ -104,14 +104,14 @@ def test_calls_from_several_clients_queue_in_arrival_order_and_a_cancelled_one_n
 def test_clients_past_the_limit_are_refused_at_once(k):
     k.run(LANE_DEFS + "%lesspy serve --name lim")
     folder = k.folder("lim")
-    lanes = [Lane(folder) for _ in range(8)]
+    lanes = [ClientLane(folder) for _ in range(8)]
     t0 = time.monotonic()
     with pytest.raises(Exception, match="8 clients, its limit"):
-        Lane(folder)
+        ClientLane(folder)
     assert time.monotonic() - t0 < 3
     results = []
 
-    def call(lane: Lane, i: int) -> None:
+    def call(lane: ClientLane, i: int) -> None:
         results.append(lane.call("add", I, [i, 100], [I, I]))
 
     threads = [threading.Thread(target=call, args=(lane, i)) for i, lane in enumerate(lanes)]
@@ -131,7 +131,7 @@ def test_generators_and_async_defs_in_the_notebook(k):
           "def rows(n):\n    for i in range(n):\n        yield threading.current_thread().name\n"
           "async def later(x):\n    await asyncio.sleep(0.01)\n    return x + 1\n"
           "%lesspy serve --name gen")
-    with Lane(k.folder("gen")) as lane:
+    with ClientLane(k.folder("gen")) as lane:
         assert list(lane.stream("rows", Tag.STRING, [3], [I])) == ["MainThread"] * 3, "items run on the main thread"
         assert lane.call("later", I, [41], [I]) == 42
     k.run("%lesspy stop")
@@ -141,7 +141,7 @@ def test_threaded_calls_survive_a_cycle_in_ipykernels_thread_map(k):
     """ipykernel 6 maps thread ids to the thread that started them and prunes the map only at GC: after a stop
     and a serve, reused ids can form a cycle there, and reading a stream's parent header then never returned."""
     k.run(LANE_DEFS + "%lesspy serve --name cyc --threaded")
-    with Lane(k.folder("cyc")) as lane:                  # a new lane thread: it has made no call yet
+    with ClientLane(k.folder("cyc")) as lane:                  # a new lane thread: it has made no call yet
         k.run("import sys, threading, time\n"
               "lesspy_threads = lambda: [t for t in threading.enumerate() if t.name.startswith('lesspy-')]\n"
               "deadline = time.monotonic() + 10\n"        # the lane thread may still be starting (no id yet)

@@ -16,7 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from lesspy_kernel import allocator, handshake
+from lesspy_kernel import allocator
+from lesspy_kernel.transport import handshake
 from lesspy_kernel.client import ClientLane, RemoteError, status, stop
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import FLAG_REPLY_IN_REQUEST, REQUEST_STREAM, ErrorKind, FrameError, ListOf, Tag, decode_reply

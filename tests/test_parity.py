@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_mono
-from lesspy_kernel import client, handshake, mapping, server, stubgen, workfolder
-from lesspy_kernel import wire
+from lesspy_kernel import client, server, stubgen, wire, workfolder
+from lesspy_kernel.transport import handshake, mapping
 
 CS_SOURCES = ROOT / "csharp" / "LessPy"
 NAMES = ROOT / "tests" / "vectors" / "names.txt"
@@ -213,7 +213,8 @@ def test_header_layout(cs):
     _same(wire.HEADER_SIZE, wire.HEADER.size, "the header struct's size", "HEADER_SIZE (Python)")
     _same(wire.HEADER_SIZE, cs.value("Wire", "HeaderSize"), "header size", cs.where("Wire", "HeaderSize"))
     offsets = _header_offsets()
-    named = {"capacity": wire.CAPACITY_OFFSET, "sequence": wire.SEQUENCE_OFFSET, "waiting": wire.WAITING_OFFSET,
+    named = {"version": wire.VERSION_OFFSET, "capacity": wire.CAPACITY_OFFSET, "sequence": wire.SEQUENCE_OFFSET,
+             "length": wire.LENGTH_OFFSET, "status": wire.STATUS_OFFSET, "waiting": wire.WAITING_OFFSET,
              "session": wire.SESSION_OFFSET, "cancel": wire.CANCEL_OFFSET, "flags": wire.FLAGS_OFFSET}
     for field, offset in named.items():
         _same(offsets[field], offset, f"the {field} offset", "Python's HEADER struct")

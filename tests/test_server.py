@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from lesspy_kernel import handshake
+from lesspy_kernel.transport import handshake
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import ErrorKind, Tag
 from lesspy_kernel.workfolder import connect_notify

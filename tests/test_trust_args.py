@@ -4,7 +4,7 @@ file, and they give exactly plain NumPy's guarantees.
 - A function that keeps an argument (in a global, as a view of it, in a closure, in a generator across stream
   items or after it, an async def, a thread, an in-place NDARRAY_AT array, one also returned as a pointer into
   the request) keeps its values: later requests written into the same file never show through it (the kept
-  pages are moved out, Lane._keep_args / allocator.move_request), and it pins only its own pages.
+  pages are moved out, MappedLane.keep_arguments / allocator.move_request), and it pins only its own pages.
 - Moving them loses no write a thread makes meanwhile.
 - A child made by os.fork during a call sees the call's arguments as they were, also after later requests.
 - An argument view can never be made writable (`a.flags.writeable = True` is refused): Python cannot write into
@@ -43,7 +43,7 @@ import threading
 
 import numpy as np
 
-from lesspy_kernel.lane import current_lane
+from lesspy_kernel.interrupts import current_lane
 
 KEPT = []
 CLOSURES = []
@@ -177,7 +177,7 @@ def fork_sums():
 
 
 def req_address():
-    return current_lane().req.address
+    return current_lane().transport.req.address
 
 
 def _writer(w, passes):

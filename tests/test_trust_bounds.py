@@ -106,7 +106,7 @@ def test_a_flood_of_lane_openings_keeps_the_log_within_its_bound(tmp_path):
     log_file = tmp_path / "server.log"
     cap = 16 * 1024
     from lesspy_kernel import client
-    from lesspy_kernel.handshake import HandshakeError
+    from lesspy_kernel.transport.handshake import HandshakeError
 
     with Headless(tmp_path / "work", TRUST_MODULE, "--keep-alive", "--log-file", str(log_file),
                   "--log-max-bytes", "16K") as s:

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lesspy_kernel import allocator, mapping
+from lesspy_kernel import allocator
+from lesspy_kernel.transport import mapping
 from lesspy_kernel.client import ClientLane
 from lesspy_kernel.wire import Tag
 from servers import ROOT, Headless, wait_for
@@ -241,8 +242,9 @@ CHILD = textwrap.dedent('''
     import ctypes, mmap, os, sys
     from pathlib import Path
     import numpy as np
-    from lesspy_kernel import allocator, mapping
-    from lesspy_kernel.mapping import Mapping
+    from lesspy_kernel import allocator
+    from lesspy_kernel.transport import mapping
+    from lesspy_kernel.transport.mapping import Mapping
 
     folder, kind = Path(sys.argv[1]), sys.argv[2]
     assert allocator.available()

@@ -45,7 +45,7 @@ import time
 import numpy as np
 
 from lesspy_kernel import allocator, result_array
-from lesspy_kernel.lane import current_lane
+from lesspy_kernel.interrupts import current_lane
 
 KEPT = []
 COUNTERS = []
@@ -131,7 +131,7 @@ def moved_blocks():
 
 
 def slot_moved():
-    return bool(current_lane().slot.moved)
+    return bool(current_lane().transport.slot.moved)
 
 
 def _child(r):

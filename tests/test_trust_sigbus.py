@@ -1,6 +1,6 @@
 """Issue 14 ("Trust") item 9, what size checks cannot cover: a same-user client that cuts a lane file to 0 bytes
 (or cuts it while the server reads it) made the server touch pages past the file's end, a SIGBUS that killed the
-server (a whole notebook kernel). The SIGBUS guard (lesspy_kernel/_sigbusguard.c, mapping.py) makes that an
+server (a whole notebook kernel). The SIGBUS guard (lesspy_kernel/_sigbusguard.c, transport/mapping.py) makes that an
 error of that lane: the call gets an error or the lane closes, the log says why once, the server goes on.
 
 Real headless servers (tests/servers.py), real kernels (tests/kernels.py) and the Python client of
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from kernels import FLAVOURS, kernel
-from lesspy_kernel import handshake, mapping
+from lesspy_kernel.transport import handshake, mapping
 from lesspy_kernel.client import ClientLane, RemoteError
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import FrameError, Tag
@@ -285,7 +285,7 @@ def test_a_cut_lane_file_does_not_kill_a_notebook_kernel(tmp_path, flavour):
 
 CHAIN = textwrap.dedent('''
     import faulthandler, mmap, os, sys
-    from lesspy_kernel.mapping import Mapping
+    from lesspy_kernel.transport.mapping import Mapping
     mode, folder = sys.argv[1], sys.argv[2]
     if mode == "faulthandler":
         faulthandler.enable()

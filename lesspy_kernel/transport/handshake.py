@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Optional, Tuple
 
-from .wire import PROTOCOL_VERSION
+from ..wire import PROTOCOL_VERSION
 
 MAGIC = b"LSPY"
 HELLO = struct.Struct("<4sHHQ32s")         # magic, version, mode, session id, nonce

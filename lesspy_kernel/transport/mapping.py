@@ -8,7 +8,7 @@ kills the process (a whole notebook kernel). Sizes are checked where a check is 
 `read_request`, `grow`); the rest (a file cut to 0 bytes under the header page, a cut racing a read, user code
 holding argument views) is caught by the SIGBUS guard on Linux (`_sigbusguard.c`): every mapping made here is
 registered while it is mapped, a fault in one gets a private zero page and is counted (`faulted`), and the lane
-that owns it answers with an error and closes (lane.Lane._check_cut). Without the guard a cut is a SIGBUS as before.
+that owns it answers with an error and closes (MappedLane.cut). Without the guard a cut is a SIGBUS.
 A registration covers exactly what is mapped: a mapping handed over by `detach` keeps its own until it is unmapped
 (or the extension cuts it down to a kept block, which is registered on its own for as long as it lives: Linux
 takes even its private pages away when the file is truncated, after the lane closed too). A file cut inside its
@@ -28,17 +28,18 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
-from .wire import (CANCEL_WORD, CAPACITY_WORD, FIRST_WORD, FLAGS_INT, HEADER_SIZE, LENGTH_WORD, SEQUENCE_WORD,
+from ..wire import (CANCEL_WORD, CAPACITY_WORD, FIRST_WORD, FLAGS_INT, HEADER_SIZE, LENGTH_WORD, SEQUENCE_WORD,
                    SESSION_WORD, STATUS_INT, WAITING_INT, read_header, restore_header, write_header)
-from .workfolder import create_private, open_private
+from ..workfolder import create_private, open_private
+from .base import TransportError
 
 _guard: Any = None
 try:        # Linux, when built: a SIGBUS on a lane mapping (its file was cut) fails that lane, not the process
-    from . import _sigbusguard
+    from .. import _sigbusguard
     _guard = _sigbusguard
-except ImportError:  # pragma: no cover - elsewhere a cut file is a SIGBUS, as before
+except ImportError:  # pragma: no cover - elsewhere a cut file is a SIGBUS
     pass
-# faults the guard mended in any lane mapping, or None without it: one cheap look per call (Lane.check_cut)
+# faults the guard mended in any lane mapping, or None without it: one cheap look per call (MappedLane.cut_since_last_look)
 fault_total: Optional[Callable[[], int]] = _guard.total if _guard is not None else None
 # puts the guard's handler first again when another came since (faulthandler.enable() in a notebook): it passes
 # the faults of no lane on to that one. Cheap (one sigaction call); done whenever a lane thread wakes up
@@ -66,14 +67,14 @@ def full_fence() -> None:
     _fence_lock.release()
 
 
-class DiskFull(OSError):
+class DiskFull(OSError, TransportError):
     """A lane file could not be given room on its file system: an error for the caller, never a SIGBUS."""
 
     def __str__(self) -> str:
         return str(self.strerror)
 
 
-class Truncated(ValueError):
+class Truncated(ValueError, TransportError):
     """A lane file is shorter than the part about to be read or written: another process cut it."""
 
 
@@ -438,7 +439,7 @@ class Mapping:
     def arguments(self, length: int) -> memoryview:
         """The payload as a read-only view of `args_view`, whose buffer no other view shares: the argument views
         made from it can never be made writable, and their number tells whether any outlives the call
-        (Lane._keep_args: args_view, this view, and one per argument view alive)."""
+        (MappedLane.keep_arguments: args_view, this view, and one per argument view alive)."""
         return self.args_view[HEADER_SIZE:HEADER_SIZE + length]
 
     def fileno(self) -> int:

@@ -122,7 +122,7 @@ class Call:
     returns: TypeDesc
     args: list = field(default_factory=list)
     # with NDARRAY_AT arguments: (end of the frame's values, start and end of the in-place data) in the payload;
-    # None: the values fill the payload (what a kept argument's pages are, Lane._keep_args)
+    # None: the values fill the payload (what a kept argument's pages are, MappedLane.keep_arguments)
     spans: Optional[Tuple[int, int, int]] = None
 
 

@@ -48,10 +48,10 @@ def echo_flags():
 
 
 def _reply_may_point_into_request():
-    from lesspy_kernel.lane import current_lane
+    from lesspy_kernel.interrupts import current_lane
     from lesspy_kernel.wire import FLAG_REPLY_IN_REQUEST
     lane = current_lane()
-    return bool(lane is not None and lane.req.flags & FLAG_REPLY_IN_REQUEST)
+    return bool(lane is not None and lane.transport.req.flags & FLAG_REPLY_IN_REQUEST)
 
 
 def record(tag):

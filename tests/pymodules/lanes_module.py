@@ -105,10 +105,10 @@ where = []
 
 def _note(arr):
     """Whether `arr` was made by lesspy's allocator inside this lane's response mapping."""
-    from lesspy_kernel.lane import current_lane
+    from lesspy_kernel.interrupts import current_lane
     lane = current_lane()
-    start = arr.__array_interface__["data"][0] - lane.resp.address
-    where.append("mapping" if 0 <= start < lane.resp.capacity else "heap")
+    start = arr.__array_interface__["data"][0] - lane.transport.resp.address
+    where.append("mapping" if 0 <= start < lane.transport.resp.capacity else "heap")
     return arr
 
 

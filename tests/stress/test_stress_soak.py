@@ -181,7 +181,8 @@ def test_each_request_is_served_once(server):
     """The server must serve each request exactly once. CPython's struct.pack_into zero-fills its target and then
     writes it byte by byte, so while the Python client published a sequence word (protocol.publish) the server's
     lane thread, spinning in another process, could read 0 or a partly written value, take it for a new request
-    (lane.py, `if seq != last`) and serve a phantom call: answered CANCELLED, written over the response mapping,
+    (transport/mapped_lane.py, `if seq != last`) and serve a phantom call: answered CANCELLED, written over the
+    response mapping,
     counted and logged as a failed call (about 3% of back-to-back calls here; 28,799 in a 1,000,000-call soak).
     Fixed on main by single aligned 8-byte stores and loads of the header words (commit 0cacd0b)."""
     before = status(server.folder)["calls"]
@@ -204,7 +205,7 @@ def resp_mappings(pid: int) -> list:
 def test_a_returned_array_is_not_moved_out(server):
     """`return a + 1` (stamp_array) is made in the response mapping and nothing else refers to it when the reply is
     written: it must be sent where it lies, not moved out (the response file mapped anew at another address, two
-    descriptors opened and closed, and the 1 MiB copied into the reply). Before the fix Lane._unshared counted
+    descriptors opened and closed, and the 1 MiB copied into the reply). Before the fix Lane._unshared (now mapped_lane._unshared) counted
     one reference too few (its own local of outcome.result), so every such result was moved out: the soaks saw
     the server's descriptors go up by 1 or 2 for a sample, and the response file's mapping moved at every call."""
     a = np.empty(262144, dtype=np.int32)
