@@ -38,11 +38,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, Uni
 
 import numpy as np
 
-try:  # the dtypes the wire format carries; one source of truth with the codec
-    from .wire import DTYPE_CODES as _DTYPE_CODES
-except Exception:  # pragma: no cover - the codec is being edited; the table is in PROTOCOL.md section 4
-    _DTYPE_CODES = {name: 0 for name in ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
-                                         "uint64", "float16", "float32", "float64", "complex64", "complex128")}
+from .wire import DTYPE_CODES
 
 __all__ = ["csharp_stub", "stub_for_module", "module_functions"]
 
@@ -334,9 +330,9 @@ def _dtype_name(hint: Any) -> Optional[str]:
         name = np.dtype(scalar[0]).name
     except TypeError:  # an abstract type such as np.floating: several dtypes
         return None
-    if name not in _DTYPE_CODES:
+    if name not in DTYPE_CODES:
         raise _Unmappable(f"an array of dtype {name}, which lesspy cannot carry "
-                          f"(supported dtypes: {', '.join(_DTYPE_CODES)})")
+                          f"(supported dtypes: {', '.join(DTYPE_CODES)})")
     return name
 
 
