@@ -1,5 +1,6 @@
 /*
- * A SIGBUS on a lane mapping is an error of that lane, not the end of the process (mapping.py explains the why).
+ * A SIGBUS on a lane mapping is an error of that lane, not the end of the process (transport/mapping.py explains the
+ * why).
  *
  * Touching a page of a file mapping past the file's end (another process cut the file) raises SIGBUS, whose
  * default action kills the process: a headless server with all its clients, or a whole notebook kernel. The
@@ -362,7 +363,7 @@ static PyModuleDef_Slot module_slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_sigbusguard",
-    .m_doc = "A SIGBUS on a lane mapping becomes an error of that lane (see mapping.py).",
+    .m_doc = "A SIGBUS on a lane mapping becomes an error of that lane (see transport/mapping.py).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = module_slots,

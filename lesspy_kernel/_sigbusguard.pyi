@@ -1,4 +1,5 @@
-# The C extension of mapping.py that turns a SIGBUS on a lane mapping into an error of that lane (_sigbusguard.c).
+# The C extension of transport/mapping.py that turns a SIGBUS on a lane mapping into an error of that lane
+# (_sigbusguard.c).
 from typing import Any, List, Tuple
 
 SLOTS: int
