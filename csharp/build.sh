@@ -29,7 +29,7 @@ mcs -target:exe -unsafe -optimize+ -nologo \
     "$here"/NotebookDemo/*.cs
 
 # Mono's ahead-of-time image (LessPy.dll.so, loaded by Mono beside the dll): a fresh process's Connect and first
-# call take about 20 ms instead of 30. Best effort: it needs the binutils (as, ld); without it the dll is JIT-compiled.
+# call need no JIT (PERFORMANCE.md has the figures). Best effort: it needs the binutils (as, ld); without it the dll is JIT-compiled.
 mono --aot "$out/LessPy.dll" >"$out/obj/aot.log" 2>&1 || { rm -f "$out/LessPy.dll.so"; echo "build.sh: no AOT image of LessPy.dll (see $out/obj/aot.log)"; }
 
 cp "$here/Demo/exporting_module.py" "$out/exporting_module.py"

@@ -49,7 +49,7 @@ namespace LessPy
 
         /// <summary>
         /// An id for this proxy's lanes (the server counts clients by it). It only has to differ from the other clients
-        /// connected at the same time, so no cryptographic generator (whose start-up costs Mono ~10 ms): the process
+        /// connected at the same time, so no cryptographic generator (slow to start on Mono): the process
         /// id, a high-resolution clock and a per-process counter, mixed.
         /// </summary>
         static ulong NewClientId()
@@ -87,10 +87,8 @@ namespace LessPy
 
         public string Folder { get { return _folder.Path; } }
         public int ServerPid { get { return _pid; } }
-        public ServerMode Mode { get { return _mode; } }
         /// <summary>The module this proxy bound (a path; "" for a server that names none; null: not checked), set by LessPythonInvoke.</summary>
         internal string BoundModule;
-        public bool IsDisposed { get { return _disposed; } }
 
         public TimeSpan CallTimeout
         {

@@ -12,7 +12,7 @@ namespace LessPy
     /// <summary>
     /// The byte stream to a server's notify socket (a lane's wake-up bytes, the handshake, probes).
     /// On Linux the Unix socket is driven through libc directly: Mono's <see cref="Socket"/> reads machine.config and
-    /// the network interfaces the first time it is used (about 50 ms here), which a fresh process paid on every
+    /// the network interfaces the first time it is used, which a fresh process would pay on every
     /// Connect and Initialize. TCP (long folder paths, Windows) and other systems use <see cref="Socket"/>.
     /// Errors are <see cref="SocketException"/>s and a disposed socket throws <see cref="ObjectDisposedException"/>,
     /// as with <see cref="Socket"/>.
@@ -24,7 +24,7 @@ namespace LessPy
         /// until <paramref name="deadline"/> (a Stopwatch timestamp; long.MaxValue: no limit) and while <paramref name="ct"/>
         /// is not cancelled. A server that is stopped (SIGSTOP) or holds the GIL accepts nothing, so its listen queue fills
         /// up with connections that were given up (the kernel keeps them until the server accepts them); a blocking
-        /// connect to a full queue waits until the server resumes (issue 14 item 12). The connect never blocks: a full
+        /// connect to a full queue waits until the server resumes. The connect never blocks: a full
         /// queue is retried until the deadline, a connect in progress (TCP) is waited for until the deadline.
         /// </summary>
         /// <exception cref="NotAnsweringException">The deadline passed before the server's socket took the connection.</exception>
@@ -60,9 +60,6 @@ namespace LessPy
             double ms = Math.Ceiling(left * 1000.0 / Stopwatch.Frequency);
             return ms >= int.MaxValue ? int.MaxValue : (int)ms;
         }
-
-        /// <summary>True when <see cref="Connect"/> never touches <see cref="Socket"/> for this address (no warm-up needed).</summary>
-        public static bool AvoidsManagedSockets(EndPoint at) { return at is UnixEndPoint && PosixNotifySocket.Usable; }
 
         /// <summary>Sends all of <paramref name="count"/> bytes; false when the connection is gone.</summary>
         public abstract bool Send(byte[] buffer, int offset, int count);

@@ -29,12 +29,10 @@ namespace LessPy
         [DllImport("libc", SetLastError = true)] static extern IntPtr lseek(int fd, IntPtr offset, int whence);
         [DllImport("libc", SetLastError = true)] static extern int ftruncate(int fd, IntPtr length);
         [DllImport("libc", SetLastError = true)] static extern IntPtr mmap(IntPtr addr, UIntPtr length, int prot, int flags, int fd, IntPtr offset);
-        [DllImport("libc", SetLastError = true)] static extern int munmap(IntPtr addr, UIntPtr length);
         [DllImport("libc")] static extern IntPtr strerror(int errnum);
         [DllImport("libc")] static extern uint getuid();
         [DllImport("libc", SetLastError = true)] static extern int openat(int dirfd, byte* path, int flags, int mode);
         [DllImport("libc", SetLastError = true)] static extern int mkdir(byte* path, int mode);
-        [DllImport("libc", SetLastError = true)] static extern int fchmod(int fd, int mode);
         [DllImport("libc", SetLastError = true)] static extern int chmod(byte* path, int mode);
         [DllImport("libc", SetLastError = true)] static extern int unlinkat(int dirfd, byte* path, int flags);
         [DllImport("libc", SetLastError = true)] static extern int lockf(int fd, int cmd, IntPtr len);
@@ -50,7 +48,6 @@ namespace LessPy
         const int AT_EMPTY_PATH = 0x1000, STATX_MODE = 2, STATX_UID = 8, STATX_SIZE = 0x200;
         const int StatxUid = 20, StatxFileSize = 40;         // u32 stx_uid at 20, u64 stx_size at 40
         const int F_ULOCK = 0, F_TLOCK = 2;
-        public const int ELOOP = 40, ENOTDIR = 20;
 
         static int _linux;      // 0 not yet known, 1 yes, -1 no
 
@@ -84,7 +81,7 @@ namespace LessPy
         /// <summary>True on 64-bit Linux, where file sizes and offsets fit the plain libc calls (off_t is 64 bits).</summary>
         public static bool Is64BitLinux { get { return IntPtr.Size == 8 && IsLinux; } }
 
-        /// <summary>This process's id (Linux only; System.Diagnostics.Process costs a fresh process half a millisecond; Handshake.CurrentPid keeps it).</summary>
+        /// <summary>This process's id (Linux only; System.Diagnostics.Process is slow to start in a fresh process; Handshake.CurrentPid keeps it).</summary>
         public static int ProcessId { get { return getpid(); } }
 
         /// <summary>
@@ -107,7 +104,7 @@ namespace LessPy
 
         /// <summary>
         /// A small file's text, as <see cref="File.ReadAllText(string)"/> reads it (UTF-8, a byte-order mark dropped) but
-        /// without FileStream, whose first use costs a fresh Mono process about 3 ms (Linux only).
+        /// without FileStream, whose first use is slow in a fresh Mono process (Linux only).
         /// </summary>
         /// <exception cref="IOException">The file cannot be read (<see cref="FileNotFoundException"/> when it is missing).</exception>
         /// <exception cref="UnauthorizedAccessException">Permission denied.</exception>
@@ -393,9 +390,6 @@ namespace LessPy
             if (p == new IntPtr(-1)) throw Error("cannot map " + path, path, Marshal.GetLastWin32Error());
             return (byte*)p;
         }
-
-        /// <summary>Unmaps what <see cref="Map"/> returned.</summary>
-        public static void Unmap(byte* at, long length) { munmap((IntPtr)at, (UIntPtr)(ulong)length); }
 
         static byte[] CString(string s)
         {

@@ -8,8 +8,8 @@ namespace LessPy
 {
     /// <summary>
     /// Binds an interface and generates its proxy type on another thread while the caller connects or starts Python:
-    /// reflection and DispatchProxy's code generation take about 18 ms of a fresh process, the connection about as
-    /// long, and a machine has a second core for one of them. Meanwhile the caller compiles the codec
+    /// reflection and DispatchProxy's code generation take a fresh process about as long as the connection, and a
+    /// machine has a second core for one of them. Meanwhile the caller compiles the codec
     /// (<see cref="WarmCodec"/>).
     /// </summary>
     internal sealed class Preparation<T> where T : class
@@ -55,9 +55,9 @@ namespace LessPy
 
         /// <summary>
         /// Encodes a small call and decodes a small reply into scratch memory, so that the codec's large methods are
-        /// compiled before the first call (about 5 ms of JIT on Mono). The caller does it right after <see cref="Start"/>,
-        /// before connecting: then it never runs beside the first call (as it did on this thread, which finishes
-        /// last), and it overlaps the binding here. Never fails.
+        /// compiled (JIT) before the first call. The caller does it right after <see cref="Start"/>, before connecting:
+        /// then it never runs beside the first call (the binding thread finishes last), and it overlaps the binding.
+        /// Never fails.
         /// </summary>
         public static void WarmCodec()
         {

@@ -6,7 +6,7 @@ namespace LessPy
     /// <summary>
     /// Start-up work the runtime does once per process, begun early on another thread so that it overlaps with
     /// binding the interface. Mono initialises its socket layer on the first Socket (reading the network
-    /// configuration: about 50 ms here); a Connect that starts it first and binds meanwhile pays much less of it.
+    /// configuration); a Connect that starts it first and binds meanwhile pays much less of it.
     /// Where the notify socket is driven through libc (<see cref="PosixNotifySocket"/>, Linux) no Socket is made at
     /// all, so there is nothing to warm up.
     /// </summary>

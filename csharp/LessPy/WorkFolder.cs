@@ -25,7 +25,7 @@ namespace LessPy
 
         /// <summary>
         /// Path.GetFullPath, which a path that is already absolute and normal on Unix (no empty, "." or ".." part, no
-        /// trailing separator) skips: its first use costs a fresh Mono process about a millisecond of a Connect.
+        /// trailing separator) skips: its first use is slow in a fresh Mono process.
         /// </summary>
         public static string FullPath(string path)
         {
@@ -158,7 +158,7 @@ namespace LessPy
 
         /// <summary>
         /// The text of a small file of a work folder (File.ReadAllText); through libc on Linux, where Mono's first file
-        /// stream costs a fresh process milliseconds of a Connect, and there only from a folder and a file that are
+        /// stream is slow in a fresh process, and there only from a folder and a file that are
         /// this user's own and private (<see cref="OpenFile(string, bool, bool)"/>).
         /// </summary>
         /// <exception cref="UntrustedWorkFolderException">The folder or the file is not this user's own and private.</exception>
