@@ -31,6 +31,7 @@ from .wire import (REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, ST
 from .transport.base import Transport, TransportError
 
 Reason = Callable[[], Optional[str]]
+_NDARRAY = Tag.NDARRAY      # an enum member is a class attribute lookup each time
 
 
 class LineLimiter(Protocol):
@@ -43,7 +44,7 @@ class LineLimiter(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class LaneHost:
     """What a lane needs from the server that made it; the server builds one for all its lanes."""
 
@@ -53,7 +54,7 @@ class LaneHost:
     limiter: LineLimiter                     # log lines a client can cause
     record: Callable[[Outcome], None]        # count a call and show it to the observers (before its reply goes)
     lane_closed: Callable[["CallLoop"], None]  # a lane's thread ends: forget it and dispose of it
-    forked: Callable[[], bool]               # True in a child forked from the serving process
+    forked: bool = False                     # True in a child forked from the serving process (server.py)
 
 
 class CallLoop:
@@ -119,7 +120,7 @@ class CallLoop:
         self.call.prepare(seq)
         try:
             outcome = self._run_call(seq)
-            if self.host.forked():              # a child the call forked came back here: it ends (server.py)
+            if self.host.forked:                # a child the call forked came back here: it ends (server.py)
                 end_forked_child(outcome)
             if not (transport.cut_since_last_look() and self._answer_cut(seq, outcome)):
                 self._write_reply(seq, outcome)   # (a lane file cut while the call ran: the reply says so instead)
@@ -139,7 +140,6 @@ class CallLoop:
             transport.publish(*self._pending)   # the reply's header went to a cut file: the error, to the mended one
         if transport.broken:
             transport.close()                 # its files are broken: the client opens a new lane
-        transport.after_reply()
 
     def _run_call(self, seq: int) -> Outcome:
         transport = self.transport
@@ -165,7 +165,7 @@ class CallLoop:
             return failed(call.name, ErrorKind.CANCELLED, f"{call.name} was not run: its caller abandoned it first")
         streaming = kind == REQUEST_STREAM
         try:
-            place = transport.result_place(call.returns, streaming)
+            place = transport.result_place() if call.returns is _NDARRAY and not streaming else None
         except TransportError as e:
             return failed(call.name, ErrorKind.SERVER_ERROR, f"{call.name} was not run: {e}")
         if place is not None:

@@ -161,10 +161,8 @@ class Server:
         self._wake_w: Optional[socket.socket] = None
         self._selector: Optional[selectors.BaseSelector] = None
         self.limiter = LogLimiter()
-        self.forked = False                   # True in a child forked from this process: touch nothing
         self._lane_host = LaneHost(namespace=namespace, executor=self.executor, stop_event=self._stop,
-                                   limiter=self.limiter, record=self.record, lane_closed=self.lane_closed,
-                                   forked=lambda: self.forked)
+                                   limiter=self.limiter, record=self.record, lane_closed=self.lane_closed)
         self._log_lock = threading.RLock()    # a rotation logs a line, which may ask for a rotation
         self._log_bytes = 0
         self._log_filter: Optional[_LogBytes] = None
@@ -173,6 +171,11 @@ class Server:
     @property
     def mode(self) -> handshake.Mode:
         return self.executor.mode
+
+    @property
+    def forked(self) -> bool:
+        """True in a child forked from this process: touch nothing (forget_in_child)."""
+        return self._lane_host.forked
 
     @property
     def running(self) -> bool:
@@ -310,7 +313,7 @@ class Server:
         removal do nothing), and its copies of the listener, the wake-up pair and the lanes' sockets are closed
         without shutdown() (which would end the parent's connections too): a child that lives on (a pool
         worker) keeps no client's connection open after the parent closed it."""
-        self.forked = True                    # (no Event or Lock here: another thread may have held theirs)
+        self._lane_host.forked = True         # (no Event or Lock here: another thread may have held theirs)
         socks = [self._listener, self._wake_r, self._wake_w]
         for client in list(self.clients.values()):
             for lane in list(client.lanes):

@@ -17,7 +17,7 @@ serves, the notebook calls) the same frames travel with the roles swapped, so th
 role and the notebook's the client's (client.py's ClientLane today).
 
 Speed paths a transport may offer, asked for by the call loop; a transport without them says no (`result_place`
-and `place_reply` return None, `result_array` is np.empty, `keep_arguments` and `after_reply` do nothing): a
+and `place_reply` return None, `result_array` is np.empty, `keep_arguments` does nothing): a
 result computed where the reply carries it, a result that already lies in the request (NDARRAY_IN_REQUEST),
 argument views kept after their call given their own pages.
 """
@@ -75,7 +75,8 @@ class Transport(Protocol):
         large; TransportError when there is no room for it."""
 
     def publish(self, seq: int, length: int, status: int) -> None:
-        """Hand the reply (`length` payload bytes, `status`) to request `seq` over to the client."""
+        """Hand the reply (`length` payload bytes, `status`) to request `seq` over to the client. Nothing the
+        call left may see a later reply."""
 
     # ---------------------------------------------------------------- trouble and the end
 
@@ -105,9 +106,10 @@ class Transport(Protocol):
 
     # ---------------------------------------------------------------- speed paths (see the module's docstring)
 
-    def result_place(self, returns: Any, streaming: bool) -> Any:
-        """A place (allocator.ResultSlot) where the call's NdArray result is computed so that the reply carries it
-        without a copy, made ready for this call; None: the heap. TransportError: the call must not run."""
+    def result_place(self) -> Any:
+        """For a call whose result is an NdArray (not a stream): a place (allocator.ResultSlot) where that result
+        is computed so that the reply carries it without a copy, made ready for this call; None: the heap.
+        TransportError: the call must not run."""
 
     def result_array(self, shape: tuple, dtype: Any) -> Any:
         """lesspy_kernel.result_array() in a call on this lane: a NumPy array, placed where the reply carries it
@@ -120,6 +122,3 @@ class Transport(Protocol):
     def keep_arguments(self, payload: Optional[memoryview], spans: Any) -> None:
         """After every call (`payload`: its decoded request, None when it was not decoded): argument views that
         outlive the call keep their values while the client writes its next requests."""
-
-    def after_reply(self) -> None:
-        """After the reply was published: nothing the call left may see the next one."""

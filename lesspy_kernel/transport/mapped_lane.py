@@ -247,7 +247,9 @@ class MappedLane:
         return self.resp.payload(size)
 
     def publish(self, seq: int, length: int, status: int) -> None:
-        """Publish the reply, and send a wake-up byte when the client blocks on the socket."""
+        """Publish the reply, and send a wake-up byte when the client blocks on the socket. Then a result array
+        something else still keeps (an observer) is moved out of the response file: it must not see the next
+        reply."""
         self._last_reply = length
         self.resp.publish(seq, length, status)
         full_fence()
@@ -260,15 +262,18 @@ class MappedLane:
                     log.info("lane %d: the reply's wake-up byte could not be sent (%s): the client went away or "
                              "stopped reading its notify socket (said once per lane)", self.id,
                              "its socket buffer is full" if isinstance(e, BlockingIOError) else e)
+        slot = self._call_slot
+        if slot is not None and slot.address:
+            slot.move_out()
 
     # ------------------------------------------------------------ speed paths
 
-    def result_place(self, returns: Any, streaming: bool) -> Optional[allocator.ResultSlot]:
-        """Where the call's first big array goes when its result is an NdArray: the place in the response file
+    def result_place(self) -> Optional[allocator.ResultSlot]:
+        """Where the first big array of a call whose result is an NdArray goes: the place in the response file
         where the reply's data goes (allocator.py). None: the heap. Truncated when the file was cut (an array may
         be placed anywhere in it: touching a cut part would be a SIGBUS)."""
         slot = self.slot
-        if returns is not _NDARRAY or streaming or slot is None or not allocator.has_room():
+        if slot is None or not allocator.has_room():
             return None
         self.resp.check_whole()
         self._call_slot = slot
@@ -336,12 +341,6 @@ class MappedLane:
         """(address, length) of the request pages the running call's argument views lie in, or None (a fork)."""
         length = self._in_flight
         return (self.req.address, HEADER_SIZE + length) if length else None
-
-    def after_reply(self) -> None:
-        """The reply is out: a result array something else keeps must not see the next reply."""
-        slot = self._call_slot
-        if slot is not None and slot.address:
-            slot.move_out()
 
     # ------------------------------------------------------------ cuts
 
