@@ -52,7 +52,7 @@ namespace LessPy
         /// The state letter of process <paramref name="pid"/> as /proc shows it ('R' running, 'S' sleeping, 'T' stopped ...),
         /// '?' when it is alive but its state cannot be read (another system, another user), '\0' when it is gone.
         /// </summary>
-        internal static char ServerState(int pid)
+        static char ServerState(int pid)
         {
             if (pid <= 0) return '\0';
             if (!Posix.IsLinux)

@@ -211,7 +211,7 @@ namespace LessPy
         /// <summary>Policy 3, a new lane: allowed under the maximum, unless the server refused one a moment ago.</summary>
         bool MayOpenLocked()
         {
-            return _lanes.Count + _opening < _maxLanes && Stopwatch.GetTimestamp() >= _refusedUntil;
+            return _lanes.Count + _opening < DefaultMaxLanes && Stopwatch.GetTimestamp() >= _refusedUntil;
         }
 
         /// <summary>
@@ -279,7 +279,7 @@ namespace LessPy
                 collect = true;
                 return null;
             }
-            if (parked == _lanes.Count && _opening == 0 && _lanes.Count >= _maxLanes) throw StreamsHoldLanes(what);
+            if (parked == _lanes.Count && _opening == 0 && _lanes.Count >= DefaultMaxLanes) throw StreamsHoldLanes(what);
             return null;
         }
 

@@ -18,18 +18,18 @@ namespace LessPy
     /// die: they throw, never show other data; but while a set-aside lane may come back, it first waits up to a second
     /// for that), else waits for a lane up to the call timeout. A lane holding in-place request arrays of a live thread
     /// is never taken over (that thread may be writing through a span, which cannot be checked). A lane the server
-    /// refuses as over its per-client limit (its count of our closed lanes lags) counts as "cannot open" for 50 ms. A result with NdArray
-    /// views keeps its lane held by the calling thread until that thread's next call; any other result frees it at once.
+    /// refuses as over its per-client limit (its count of our closed lanes lags) counts as "cannot open" for 50 ms. A
+    /// result with NdArray views keeps its lane held by the calling thread until that thread's next call; any other
+    /// result frees it at once.
     /// </para>
     /// </summary>
     internal sealed partial class Channel : IDisposable
     {
-        /// <summary>Lanes per proxy: the server's limit per client (MAX_LANES_PER_CLIENT), as CSHARP.md says.</summary>
+        /// <summary>The most lanes a proxy opens: the server's limit per client (MAX_LANES_PER_CLIENT), as CSHARP.md says.</summary>
         public const int DefaultMaxLanes = 64;
 
         readonly WorkFolder _folder;
         readonly object _lock = new object();
-        readonly int _maxLanes;
         readonly ulong _clientId;
         ulong _session;                 // the server run our lanes belong to (0 before the first lane)
         int _pid = -1;
@@ -38,10 +38,9 @@ namespace LessPy
         long _timeoutTicks = 100 * Stopwatch.Frequency;
         volatile bool _disposed;
 
-        Channel(WorkFolder folder, int maxLanes)
+        Channel(WorkFolder folder)
         {
             _folder = folder;
-            _maxLanes = maxLanes;
             _clientId = NewClientId();
         }
 
@@ -63,9 +62,9 @@ namespace LessPy
         }
 
         /// <summary>Connects to the folder's server and opens the first lane; throws when the folder is not served.</summary>
-        public static Channel Open(WorkFolder folder, int maxLanes = DefaultMaxLanes)
+        public static Channel Open(WorkFolder folder)
         {
-            var c = new Channel(folder, maxLanes);
+            var c = new Channel(folder);
             try
             {
                 // no CallTimeout is set yet: the first lane waits the handshake's own time
