@@ -12,8 +12,8 @@ namespace LessPy
     /// <see cref="Send"/> hands it over with its status and flags and returns the call's sequence; <see cref="Wait"/>
     /// blocks until the reply to that sequence is there, the call's deadline passes, its token is cancelled, or the
     /// connection closes; <see cref="ReadReply"/> gives the reply's status and payload, which the codec decodes. A
-    /// call given up is <see cref="Cancel"/>led: its late reply still comes (<see cref="ReplyCameFor"/>) before the
-    /// transport may carry another.
+    /// call given up is cancelled (<see cref="Cancel"/>): its late reply still comes (<see cref="ReplyCameFor"/>)
+    /// before the transport may carry another.
     /// </para>
     /// <para>
     /// The mapped transport (<see cref="Lane"/>) writes into the lane's request file, publishes by the header's
@@ -29,12 +29,15 @@ namespace LessPy
     /// the payload; <see cref="Wait"/> receives until the message with that sequence arrives (dropping late replies of
     /// cancelled calls), the deadline passes or the token is cancelled; <see cref="ReadReply"/> returns the received
     /// payload; <see cref="ReplyView"/> wraps the received buffer (views expire when <see cref="ExpireReplyViews"/> lets
-    /// the buffer be reused, or never when each reply gets a fresh buffer); <see cref="Cancel"/> sends a cancel
-    /// message; <see cref="Close"/> closes the socket. It sends no NDARRAY_AT and never sets
+    /// the buffer be reused, or never when each reply gets a fresh buffer); <see cref="Cancel"/> and
+    /// <see cref="SendShutdown"/> send a message of their own; <see cref="Close"/> closes the socket. It sends no NDARRAY_AT and never sets
     /// <see cref="Wire.FlagReplyInRequest"/>, so the server sends it no NDARRAY_IN_REQUEST.
     /// </para>
-    /// Only the thread that holds the lane for a call uses it, except <see cref="Abort"/>, <see cref="Close"/> and the
-    /// pool's looks (<see cref="ReplyCameFor"/>, <see cref="LooksOpen"/>), which the channel makes under its lock.
+    /// <para>
+    /// Only the thread that holds the lane for a call uses it, except what the channel does under its lock to manage the
+    /// pool: <see cref="ReplyCameFor"/>, <see cref="LooksOpen"/>, <see cref="ExpireReplyViews"/> (a lane taken over),
+    /// <see cref="SendShutdown"/>, <see cref="Abort"/> and <see cref="Close"/>.
+    /// </para>
     /// </summary>
     internal interface IFrameTransport
     {
