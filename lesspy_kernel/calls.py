@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .executors import Executor
 from .hooks import end_forked_child, thread_started
 from .interrupts import CallCancelled, RunningCall, current_lane
+from .loglimit import LogLimiter
 from .namespaces import Namespace
 from .wire import (REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, STATUS_END, STATUS_ERROR, STATUS_OK,
                    ErrorKind, ErrorReply, Tag, TextError, decode_call, error_size, fit_error, value_size, write_error,
@@ -34,16 +35,6 @@ Reason = Callable[[], Optional[str]]
 _NDARRAY = Tag.NDARRAY      # an enum member is a class attribute lookup each time
 
 
-class LineLimiter(Protocol):
-    """Logs lines a client can cause, a few a second (loglimit.LogLimiter)."""
-
-    def log(self, kind: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
-        ...
-
-    def clip(self, text: Any, limit: int = ...) -> str:
-        ...
-
-
 @dataclass
 class LaneHost:
     """What a lane needs from the server that made it; the server builds one for all its lanes."""
@@ -51,7 +42,7 @@ class LaneHost:
     namespace: Namespace                     # where a call's function is looked up
     executor: Executor                       # on which thread a call runs
     stop_event: threading.Event              # set when the server is stopping
-    limiter: LineLimiter                     # log lines a client can cause
+    limiter: LogLimiter                      # log lines a client can cause
     record: Callable[[Outcome], None]        # count a call and show it to the observers (before its reply goes)
     lane_closed: Callable[["CallLoop"], None]  # a lane's thread ends: forget it and dispose of it
     forked: bool = False                     # True in a child forked from the serving process (server.py)
@@ -250,7 +241,8 @@ class CallLoop:
     def _controlled(self, name: str, body: Callable[[Reason], Outcome]) -> Outcome:
         control = self.call
         if not control.begin():
-            return failed(name, ErrorKind.CANCELLED, f"{name} was not run: {control.reason or 'its caller abandoned it'}")
+            why = control.reason or "its caller abandoned it"
+            return failed(name, ErrorKind.CANCELLED, f"{name} was not run: {why}")
         try:
             return body(control.why)
         finally:

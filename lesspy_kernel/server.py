@@ -185,10 +185,6 @@ class Server:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    @property
-    def stop_event(self) -> threading.Event:
-        return self._stop
-
     def lanes(self) -> List[CallLoop]:
         with self._lock:
             return [lane for c in self.clients.values() for lane in c.lanes]

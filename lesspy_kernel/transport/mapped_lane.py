@@ -21,14 +21,15 @@ import socket
 import sys
 import time
 import weakref
-from typing import Any, Optional, Protocol, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
 from .. import allocator
-from ..wire import (DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, HEADER_SIZE, REQUEST_CALL,
-                    SEQUENCE_WORD, SESSION_WORD, ErrorKind, Tag, ndarray_data_offset, write_placed_ndarray,
-                    write_reply_in_request)
+from ..loglimit import LogLimiter
+from ..wire import (CANCEL_WORD, DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, HEADER_SIZE,
+                    REQUEST_CALL, SEQUENCE_WORD, SESSION_WORD, ErrorKind, Tag, ndarray_data_offset,
+                    write_placed_ndarray, write_reply_in_request)
 from . import handshake
 from .mapping import Mapping, fault_total, full_fence, guard_first
 from .spinner import SPIN_SECONDS, YIELD_SECONDS, Spinner
@@ -38,18 +39,11 @@ HEADER_LOOK = 1.0           # a blocked lane thread looks at its request header 
 _NDARRAY = Tag.NDARRAY      # an enum member is a class attribute lookup each time
 
 
-class LineLimiter(Protocol):
-    """Logs lines a client can cause, a few a second (server.LogLimiter)."""
-
-    def log(self, kind: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
-        ...
-
-
 class MappedLane:
     """The transport of one lane: its two mappings, its notify socket and its thread's ways of waiting."""
 
     def __init__(self, lane_id: int, client: Any, sock: socket.socket, mappings: Tuple[Mapping, Mapping],
-                 session: int, spinner: Spinner, limiter: LineLimiter) -> None:
+                 session: int, spinner: Spinner, limiter: LogLimiter) -> None:
         self.id = lane_id
         self.client = client                      # server.Client: its pid, and whether it asked for a SHUTDOWN
         self.sock = sock
@@ -234,7 +228,7 @@ class MappedLane:
 
     @property
     def cancelled(self) -> int:
-        return self.req.cancel
+        return self.req.words[CANCEL_WORD]
 
     # ------------------------------------------------------------ the reply
 

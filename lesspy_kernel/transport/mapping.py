@@ -39,7 +39,8 @@ try:        # Linux, when built: a SIGBUS on a lane mapping (its file was cut) f
     _guard = _sigbusguard
 except ImportError:  # pragma: no cover - elsewhere a cut file is a SIGBUS
     pass
-# faults the guard mended in any lane mapping, or None without it: one cheap look per call (MappedLane.cut_since_last_look)
+# faults the guard mended in any lane mapping, or None without it: one cheap look per call
+# (MappedLane.cut_since_last_look)
 fault_total: Optional[Callable[[], int]] = _guard.total if _guard is not None else None
 # puts the guard's handler first again when another came since (faulthandler.enable() in a notebook): it passes
 # the faults of no lane on to that one. Cheap (one sigaction call); done whenever a lane thread wakes up
