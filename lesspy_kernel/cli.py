@@ -167,7 +167,7 @@ def _default_signals(ours: Any) -> None:
 class _CountedOutput:
     """sys.stdout / sys.stderr of a server with --log-file: what called functions print is counted, so the log
     is rotated as it grows (Server.count_log_bytes), not only when the watchdog looks. Writes straight to the file
-    descriptor (os.write, C code) are seen by the watchdog only (every 50 ms or so)."""
+    descriptor (os.write, C code) are seen by the watchdog only (server.WATCH_INTERVAL)."""
 
     def __init__(self, stream: Any, server: Any) -> None:
         self._stream = stream
@@ -427,7 +427,8 @@ def build_dll(out: Path, sources: List[Path]) -> Path:
 
 def compile_ahead(dll: Path) -> str:
     """Mono's ahead-of-time image of `dll` (`dll`.so beside it, which Mono loads by itself): a fresh process's
-    Connect and first call take about 20 ms instead of 30. Best effort: returns why there is none, or ""."""
+    Connect and first call skip the JIT compilation of LessPy (docs/PERFORMANCE.md). Best effort: returns why there
+    is none, or ""."""
     mono = shutil.which("mono")
     if not mono:
         return "mono is not on PATH"

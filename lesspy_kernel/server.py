@@ -662,7 +662,7 @@ class Server:
         from .workfolder import create_private, open_private
 
         try:
-            # a look at its size opens nothing (the watchdog looks every 50 ms: no descriptor comes and goes)
+            # a look at its size opens nothing (the watchdog looks often: no descriptor comes and goes)
             if os.stat(log_file, follow_symlinks=False).st_size <= self.log_cap:
                 return
         except OSError:
