@@ -42,7 +42,7 @@ def calls(n: Optional[int] = None) -> Any:
 def result_array(shape: Any, dtype: Any = "float64") -> Any:
     """A NumPy array to fill and return from a function C# calls: it is placed in the response mapping, so
     returning it as an NdArray costs no copy (docs/PERFORMANCE.md). Outside a call it is a plain new array."""
-    from .calls import result_array as _result_array
+    from .callloop import result_array as _result_array
 
     return _result_array(shape, dtype)
 

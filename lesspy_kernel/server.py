@@ -3,7 +3,7 @@
 It is given a namespace (where names are looked up at call time) and an executor (on which thread a call
 runs). The headless process and the notebook extension differ only in those two and in their lifecycle
 (`keep_alive`, `parent_pid`), which the host passes in. Every verified connection is a lane: a transport
-(transport/mapped_lane.py: its mappings and notify socket) and a call loop with its own thread (calls.py), given
+(transport/mapped_lane.py: its mappings and notify socket) and a call loop with its own thread (callloop.py), given
 what it needs of the server as a LaneHost. One thread here accepts and verifies connections without ever blocking
 on one, and a watchdog cancels calls whose caller gave up or went away. The call history is an observer that
 sees each call's outcome before the reply goes out (while argument views are still valid).
@@ -31,7 +31,7 @@ from .dispatch import Outcome, StopReason
 from .executors import DirectExecutor, Executor
 from .transport.handshake import Answer, HandshakeError, Pending, Purpose, Result
 from .hooks import thread_started
-from .calls import CallLoop, LaneHost
+from .callloop import CallLoop, LaneHost
 from .loglimit import LOG_TEXT_CHARS, LogLimiter, clip
 from .namespaces import Namespace
 from .transport.mapped_lane import MappedLane

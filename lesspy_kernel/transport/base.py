@@ -1,4 +1,4 @@
-"""The transport seam: what the call loop (calls.py) needs from the connection that carries one lane's frames.
+"""The transport seam: what the call loop (callloop.py) needs from the connection that carries one lane's frames.
 
 A lane carries one call at a time: a request frame in, a reply frame out, both made by the codec. How they travel
 is the transport's business; the call loop only ever sees a request's kind and payload, and writes a reply's
