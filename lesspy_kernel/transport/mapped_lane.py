@@ -53,7 +53,7 @@ class MappedLane:
         self.limiter = limiter
         self.closed = False
         self.covered = False                      # a spinner watches this lane's requests (see Spinner)
-        self._last = 0                            # the sequence of the last request taken
+        self.last_taken = 0                       # the sequence of the last request taken (the spinner reads it)
         self._waited = False                      # the lane's thread waited for a request before
         self._call_length = 0                     # payload length of the current call's request (0: not a call)
         # where the allocator puts a call's first big array (allocator.py); None where it cannot
@@ -96,7 +96,7 @@ class MappedLane:
     def has_request(self) -> bool:
         """A request this lane has not taken yet is in its request mapping."""
         try:
-            return self.req.words[SEQUENCE_WORD] != self._last and not self.closed
+            return self.req.words[SEQUENCE_WORD] != self.last_taken and not self.closed
         except ValueError:                        # unmapped: the lane is closing
             return False
 
@@ -129,7 +129,7 @@ class MappedLane:
     def _spin_own(self) -> None:
         """Look at this lane's sequence word only (a notebook: its calls run on the kernel's main thread)."""
         words = self.req.words
-        last = self._last
+        last = self.last_taken
         now = time.perf_counter()
         spin_end, yield_end = now + SPIN_SECONDS, now + YIELD_SECONDS
         while words[SEQUENCE_WORD] == last:      # spin: a call that follows closely costs no system call
@@ -163,7 +163,7 @@ class MappedLane:
                         return True
                     words = self.req.words
                     if (words[0] != FIRST_WORD or words[SESSION_WORD] != self.session) and \
-                            self._broken_header(self._last):
+                            self._broken_header(self.last_taken):
                         return None
                 except ValueError:           # unmapped: the lane is closing
                     return None
@@ -205,12 +205,12 @@ class MappedLane:
             seq = words[SEQUENCE_WORD]
         except ValueError:                       # unmapped: the lane is closing
             return 0
-        if seq == self._last or self.closed:
+        if seq == self.last_taken or self.closed:
             return 0
-        if (seq < self._last or words[0] != FIRST_WORD or
+        if (seq < self.last_taken or words[0] != FIRST_WORD or
                 words[SESSION_WORD] != self.session) and self._broken_header(seq):
             return 0                              # cut inside its first page (zeros there): it closes
-        self._last = seq
+        self.last_taken = seq
         return seq
 
     def read_request(self) -> Tuple[int, memoryview]:
@@ -395,7 +395,7 @@ class MappedLane:
         gets a closed connection), logged once. False: other bytes in the magic word (a client that breaks the
         protocol), answered with MALFORMED_REQUEST; a changed session id is not the server's concern."""
         words = self.req.words
-        if seq >= self._last and not _cut_short(words[0], FIRST_WORD) and \
+        if seq >= self.last_taken and not _cut_short(words[0], FIRST_WORD) and \
                 not _cut_short(words[SESSION_WORD], self.session):
             return False
         try:
@@ -406,11 +406,11 @@ class MappedLane:
         if 0 <= size < self.req.capacity:
             message = (f"{name} was cut by another process while lane {self.id} was open (it is {size:,} byte"
                        f"{'' if size == 1 else 's'} long, not {self.req.capacity:,}): its header reads as zeros past "
-                       f"the cut (sequence {seq} after {self._last}), so no request can be read from it. Lane files "
-                       "belong to lesspy: never truncate or replace them. The lane is closed; open a new one")
+                       f"the cut (sequence {seq} after {self.last_taken}), so no request can be read from it. Lane "
+                       "files belong to lesspy: never truncate or replace them. The lane is closed; open a new one")
         else:
             message = (f"the header of {name} was written over while lane {self.id} was open (sequence {seq} after "
-                       f"{self._last}, or its magic word or session id changed): another process wrote into the "
+                       f"{self.last_taken}, or its magic word or session id changed): another process wrote into the "
                        "lane file. Lane files belong to lesspy: never write into them but through the protocol. The "
                        "lane is closed; open a new one")
         if not self.broken:

@@ -118,7 +118,7 @@ class Spinner:
                 for lane in lanes:
                     transport = lane.transport
                     try:
-                        pending = transport.req.words[SEQUENCE_WORD] != transport._last
+                        pending = transport.req.words[SEQUENCE_WORD] != transport.last_taken
                     except ValueError:           # remapped or closed under us: look again next round
                         continue
                     if pending:
