@@ -572,8 +572,7 @@ def test_calls_registry():
 
 def test_observer_on_a_real_server(tmp_path):
     """End to end: a headless server in this process, a client over the real mapping, the history attached."""
-    pytest.importorskip("pyclient")
-    from pyclient import PyClient
+    from lesspy_kernel.client import ClientLane
 
     from lesspy_kernel.namespaces import DictNamespace
     from lesspy_kernel.server import Server
@@ -590,7 +589,7 @@ def test_observer_on_a_real_server(tmp_path):
     server.observers.append(h.observe)
     server.start()
     try:
-        c = PyClient(tmp_path / "work")
+        c = ClientLane(tmp_path / "work")
         a = np.arange(12, dtype=np.float32).reshape(3, 4)
         c.call("double", Tag.NDARRAY, [a], [Tag.NDARRAY])
         c.call("echo", Tag.NDARRAY, [a + 100], [Tag.NDARRAY])

@@ -17,7 +17,7 @@ import pytest
 from kernels import FLAVOURS, kernel
 from lesspy_kernel.transport import handshake
 from lesspy_kernel.wire import ErrorKind, Tag
-from pyclient import PyClient, RemoteError
+from lesspy_kernel.client import ClientLane, RemoteError
 from servers import wait_for
 
 I, D = Tag.INT32, Tag.FLOAT64
@@ -40,7 +40,7 @@ def test_serve_redefine_inspect_stop_and_serve_again(k):
     assert 'LessPythonInvoke.Connect<IMyApi>("t1")' in out
     folder = k.folder("t1")
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    c = PyClient(folder)
+    c = ClientLane(folder)
     assert c.mode == handshake.Mode.NOTEBOOK
     with pytest.raises(RemoteError) as e:
         c.call("scale", D, [2.0])
@@ -74,14 +74,14 @@ def test_serve_redefine_inspect_stop_and_serve_again(k):
         c.call("scale", D, [1.0], [D])
     c.close()
     k.run("%lesspy serve --name t1")
-    c = PyClient(folder)
+    c = ClientLane(folder)
     assert c.call("scale", D, [3.0], [D]) == 30.0
     c.close()
 
 
 def test_calls_wait_for_a_running_cell_unless_threaded(k):
     k.run("%load_ext lesspy_kernel\n%lesspy serve --name t2\nimport time\ndef ping():\n    return 1")
-    c = PyClient(k.folder("t2"))
+    c = ClientLane(k.folder("t2"))
     msg = k.start("time.sleep(2.0)")
     time.sleep(0.5)                          # the cell is sleeping now
     t0 = time.monotonic()
@@ -91,7 +91,7 @@ def test_calls_wait_for_a_running_cell_unless_threaded(k):
     assert waited > 0.8, f"the call ran in the middle of the sleeping cell ({waited:.2f}s)"
     c.close()
     k.run("%lesspy stop\n%lesspy serve --name t2 --threaded")
-    c = PyClient(k.folder("t2"))
+    c = ClientLane(k.folder("t2"))
     assert c.mode == handshake.Mode.NOTEBOOK_THREADED
     msg = k.start("time.sleep(3.0)")
     time.sleep(0.5)
@@ -112,7 +112,7 @@ def test_only_restricts_and_folder_option(k, tmp_path):
     out = k.run(f"%load_ext lesspy_kernel\ndef a():\n    return 1\ndef b():\n    return 2\n"
                 f"%lesspy serve --folder {folder} --only a --capacity 1M")
     assert str(folder) in out
-    c = PyClient(folder)
+    c = ClientLane(folder)
     assert c.call("a", I) == 1
     with pytest.raises(RemoteError) as e:
         c.call("b", I)
@@ -127,7 +127,7 @@ def test_only_restricts_and_folder_option(k, tmp_path):
 
 def test_config_traitlets(k):
     k.run("%load_ext lesspy_kernel\n%config LessPyMagics.capacity = 2 * 1024 * 1024\n%lesspy serve --name cfg")
-    with PyClient(k.folder("cfg")) as c:
+    with ClientLane(k.folder("cfg")) as c:
         assert c.resp.capacity == 2 * 1024 * 1024
 
 
@@ -161,7 +161,7 @@ def test_killed_kernel_leaves_stale_folder_that_next_serve_replaces(tmp_path):
         assert str(folder) in out
         new_pid = int((folder / "python.pid").read_text())
         assert new_pid != old_pid
-        c = PyClient(folder)
+        c = ClientLane(folder)
         k2.run("def ok():\n    return 5")
         assert c.call("ok", I) == 5
         c.close()
@@ -173,7 +173,7 @@ def test_output_and_errors_go_to_the_serving_cell(k, threaded):
     k.wait_idle(serve_id)
     k.run("def f():\n    print('hello from f')\n    return 1\ndef g():\n    raise ValueError('gg')")
     k.drain()
-    c = PyClient(k.folder("out"))
+    c = ClientLane(k.folder("out"))
     assert c.call("f", I) == 1
     with pytest.raises(RemoteError):
         c.call("g", I)

@@ -14,7 +14,7 @@ import pytest
 from conftest import compile_csharp, run_mono
 from kernels import FLAVOURS, kernel
 from lesspy_kernel.wire import ErrorKind, Tag
-from pyclient import PyClient, RemoteError
+from lesspy_kernel.client import ClientLane, RemoteError
 
 I, S, N = Tag.INT32, Tag.STRING, Tag.NONE
 
@@ -33,7 +33,7 @@ def k7(tmp_path):
         yield k
 
 
-def refused(c: PyClient, name: str, returns=I, args=()) -> str:
+def refused(c: ClientLane, name: str, returns=I, args=()) -> str:
     with pytest.raises(RemoteError) as e:
         c.call(name, returns, args)
     assert e.value.reply.kind == ErrorKind.FUNCTION_NOT_FOUND, e.value.reply
@@ -48,7 +48,7 @@ def test_the_notebook_exports_only_what_it_defines(k7, tmp_path):
            "def mine():\n    return 1\n"
            "twice = lambda x: x * 2\n"
            "@dataclasses.dataclass\nclass Point:\n    x: float\n")
-    c = PyClient(k7.folder("ex"))
+    c = ClientLane(k7.folder("ex"))
     try:
         assert c.call("mine", I) == 1
         assert c.call("twice", I, [21], [I]) == 42
@@ -73,7 +73,7 @@ def test_the_notebook_exports_only_what_it_defines(k7, tmp_path):
         c.close()
     # ... or by name when serving
     k7.run("%lesspy stop\n%lesspy serve --name ex --export basename")
-    c = PyClient(k7.folder("ex"))
+    c = ClientLane(k7.folder("ex"))
     try:
         assert c.call("basename", S, ["/a/b.txt"]) == "b.txt"
         assert "is a module" in refused(c, "os")
@@ -112,7 +112,7 @@ def test_magic_parsing_quotes_help_and_calls_n(k7):
     assert "%lesspy serve" in k7.run("%lesspy help")
     assert "no lesspy calls recorded" in k7.run("%lesspy calls -n 0")
     k7.run("def f(x):\n    return x")
-    c = PyClient(k7.folder("my session"))
+    c = ClientLane(k7.folder("my session"))
     for i in range(3):
         c.call("f", I, [i], [I])
     c.close()
@@ -127,7 +127,7 @@ def test_magic_parsing_quotes_help_and_calls_n(k7):
 
 def test_unload_clears_the_call_history(k7):
     k7.run("%load_ext lesspy_kernel\n%lesspy serve --name un\ndef f():\n    return 1")
-    c = PyClient(k7.folder("un"))
+    c = ClientLane(k7.folder("un"))
     assert c.call("f", I) == 1
     c.close()
     assert "calls 1" in k7.run("import lesspy_kernel\nprint('calls', len(lesspy_kernel.calls()))")
@@ -161,7 +161,7 @@ def test_threaded_calls_leave_a_running_cells_output_alone(k):
     k.run("import threading, time\n"
           "def slow():\n    print('in slow')\n    time.sleep(0.05)\n    return 1")
     k.drain()
-    c = PyClient(k.folder("thr"))
+    c = ClientLane(k.folder("thr"))
     try:
         cell_id = k.start("def tick():\n    for i in range(120):\n        print('tick', i)\n        time.sleep(0.01)\n"
                           "t = threading.Thread(target=tick)\nt.start()\nt.join()\nprint('cell done')")
@@ -186,7 +186,7 @@ def test_repeated_tracebacks_are_summarised(k):
     k.wait_idle(serve_id)
     k.run("def bad(i):\n    raise ValueError(f'bad {i}')\ndef other():\n    raise KeyError('k')")
     k.drain()
-    c = PyClient(k.folder("err"))
+    c = ClientLane(k.folder("err"))
     try:
         for i in range(250):
             with pytest.raises(RemoteError):

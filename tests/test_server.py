@@ -19,7 +19,7 @@ from lesspy_kernel.transport import handshake
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import ErrorKind, Tag
 from lesspy_kernel.workfolder import connect_notify
-from pyclient import PyClient, RemoteError
+from lesspy_kernel.client import ClientLane, RemoteError
 from servers import TYPES_MODULE, Headless, wait_for
 
 I, L, D, S = Tag.INT32, Tag.INT64, Tag.FLOAT64, Tag.STRING
@@ -39,7 +39,7 @@ def test_folder_is_private_and_complete(server):
     assert len((folder / "session.key").read_text()) == 64
     assert (folder / "notify.port").read_text() == "unix"
     assert stat.S_ISSOCK((folder / "notify.sock").stat().st_mode)
-    c = PyClient(folder)
+    c = ClientLane(folder)
     lane_files = sorted(p.name for p in folder.glob("lane-*"))
     assert lane_files == [f"lane-{c.id}.req.mmf", f"lane-{c.id}.resp.mmf"]
     assert all(stat.S_IMODE((folder / n).stat().st_mode) == 0o600 for n in lane_files)
@@ -49,7 +49,7 @@ def test_folder_is_private_and_complete(server):
 
 
 def test_calls_and_every_error_followed_by_success(server):
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     assert c.call("add_ints", I, [2, 40], [I, I]) == 42
     cases = [
         (("nope", I, [1]), ErrorKind.FUNCTION_NOT_FOUND, "not defined"),
@@ -75,7 +75,7 @@ def test_calls_and_every_error_followed_by_success(server):
 
 
 def test_malformed_frame_is_answered_and_server_goes_on(server):
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     c.send_raw(b"\x03\x00abc\x02\x01\x63")
     with pytest.raises(RemoteError) as e:
         c.receive()
@@ -92,19 +92,19 @@ def test_malformed_frame_is_answered_and_server_goes_on(server):
 
 
 def test_unknown_notify_byte_drops_connection_not_server(server):
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     c.sock.sendall(b"\x7f")
     assert c.sock.recv(1) == b""
     c.close()
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     assert c.call("add_ints", I, [1, 2], [I, I]) == 3
     c.close()
 
 
 def test_wrong_key_is_refused_then_right_key_works(server):
     with pytest.raises(handshake.HandshakeError, match="wrong session key"):
-        PyClient(server.folder, key=b"0" * 64)
-    c = PyClient(server.folder)
+        ClientLane(server.folder, key=b"0" * 64)
+    c = ClientLane(server.folder)
     assert c.call("add_ints", I, [1, 2], [I, I]) == 3
     c.close()
 
@@ -114,18 +114,18 @@ def test_silent_connection_gets_no_access(server):
         assert s.recv(4) == b"LSPY"
         s.sendall(b"\x01" * 52)        # garbage where the handshake answer goes
         assert s.recv(100)[0] != 0    # refused with a reason
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     assert c.call("add_ints", I, [1, 2], [I, I]) == 3
     c.close()
 
 
 def test_clients_up_to_the_limit_then_an_immediate_refusal_that_names_it(tmp_path):
     with Headless(tmp_path / "w", TYPES_MODULE, "--keep-alive", "--max-clients", "3") as s:
-        clients = [PyClient(s.folder) for _ in range(3)]
-        more_lanes = [PyClient(s.folder, client_id=clients[0].client_id) for _ in range(2)]
+        clients = [ClientLane(s.folder) for _ in range(3)]
+        more_lanes = [ClientLane(s.folder, client_id=clients[0].client_id) for _ in range(2)]
         t0 = time.monotonic()
         with pytest.raises(handshake.HandshakeError, match="3 clients, its limit") as e:
-            PyClient(s.folder)
+            ClientLane(s.folder)
         assert e.value.result == handshake.Result.BUSY and time.monotonic() - t0 < 2
         for i, c in enumerate(clients + more_lanes):
             assert c.call("add_ints", I, [i, 1], [I, I]) == i + 1
@@ -138,13 +138,13 @@ def test_clients_up_to_the_limit_then_an_immediate_refusal_that_names_it(tmp_pat
 
 def _try_connect(folder):
     try:
-        return PyClient(folder)
+        return ClientLane(folder)
     except handshake.HandshakeError:
         return None
 
 
 def test_client_dying_mid_call_does_not_hurt(server):
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     c.send_raw(encode_call("sleep_then", I, [0.3, 5], [D, I]))
     c.sock.close()                 # gone before the reply
     c2 = wait_for(lambda: _try_connect(server.folder), what="the next client")
@@ -153,7 +153,7 @@ def test_client_dying_mid_call_does_not_hurt(server):
 
 
 def test_arrays_are_zero_copy_both_ways(server):
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     a = np.arange(256 * 256, dtype=np.float32).reshape(256, 256)
     out = c.call("inc_ndarray", Tag.NDARRAY, [a])
     np.testing.assert_array_equal(out, a + 1)
@@ -167,7 +167,7 @@ def test_arrays_are_zero_copy_both_ways(server):
 
 def test_sigterm_and_sigint_remove_the_servers_files(tmp_path):
     s = Headless(tmp_path / "w", TYPES_MODULE, "--keep-alive")
-    c = PyClient(s.folder)
+    c = ClientLane(s.folder)
     assert s.stop() == 0
     c.close()
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["lesspy.lock"]
@@ -178,7 +178,7 @@ def test_sigterm_and_sigint_remove_the_servers_files(tmp_path):
 
 def test_without_keep_alive_the_server_exits_when_its_client_leaves(tmp_path):
     s = Headless(tmp_path / "w", TYPES_MODULE, "--exit-when-idle")   # by hand, a server serves until stopped
-    c = PyClient(s.folder)
+    c = ClientLane(s.folder)
     assert c.call("add_ints", I, [1, 2], [I, I]) == 3
     c.close()
     assert s.proc.wait(10) == 0
@@ -187,7 +187,7 @@ def test_without_keep_alive_the_server_exits_when_its_client_leaves(tmp_path):
 
 def test_shutdown_byte_stops_a_keep_alive_server(tmp_path):
     s = Headless(tmp_path / "w", TYPES_MODULE, "--keep-alive")
-    c = PyClient(s.folder)
+    c = ClientLane(s.folder)
     c.sock.sendall(handshake.SHUTDOWN)
     c.close()
     assert s.proc.wait(10) == 0
@@ -217,7 +217,7 @@ def test_stale_folder_is_replaced_and_live_one_is_not(tmp_path):
         second = subprocess.run([sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(TYPES_MODULE),
                                  "--work-folder", str(folder)], capture_output=True, text=True, timeout=30)
         assert second.returncode == 2 and f"pid {s.pid}" in second.stderr
-        c = PyClient(folder)
+        c = ClientLane(folder)
         assert c.call("add_ints", I, [1, 2], [I, I]) == 3
         c.close()
 
@@ -233,7 +233,7 @@ def test_module_import_error_is_reported(tmp_path):
 def test_log_file_receives_output(tmp_path):
     log = tmp_path / "server.log"
     with Headless(tmp_path / "w", TYPES_MODULE, "--keep-alive", "--log-file", str(log)) as s:
-        c = PyClient(s.folder)
+        c = ClientLane(s.folder)
         with pytest.raises(RemoteError):
             c.call("raises", I, ["logged"])
         c.close()
@@ -241,7 +241,7 @@ def test_log_file_receives_output(tmp_path):
 
 
 def test_hostile_results_and_frames_never_stop_the_server(server):
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     cases = [
         (("ragged", Tag.INT32_ARRAY, []), ErrorKind.RESULT_MISMATCH, "int[]"),
         (("huge_int", D, []), ErrorKind.RESULT_MISMATCH, "double"),
@@ -269,7 +269,7 @@ def test_hostile_results_and_frames_never_stop_the_server(server):
 def test_silent_connections_do_not_stall_calls(server):
     idle = [connect_notify(server.folder) for _ in range(20)]
     try:
-        c = PyClient(server.folder)
+        c = ClientLane(server.folder)
         t0 = time.monotonic()
         assert c.call("add_ints", I, [1, 2], [I, I]) == 3
         assert time.monotonic() - t0 < 2.0, "a connection that never answers the handshake must not block calls"
@@ -280,7 +280,7 @@ def test_silent_connections_do_not_stall_calls(server):
 
 
 def test_a_busy_server_is_not_mistaken_for_stale(server):
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     c.send_raw(encode_call("sleep_then", I, [3.0, 1], [D, I]))
     time.sleep(0.3)
     second = subprocess.run([sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(TYPES_MODULE),
@@ -292,7 +292,7 @@ def test_a_busy_server_is_not_mistaken_for_stale(server):
 
 
 def test_only_the_modules_own_functions_are_exported(server):
-    c = PyClient(server.folder)
+    c = ClientLane(server.folder)
     with pytest.raises(RemoteError) as e:
         c.call("sleep", Tag.NONE, [0.0], [D])          # `from time import sleep` would be imported, not defined
     assert e.value.reply.kind == ErrorKind.FUNCTION_NOT_FOUND
