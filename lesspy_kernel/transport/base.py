@@ -7,19 +7,21 @@ whose header words hand a frame over, and a notify socket that wakes whoever blo
 
 How another transport implements it, a websocket relayed by Jupyter Server for example (frames as bytes, no
 mapping): `wait_for_request` blocks on the socket until a message comes; `take_request` returns the sequence the
-message carries; `read_request` its kind and payload (a memoryview of the received bytes); `reply_space` hands
-out a bytearray of the size asked for, and `publish` sends the reply header and that payload as one message;
-`cancelled` is the sequence of the last cancel message; `connection_lost` and `close` are the socket's own. Its
-`cut_since_last_look` is always False (no file can be cut), and it offers none of the speed paths below.
+message carries; `read_request` its kind and payload (a memoryview of the received bytes); `frame` and
+`reply_space` are views of one message buffer (header room, then the payload), and `publish` sends the reply
+header and that payload as one message; `cancelled` is the sequence of the last cancel message;
+`connection_lost` and `close` are the socket's own. Its `cut_since_last_look` is always False (no file can be
+cut), and it offers none of the speed paths below. tests/test_callloop.py runs the call loop over such a
+transport.
 
 Nothing here knows who opened the connection or which side serves: for calls in the other direction (the app
 serves, the notebook calls) the same frames travel with the roles swapped, so the app's side implements this
 role and the notebook's the client's (client.py's ClientLane today).
 
-Speed paths a transport may offer, asked for by the call loop; a transport without them says no (`result_place`
-and `place_reply` return None, `result_array` is np.empty, `keep_arguments` does nothing): a
-result computed where the reply carries it, a result that already lies in the request (NDARRAY_IN_REQUEST),
-argument views kept after their call given their own pages.
+Speed paths a transport may offer, asked for by the call loop: a result computed where the reply carries it, a
+result that already lies in the request (NDARRAY_IN_REQUEST), argument views kept after their call given their
+own pages. A transport without them says no: `result_place` and `place_reply` return None, `result_array` is
+np.empty, `keep_arguments` does nothing.
 """
 
 from __future__ import annotations
