@@ -1,10 +1,11 @@
-"""docs/ARCHITECTURE.md stays true: every file it names exists, and every function, class or method it names in
-backticks is declared in a file named next to it.
+"""docs/ARCHITECTURE.md stays true: every file it names exists, and every function, class or method it names is
+declared where the page puts it.
 
-"Next to it" is the block it appears in: a list item, a table row or a paragraph (code blocks are pictures: only
-their file names are checked). A name is looked for in the block's source files; in a block that names none, in
-every source file the page names. The check is grep-level: a Python `def`/`class`/assignment, a C# type or member
-declaration, at the start of a line. `A.b` needs both the type `A` and the member `b` in the same file.
+A name in backticks belongs to its block (a list item, a table row or a paragraph): `A.b` must be declared in the
+block's files that declare the type `A` (else in any file the page names that declares `A`), so `Codec.Read` next to
+Codec.cs fails while Codec.Read.cs holds it; a plain name in one of the block's files, else in any file the page
+names. The pictures (code blocks) are checked for `Type.member` and snake_case names against every file the page
+names. Grep-level: a Python `def`/`class`/assignment, a C# type or member declaration at the start of a line.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "ARCHITECTURE.md"
@@ -93,6 +94,14 @@ def blocks(text: str) -> Tuple[List[str], List[str]]:
 def paths_in(text: str) -> List[str]:
     links = re.findall(r"\]\(([^)\s]+)\)", text)
     return [m.group(1) for m in PATH.finditer(re.sub(r"\]\([^)\s]+\)", "]", text))] + links
+
+
+def code_names_in(code: str) -> List[str]:
+    """The names a picture shows: `Type.member` and snake_case functions (file names and links taken out)."""
+    text = PATH.sub(" ", re.sub(r"https?://\S+", " ", code))
+    dotted = re.findall(r"(?<![\w.-])([A-Z]\w*\.[A-Za-z_]\w*)(?![\w.(-]*\w\.)", text)
+    snake = re.findall(r"(?<![\w.-])([a-z]+(?:_[a-z0-9]+)+)(?![\w.-])", text)
+    return dotted + snake
 
 
 def names_in(block: str) -> List[str]:
@@ -189,10 +198,16 @@ def problems(doc: str) -> List[str]:
         for name in names_in(block):
             where = attributed(name, local, everywhere)
             if not any(declares(f, name) for f in where):
-                shown = ", ".join(f.relative_to(ROOT).as_posix() for f in where[:6]) + (" ..." if len(where) > 6 else "")
+                shown = ", ".join(f.relative_to(ROOT).as_posix() for f in where[:6])
+                shown += " ..." if len(where) > 6 else ""
                 first = block.strip().splitlines()[0][:70]
                 out.append(f"`{name}` is declared in none of {shown or 'the files the page names'} (the block "
                            f"starting {first!r})")
+    for picture in code:
+        for name in code_names_in(picture):
+            where = attributed(name, [], everywhere)
+            if not any(declares(f, name) for f in where):
+                out.append(f"`{name}` (in a picture) is declared in none of the files the page names")
     return out
 
 
@@ -206,11 +221,14 @@ def test_the_check_catches_a_wrong_name_and_a_missing_file():
            "2. `lesspy_kernel/callloop.py`: `CallLoop.serve_when_pending` takes it.\n"
            "3. `csharp/LessPy/Codec.Read.cs`: `Codec.Read` reads, `Codec.Raed` does not.\n"
            "4. `csharp/LessPy/Codec.cs`: `Codec.Read` is not declared here.\n"
-           "5. `lesspy_kernel/transport/lane.py` is gone.\n")
+           "5. `lesspy_kernel/transport/lane.py` is gone.\n"
+           "```\n  CallLoop._serve --> Codec.WriteCall, CallLoop._serve_it,\n"
+           "  write_scalar_reply (wire/encode.py), lane-N.req.mmf\n```\n")
     found = problems(doc)
     assert any("`CallLoop.serve_when_pending`" in p for p in found), found
     assert any("`Codec.Raed`" in p for p in found), found
     assert any("`Codec.Read` is declared in none of csharp/LessPy/Codec.cs" in p for p in found), found
     assert any("lesspy_kernel/transport/lane.py names no file" in p for p in found), found
     assert not any("serve_if_pending" in p for p in found), found
-    assert len(found) == 4, found
+    assert any("`CallLoop._serve_it` (in a picture)" in p for p in found), found
+    assert len(found) == 5, found
