@@ -20,7 +20,7 @@ if sys.platform.startswith("linux"):
         # built against NumPy's headers: import_array checks the running NumPy's ABI and C-API version
         extensions.append(Extension("lesspy_kernel._resultalloc", ["lesspy_kernel/_resultalloc.c"],
                                     include_dirs=[numpy.get_include()], optional=True))
-    # a SIGBUS on a lane mapping (a client cut its file) fails that lane, not the process (mapping.py)
+    # a SIGBUS on a lane mapping (a client cut its file) fails that lane, not the process (transport/mapping.py)
     extensions.append(Extension("lesspy_kernel._sigbusguard", ["lesspy_kernel/_sigbusguard.c"], optional=True))
 
 setup(ext_modules=extensions)

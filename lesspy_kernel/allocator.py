@@ -51,8 +51,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .transport.mapping import _unmap as unmap, drop_guard, guard_part, guard_token
-from .wire import HEADER_SIZE, ndarray_data_offset
+from .transport.mapping import drop_guard, guard_part, guard_token, unmap
+from .wire import ndarray_data_offset, payload_offset
 
 log = logging.getLogger("lesspy_kernel")
 
@@ -102,7 +102,7 @@ class ResultSlot:
 
     @property
     def place(self) -> int:
-        return int(self.resp.address) + HEADER_SIZE + DATA_OFFSET
+        return int(self.resp.payload_address) + DATA_OFFSET
 
     @property
     def address(self) -> int:
@@ -122,7 +122,7 @@ class ResultSlot:
                 self.resp.grow(DATA_OFFSET + need)
             except Exception:   # no room to grow: the arrays go to the heap
                 pass
-        return _native.begin(self.place, self.resp.capacity - HEADER_SIZE - DATA_OFFSET)
+        return _native.begin(self.place, self.resp.payload_capacity - DATA_OFFSET)
 
     def end(self, previous: Any) -> None:
         _native.end(previous)
@@ -139,7 +139,7 @@ class ResultSlot:
             self.resp.grow(DATA_OFFSET + nbytes)      # no block lives in the mapping now: it may be mapped anew
         except Exception:                             # no room: a plain array, copied into the reply
             return np.empty(shape, dtype)
-        if not _native.place_next(self.place, self.resp.capacity - HEADER_SIZE - DATA_OFFSET):
+        if not _native.place_next(self.place, self.resp.payload_capacity - DATA_OFFSET):
             return np.empty(shape, dtype)
         try:
             return np.empty(shape, dtype)
@@ -209,12 +209,12 @@ def move_request(req: Any, length: int, spans: Optional[tuple]) -> int:
     data (`spans`, wire.Call) are copied; a gap between them becomes zero pages, and the rest of the old
     mapping is unmapped when only the argument views hold it. Returns the bytes made private (what the kept views
     pin)."""
-    end = _up(HEADER_SIZE + length)
+    end = _up(payload_offset(length))
     if spans is None:
         ranges = [(0, end)]
     else:
         frame_end, at_start, at_end = spans
-        first, low, high = _up(HEADER_SIZE + frame_end), HEADER_SIZE + at_start, _up(HEADER_SIZE + at_end)
+        first, low, high = _up(payload_offset(frame_end)), payload_offset(at_start), _up(payload_offset(at_end))
         low -= low % _PAGE
         ranges = [(0, high)] if low <= first else [(0, first), (low, high)]
     base = req.address
@@ -284,8 +284,9 @@ def views_counter() -> Any:
     return _native.views if _loaded() else None
 
 
-def free_blocks(mapping: Any) -> None:
-    """A lane closes whose client is gone: the blocks of its file that moved views kept open are freed."""
+def punch_request_file(mapping: Any) -> None:
+    """A lane closes whose client is gone: every block of its request file (which moved argument views kept
+    open) is freed."""
     try:
         size = os.fstat(mapping.fileno()).st_size
         if size:

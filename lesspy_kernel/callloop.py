@@ -23,7 +23,7 @@ from . import allocator
 from .dispatch import Outcome, close_stream, invoke, next_item, stopped_error
 from .executors import Executor
 from .hooks import end_forked_child, thread_started
-from .interrupts import CallCancelled, RunningCall, current_lane
+from .interrupts import CallCancelled, RunningCall, StopReason, current_lane
 from .loglimit import LogLimiter
 from .namespaces import Namespace
 from .wire import (REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, STATUS_END, STATUS_ERROR, STATUS_OK,
@@ -31,7 +31,7 @@ from .wire import (REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, ST
                    write_scalar_reply, write_value)
 from .transport.base import Transport, TransportError
 
-Reason = Callable[[], Optional[str]]
+Reason = Callable[[], Optional[StopReason]]
 _NDARRAY = Tag.NDARRAY      # an enum member is a class attribute lookup each time
 
 
@@ -241,8 +241,8 @@ class CallLoop:
     def _controlled(self, name: str, body: Callable[[Reason], Outcome]) -> Outcome:
         control = self.call
         if not control.begin():
-            why = control.reason or "its caller abandoned it"
-            return failed(name, ErrorKind.CANCELLED, f"{name} was not run: {why}")
+            # never started: CANCELLED whatever stopped it (StopReason.error_kind is for a call that ran)
+            return failed(name, ErrorKind.CANCELLED, f"{name} was not run: {StopReason.of(control.reason)}")
         try:
             return body(control.why)
         finally:

@@ -202,7 +202,7 @@ def serve(args: argparse.Namespace) -> int:
         except OSError:
             pass
     server = Server(ModuleNamespace(module, only), Path(args.work_folder).absolute(), capacity=args.capacity,
-                    keep_alive=not args.exit_when_idle, parent_pid=args.parent_pid, max_clients=args.max_clients,
+                    exit_when_idle=args.exit_when_idle, parent_pid=args.parent_pid, max_clients=args.max_clients,
                     lock_held=args.lock_held, log_file=args.log_file, log_cap=args.log_max_bytes)
     try:
         server.open()
@@ -481,8 +481,10 @@ def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
                       help="serve until stopped, in a session of its own so the starting app's Ctrl-C or "
                            "closed terminal does not stop it (what Initialize(keepAlive: true) passes)")
     life.add_argument("--exit-when-idle", action="store_true",
-                      help="stop when the last client has left (what Initialize(keepAlive: false) passes)")
-    p.add_argument("--parent-pid", type=int, help="also stop when this process exits (set by the C# client)")
+                      help="stop when the last client has left")
+    p.add_argument("--parent-pid", type=int,
+                   help="also stop once this process has ended and no client is connected (what "
+                        "Initialize(keepAlive: false) passes, with the app's pid)")
     p.add_argument("--only", help="comma-separated function names: export only these")
     p.add_argument("--log-file", help="after start-up, write all output here (capped, rotated to FILE.1)")
     p.add_argument("--log-max-bytes", type=parse_size, default=DEFAULT_LOG_CAP,

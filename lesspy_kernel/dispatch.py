@@ -14,13 +14,12 @@ import traceback
 import uuid
 import weakref
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Optional
 
 import numpy as np
 
 from .convert import ConversionError, convert, plan
-from .interrupts import CallCancelled, current_call
+from .interrupts import CallCancelled, StopReason, current_call
 from .namespaces import FunctionNotFound, Namespace
 from .coerce import CoercionError, coerce, python_type_name
 from .wire import Call, ErrorKind, ErrorReply, TypeDesc, csharp_name, forget_prefix
@@ -42,6 +41,7 @@ class Outcome:
     stream: Any = None          # the iterator a stream call opened (IEnumerable<T> in C#)
     control: Any = None         # the RunningCall of a call whose `awaitable` is still to be awaited
     end: bool = False           # the stream has no more items
+    exit_status: Optional[int] = None   # the function raised SystemExit: the status a process would exit with
 
 
 _signatures: "weakref.WeakKeyDictionary[Any, Optional[inspect.Signature]]" = weakref.WeakKeyDictionary()
@@ -192,32 +192,16 @@ def _python_error(name: str, exc: BaseException) -> ErrorReply:
     return ErrorReply(ErrorKind.PYTHON_ERROR, type(exc).__name__, _safe_str(exc), text)
 
 
-class StopReason(str, Enum):
-    """Why a call was stopped from outside (RunningCall.cancel). Its text ends the caller's error message; the
-    server stopping is an INTERRUPTED error, the others CANCELLED."""
-
-    CANCELLED = "its caller cancelled it or timed out"
-    DISCONNECTED = "its caller disconnected"
-    SERVER_STOPPING = "the server is stopping"
-
-    def __str__(self) -> str:       # the text itself in messages (an Enum would print StopReason.CANCELLED)
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
-
-
 INTERRUPTED_MESSAGE = ("{name} was interrupted in the notebook (Kernel > Interrupt, or the stop button) while it "
                        "ran; the notebook goes on. Call it again when you are ready")
 
 
-def stopped_error(name: str, exc: BaseException, reason: Optional[str]) -> ErrorReply:
+def stopped_error(name: str, exc: BaseException, reason: Optional[StopReason]) -> ErrorReply:
     """The error for a call stopped from outside: abandoned by its caller, or the notebook's interrupt."""
     if isinstance(exc, KeyboardInterrupt):
         return ErrorReply(ErrorKind.INTERRUPTED, "KeyboardInterrupt", INTERRUPTED_MESSAGE.format(name=name), "")
-    why = reason or "its caller abandoned it"
-    kind = ErrorKind.INTERRUPTED if reason is StopReason.SERVER_STOPPING else ErrorKind.CANCELLED
-    return ErrorReply(kind, "", f"{name} was interrupted: {why}", "")
+    why = StopReason.of(reason)
+    return ErrorReply(why.error_kind, "", f"{name} was interrupted: {why}", "")
 
 
 def raised_error(name: str, exc: BaseException, reason: Any = None) -> ErrorReply:
@@ -225,6 +209,14 @@ def raised_error(name: str, exc: BaseException, reason: Any = None) -> ErrorRepl
     if isinstance(exc, (CallCancelled, KeyboardInterrupt)):
         return stopped_error(name, exc, reason() if reason else None)
     return _python_error(name, exc)
+
+
+def _raised(out: Outcome, exc: BaseException, reason: Any) -> None:
+    """`out` failed with `exc`, which the user's code raised."""
+    out.error = raised_error(out.name, exc, reason)
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        out.exit_status = 0 if code is None else code if isinstance(code, int) else 1
 
 
 def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = False) -> Outcome:
@@ -254,7 +246,7 @@ def invoke(call: Call, namespace: Namespace, reason: Any = None, stream: bool = 
                 return out
             out.result = _run_coroutine(out.result, current_call())
     except BaseException as e:  # the user's code: anything it raises (even SystemExit) goes back to C#
-        out.error = raised_error(call.name, e, reason)
+        _raised(out, e, reason)
         out.duration = time.perf_counter() - t0
         return out
     out.duration = time.perf_counter() - t0
@@ -287,7 +279,7 @@ def next_item(name: str, returns: Any, iterator: Any, reason: Any = None) -> Out
         out.stream = None
         return out
     except BaseException as e:  # raised inside the generator: it surfaces at this item in C#
-        out.error = raised_error(name, e, reason)
+        _raised(out, e, reason)
         out.stream = None
         return out
     finally:
@@ -374,7 +366,7 @@ async def complete_awaitable(out: Outcome, reason: Any = None) -> Outcome:
     try:
         out.result = await _await(out.awaitable, control)
     except BaseException as e:
-        out.error = raised_error(out.name, e, reason or (control.why if control is not None else None))
+        _raised(out, e, reason or (control.why if control is not None else None))
         return out
     finally:
         out.awaitable = None

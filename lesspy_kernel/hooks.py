@@ -14,7 +14,10 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Callable, List
+from typing import TYPE_CHECKING, Callable, List
+
+if TYPE_CHECKING:
+    from .dispatch import Outcome
 
 Hook = Callable[[], None]
 
@@ -46,18 +49,15 @@ def thread_started() -> None:
             _log.warning("a thread-start hook failed", exc_info=True)
 
 
-def end_forked_child(outcome: Any) -> None:
+def end_forked_child(outcome: Outcome) -> None:
     """A child forked inside a served call (os.fork) whose call came back into lesspy, by returning or by
     sys.exit(): it must neither write the reply into its parent's mapping nor serve its parent's lanes. It
     ends as a Python program ends: atexit handlers run (lesspy's own do nothing in a child), output is
     flushed, and the exit status is its SystemExit's (0 when the function returned, 1 when it raised)."""
-    code = 0
-    error = getattr(outcome, "error", None)
-    if error is not None:
-        code = 1
-        if error.python_type == "SystemExit":
-            text = str(error.message).strip()
-            code = int(text) if text.lstrip("-").isdigit() else (0 if text in ("", "None") else 1)
+    if outcome.error is None:
+        code = 0
+    else:
+        code = 1 if outcome.exit_status is None else outcome.exit_status
     try:
         atexit._run_exitfuncs()
     except BaseException:

@@ -15,12 +15,40 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from enum import Enum
 from typing import Any, Optional
+
+from .wire import ErrorKind
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
 _set_async_exc.restype = ctypes.c_int
 _current = threading.local()
+
+
+class StopReason(str, Enum):
+    """Why a call was stopped from outside (RunningCall.cancel). Its text ends the caller's error message."""
+
+    CANCELLED = "its caller cancelled it or timed out"
+    DISCONNECTED = "its caller disconnected"
+    SERVER_STOPPING = "the server is stopping"
+    ABANDONED = "its caller abandoned it"           # stopped with no reason recorded
+
+    def __str__(self) -> str:       # the text itself in messages (an Enum would print StopReason.CANCELLED)
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @property
+    def error_kind(self) -> ErrorKind:
+        """The error a call stopped while it ran gets: the server stopping is INTERRUPTED, the others CANCELLED."""
+        return ErrorKind.INTERRUPTED if self is StopReason.SERVER_STOPPING else ErrorKind.CANCELLED
+
+    @staticmethod
+    def of(reason: Optional[StopReason]) -> StopReason:
+        """The reason recorded, or ABANDONED when none was."""
+        return reason if reason is not None else StopReason.ABANDONED
 
 
 class CallCancelled(BaseException):
@@ -51,7 +79,7 @@ class RunningCall:
         self._lock = threading.Lock()
         self._thread: Optional[int] = None
         self.sequence = 0
-        self.reason: Optional[str] = None
+        self.reason: Optional[StopReason] = None
         self.started = False
         self.active = False
         self._raised = False
@@ -106,7 +134,7 @@ class RunningCall:
         if cancel_now:
             task.cancel()
 
-    def why(self) -> Optional[str]:
+    def why(self) -> Optional[StopReason]:
         """Why the call was stopped (None while it runs undisturbed)."""
         return self.reason
 
@@ -115,7 +143,7 @@ class RunningCall:
         (`end` cleared it under the lock) and only sets a reason, which the next `prepare` clears."""
         self.active = False
 
-    def cancel(self, reason: str) -> str:
+    def cancel(self, reason: StopReason) -> str:
         """Abandon the call: 'not started' (it never will), 'interrupted' (raised in it), or 'idle'."""
         with self._lock:
             if not self.active:

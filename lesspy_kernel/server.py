@@ -2,7 +2,7 @@
 
 It is given a namespace (where names are looked up at call time) and an executor (on which thread a call
 runs). The headless process and the notebook extension differ only in those two and in their lifecycle
-(`keep_alive`, `parent_pid`), which the host passes in. Every verified connection is a lane: a transport
+(`exit_when_idle`, `parent_pid`), which the host passes in. Every verified connection is a lane: a transport
 (transport/mapped_lane.py: its mappings and notify socket) and a call loop with its own thread (callloop.py), given
 what it needs of the server as a LaneHost. One thread here accepts and verifies connections without ever blocking
 on one, and a watchdog cancels calls whose caller gave up or went away. The call history is an observer that
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Union
 
 from .transport import handshake
-from .dispatch import Outcome, StopReason
+from .dispatch import Outcome
+from .interrupts import StopReason
 from .executors import DirectExecutor, Executor
 from .transport.handshake import Answer, HandshakeError, Pending, Purpose, Result
 from .hooks import thread_started
@@ -120,7 +121,7 @@ class Server:
 
     def __init__(self, namespace: Namespace, folder: Union[str, os.PathLike], *,
                  executor: Optional[Executor] = None, capacity: int = DEFAULT_CAPACITY,
-                 keep_alive: bool = True, parent_pid: Optional[int] = None,
+                 exit_when_idle: bool = False, parent_pid: Optional[int] = None,
                  max_clients: int = DEFAULT_MAX_CLIENTS, lock_held: bool = False,
                  log_file: Optional[Union[str, os.PathLike]] = None, log_cap: int = DEFAULT_LOG_CAP) -> None:
         if max_clients < 1:
@@ -132,7 +133,7 @@ class Server:
         self._stop = threading.Event()
         self.spinner = Spinner(serve_all=self.executor.runs_inline, stop=self._stop)
         self.capacity = capacity
-        self.keep_alive = keep_alive
+        self.exit_when_idle = exit_when_idle
         self.parent_pid = parent_pid
         self.max_clients = max_clients
         self.lock_held = lock_held
@@ -576,7 +577,7 @@ class Server:
                 # a SHUTDOWN must not stop a server other apps still use: it stops after the last of them
                 log.info("client pid %d asked the server to stop, but %d other clients use it: stopping when the "
                          "last of them has gone", client.pid, others)
-            elif idle and not self.keep_alive:
+            elif idle and self.exit_when_idle:
                 log.info("the last client has gone and the server was started with --exit-when-idle: stopping")
                 self.stop(timeout=0)
 
@@ -584,7 +585,7 @@ class Server:
 
     def record(self, outcome: Outcome) -> None:
         """Count a failed call and show every call to the observers (the call history). Calls are counted by
-        their lane (`Lane.calls`, one thread at a time), which spares every call a lock."""
+        their lane (`CallLoop.calls`, one thread at a time), which spares every call a lock."""
         if outcome.error is not None:
             name, message = clip(outcome.name, 100), clip(outcome.error.message, 2 * LOG_TEXT_CHARS)
             with self._lock:

@@ -220,7 +220,7 @@ class LessPyMagics(Magics):
         kernel = getattr(self.shell, "kernel", None)
         threaded = args.threaded or self.threaded
         executor = KernelExecutor(kernel, threaded) if kernel is not None else DirectExecutor(Mode.NOTEBOOK_THREADED)
-        server = Server(namespace, folder, executor=executor, capacity=capacity, keep_alive=True,
+        server = Server(namespace, folder, executor=executor, capacity=capacity,
                         max_clients=max_clients)
         server.observers.append(self.history.observe)
         add_thread_start(forget_thread_parent)      # before the server starts its threads

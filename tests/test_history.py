@@ -584,7 +584,7 @@ def test_observer_on_a_real_server(tmp_path):
         return a
 
     namespace = DictNamespace({"double": double, "echo": echo}, export=["double", "echo"])   # defined in this test
-    server = Server(namespace, tmp_path / "work", capacity=1 * MiB, keep_alive=False)
+    server = Server(namespace, tmp_path / "work", capacity=1 * MiB, exit_when_idle=True)
     h = CallHistory()
     server.observers.append(h.observe)
     server.start()

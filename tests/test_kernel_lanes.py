@@ -78,7 +78,7 @@ def test_stop_interrupts_a_stuck_threaded_call(k):
 def test_calls_from_several_clients_queue_in_arrival_order_and_a_cancelled_one_never_runs(k):
     k.run(LANE_DEFS + "%lesspy serve --name fair")
     folder = k.folder("fair")
-    lanes = [ClientLane(folder) for _ in range(4)]           # four clients (each Lane has its own client id)
+    lanes = [ClientLane(folder) for _ in range(4)]           # four clients (each ClientLane has its own client id)
     msg = k.start("time.sleep(1.0)")                   # calls queue behind this cell
     time.sleep(0.2)
     for i, lane in enumerate(lanes):

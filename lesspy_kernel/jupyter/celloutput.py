@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, cast
 
+from ..dispatch import Outcome
 from ..hooks import end_forked_child
 from ..wire import ErrorKind
 
@@ -103,7 +104,7 @@ class CellOutput:
         try:
             result = fn()
             if os.getpid() != self.pid:          # a child the call forked came back here: it ends
-                end_forked_child(result)
+                end_forked_child(cast(Outcome, result))
             error = getattr(result, "error", None)
             if error is not None and error.kind == ErrorKind.PYTHON_ERROR:
                 text = self.errors.text(str(getattr(result, "name", "?")), error)

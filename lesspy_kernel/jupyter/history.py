@@ -166,7 +166,7 @@ class _Capture:
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.memo: Dict[int, Any] = {}        # id of an original array -> its copy or summary
-        self.keep_alive: List[Any] = []       # so the ids in memo stay unique during the capture
+        self.pinned: List[Any] = []       # so the ids in memo stay unique during the capture
         self.held = 0
 
     def value(self, v: Any) -> Any:
@@ -175,7 +175,7 @@ class _Capture:
             return _atom(v)
         if isinstance(v, (DroppedArray, DroppedValue)):
             return v
-        self.keep_alive.append(v)
+        self.pinned.append(v)
         size = payload_size(v, set(k for k, c in self.memo.items()))
         if self.budget == 0 or self.held + size > self.budget:
             return _summarise(v, self.memo)
@@ -192,7 +192,7 @@ class _Capture:
             if key not in self.memo:
                 copied = np.array(v, copy=True)
                 copied.flags.writeable = True
-                self.keep_alive.append(v)
+                self.pinned.append(v)
                 self.memo[key] = copied
             return self.memo[key]
         if isinstance(v, (memoryview, bytearray)):

@@ -27,8 +27,8 @@ import numpy as np
 
 from .. import allocator
 from ..loglimit import LogLimiter
-from ..wire import (CANCEL_WORD, DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, HEADER_SIZE,
-                    REQUEST_CALL, SEQUENCE_WORD, SESSION_WORD, ErrorKind, Tag, ndarray_data_offset,
+from ..wire import (CANCEL_WORD, DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, MAGIC_WORD,
+                    REQUEST_CALL, SEQUENCE_WORD, SESSION_WORD, ErrorKind, Tag, ndarray_data_offset, payload_offset,
                     write_placed_ndarray, write_reply_in_request)
 from . import handshake
 from .mapping import Mapping, fault_total, full_fence, guard_first
@@ -162,7 +162,7 @@ class MappedLane:
                     if self.has_request():
                         return True
                     words = self.req.words
-                    if (words[0] != FIRST_WORD or words[SESSION_WORD] != self.session) and \
+                    if (words[MAGIC_WORD] != FIRST_WORD or words[SESSION_WORD] != self.session) and \
                             self._broken_header(self.last_taken):
                         return None
                 except ValueError:           # unmapped: the lane is closing
@@ -207,7 +207,7 @@ class MappedLane:
             return 0
         if seq == self.last_taken or self.closed:
             return 0
-        if (seq < self.last_taken or words[0] != FIRST_WORD or
+        if (seq < self.last_taken or words[MAGIC_WORD] != FIRST_WORD or
                 words[SESSION_WORD] != self.session) and self._broken_header(seq):
             return 0                              # cut inside its first page (zeros there): it closes
         self.last_taken = seq
@@ -308,7 +308,7 @@ class MappedLane:
         if type(value) is not np.ndarray or value.dtype not in DTYPE_CODE_OF or not value.flags.c_contiguous \
                 or value.nbytes == 0:
             return None
-        offset = value.__array_interface__["data"][0] - (self.req.address + HEADER_SIZE)
+        offset = value.__array_interface__["data"][0] - self.req.payload_address
         if offset < 0 or offset + value.nbytes > self._call_length or offset % value.dtype.itemsize \
                 or not self.req.flags & FLAG_REPLY_IN_REQUEST:
             return None
@@ -334,7 +334,7 @@ class MappedLane:
     def arguments_in_flight(self) -> Optional[Tuple[int, int]]:
         """(address, length) of the request pages the running call's argument views lie in, or None (a fork)."""
         length = self._in_flight
-        return (self.req.address, HEADER_SIZE + length) if length else None
+        return (self.req.address, payload_offset(length)) if length else None
 
     # ------------------------------------------------------------ cuts
 
@@ -395,7 +395,7 @@ class MappedLane:
         gets a closed connection), logged once. False: other bytes in the magic word (a client that breaks the
         protocol), answered with MALFORMED_REQUEST; a changed session id is not the server's concern."""
         words = self.req.words
-        if seq >= self.last_taken and not _cut_short(words[0], FIRST_WORD) and \
+        if seq >= self.last_taken and not _cut_short(words[MAGIC_WORD], FIRST_WORD) and \
                 not _cut_short(words[SESSION_WORD], self.session):
             return False
         try:
@@ -467,9 +467,9 @@ class MappedLane:
                 pass
         if self.slot is not None and self.slot.moved and not stopping:
             # kept results moved out of it pin none of its blocks, nor the last reply's unless a client may read it
-            self.slot.free_blocks(0 if self._client_closed else HEADER_SIZE + self._last_reply)
+            self.slot.free_blocks(0 if self._client_closed else payload_offset(self._last_reply))
         if self._args_moved and self._client_closed and not stopping:
-            allocator.free_blocks(self.req)       # kept arguments moved out of it pin none of its blocks
+            allocator.punch_request_file(self.req)       # kept arguments moved out of it pin none of its blocks
         self.req.close(unlink=True)
         self.resp.close(unlink=True)
 
@@ -498,7 +498,7 @@ def _lies_at(value: Any, address: Optional[int], resp: Mapping) -> bool:
     """`value` can be sent by writing only an NDARRAY header: its data is at `address`, where that header puts it."""
     return (address is not None and type(value) is np.ndarray and value.__array_interface__["data"][0] == address
             and value.dtype in DTYPE_CODE_OF and value.flags.c_contiguous
-            and address - resp.address - HEADER_SIZE == ndarray_data_offset(value.ndim)
+            and address - resp.payload_address == ndarray_data_offset(value.ndim)
             and address - resp.address + value.nbytes <= resp.capacity)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
-from ..wire import (CANCEL_WORD, CAPACITY_WORD, FIRST_WORD, FLAGS_INT, HEADER_SIZE, LENGTH_WORD, SEQUENCE_WORD,
+from ..wire import (CANCEL_WORD, CAPACITY_WORD, FIRST_WORD, FLAGS_INT, HEADER_SIZE, LENGTH_WORD, MAGIC_WORD, SEQUENCE_WORD,
                    SESSION_WORD, STATUS_INT, WAITING_INT, read_header, restore_header, write_header)
 from ..workfolder import create_private, open_private
 from .base import TransportError
@@ -120,7 +120,7 @@ def grown_size(payload: int) -> int:
 
 
 def _guarded(m: mmap.mmap, address: int) -> int:
-    """Register the mapping `m` (at `address`) with the SIGBUS guard until it is unmapped (_unmap, or the GC);
+    """Register the mapping `m` (at `address`) with the SIGBUS guard until it is unmapped (unmap, or the GC);
     the guard's token, 0 when there is no guard. Touching a page of it past its file's end (another process cut
     the file) then reads zeros instead of killing the process, and `_guard.faulted(token)` counts it."""
     if _guard is None or len(m) == 0:
@@ -176,7 +176,7 @@ def drop_guard(m: mmap.mmap) -> None:
         forget.detach()
 
 
-def _unmap(m: mmap.mmap) -> bool:
+def unmap(m: mmap.mmap) -> bool:
     """Close `m`: True when it is unmapped now (and no longer guarded); False when Python code still holds a view
     of it, and then it stays mapped, and guarded, until the GC unmaps it."""
     try:
@@ -246,6 +246,7 @@ class Mapping:
         self.capacity = len(self._mmap)
         probe = np.frombuffer(self._mmap, dtype=np.uint8, count=1)
         self.address = int(probe.__array_interface__["data"][0])   # first byte (for the result-array fast path)
+        self.payload_address = self.address + HEADER_SIZE           # the payload's first byte
         del probe
         self.token = _guarded(self._mmap, self.address)
         self.view = memoryview(self._mmap)
@@ -339,7 +340,7 @@ class Mapping:
         checks of `read_header`. The common case (nothing grown, header intact, the frame within the first page)
         is three word loads; a longer frame is checked against the file's real size first (Truncated)."""
         words = self.words
-        if words[0] != FIRST_WORD or words[CAPACITY_WORD] != self.capacity:
+        if words[MAGIC_WORD] != FIRST_WORD or words[CAPACITY_WORD] != self.capacity:
             self.refresh()
             _, length, status = read_header(self.view)
         else:
@@ -385,7 +386,7 @@ class Mapping:
         self._map(size)
         for v in old_views:
             v.release()
-        if not _unmap(old):       # user code still holds a view of it: the GC unmaps it later
+        if not unmap(old):       # user code still holds a view of it: the GC unmaps it later
             self._old.append(old)
 
     def detach(self) -> mmap.mmap:
@@ -455,7 +456,7 @@ class Mapping:
             except ValueError:
                 pass
         for m in [self._mmap] + self._old:
-            _unmap(m)
+            unmap(m)
         self._old = []
         # not unregistered here: kept blocks moved out of this file are guarded until they are unmapped (a client
         # that kept a descriptor may still cut the file: zeros, never a SIGBUS)

@@ -16,9 +16,9 @@ from .encode import (call_bytes, encode_desc, encode_error, error_size, fit_erro
 from .errors import FrameError, TextError
 from .fastdecode import PREFIX_BUDGET, PREFIX_ENTRY_MAX, decode_call, forget_prefix, prefix_cache_bytes
 from .header import (CANCEL_OFFSET, CANCEL_WORD, CAPACITY_OFFSET, CAPACITY_WORD, FIRST_WORD, FLAGS_INT, FLAGS_OFFSET,
-                     HEADER, HEADER_SIZE, LENGTH_OFFSET, LENGTH_WORD, MAPPING_MAGIC, NDARRAY_ALIGN, SEQUENCE_OFFSET,
+                     HEADER, HEADER_SIZE, LENGTH_OFFSET, LENGTH_WORD, MAGIC_WORD, MAPPING_MAGIC, NDARRAY_ALIGN, SEQUENCE_OFFSET,
                      SEQUENCE_WORD, SESSION_OFFSET, SESSION_WORD, STATUS_INT, STATUS_OFFSET, VERSION_OFFSET,
-                     WAITING_INT, WAITING_OFFSET, ndarray_data_offset, read_header, restore_header, write_header)
+                     WAITING_INT, WAITING_OFFSET, ndarray_data_offset, payload_offset, read_header, restore_header, write_header)
 from .types import (ArrayOf, Call, DictOf, ErrorReply, ListOf, Nullable, Record, RectArray, ScalarOf, TypeDesc,
                     accepts_none, csharp_name, field_key)
 
@@ -34,9 +34,9 @@ __all__ = [
     "FrameError", "TextError",
     "PREFIX_BUDGET", "PREFIX_ENTRY_MAX", "decode_call", "forget_prefix", "prefix_cache_bytes",
     "CANCEL_OFFSET", "CANCEL_WORD", "CAPACITY_OFFSET", "CAPACITY_WORD", "FIRST_WORD", "FLAGS_INT", "FLAGS_OFFSET",
-    "HEADER", "HEADER_SIZE", "LENGTH_OFFSET", "LENGTH_WORD", "MAPPING_MAGIC", "NDARRAY_ALIGN", "SEQUENCE_OFFSET",
+    "HEADER", "HEADER_SIZE", "LENGTH_OFFSET", "LENGTH_WORD", "MAGIC_WORD", "MAPPING_MAGIC", "NDARRAY_ALIGN", "SEQUENCE_OFFSET",
     "SEQUENCE_WORD", "SESSION_OFFSET", "SESSION_WORD", "STATUS_INT", "STATUS_OFFSET", "VERSION_OFFSET",
-    "WAITING_INT", "WAITING_OFFSET", "ndarray_data_offset", "read_header", "restore_header", "write_header",
+    "WAITING_INT", "WAITING_OFFSET", "ndarray_data_offset", "payload_offset", "read_header", "restore_header", "write_header",
     "ArrayOf", "Call", "DictOf", "ErrorReply", "ListOf", "Nullable", "Record", "RectArray", "ScalarOf", "TypeDesc",
     "accepts_none", "csharp_name", "field_key",
 ]

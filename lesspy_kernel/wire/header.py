@@ -23,6 +23,7 @@ SESSION_OFFSET = 40
 CANCEL_OFFSET = 48
 FLAGS_OFFSET = 56               # request file only: u32 flags the client sets with each call
 # The header read through typed views, one aligned load or store per field: indices of its u64 words and u32 ints
+MAGIC_WORD = 0                  # magic, version and header size (FIRST_WORD in a valid header)
 CAPACITY_WORD = CAPACITY_OFFSET // 8
 SEQUENCE_WORD = SEQUENCE_OFFSET // 8
 LENGTH_WORD = LENGTH_OFFSET // 8
@@ -34,6 +35,11 @@ FLAGS_INT = FLAGS_OFFSET // 4
 # the first word of every valid header (magic, version, header size), checked with one comparison
 FIRST_WORD = int.from_bytes(HEADER.pack(MAPPING_MAGIC, PROTOCOL_VERSION, HEADER_SIZE, 0, 0, 0, 0, 0, 0, 0)[:8],
                             "little")
+
+
+def payload_offset(n: int) -> int:
+    """Where byte `n` of the payload lies in a lane file."""
+    return HEADER_SIZE + n
 
 
 def write_header(buf: memoryview, capacity: int, session: int = 0) -> None:

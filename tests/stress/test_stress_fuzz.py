@@ -87,7 +87,7 @@ def test_csharp_refuses_deeply_nested_tuples(fuzz_exe, extra):
                           timeout=300)
     assert proc.stdout.strip() == "ProtocolException", (
         f"Codec.Read of a TUPLE nested {depth} deep gave {proc.stdout.strip() or proc.stderr[-500:]!r}, "
-        f"expected ProtocolException (csharp/LessPy/Codec.cs, Read, case Tag.Tuple: nesting limit)")
+        f"expected ProtocolException (csharp/LessPy/Codec.Read.cs, Codec.Read: the nesting limit)")
 
 
 def test_python_empty_jagged_rows_do_not_multiply_memory():

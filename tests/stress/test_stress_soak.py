@@ -205,9 +205,10 @@ def resp_mappings(pid: int) -> list:
 def test_a_returned_array_is_not_moved_out(server):
     """`return a + 1` (stamp_array) is made in the response mapping and nothing else refers to it when the reply is
     written: it must be sent where it lies, not moved out (the response file mapped anew at another address, two
-    descriptors opened and closed, and the 1 MiB copied into the reply). Before the fix Lane._unshared (now mapped_lane._unshared) counted
-    one reference too few (its own local of outcome.result), so every such result was moved out: the soaks saw
-    the server's descriptors go up by 1 or 2 for a sample, and the response file's mapping moved at every call."""
+    descriptors opened and closed, and the 1 MiB copied into the reply). The reference count that decides it
+    (lesspy_kernel/transport/mapped_lane.py, _unshared) must allow for its own local of outcome.result: off by
+    one, it moves every such result out, which shows as the server's descriptors going up by 1 or 2 for a sample and
+    the response file's mapping moving at every call."""
     a = np.empty(262144, dtype=np.int32)
     with ClientLane(server.folder) as lane:
         seen = []
