@@ -16,9 +16,7 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
@@ -166,16 +164,16 @@ def _default_signals(ours: Any) -> None:
 
 class _CountedOutput:
     """sys.stdout / sys.stderr of a server with --log-file: what called functions print is counted, so the log
-    is rotated as it grows (Server.count_log_bytes), not only when the watchdog looks. Writes straight to the file
+    is rotated as it grows (LogFile.count), not only when the watchdog looks. Writes straight to the file
     descriptor (os.write, C code) are seen by the watchdog only (server.WATCH_INTERVAL)."""
 
-    def __init__(self, stream: Any, server: Any) -> None:
+    def __init__(self, stream: Any, logfile: Any) -> None:
         self._stream = stream
-        self._server = server
+        self._logfile = logfile
 
     def write(self, text: str) -> int:
         n = self._stream.write(text)
-        self._server.count_log_bytes(len(text))
+        self._logfile.count(len(text))
         return n
 
     def __getattr__(self, name: str) -> Any:
@@ -232,8 +230,8 @@ def serve(args: argparse.Namespace) -> int:
             raise
     if log_fd is not None:
         _redirect_output(log_fd)
-        sys.stdout = _CountedOutput(sys.stdout, server)      # type: ignore[assignment]
-        sys.stderr = _CountedOutput(sys.stderr, server)      # type: ignore[assignment]
+        sys.stdout = _CountedOutput(sys.stdout, server.logfile)      # type: ignore[assignment]
+        sys.stderr = _CountedOutput(sys.stderr, server.logfile)      # type: ignore[assignment]
     server.serve_forever()
     # the files are gone; a call stuck in C code must not keep the process alive (lane threads are daemons,
     # but interpreter shutdown would still wait for the GIL they hold)
@@ -301,7 +299,8 @@ def status(args: argparse.Namespace) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     from . import client
-    from .transport.handshake import HandshakeError, Result
+    from .transport.handshake import HandshakeError
+    from .wire.handshake import Result
 
     folder = resolve_folder(args.folder)
     try:
@@ -381,73 +380,27 @@ def _owned_by_me(pid: int) -> bool:
 # ------------------------------------------------------------------------------------------------ csharp
 
 
-def csharp_sources() -> Path:
-    """The folder holding LessPy's C# sources: inside the installed package, or csharp/LessPy in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "csharp", here.parent / "csharp" / "LessPy"):
-        if (candidate / "LessPy.csproj").is_file():
-            return candidate
-    raise CommandError("lesspy csharp: this installation has no C# sources (lesspy_kernel/csharp is missing): "
-                       "reinstall the package from its wheel or from the repository")
-
-
-def export_csharp(out: Path) -> List[Path]:
-    """Copy LessPy's sources and LessPy.csproj into `out`, with a VERSION file the .csproj reads."""
-    src = csharp_sources()
-    written = []
-    for path in sorted(src.rglob("*")):
-        if path.suffix not in (".cs", ".csproj") or any(p in ("bin", "obj") for p in path.relative_to(src).parts):
-            continue
-        target = out / path.relative_to(src)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        written.append(target)
-    (out / "VERSION").write_text(__version__, encoding="ascii")
-    written.append(out / "VERSION")
-    return written
-
-
-def build_dll(out: Path, sources: List[Path]) -> Path:
-    """Compile LessPy.dll (and its XML docs) into `out` with Mono's mcs."""
-    mcs = shutil.which("mcs")
-    if not mcs:
-        raise CommandError("lesspy csharp --build: Mono's mcs is not on PATH (Debian: apt-get install mono-devel); "
-                           "or build LessPy.csproj with `dotnet build`")
-    dll = out / "LessPy.dll"
-    cmd = [mcs, "-target:library", "-unsafe", "-optimize+", "-nologo", f"-out:{dll}", f"-doc:{out / 'LessPy.xml'}",
-           *[str(p) for p in sources if p.suffix == ".cs"]]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CommandError(f"lesspy csharp --build: mcs failed:\n{proc.stdout}{proc.stderr}")
-    aot = compile_ahead(dll)
-    if aot:
-        print(f"lesspy: LessPy.dll is JIT-compiled at run time ({aot})")
-    return dll
-
-
-def compile_ahead(dll: Path) -> str:
-    """Mono's ahead-of-time image of `dll` (`dll`.so beside it, which Mono loads by itself): a fresh process's
-    Connect and first call skip the JIT compilation of LessPy (docs/PERFORMANCE.md). Best effort: returns why there
-    is none, or ""."""
-    mono = shutil.which("mono")
-    if not mono:
-        return "mono is not on PATH"
-    proc = subprocess.run([mono, "--aot", str(dll)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return f"mono --aot failed (it needs the binutils `as` and `ld`): {(proc.stdout + proc.stderr).strip()[-300:]}"
-    return ""
-
-
 def csharp(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    from .csharp_export import ExportError, build_dll, compile_ahead, export_csharp
+
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = export_csharp(out)
     except OSError as e:
         raise CommandError(f"lesspy csharp: cannot write to {out}: {e}") from None
+    except ExportError as e:
+        raise CommandError(str(e)) from None
     print(f"lesspy: wrote LessPy {__version__}'s C# sources ({len(written) - 1} files and VERSION) to {out}")
     if args.build:
-        print(f"lesspy: built {build_dll(out, written)}")
+        try:
+            dll = build_dll(out, written)
+        except ExportError as e:
+            raise CommandError(str(e)) from None
+        aot = compile_ahead(dll)
+        if aot:
+            print(f"lesspy: LessPy.dll is JIT-compiled at run time ({aot})")
+        print(f"lesspy: built {dll}")
     else:
         print(f"  reference {out / 'LessPy.csproj'} (dotnet), or build with Mono: "
               f"mcs -target:library -unsafe -optimize+ -out:LessPy.dll {out}/*.cs  (or: lesspy csharp --build)")
@@ -458,7 +411,8 @@ def csharp(args: argparse.Namespace) -> int:
 
 
 def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
-    from .server import DEFAULT_CAPACITY, DEFAULT_LOG_CAP, DEFAULT_MAX_CLIENTS
+    from .logfile import DEFAULT_LOG_CAP
+    from .server import DEFAULT_CAPACITY, DEFAULT_MAX_CLIENTS
 
     parser = argparse.ArgumentParser(
         prog=prog, description="lesspy: serve Python functions to a C# app through shared memory.",

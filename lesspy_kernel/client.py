@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
 
 from .transport import handshake
+from .wire.handshake import CALL, LANE_ID, Purpose
 from .transport.mapping import Mapping, full_fence
 from .coerce import encode_call
 from .wire import (FLAG_REPLY_IN_REQUEST, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, STATUS_END,
@@ -41,7 +42,7 @@ def _key(folder: Path, dirfd: Optional[int] = None) -> bytes:
     return read_private(folder_base(folder, dirfd) / KEY_FILE, folder / KEY_FILE).strip()
 
 
-def _connect(folder: Path, purpose: handshake.Purpose, key: Optional[bytes] = None, client_id: int = 0,
+def _connect(folder: Path, purpose: Purpose, key: Optional[bytes] = None, client_id: int = 0,
              timeout: float = 5.0, dirfd: Optional[int] = None):
     """Connect and shake hands, after the ownership checks (docs/PROTOCOL.md section 1): the folder, notify.port
     and session.key are the current user's and private, and the server behind a Unix socket is the current
@@ -80,7 +81,7 @@ def _connect(folder: Path, purpose: handshake.Purpose, key: Optional[bytes] = No
 
 def status(folder: PathLike, timeout: float = 5.0) -> Dict[str, Any]:
     """The status of the server of `folder` (pid, version, mode, clients, lanes, calls, ...)."""
-    sock, _, _, message = _connect(Path(folder), handshake.Purpose.STATUS, timeout=timeout)
+    sock, _, _, message = _connect(Path(folder), Purpose.STATUS, timeout=timeout)
     sock.close()
     result: Dict[str, Any] = json.loads(message.decode("utf-8"))
     return result
@@ -96,7 +97,7 @@ def stop(folder: PathLike, timeout: float = 5.0, wait: bool = True, client_id: i
         pid: Optional[int] = int(read_private(folder / PID_FILE).decode("ascii").strip())
     except (OSError, ValueError):
         pid = None
-    sock, _, _, _ = _connect(folder, handshake.Purpose.STOP, timeout=timeout, client_id=client_id)
+    sock, _, _, _ = _connect(folder, Purpose.STOP, timeout=timeout, client_id=client_id)
     sock.close()
     if wait and pid is not None and pid != os.getpid():
         deadline = time.monotonic() + timeout
@@ -114,11 +115,11 @@ class ClientLane:
         # the folder stays open while the lane is: its files are reached through it (workfolder.folder_base)
         self._dirfd = open_folder(self.folder)
         try:
-            self.sock, self.mode, self.session, message = _connect(self.folder, handshake.Purpose.LANE, key,
+            self.sock, self.mode, self.session, message = _connect(self.folder, Purpose.LANE, key,
                                                                    self.client_id, min(timeout, handshake.TIMEOUT),
                                                                    dirfd=self._dirfd)
             self.sock.settimeout(timeout)
-            self.id = handshake.LANE_ID.unpack(message)[0]
+            self.id = LANE_ID.unpack(message)[0]
             base = folder_base(self.folder, self._dirfd)
             self.req = Mapping(base / f"lane-{self.id}.req.mmf", create=False)
             self.resp = Mapping(base / f"lane-{self.id}.resp.mmf", create=False)
@@ -151,7 +152,7 @@ class ClientLane:
         self.req.publish(self.seq, length, status)
         full_fence()
         if self.req.waiting:
-            self.sock.sendall(handshake.CALL)
+            self.sock.sendall(CALL)
         return self.seq
 
     def wait(self, seq: Optional[int] = None, spin: float = 5e-6, yield_for: float = 250e-6) -> None:

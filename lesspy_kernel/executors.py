@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Protocol, TypeVar
 
-from .transport.handshake import Mode
+from .wire.handshake import Mode
 
 R = TypeVar("R")
 

@@ -30,9 +30,11 @@ from .transport import handshake
 from .dispatch import Outcome
 from .interrupts import StopReason
 from .executors import DirectExecutor, Executor
-from .transport.handshake import Answer, HandshakeError, Pending, Purpose, Result
+from .transport.handshake import Answer, HandshakeError, Pending
+from .wire.handshake import LANE_ID, Mode, Purpose, Result
 from .hooks import thread_started
 from .callloop import CallLoop, LaneHost
+from .logfile import DEFAULT_LOG_CAP, LogFile
 from .loglimit import LOG_TEXT_CHARS, LogLimiter, clip
 from .namespaces import Namespace
 from .transport.mapped_lane import MappedLane
@@ -50,31 +52,9 @@ TCP_HANDSHAKE_TIMEOUT = 2.0  # on TCP (Windows) anyone local can connect: an una
 REFUSAL_LOG_INTERVAL = 1.0   # refusals are logged at most once a second (a flood must not fill the log)
 WATCH_INTERVAL = 0.05        # how often the watchdog looks at running calls (cancel words, lost clients)
 IDLE_WATCH_INTERVAL = 0.25   # how often it looks when no call was running
-RESCUE_INTERVAL = 0.002      # how often it looks while a thread spins for every lane (see lane.Spinner)
+RESCUE_INTERVAL = 0.002      # how often it looks while a thread spins for every lane (Spinner.rescue)
 STOP_GRACE = 3.0             # how long stop() waits for running calls to end after interrupting them
-DEFAULT_LOG_CAP = 10 * 1024 * 1024
-LOG_CHECK_BYTES = 16 * 1024  # the log's size is checked (and the log rotated) after this many bytes of lines
 Observer = Callable[[Outcome], None]
-
-
-class _LogBytes(logging.Filter):
-    """Counts the bytes of the lines the server logs (Server.count_log_bytes), so server.log is looked at and
-    rotated every LOG_CHECK_BYTES, not only by the watchdog."""
-
-    def __init__(self, server: "Server") -> None:
-        super().__init__()
-        self._server = weakref.ref(server)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        n = 64 + len(str(record.msg)) + (4096 if record.exc_info else 0)
-        try:
-            n += sum(len(a) if isinstance(a, str) else 8 for a in record.args or ())  # type: ignore[union-attr]
-        except TypeError:
-            pass
-        server = self._server()
-        if server is not None:
-            server.count_log_bytes(n)
-        return True
 
 
 _servers: "weakref.WeakSet[Server]" = weakref.WeakSet()
@@ -137,8 +117,7 @@ class Server:
         self.parent_pid = parent_pid
         self.max_clients = max_clients
         self.lock_held = lock_held
-        self.log_file = Path(log_file) if log_file else None
-        self.log_cap = log_cap
+        self.logfile = LogFile(Path(log_file), log_cap, self.folder) if log_file else None
         self.observers: List[Observer] = []
         self.stats = ServerStats()
         self.session = secrets.randbits(64) or 1
@@ -164,13 +143,10 @@ class Server:
         self.limiter = LogLimiter()
         self._lane_host = LaneHost(namespace=namespace, executor=self.executor, stop_event=self._stop,
                                    limiter=self.limiter, record=self.record, lane_closed=self.lane_closed)
-        self._log_lock = threading.RLock()    # a rotation logs a line, which may ask for a rotation
-        self._log_bytes = 0
-        self._log_filter: Optional[_LogBytes] = None
         _servers.add(self)
 
     @property
-    def mode(self) -> handshake.Mode:
+    def mode(self) -> Mode:
         return self.executor.mode
 
     @property
@@ -242,9 +218,8 @@ class Server:
                 self.folder.remove_files()
             raise
         self._opened = True
-        if self.log_file is not None and self._log_filter is None:
-            self._log_filter = _LogBytes(self)
-            log.addFilter(self._log_filter)
+        if self.logfile is not None:
+            self.logfile.attach()
         log.info("lesspy serving %s on %s (%s, capacity %d, up to %d clients)", self.folder.path, self.address,
                  self.mode.name.lower(), self.capacity, self.max_clients)
 
@@ -311,6 +286,8 @@ class Server:
         without shutdown() (which would end the parent's connections too): a child that lives on (a pool
         worker) keeps no client's connection open after the parent closed it."""
         self._lane_host.forked = True         # (no Event or Lock here: another thread may have held theirs)
+        if self.logfile is not None:
+            self.logfile.forked = True
         socks = [self._listener, self._wake_r, self._wake_w]
         for client in list(self.clients.values()):
             for lane in list(client.lanes):
@@ -324,9 +301,8 @@ class Server:
                 except OSError:
                     pass
         self._wake_w = None
-        if self._log_filter is not None:
-            log.removeFilter(self._log_filter)
-            self._log_filter = None
+        if self.logfile is not None:
+            self.logfile.detach()
 
     def _close(self) -> None:
         if self.forked:
@@ -348,11 +324,10 @@ class Server:
         if stuck:
             log.warning("lanes %s still run a call that did not stop; leaving them behind", stuck)
         self._close_sockets()
-        if self._log_filter is not None:
-            log.removeFilter(self._log_filter)
-            self._log_filter = None
+        if self.logfile is not None:
+            self.logfile.detach()
         self.limiter.flush()
-        if self.mode == handshake.Mode.HEADLESS:
+        if self.mode == Mode.HEADLESS:
             self.folder.remove_files()
         else:
             self.folder.remove()
@@ -376,8 +351,8 @@ class Server:
         loop, so an answer that arrived meanwhile is read before more connections come in.
 
         Crowding (TCP, where any local user can connect): when MAX_PENDING connections wait for their answer,
-        the one that has waited longest is closed. A client that answers (it has the key) answers within a
-        millisecond or so of its hello; to push it out a flood must open MAX_PENDING connections in that time,
+        the one that has waited longest is closed. A client that answers (it has the key) answers as soon as it
+        has read its hello; to push it out a flood must open MAX_PENDING connections in that time,
         while the server reads every answer between batches of ACCEPT_BATCH. Evicting the newest instead, or
         refusing new connections when full, would let a flood that keeps the table full refuse the owner
         every time."""
@@ -544,7 +519,7 @@ class Server:
             client.lanes.add(lane)
             self.spinner.lanes = self.spinner.lanes + (lane,)
             self._had_client = True
-        p.reply(Result.ACCEPTED, handshake.LANE_ID.pack(lane_id))
+        p.reply(Result.ACCEPTED, LANE_ID.pack(lane_id))
         lane.start()
         self.limiter.log("lanes opened", logging.INFO, "client pid %d opened lane %d", answer.pid, lane_id)
 
@@ -569,7 +544,7 @@ class Server:
             others = len(self.clients)
         if gone:
             self.limiter.log("disconnections", logging.INFO, "client pid %d disconnected", client.pid)
-        if self.mode == handshake.Mode.HEADLESS and not self._stop.is_set():
+        if self.mode == Mode.HEADLESS and not self._stop.is_set():
             if self._shutdown_asked_by and idle:
                 log.info("client pid %d asked the server to stop", self._shutdown_asked_by)
                 self.stop(timeout=0)
@@ -626,7 +601,8 @@ class Server:
             now = time.monotonic()
             if now - last_cap >= WATCH_INTERVAL:           # a stat: what calls print stays near the cap too
                 last_cap = now
-                self._cap_log()
+                if self.logfile is not None:
+                    self.logfile.rotate_if_full()
             if now - last_slow < 1.0:
                 continue
             last_slow = now
@@ -637,76 +613,6 @@ class Server:
                     log.info("parent process %d is gone and no client is connected: stopping", self.parent_pid)
                     self.stop(timeout=0)
             self.limiter.flush()
-
-    def count_log_bytes(self, n: int) -> None:
-        """`n` bytes went to server.log (a logged line, or what a call printed: cli.py counts that): look at its
-        size every LOG_CHECK_BYTES, so it stays within its cap plus that between the watchdog's looks."""
-        self._log_bytes += n
-        if self._log_bytes >= LOG_CHECK_BYTES:
-            self._log_bytes = 0
-            self._cap_log()
-
-    def _cap_log(self) -> None:
-        """Keep server.log under its cap: move it to server.log.1 and start afresh (the fds stay valid)."""
-        if self.log_file is None or self.forked:
-            return
-        with self._log_lock:
-            self._rotate_log()
-
-    def _rotate_log(self) -> None:
-        assert self.log_file is not None
-        log_file = self.log_file
-        if log_file.parent == self.folder.path:         # in the work folder: through the folder it checked
-            log_file = self.folder.file(log_file.name)
-        import stat
-
-        from .workfolder import create_private, open_private
-
-        try:
-            # a look at its size opens nothing (the watchdog looks often: no descriptor comes and goes)
-            if os.stat(log_file, follow_symlinks=False).st_size <= self.log_cap:
-                return
-        except OSError:
-            return
-        try:
-            # never through a link, and only a regular file of ours, 0600 (not one someone put in its place)
-            fd = open_private(log_file, os.O_RDWR | getattr(os, "O_NONBLOCK", 0), self.log_file)
-        except OSError:
-            return
-        try:
-            size = os.fstat(fd).st_size
-            if size <= self.log_cap:
-                return
-            backup = log_file.with_name(log_file.name + ".1")
-            try:
-                try:
-                    st = os.lstat(backup)
-                    if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
-                        raise PermissionError(f"it is not a regular file of yours (uid {st.st_uid}, mode "
-                                              f"{st.st_mode:o})")
-                except FileNotFoundError:
-                    pass
-                out = create_private(backup)         # ours unlinked first, then O_CREAT|O_EXCL|O_NOFOLLOW, 0600
-            except OSError as e:                     # another user's file there: never written into, nor removed
-                os.ftruncate(fd, 0)
-                log.warning("server.log reached %d bytes and %s cannot be made afresh (%s): its end was dropped "
-                            "instead; remove that file", self.log_cap, self.log_file.with_name(backup.name), e)
-                return
-            with open(out, "wb") as dst:
-                os.lseek(fd, size - min(self.log_cap, size), os.SEEK_SET)
-                left = min(self.log_cap, size)
-                while left > 0:
-                    chunk = os.read(fd, min(left, 1 << 20))
-                    if not chunk:
-                        break
-                    dst.write(chunk)
-                    left -= len(chunk)
-            os.ftruncate(fd, 0)
-            log.info("server.log reached %d bytes: its end moved to %s", self.log_cap, backup.name)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
     # ------------------------------------------------------------ status
 

@@ -25,7 +25,7 @@ from traitlets import Bool, Int, Unicode
 
 from ..cli import parse_size
 from ..executors import DirectExecutor
-from ..transport.handshake import Mode
+from ..wire.handshake import Mode
 from ..hooks import add_thread_start, remove_thread_start
 from ..jupyter.celloutput import forget_thread_parent
 from ..jupyter.history import DEFAULT_RECORDS_BUDGET, CallHistory, current_history, set_current_history

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from kernels import FLAVOURS, kernel
-from lesspy_kernel.transport import handshake
+from lesspy_kernel.wire import handshake
 from lesspy_kernel.wire import ErrorKind, Tag
 from lesspy_kernel.client import ClientLane, RemoteError
 from servers import wait_for

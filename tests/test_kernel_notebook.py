@@ -176,7 +176,8 @@ def test_threaded_calls_leave_a_running_cells_output_alone(k):
     ticks = [(pid, text) for pid, text in streams if "tick" in text]
     assert sum(text.count("tick") for _, text in ticks) == 120
     if k.flavour == "ipykernel6":
-        return      # ipykernel 6 has one parent header per stream: it cannot keep both apart (see lesspy_kernel/jupyter/celloutput.py)
+        # ipykernel 6 has one parent header per stream: it cannot keep both apart (lesspy_kernel/jupyter/celloutput.py)
+        return
     stray = [text for pid, text in ticks if pid != cell_id]
     assert not stray, f"the running cell lost output to another cell: {stray[:3]}"
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from lesspy_kernel import allocator
-from lesspy_kernel.transport import handshake
+from lesspy_kernel.transport.handshake import HandshakeError
+from lesspy_kernel.wire import handshake
 from lesspy_kernel.client import ClientLane, RemoteError, status, stop
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import FLAG_REPLY_IN_REQUEST, REQUEST_STREAM, ErrorKind, FrameError, ListOf, Tag, decode_reply
@@ -306,7 +307,7 @@ def test_status_counts_calls_and_refusals_but_not_liveness_probes(server):
         connect_notify(server.folder).close()           # a probe: connect, close
     st = status(server.folder)
     assert st["refused"] == 0 and st["pid"] == server.pid and st["protocol"] == 2 and st["mode"] == "headless"
-    with pytest.raises(handshake.HandshakeError):
+    with pytest.raises(HandshakeError):
         ClientLane(server.folder, key=b"0" * 64)
     with ClientLane(server.folder) as lane:
         lane.call("add_ints", I, [1, 2], [I, I])

@@ -123,8 +123,8 @@ def test_the_sdist_is_the_whole_project(dist):
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
     for needed in ("LICENSE", "README.md", "CHANGELOG.md", "Makefile", ".ci/run", "csharp/build.sh",
                    "csharp/LessPy/LessPy.csproj", "csharp/Demo/Program.cs", "docs/PROTOCOL.md", "docs/CSHARP.md",
-                   "tests/conftest.py", "tests/test_readme.py", "magics/lesspy_magics.py", "setup.py",
-                   "lesspy_kernel/_resultalloc.c"):
+                   "tests/conftest.py", "tests/test_readme.py", "tests/vectors/names.txt", "tests/vectors/expected.txt",
+                   "tests/vectors/value_none.bin", "magics/lesspy_magics.py", "setup.py", "lesspy_kernel/_resultalloc.c"):
         assert needed in names, f"the sdist lacks {needed}"
     assert not any(n.endswith((".dll", ".exe", ".pyc", ".so")) for n in names)
 

@@ -15,7 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from lesspy_kernel.transport import handshake
+from lesspy_kernel.transport.handshake import HandshakeError
+from lesspy_kernel.wire import handshake
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import ErrorKind, Tag
 from lesspy_kernel.workfolder import connect_notify
@@ -102,7 +103,7 @@ def test_unknown_notify_byte_drops_connection_not_server(server):
 
 
 def test_wrong_key_is_refused_then_right_key_works(server):
-    with pytest.raises(handshake.HandshakeError, match="wrong session key"):
+    with pytest.raises(HandshakeError, match="wrong session key"):
         ClientLane(server.folder, key=b"0" * 64)
     c = ClientLane(server.folder)
     assert c.call("add_ints", I, [1, 2], [I, I]) == 3
@@ -124,7 +125,7 @@ def test_clients_up_to_the_limit_then_an_immediate_refusal_that_names_it(tmp_pat
         clients = [ClientLane(s.folder) for _ in range(3)]
         more_lanes = [ClientLane(s.folder, client_id=clients[0].client_id) for _ in range(2)]
         t0 = time.monotonic()
-        with pytest.raises(handshake.HandshakeError, match="3 clients, its limit") as e:
+        with pytest.raises(HandshakeError, match="3 clients, its limit") as e:
             ClientLane(s.folder)
         assert e.value.result == handshake.Result.BUSY and time.monotonic() - t0 < 2
         for i, c in enumerate(clients + more_lanes):
@@ -139,7 +140,7 @@ def test_clients_up_to_the_limit_then_an_immediate_refusal_that_names_it(tmp_pat
 def _try_connect(folder):
     try:
         return ClientLane(folder)
-    except handshake.HandshakeError:
+    except HandshakeError:
         return None
 
 

@@ -22,7 +22,8 @@ import pytest
 
 from lesspy_kernel import client
 from lesspy_kernel.client import ClientLane
-from lesspy_kernel.transport.handshake import HandshakeError, Result
+from lesspy_kernel.transport.handshake import HandshakeError
+from lesspy_kernel.wire.handshake import Result
 from lesspy_kernel.wire import Tag
 from lesspy_kernel.workfolder import FORCE_TCP_ENV, MAX_SOCKET_PATH
 from servers import ROOT, Headless, wait_for
@@ -503,7 +504,7 @@ def test_stop_force_never_signals_a_process_that_is_not_the_folders_server(tmp_p
 def test_a_shutdown_byte_never_stops_a_server_another_client_uses(tmp_path):
     """SHUTDOWN (stop once this client has gone) waits for the other clients: the server stops when the last
     of them has gone, not under them."""
-    from lesspy_kernel.transport import handshake
+    from lesspy_kernel.wire import handshake
 
     with Headless(tmp_path / "w", LANES_MODULE, "--keep-alive") as s:
         holder = _holder(s.folder)

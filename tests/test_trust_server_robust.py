@@ -20,7 +20,7 @@ import pytest
 from kernels import FLAVOURS, kernel
 from lesspy_kernel import wire
 from lesspy_kernel.client import END, ClientLane, RemoteError
-from lesspy_kernel.transport import handshake
+from lesspy_kernel.wire import handshake
 from lesspy_kernel.transport.mapping import PAGE
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import ErrorKind, Record, Tag, decode_call, fastdecode

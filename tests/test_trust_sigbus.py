@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from kernels import FLAVOURS, kernel
-from lesspy_kernel.transport import handshake, mapping
+from lesspy_kernel.transport import mapping
+from lesspy_kernel.wire import handshake
 from lesspy_kernel.client import ClientLane, RemoteError
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import FrameError, Tag

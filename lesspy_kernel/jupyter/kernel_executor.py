@@ -8,7 +8,7 @@ import threading
 from typing import Callable, TypeVar
 
 from ..dispatch import complete_awaitable
-from ..transport.handshake import Mode
+from ..wire.handshake import Mode
 from ..interrupts import current_call
 from .celloutput import CellOutput
 

@@ -2,7 +2,8 @@
 
 Like Jupyter's signed messages: HMAC-SHA256 with the key from a 0600 file, compared in constant time. The
 server side is a small state machine fed by a selector, so a silent or slow connection never holds up
-calls or other connections (docs/PROTOCOL.md section 3).
+calls or other connections (docs/PROTOCOL.md section 3). The bytes themselves (layouts, modes, purposes,
+results) are the codec's, lesspy_kernel/wire/handshake.py.
 """
 
 from __future__ import annotations
@@ -11,49 +12,14 @@ import hashlib
 import hmac
 import os
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Optional, Tuple
 
 from ..wire import PROTOCOL_VERSION
+from ..wire.handshake import ANSWER, ANSWER_HEAD, HELLO, MAGIC, RESULT, Mode, Purpose, Result, result_frame
 
-MAGIC = b"LSPY"
-HELLO = struct.Struct("<4sHHQ32s")         # magic, version, mode, session id, nonce
-ANSWER = struct.Struct("<4sHHIQ32s")       # magic, version, purpose, client pid, client id, mac
-ANSWER_HEAD = struct.Struct("<4sHH")       # the part checked first: magic, version, purpose
-RESULT = struct.Struct("<BH")              # result, message length
-LANE_ID = struct.Struct("<I")
 TIMEOUT = 5.0
-
-CALL = b"\x01"
-SHUTDOWN = b"\x02"
-REPLY = b"\x01"
-
-
-class Mode(IntEnum):
-    """Where the server runs calls; told to the client so its timeout message can say why."""
-
-    HEADLESS = 0
-    NOTEBOOK = 1
-    NOTEBOOK_THREADED = 2
-
-
-class Purpose(IntEnum):
-    """What a connection is for."""
-
-    LANE = 0
-    STATUS = 1
-    STOP = 2
-
-
-class Result(IntEnum):
-    ACCEPTED = 0
-    WRONG_KEY = 1
-    BAD_VERSION = 2
-    BUSY = 3
-    IN_USE = 4      # a stop request while other clients have lanes open: refused, the server goes on
 
 
 class HandshakeError(Exception):
@@ -71,10 +37,6 @@ class HandshakeClosed(HandshakeError):
 
 def mac(key: bytes, nonce: bytes) -> bytes:
     return hmac.new(key, nonce, hashlib.sha256).digest()
-
-
-def result_frame(result: Result, message: bytes = b"") -> bytes:
-    return RESULT.pack(result, len(message)) + message
 
 
 @dataclass

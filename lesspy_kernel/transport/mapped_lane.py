@@ -30,7 +30,7 @@ from ..loglimit import LogLimiter
 from ..wire import (CANCEL_WORD, DTYPE_CODE_OF, DTYPE_CODES, FIRST_WORD, FLAG_REPLY_IN_REQUEST, MAGIC_WORD,
                     REQUEST_CALL, SEQUENCE_WORD, SESSION_WORD, ErrorKind, Tag, ndarray_data_offset, payload_offset,
                     write_placed_ndarray, write_reply_in_request)
-from . import handshake
+from ..wire import handshake
 from .mapping import Mapping, fault_total, full_fence, guard_first
 from .spinner import SPIN_SECONDS, YIELD_SECONDS, Spinner
 

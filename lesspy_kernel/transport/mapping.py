@@ -206,8 +206,8 @@ class Mapping:
                     reserve(fd, self.path, 0, capacity, "opening a lane")
                 else:
                     os.ftruncate(fd, capacity)
-                # written through the file, not the mapping: allocating the first page can take a millisecond
-                # on a disk file system, and a system call does it without holding the GIL
+                # written through the file, not the mapping: allocating the first page can be slow on a disk file
+                # system, and a system call does it without holding the GIL
                 if hasattr(os, "pwrite"):
                     os.pwrite(fd, header, 0)
                 else:                                 # Windows

@@ -1,7 +1,7 @@
 """The one thread of a server that spins on the lanes' request sequence words (mapped lanes only).
 
 A call that follows the previous one closely is picked up by a thread that is looking at the sequence word,
-a few microseconds busily and then yielding the CPU between looks: no system call, no wake-up. Only one thread
+busily for SPIN_SECONDS and then yielding the CPU between looks: no system call, no wake-up. Only one thread
 spins, since spinning holds the GIL. On a headless server it is a thread of its own that watches every lane and
 serves their calls itself: a call then costs no thread wake-up and no GIL handoff, which is why many threads of
 small calls are slower than one. In a kernel the lane threads take turns at spinning on their own lane.
