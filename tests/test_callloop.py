@@ -160,3 +160,30 @@ def test_a_stream_keeps_its_generator_between_requests():
     _, status, reply = _serve(loop, transport, 9, REQUEST_CALL,
                               encode_call("twice", ListOf(Tag.INT64), [[1, 2]], [ListOf(Tag.INT64)]))
     assert status == STATUS_OK and decode_value(reply) == [1, 2, 1, 2]
+
+
+def test_stop_reasons_pick_the_error_kind_and_end_the_message():
+    from lesspy_kernel.dispatch import stopped_error
+    from lesspy_kernel.interrupts import CallCancelled, StopReason
+
+    assert StopReason.of(None) is StopReason.ABANDONED
+    for reason, kind in ((None, ErrorKind.CANCELLED), (StopReason.CANCELLED, ErrorKind.CANCELLED),
+                         (StopReason.DISCONNECTED, ErrorKind.CANCELLED),
+                         (StopReason.SERVER_STOPPING, ErrorKind.INTERRUPTED)):
+        error = stopped_error("f", CallCancelled(), reason)
+        assert error.kind == kind and error.message == f"f was interrupted: {StopReason.of(reason).value}"
+    assert stopped_error("f", CallCancelled(), None).message == "f was interrupted: its caller abandoned it"
+
+
+def test_a_system_exit_carries_its_status_in_the_outcome():
+    from lesspy_kernel.dispatch import invoke
+    from lesspy_kernel.wire import Call
+
+    def leave(code: Any) -> None:
+        raise SystemExit(code)
+
+    namespace = DictNamespace({"__name__": leave.__module__, "leave": leave})
+    for code, status in ((None, 0), (4, 4), (-1, -1), ("bye", 1)):
+        out = invoke(Call("leave", Tag.NONE, [code]), namespace)
+        assert out.error is not None and out.error.python_type == "SystemExit" and out.exit_status == status
+    assert invoke(Call("leave", Tag.NONE, []), namespace).exit_status is None     # a TypeError, not an exit
