@@ -9,10 +9,12 @@ reaches their internal functions, prints what C# makes of them.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import re
 import struct
 import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -22,7 +24,8 @@ import pytest
 
 from conftest import ROOT, run_mono
 from lesspy_kernel import client, server, stubgen, wire, workfolder
-from lesspy_kernel.transport import handshake, mapping
+from lesspy_kernel.transport import mapping
+from lesspy_kernel.wire import handshake
 
 CS_SOURCES = ROOT / "csharp" / "LessPy"
 NAMES = ROOT / "tests" / "vectors" / "names.txt"
@@ -198,15 +201,24 @@ def test_dtypes(cs):
         _same(ours.get(name), theirs.get(name), f"dtype {name} (code, item size)", cs.where("DType", "ByCode"))
 
 
+def _fields(layout: struct.Struct, names: List[str]) -> Dict[str, Tuple[int, int]]:
+    """Each field's (offset, size) in a little-endian struct, from the struct's own format; `names` name its fields
+    in order, one each."""
+    assert layout.format.startswith("<"), layout.format
+    codes = re.findall(r"\d*[a-zA-Z]", layout.format[1:])
+    assert len(codes) == len(names), f"{layout.format} has {len(codes)} fields, named {names}"
+    fields, fmt = {}, "<"
+    for name, code in zip(names, codes):
+        fields[name] = (struct.calcsize(fmt), struct.calcsize("<" + code))
+        fmt += code
+    return fields
+
+
 def _header_offsets() -> Dict[str, int]:
     """Each field's offset in the mapping header, from the Python header struct's own layout."""
     names = ["magic", "version", "header_size", "capacity", "sequence", "length", "status", "waiting", "session",
              "cancel", "flags"]
-    offsets, fmt = {}, "<"
-    for name, code in zip(names, re.findall(r"\d*[a-zA-Z]", wire.HEADER.format.lstrip("<"))):
-        offsets[name] = struct.calcsize(fmt)
-        fmt += code
-    return offsets
+    return {name: offset for name, (offset, _) in _fields(wire.HEADER, names).items()}
 
 
 def test_header_layout(cs):
@@ -247,11 +259,30 @@ def test_handshake(cs):
     _same_enum(cs, "Purpose", {p.name: int(p) for p in handshake.Purpose}, "purpose", {"LANE": "OpenLane"})
     _same_enum(cs, "HandshakeResult", {r.name: int(r) for r in handshake.Result}, "handshake result",
                {"BAD_VERSION": "UnsupportedVersion"})
-    _same(handshake.HELLO.size, cs.value("Wire", "HelloSize"), "hello size", cs.where("Wire", "HelloSize"))
-    _same(handshake.ANSWER.size, cs.value("Wire", "AnswerSize"), "answer size", cs.where("Wire", "AnswerSize"))
-    nonce_at = struct.calcsize(handshake.HELLO.format[:-3])
-    _same(nonce_at, cs.value("Wire", "NonceOffset"), "nonce offset in the hello", cs.where("Wire", "NonceOffset"))
-    _same(handshake.HELLO.size - nonce_at, cs.value("Wire", "NonceSize"), "nonce size", cs.where("Wire", "NonceSize"))
+
+
+# the handshake's messages: the C# prefix of their Wire constants, the Python struct, its fields' names in order
+HANDSHAKE_MESSAGES = [("Hello", handshake.HELLO, ["magic", "version", "mode", "session", "nonce"]),
+                      ("Answer", handshake.ANSWER, ["magic", "version", "purpose", "pid", "client_id", "mac"]),
+                      ("Result", handshake.RESULT, ["result", "message_length"])]
+
+
+def test_handshake_layout(cs):
+    """Every field of the hello, the answer and the result sits where Python's structs put it: C# Wire has
+    <Message>Size and <Message>Off<Field> for each; the nonce, the HMAC and an accepted lane's id have their sizes."""
+    fields = {}
+    for message, layout, names in HANDSHAKE_MESSAGES:
+        member = message + "Size"
+        _same(layout.size, cs.value("Wire", member), f"the {message.lower()}'s size", cs.where("Wire", member))
+        fields[message] = _fields(layout, names)
+        for name, (offset, _) in fields[message].items():
+            member = message + "Off" + stubgen.pascal_case(name)
+            _same(offset, cs.value("Wire", member), f"the {message.lower()}'s {name} offset", cs.where("Wire", member))
+    for size, member in ((fields["Hello"]["nonce"][1], "NonceSize"), (fields["Answer"]["mac"][1], "MacSize"),
+                         (handshake.LANE_ID.size, "LaneIdSize")):
+        _same(size, cs.value("Wire", member), member, cs.where("Wire", member))
+    _same(handshake.ANSWER_HEAD.format, handshake.ANSWER.format[:len(handshake.ANSWER_HEAD.format)],
+          "the answer's head", "Python's ANSWER struct")
 
 
 def test_notify_bytes(cs):
@@ -294,14 +325,23 @@ def test_limits(cs):
                                       (wire.MAX_DEPTH, "Codec", "MaxDepth", "nesting depth"),
                                       (wire.MAX_DATETIME_TICKS, "Codec", "MaxDateTimeTicks", "DateTime ticks"),
                                       (server.MAX_LANES_PER_CLIENT, "Channel", "DefaultMaxLanes", "lanes per client"),
-                                      (mapping.MIN_CAPACITY, "Mapping", "MinCapacity", "the smallest lane file")):
+                                      (mapping.MIN_CAPACITY, "Mapping", "MinCapacity", "the smallest lane file"),
+                                      (server.DEFAULT_CAPACITY, "Mapping", "DefaultCapacity", "a lane file's default size"),
+                                      (wire.NDARRAY_ALIGN, "Wire", "NdArrayAlign", "the NDARRAY data alignment"),
+                                      (wire.MAX_TUPLE, "Codec", "MaxTuple", "tuple items"),
+                                      (wire.MAX_FIELDS, "Codec", "MaxFields", "record fields")):
         _same(python, cs.value(typ, member), what, cs.where(typ, member))
+    # a ValueTuple's own limit is why a TUPLE has at most MAX_TUPLE items: C# knows a ValueTuple of each size
     tuples = re.findall(r"typeof\(ValueTuple<,*>\)", cs.exprs[("WireType", "TupleDefinitions")])
     _same(wire.MAX_TUPLE, len(tuples), "tuple items", cs.where("WireType", "TupleDefinitions"))
-    checked = re.search(r"n < 1 \|\| n > (\d+)\) throw Bad\([^;]*TUPLE count", cs.bodies["Codec"])
-    _same(wire.MAX_TUPLE, checked and int(checked.group(1)), "tuple items (decoder)", cs.where("Codec", "Read"))
-    checked = re.search(r"chosen\.Count > (\d+)\) return", cs.bodies["WireType"])
-    _same(wire.MAX_FIELDS, checked and int(checked.group(1)), "record fields", cs.where("WireType", "RecordMembers"))
+
+
+def test_errno_values(cs):
+    """The errno values C# names (Posix) are this Linux's."""
+    names = [name for typ, name in cs.exprs if typ == "Posix" and re.fullmatch(r"E[A-Z]+", name)]
+    assert {"EINTR", "EAGAIN", "ENOSPC"} <= set(names), names
+    for name in names:
+        _same(getattr(errno, name), cs.value("Posix", name), f"errno {name}", cs.where("Posix", name))
 
 
 # ---------------------------------------------------------------------------------- behaviour, run in both languages
@@ -375,3 +415,31 @@ def test_field_keys(ask_csharp):
         _same(wire.field_key(name), csharp, f"the key of {name!r}", "C# WireType.Key")
         expected = "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in name if c != "_")
         _same(expected, wire.field_key(name), f"the key of {name!r} by the rule", "field_key")
+
+
+# the environments Jupyter's runtime dir is found from: each variable that decides it, an empty one (unset for
+# both), and none (HOME's ~/.local/share); later rules' variables are set too, to show the earlier one wins
+RUNTIME_ENVIRONMENTS = [
+    {"JUPYTER_RUNTIME_DIR": "/r/runtime", "JUPYTER_DATA_DIR": "/r/data", "XDG_DATA_HOME": "/r/xdg", "HOME": "/r/home"},
+    {"JUPYTER_DATA_DIR": "/r/data", "XDG_DATA_HOME": "/r/xdg", "HOME": "/r/home"},
+    {"XDG_DATA_HOME": "/r/xdg", "HOME": "/r/home"},
+    {"HOME": "/r/home"},
+    {"JUPYTER_RUNTIME_DIR": "", "JUPYTER_DATA_DIR": "", "XDG_DATA_HOME": "", "HOME": "/r/home"},
+]
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="the Linux rules (XDG_DATA_HOME); C# and Python "
+                    "branch on the platform alike")
+def test_jupyter_runtime_dir(ask_csharp, monkeypatch):
+    """A named session's folder is found in the same runtime dir by both languages (workfolder.jupyter_runtime_dir,
+    C# WorkFolder.JupyterRuntimeDir), whichever variables are set."""
+    questions = ["runtime " + " ".join(f"{k}={v}" for k, v in env.items()) for env in RUNTIME_ENVIRONMENTS]
+    theirs = ask_csharp(questions)
+    for env, csharp in zip(RUNTIME_ENVIRONMENTS, theirs):
+        for name in ("JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "XDG_DATA_HOME", "HOME"):
+            if name in env:
+                monkeypatch.setenv(name, env[name])
+            else:
+                monkeypatch.delenv(name, raising=False)
+        ours = workfolder.jupyter_runtime_dir()
+        _same(str(ours), csharp, f"the runtime dir with {env}", "C# WorkFolder.JupyterRuntimeDir")

@@ -15,12 +15,12 @@ namespace LessPy
     /// The pool rule (data integrity): a thread starting a call first releases the lanes it holds (their result views
     /// die), reclaims set-aside lanes whose late reply has come, then takes a free lane (its own last one first), else
     /// opens a new lane, else takes a lane held by a dead thread, else the least recently used held lane (its views
-    /// die: they throw, never show other data; but while a set-aside lane may come back, it first waits up to a second
-    /// for that), else waits for a lane up to the call timeout. A lane holding in-place request arrays of a live thread
-    /// is never taken over (that thread may be writing through a span, which cannot be checked). A lane the server
-    /// refuses as over its per-client limit (its count of our closed lanes lags) counts as "cannot open" for 50 ms. A
-    /// result with NdArray views keeps its lane held by the calling thread until that thread's next call; any other
-    /// result frees it at once.
+    /// die: they throw, never show other data; but while a set-aside lane may come back, it first waits up to
+    /// StealGraceTicks for that), else waits for a lane up to the call timeout. A lane holding in-place request arrays
+    /// of a live thread is never taken over (that thread may be writing through a span, which cannot be checked). A
+    /// lane the server refuses as over its per-client limit (its count of our closed lanes lags) counts as "cannot
+    /// open" for RefusedTicks. A result with NdArray views keeps its lane held by the calling thread until that
+    /// thread's next call; any other result frees it at once.
     /// </para>
     /// </summary>
     internal sealed partial class Channel : IDisposable
@@ -482,7 +482,7 @@ namespace LessPy
 
         /// <summary>
         /// An array inside the current thread's lane request file (from the end of the payload area downward,
-        /// 64-aligned), writable until this thread's next call on this connection sends it.
+        /// aligned to Wire.NdArrayAlign), writable until this thread's next call on this connection sends it.
         /// </summary>
         public NdArray NewRequestArray(DType dtype, int[] shape)
         {

@@ -235,7 +235,7 @@ namespace LessPy
                     int[] shape;
                     long count;
                     ReadShape(s, ref pos, out dt, out shape, out count);
-                    int start = (int)Pad(pos, 64);
+                    int start = (int)Pad(pos, Wire.NdArrayAlign);
                     long len = count * dt.ItemSize;
                     Need(s, start, len, "NDARRAY data");
                     pos = start + (int)len;
@@ -259,7 +259,7 @@ namespace LessPy
         {
             Need(s, pos, 1, "TUPLE count");
             int n = s[pos++];
-            if (n < 1 || n > 7) throw Bad(pos - 1, "TUPLE count " + n + " is not 1..7");
+            if (n < 1 || n > MaxTuple) throw Bad(pos - 1, "TUPLE count " + n + " is not 1.." + MaxTuple);
             if (expected != null && n != expected.Items.Length)
                 throw Bad(pos - 1, "expected " + expected + " (" + expected.Items.Length + " items), got a tuple of " + n);
             var values = new object[n];

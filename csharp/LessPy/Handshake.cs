@@ -60,27 +60,27 @@ namespace LessPy
         public static Hello Exchange(NotifySocket s, EndPoint at, byte[] key, Purpose purpose, ulong clientId, long deadline, CancellationToken ct)
         {
             var hello = new byte[Wire.HelloSize];
-            ReadExact(s, hello, 0, 8, "the server's hello", deadline, ct);
+            ReadExact(s, hello, 0, Wire.HelloOffSession, "the server's hello", deadline, ct);
             if (hello[0] != 'L' || hello[1] != 'S' || hello[2] != 'P' || hello[3] != 'Y')
                 throw new ProtocolException(Describe(at) + " is not a lesspy server (its hello does not start with LSPY)");
             var h = new Hello();
-            h.Version = BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(hello, 4, 2));
+            h.Version = BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(hello, Wire.HelloOffVersion, 2));
             if (h.Version != Wire.Version)
                 throw new HandshakeException("the server speaks protocol version " + h.Version + " and this client version " + Wire.Version
                     + ": use the LessPy C# client that comes with the server's lesspy-kernel package", (int)HandshakeResult.UnsupportedVersion);
-            ReadExact(s, hello, 8, Wire.HelloSize - 8, "the server's hello", deadline, ct);
-            h.Mode = (ServerMode)BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(hello, 6, 2));
-            h.Session = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(hello, 8, 8));
+            ReadExact(s, hello, Wire.HelloOffSession, Wire.HelloSize - Wire.HelloOffSession, "the server's hello", deadline, ct);
+            h.Mode = (ServerMode)BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(hello, Wire.HelloOffMode, 2));
+            h.Session = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(hello, Wire.HelloOffSession, 8));
             byte[] mac;
-            using (var hmac = new HMACSHA256(key)) mac = hmac.ComputeHash(hello, Wire.NonceOffset, Wire.NonceSize);
+            using (var hmac = new HMACSHA256(key)) mac = hmac.ComputeHash(hello, Wire.HelloOffNonce, Wire.NonceSize);
 
             var answer = new byte[Wire.AnswerSize];
             answer[0] = (byte)'L'; answer[1] = (byte)'S'; answer[2] = (byte)'P'; answer[3] = (byte)'Y';
-            BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(answer, 4, 2), Wire.Version);
-            BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(answer, 6, 2), (ushort)purpose);
-            BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(answer, 8, 4), (uint)CurrentPid);
-            BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(answer, 12, 8), clientId);
-            Buffer.BlockCopy(mac, 0, answer, 20, 32);
+            BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(answer, Wire.AnswerOffVersion, 2), Wire.Version);
+            BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(answer, Wire.AnswerOffPurpose, 2), (ushort)purpose);
+            BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(answer, Wire.AnswerOffPid, 4), (uint)CurrentPid);
+            BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(answer, Wire.AnswerOffClientId, 8), clientId);
+            Buffer.BlockCopy(mac, 0, answer, Wire.AnswerOffMac, Wire.MacSize);
             if (!s.Send(answer, 0, answer.Length)) throw new ServerUnavailableException("the server closed the connection during the handshake");
             return h;
         }
@@ -91,12 +91,13 @@ namespace LessPy
         /// </summary>
         public static byte[] ReadResult(NotifySocket s, EndPoint at, WorkFolder folder, long deadline, CancellationToken ct)
         {
-            var head = new byte[3];
-            ReadExact(s, head, 0, 3, "the handshake result", deadline, ct);
-            int len = BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(head, 1, 2));
+            var head = new byte[Wire.ResultSize];
+            ReadExact(s, head, 0, Wire.ResultSize, "the handshake result", deadline, ct);
+            int len = BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(head, Wire.ResultOffMessageLength, 2));
             var msg = new byte[len];
             if (len > 0) ReadExact(s, msg, 0, len, "the handshake message", deadline, ct);
-            var result = (HandshakeResult)head[0];
+            byte code = head[Wire.ResultOffResult];
+            var result = (HandshakeResult)code;
             if (result == HandshakeResult.Accepted) return msg;
             string text = Encoding.UTF8.GetString(msg);
             string tail = text.Length > 0 ? ": " + text : "";
@@ -104,13 +105,13 @@ namespace LessPy
             {
                 case HandshakeResult.WrongKey:
                     throw new HandshakeException("the server refused the session key of " + folder.File(WorkFolder.KeyFile) + tail
-                        + " (wrong session key: the file changed, or another server answers on " + Describe(at) + ")", head[0], text);
+                        + " (wrong session key: the file changed, or another server answers on " + Describe(at) + ")", code, text);
                 case HandshakeResult.UnsupportedVersion:
-                    throw new HandshakeException("the server does not support protocol version " + Wire.Version + tail, head[0], text);
+                    throw new HandshakeException("the server does not support protocol version " + Wire.Version + tail, code, text);
                 case HandshakeResult.Busy:
-                    throw new HandshakeException("the server of " + folder.Path + " is busy" + (text.Length > 0 ? ": " + text : " (it serves its limit of clients or lanes)"), head[0], text);
+                    throw new HandshakeException("the server of " + folder.Path + " is busy" + (text.Length > 0 ? ": " + text : " (it serves its limit of clients or lanes)"), code, text);
                 default:
-                    throw new HandshakeException("the server refused the connection (result " + head[0] + ")" + tail, head[0], text);
+                    throw new HandshakeException("the server refused the connection (result " + code + ")" + tail, code, text);
             }
         }
 
@@ -131,7 +132,7 @@ namespace LessPy
 
         /// <summary>
         /// Reads exactly <paramref name="n"/> bytes, until <paramref name="deadline"/> (a Stopwatch timestamp, long.MaxValue:
-        /// none); a cancellable <paramref name="ct"/> is looked at every 20 ms. A server that accepted the connection (the
+        /// none); a cancellable <paramref name="ct"/> is looked at every <see cref="WaitTimings.CancelSliceMicroseconds"/>. A server that accepted the connection (the
         /// kernel does that for it) but sends nothing is alive but not answering, or gone: the caller tells which.
         /// </summary>
         static void ReadExact(NotifySocket s, byte[] buf, int offset, int n, string what, long deadline, CancellationToken ct)

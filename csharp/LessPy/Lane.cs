@@ -68,7 +68,7 @@ namespace LessPy
             {
                 hello = Handshake.Exchange(s, at, key, Purpose.OpenLane, clientId, deadline, ct);
                 byte[] answer = Handshake.ReadResult(s, at, folder, deadline, ct);
-                if (answer.Length != 4) throw new ProtocolException("the server accepted the lane but sent " + answer.Length + " bytes, not a u32 lane id");
+                if (answer.Length != Wire.LaneIdSize) throw new ProtocolException("the server accepted the lane but sent " + answer.Length + " bytes, not a u32 lane id");
                 int id = (int)BinaryPrimitives.ReadUInt32LittleEndian(answer);
                 string reqPath = folder.File(Wire.LaneFile(id, Wire.LaneRequestSuffix));
                 string respPath = folder.File(Wire.LaneFile(id, Wire.LaneResponseSuffix));
@@ -283,7 +283,7 @@ namespace LessPy
         /// <summary>
         /// Places an in-place request array of <paramref name="size"/> bytes in the request file, below this call's other
         /// arrays (<paramref name="low"/>: the lowest of their payload offsets, -1 none; updated), from the end of the
-        /// payload area downward, 64-aligned; grows the file when the frame would have less than MinFrameRoom below them.
+        /// payload area downward, aligned to Wire.NdArrayAlign; grows the file when the frame would have less than MinFrameRoom below them.
         /// Its disk blocks are reserved: the app writes there, and a hole on a full disk would raise SIGBUS. Returns its
         /// payload offset.
         /// </summary>
@@ -291,13 +291,14 @@ namespace LessPy
         {
             Mapping req = Request;
             long top = low >= 0 ? low : req.PayloadCapacity;
-            long offset = (top - size) & ~63L;
+            const long align = Wire.NdArrayAlign;
+            long offset = (top - size) & ~(align - 1);
             if (offset < MinFrameRoom)
             {
-                long need = low >= 0 ? req.PayloadCapacity + size + 64 : size + 64 + MinFrameRoom;
+                long need = low >= 0 ? req.PayloadCapacity + size + align : size + align + MinFrameRoom;
                 long before = req.PayloadCapacity;
                 req.EnsurePayload(need);
-                offset = (req.PayloadCapacity - size) & ~63L;
+                offset = (req.PayloadCapacity - size) & ~(align - 1);
                 if (low < 0 || offset < before) low = offset;
             }
             else low = offset;

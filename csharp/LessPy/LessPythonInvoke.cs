@@ -33,11 +33,11 @@ namespace LessPy
         /// <exception cref="NotSupportedException">A method of <typeparamref name="T"/> lacks [PythonImport] or uses an unsupported type.</exception>
         /// <exception cref="ServerUnavailableException">No interpreter, lesspy-kernel missing, or the server failed to start in 30 s.</exception>
         /// <exception cref="HandshakeException">The folder's server refused the connection (for example: busy with another client).</exception>
-        public static T Initialize<T>(string pythonVenvPath, string exportingPyPath, bool debug = false, bool keepAlive = false, int capacity = 16 * 1024 * 1024)
+        public static T Initialize<T>(string pythonVenvPath, string exportingPyPath, bool debug = false, bool keepAlive = false, int capacity = Mapping.DefaultCapacity)
             where T : class
         {
             if (exportingPyPath == null) throw new ArgumentNullException(nameof(exportingPyPath));
-            if (capacity < 4096) throw new ArgumentOutOfRangeException(nameof(capacity), "at least 4096 bytes");
+            if (capacity < Mapping.MinCapacity) throw new ArgumentOutOfRangeException(nameof(capacity), "at least " + Mapping.MinCapacity + " bytes");
             // a server is started only for an interface that binds: the binding is waited for before starting one
             return Prepared<T>(preparation => ServerProcess.StartOrReuse(pythonVenvPath, exportingPyPath, debug, keepAlive, capacity,
                 () => preparation.Finish()));

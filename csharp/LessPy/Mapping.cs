@@ -35,11 +35,12 @@ namespace LessPy
         bool _pointerHeld;
         long _reserved;                 // bytes from the start of the file known to have disk blocks behind them (libc path)
 
-        const int ENOSPC = 28, EFBIG = 27, EINTR = 4;
         /// <summary>A request frame's blocks are reserved in steps of this many bytes (one system call per step, not per call).</summary>
         const long ReserveStep = 64 * 1024;
         /// <summary>The smallest lane file (the server refuses a smaller capacity).</summary>
         internal const long MinCapacity = 4096;
+        /// <summary>The starting size of each lane file when the app does not say (server.py DEFAULT_CAPACITY).</summary>
+        internal const int DefaultCapacity = 16 * 1024 * 1024;
 
         [DllImport("libc", SetLastError = true)] static extern int posix_fallocate(int fd, IntPtr offset, IntPtr len);
 
@@ -88,7 +89,7 @@ namespace LessPy
                 else m._stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
                 long length = m.FileLength();
                 if (length < Wire.HeaderSize)
-                    throw new ProtocolException(path + " is " + length + " bytes, shorter than its 64-byte header");
+                    throw new ProtocolException(path + " is " + length + " bytes, shorter than its " + Wire.HeaderSize + "-byte header");
                 m.Map(length);
                 m.CheckHeader(sessionId);
                 return m;
@@ -139,7 +140,7 @@ namespace LessPy
             if (version != Wire.Version)
                 throw new ProtocolException(_path + " has protocol version " + version + "; this client speaks version " + Wire.Version);
             int headerSize = BinaryPrimitives.ReadUInt16LittleEndian(h.Slice(Wire.OffHeaderSize));
-            if (headerSize != Wire.HeaderSize) throw new ProtocolException(_path + " has header size " + headerSize + ", not 64");
+            if (headerSize != Wire.HeaderSize) throw new ProtocolException(_path + " has header size " + headerSize + ", not " + Wire.HeaderSize);
             ulong cap = BinaryPrimitives.ReadUInt64LittleEndian(h.Slice(Wire.OffCapacity));
             if (cap < Wire.HeaderSize || cap > (ulong)Capacity)
                 throw new ProtocolException(_path + " says its capacity is " + cap + " but the file is " + Capacity + " bytes");
@@ -175,7 +176,7 @@ namespace LessPy
             }
             if (payload > Wire.MaxPayload)
                 throw new PayloadTooLargeException("a payload of " + payload + " bytes is over the protocol's limit of " + Wire.MaxPayload
-                    + " bytes (2^31 - 65)", payload + Wire.HeaderSize, Capacity);
+                    + " bytes (what a .NET span addresses, less the " + Wire.HeaderSize + "-byte header)", payload + Wire.HeaderSize, Capacity);
             long size = GrownSize(payload);
             if (_fd >= 0)
             {
@@ -212,14 +213,14 @@ namespace LessPy
             if (offset == 0 && length <= _reserved) return;
             long before = FileLength();
             int err;
-            while ((err = posix_fallocate(_fd, (IntPtr)offset, (IntPtr)length)) == EINTR) { }
+            while ((err = posix_fallocate(_fd, (IntPtr)offset, (IntPtr)length)) == Posix.EINTR) { }
             if (err == 0) return;
-            if (err != ENOSPC && err != EFBIG) return;     // not supported here (EOPNOTSUPP, EINVAL ...): the file stays as it was
+            if (err != Posix.ENOSPC && err != Posix.EFBIG) return;     // not supported here (EOPNOTSUPP, EINVAL ...): the file stays as it was
             // an emulated reservation may have grown the file part of the way: give it back its size
             try { if (FileLength() > before) Posix.SetFileLength(_fd, before, _path); }
             catch (IOException) { }
             string dir = System.IO.Path.GetDirectoryName(_path);
-            throw new PayloadTooLargeException(err == ENOSPC
+            throw new PayloadTooLargeException(err == Posix.ENOSPC
                 ? "the file system of the work folder " + dir + " is full: it cannot hold " + (offset + length) + " bytes of " + _path
                     + " for this call (ENOSPC, nothing was sent and the connection stays usable). Free space there (df " + dir + "), "
                     + "send less, or use a work folder on a larger file system"

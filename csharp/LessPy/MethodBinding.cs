@@ -28,10 +28,10 @@ namespace LessPy
         /// <summary>For Task / Task&lt;T&gt; methods: starts the call and returns the task; null for synchronous methods.</summary>
         public Func<Channel, MethodBinding, object[], CancellationToken, object> StartAsync;
 
-        const string Supported = "Supported: bool, int, long, float, double, sbyte, byte, short, ushort, uint, ulong, string, DateTime, TimeSpan, Guid, enums, "
+        static readonly string Supported = "Supported: bool, int, long, float, double, sbyte, byte, short, ushort, uint, ulong, string, DateTime, TimeSpan, Guid, enums, "
             + "nullable value types (int?, DateTime?), byte[], int[], int[][], 1-D arrays of numbers or bool (double[], bool[], ...), rectangular arrays (double[,]), NdArray, "
             + "T[], List<T>, IList<T>, IReadOnlyList<T>, Dictionary<string, T>, IReadOnlyDictionary<string, T>, classes and structs with public properties (records), "
-            + "ValueTuple of 1 to 7 of these (nested), void returns, Task and Task<T> returns (asynchronous), IEnumerable<T> returns (streamed from a generator), and a CancellationToken as the last parameter "
+            + "ValueTuple of 1 to " + Codec.MaxTuple + " of these (nested), void returns, Task and Task<T> returns (asynchronous), IEnumerable<T> returns (streamed from a generator), and a CancellationToken as the last parameter "
             + "(docs/PROTOCOL.md section 4).";
 
         /// <summary>Checks every method of <paramref name="iface"/> and computes what its calls send.</summary>

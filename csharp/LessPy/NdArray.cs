@@ -73,7 +73,7 @@ namespace LessPy
         /// <summary>In-place request arrays only: the generation of <see cref="RequestArrays"/> the array belongs to.</summary>
         internal long RequestGeneration { get; }
 
-        /// <summary>In-place request arrays only: the data's offset from the start of the request payload (a multiple of 64).</summary>
+        /// <summary>In-place request arrays only: the data's offset from the start of the request payload (a multiple of Wire.NdArrayAlign).</summary>
         internal long RequestOffset { get; }
 
         /// <summary>True for an array made by <see cref="ILessPyConnection.NewRequestArray{T}"/> (it lives in the request mapping).</summary>

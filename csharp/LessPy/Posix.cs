@@ -12,7 +12,9 @@ namespace LessPy
     /// </summary>
     internal static unsafe class Posix
     {
-        const int ESRCH = 3, ENOENT = 2, EPERM = 1, EINTR = 4, EACCES = 13, ENOSYS = 38;
+        /// <summary>The errno values LessPy tells apart (Linux's, the same on x86-64 and aarch64), for every libc caller.</summary>
+        internal const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EAGAIN = 11, EACCES = 13, EEXIST = 17, EFBIG = 27,
+            ENOSPC = 28, ENOSYS = 38, EISCONN = 106, EALREADY = 114, EINPROGRESS = 115;
         const int O_RDONLY = 0, O_RDWR = 2, O_CLOEXEC = 0x80000;
         const int SEEK_END = 2;
         const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, STATX_TYPE = 1, S_IFMT = 0xF000, S_IFDIR = 0x4000;
@@ -40,7 +42,7 @@ namespace LessPy
         [DllImport("libc", SetLastError = true)] static extern int __lxstat64(int ver, byte* path, byte* buf);
 
         // ---- ownership checks (the work folder rule of docs/PROTOCOL.md section 1)
-        const int O_CREAT = 0x40, O_EXCL = 0x80, O_PATH = 0x200000, EEXIST = 17;
+        const int O_CREAT = 0x40, O_EXCL = 0x80, O_PATH = 0x200000;
         /// <summary>O_DIRECTORY and O_NOFOLLOW differ on ARM (asm-generic/fcntl.h) from x86 and most others (uname's machine, <see cref="Probe"/>).</summary>
         static bool _arm;
         static int O_DIRECTORY { get { return IsLinux && _arm ? 0x4000 : 0x10000; } }
@@ -307,7 +309,7 @@ namespace LessPy
                 if (lockf(fd, F_TLOCK, (IntPtr)1) == 0) return true;
                 int errno = Marshal.GetLastWin32Error();
                 if (errno == EINTR) continue;
-                if (errno == EACCES || errno == 11) return false;          // EAGAIN: held by another process
+                if (errno == EACCES || errno == EAGAIN) return false;      // held by another process
                 throw Error("cannot lock " + path, path, errno);
             }
         }

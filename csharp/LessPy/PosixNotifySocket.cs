@@ -18,7 +18,6 @@ namespace LessPy
         /// <summary>O_NONBLOCK (and SOCK_NONBLOCK): 04000 on x86, ARM and asm-generic Linux.</summary>
         const int SOCK_NONBLOCK = 0x800, O_NONBLOCK = 0x800, F_GETFL = 3, F_SETFL = 4;
         const short POLLIN = 1, POLLOUT = 4;
-        const int EINTR = 4, EAGAIN = 11, EINPROGRESS = 115, EALREADY = 114, EISCONN = 106;
         const int SunPathBytes = 108;
 
         sealed class Fd : SafeHandleZeroOrMinusOneIsInvalid
@@ -131,14 +130,14 @@ namespace LessPy
                 {
                     if (connect(fd, addr, len) == 0) break;
                     int errno = Marshal.GetLastWin32Error();
-                    if (errno == EISCONN) break;                 // a retry after an interrupted connect that went through
-                    if (errno == EINTR && ++interrupted <= 3) continue;
-                    if (errno == EINPROGRESS || errno == EALREADY)
+                    if (errno == Posix.EISCONN) break;                 // a retry after an interrupted connect that went through
+                    if (errno == Posix.EINTR && ++interrupted <= 3) continue;
+                    if (errno == Posix.EINPROGRESS || errno == Posix.EALREADY)
                     {
                         AwaitConnected(fd, start, deadline, ct, shownPath);
                         break;
                     }
-                    if (errno != EAGAIN) throw Error("connect to " + shownPath, errno);
+                    if (errno != Posix.EAGAIN) throw Error("connect to " + shownPath, errno);
                     // the listen queue is full: the server accepts no connection now. Try again shortly, until the deadline
                     ct.ThrowIfCancellationRequested();
                     int ms = MillisecondsLeft(deadline);
@@ -175,7 +174,7 @@ namespace LessPy
                 if (r < 0)
                 {
                     int errno = Marshal.GetLastWin32Error();
-                    if (errno == EINTR) continue;
+                    if (errno == Posix.EINTR) continue;
                     throw Error("poll", errno);
                 }
                 if (r == 0) continue;
@@ -199,7 +198,7 @@ namespace LessPy
                         if (n < 0)
                         {
                             int errno = Marshal.GetLastWin32Error();
-                            if (errno == EINTR || errno == EAGAIN) continue;
+                            if (errno == Posix.EINTR || errno == Posix.EAGAIN) continue;
                             return false;
                         }
                         if (n == 0) return false;
@@ -222,7 +221,7 @@ namespace LessPy
                     long n = (long)recv(_fd, b + offset, (IntPtr)count, 0);
                     if (n >= 0) return (int)n;
                     int errno = Marshal.GetLastWin32Error();
-                    if (errno == EINTR) continue;
+                    if (errno == Posix.EINTR) continue;
                     if (Volatile.Read(ref _shut) != 0) return 0;
                     throw Error("recv", errno);
                 }
@@ -242,7 +241,7 @@ namespace LessPy
                     int r = poll(&p, (UIntPtr)1, ms);
                     if (r >= 0) return r > 0;      // readable, closed (POLLHUP) or in error: a read says which
                     int errno = Marshal.GetLastWin32Error();
-                    if (errno != EINTR) throw Error("poll", errno);
+                    if (errno != Posix.EINTR) throw Error("poll", errno);
                 }
             }
             finally

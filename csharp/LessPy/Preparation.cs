@@ -35,7 +35,7 @@ namespace LessPy
 
         void Run()
         {
-            // named here, not by the caller: a type's first Name costs Mono nearly a millisecond of reflection set-up
+            // named here, not by the caller: a type's first Name costs Mono a reflection set-up, paid on this thread
             Thread.CurrentThread.Name = "LessPy binds " + typeof(T).Name;
             try
             {

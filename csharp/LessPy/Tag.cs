@@ -5,7 +5,7 @@ namespace LessPy
     {
         None = 0x00, Bool = 0x01, Int32 = 0x02, Int64 = 0x03, Float32 = 0x04, Float64 = 0x05, String = 0x06,
         Bytes = 0x07, Int32Array = 0x08, Int32Jagged = 0x09, Tuple = 0x0A, NdArray = 0x0B,
-        /// <summary>Requests only: an NDARRAY whose data lies further on in the payload (at a 64-aligned offset).</summary>
+        /// <summary>Requests only: an NDARRAY whose data lies further on in the payload (at an offset aligned to Wire.NdArrayAlign).</summary>
         NdArrayAt = 0x0C,
         /// <summary>A 1-D array of one dtype: double[], bool[], short[] ...</summary>
         Array = 0x0D,

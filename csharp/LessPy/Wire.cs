@@ -25,11 +25,29 @@ namespace LessPy
         /// <summary>The largest payload: what a .NET span can address, minus the header.</summary>
         public const long MaxPayload = int.MaxValue - HeaderSize;
 
-        // ---- handshake (section 3)
-        public const int HelloSize = 48;        // LSPY, u16 version, u16 mode, u64 session id, 32-byte nonce
-        public const int AnswerSize = 52;       // LSPY, u16 version, u16 purpose, u32 pid, u64 client id, 32-byte HMAC
-        public const int NonceOffset = 16;
+        /// <summary>An NDARRAY's data (and an in-place request array) starts at a multiple of this from the payload start.</summary>
+        public const int NdArrayAlign = 64;
+
+        // ---- handshake (section 3); every field is little-endian
+        public const int HelloSize = 48;        // the server's hello
+        public const int HelloOffMagic = 0;     // ASCII LSPY
+        public const int HelloOffVersion = 4;   // u16
+        public const int HelloOffMode = 6;      // u16, see ServerMode
+        public const int HelloOffSession = 8;   // u64, the server run's session id; the fields before it are read first
+        public const int HelloOffNonce = 16;    // NonceSize bytes, what the answer's HMAC covers
         public const int NonceSize = 32;
+        public const int AnswerSize = 52;       // the client's answer
+        public const int AnswerOffMagic = 0;    // ASCII LSPY
+        public const int AnswerOffVersion = 4;  // u16
+        public const int AnswerOffPurpose = 6;  // u16, see Purpose
+        public const int AnswerOffPid = 8;      // u32, the client's process id
+        public const int AnswerOffClientId = 12; // u64
+        public const int AnswerOffMac = 20;     // MacSize bytes, HMAC-SHA256 of the nonce with the session key
+        public const int MacSize = 32;
+        public const int ResultSize = 3;        // the server's result, then ResultOffMessageLength's count of UTF-8 bytes
+        public const int ResultOffResult = 0;   // u8, see HandshakeResult
+        public const int ResultOffMessageLength = 1; // u16
+        public const int LaneIdSize = 4;        // an accepted lane's message: u32 lane id
 
         // ---- single bytes on a lane's connection after the handshake
         public const byte NotifyCall = 0x01;      // client -> server

@@ -287,7 +287,7 @@ namespace LessPy
                     return "it has no public parameterless constructor, and no public constructor whose parameters all match its properties";
             }
             if (chosen.Count == 0) return "it has no public settable properties or fields";
-            if (chosen.Count > 1024) return "it has more than 1024 properties and fields";
+            if (chosen.Count > Codec.MaxFields) return "it has more than " + Codec.MaxFields + " properties and fields";
             var seen = new Dictionary<string, string>();
             foreach (MemberInfo m in chosen)
             {
@@ -531,7 +531,7 @@ namespace LessPy
                 if (def.FullName != null && def.FullName.StartsWith("System.Tuple`", StringComparison.Ordinal))
                     return "use a ValueTuple such as (int, string)";
                 if (def.FullName != null && def.FullName.StartsWith("System.ValueTuple`8", StringComparison.Ordinal))
-                    return "a tuple has at most 7 items: nest tuples";
+                    return "a tuple has at most " + Codec.MaxTuple + " items: nest tuples";
             }
             if (typeof(System.Collections.IEnumerable).IsAssignableFrom(bad) && bad != typeof(string))
                 return "use T[], List<T> or Dictionary<string, T>";
@@ -545,78 +545,6 @@ namespace LessPy
                 return inner == null ? "" : "its member of type " + CSharpName(inner) + " cannot be carried: " + Hint(inner);
             }
             return "use one of the supported types";
-        }
-    }
-
-    /// <summary>Reads and builds the lists of one element type without reflection per element.</summary>
-    internal abstract class ListAdapter
-    {
-        public abstract int Count(object list);
-        public abstract object Get(object list, int i);
-        public abstract object Create(int count);
-        public abstract void Set(object list, int i, object value);
-    }
-
-    /// <summary>T[] of a non-primitive T.</summary>
-    internal sealed class ArrayAdapter<T> : ListAdapter
-    {
-        public override int Count(object list) { return ((T[])list).Length; }
-        public override object Get(object list, int i) { return ((T[])list)[i]; }
-        public override object Create(int count) { return new T[count]; }
-        public override void Set(object list, int i, object value) { ((T[])list)[i] = (T)value; }
-    }
-
-    /// <summary>List&lt;T&gt; and the list interfaces (a decoded one is a List&lt;T&gt;).</summary>
-    internal sealed class GenericListAdapter<T> : ListAdapter
-    {
-        public override int Count(object list)
-        {
-            var r = list as IReadOnlyCollection<T>;
-            return r != null ? r.Count : ((ICollection<T>)list).Count;
-        }
-
-        public override object Get(object list, int i)
-        {
-            var r = list as IReadOnlyList<T>;
-            return r != null ? r[i] : ((IList<T>)list)[i];
-        }
-
-        public override object Create(int count) { return new List<T>(count); }
-
-        public override void Set(object list, int i, object value) { ((List<T>)list).Add((T)value); }
-    }
-
-    /// <summary>Reads and builds Dictionary&lt;string, T&gt; and its interfaces.</summary>
-    internal abstract class DictAdapter
-    {
-        public abstract int Count(object dict);
-        public abstract IEnumerable<KeyValuePair<string, object>> Pairs(object dict);
-        public abstract object Create(int count);
-        public abstract bool Add(object dict, string key, object value);
-    }
-
-    internal sealed class DictAdapter<T> : DictAdapter
-    {
-        public override int Count(object dict)
-        {
-            var r = dict as IReadOnlyCollection<KeyValuePair<string, T>>;
-            return r != null ? r.Count : ((ICollection<KeyValuePair<string, T>>)dict).Count;
-        }
-
-        public override IEnumerable<KeyValuePair<string, object>> Pairs(object dict)
-        {
-            foreach (KeyValuePair<string, T> kv in (IEnumerable<KeyValuePair<string, T>>)dict)
-                yield return new KeyValuePair<string, object>(kv.Key, kv.Value);
-        }
-
-        public override object Create(int count) { return new Dictionary<string, T>(count); }
-
-        public override bool Add(object dict, string key, object value)
-        {
-            var d = (Dictionary<string, T>)dict;
-            if (d.ContainsKey(key)) return false;
-            d.Add(key, (T)value);
-            return true;
         }
     }
 }
