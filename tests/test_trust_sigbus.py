@@ -243,7 +243,10 @@ def test_lanes_of_the_same_server_go_on_while_one_is_cut(server):
         if which == "resp":
             lane.send_raw(encode_call("add_ints", I, [3, 4], [I, I]))
         else:
-            lane.sock.sendall(handshake.CALL)
+            try:
+                lane.sock.sendall(handshake.CALL)
+            except (BrokenPipeError, ConnectionResetError):
+                pass                    # the server saw the cut header first (it looks while blocked) and closed it
             lane.seq += 1
         outcome_of(lane)
         lane.sock.close()
