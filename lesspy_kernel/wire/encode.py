@@ -20,10 +20,8 @@ _SCALAR_STRUCTS = {"int8": struct.Struct("<b"), "uint8": struct.Struct("<B"), "i
 _DATETIME = struct.Struct("<qB")
 
 
-def _emit_int32_array(arr: np.ndarray, buf: Optional[memoryview], pos: int) -> int:
-    if buf is not None:
-        U32.pack_into(buf, pos, arr.size)
-    pos += 4
+def _emit_aligned_data(arr: np.ndarray, buf: Optional[memoryview], pos: int) -> int:
+    """An array's raw bytes between zero padding to 8-byte boundaries (ARRAY, INT32_ARRAY)."""
     pad = -pos % 8
     if buf is not None:
         buf[pos:pos + pad] = bytes(pad)
@@ -33,6 +31,12 @@ def _emit_int32_array(arr: np.ndarray, buf: Optional[memoryview], pos: int) -> i
     if buf is not None:
         buf[pos:pos + pad] = bytes(pad)
     return pos + pad
+
+
+def _emit_int32_array(arr: np.ndarray, buf: Optional[memoryview], pos: int) -> int:
+    if buf is not None:
+        U32.pack_into(buf, pos, arr.size)
+    return _emit_aligned_data(arr, buf, pos + 4)
 
 
 def _emit_ndarray(value: np.ndarray, buf: Optional[memoryview], pos: int) -> int:
@@ -105,16 +109,7 @@ def _emit(value: Any, desc: Any, buf: Optional[memoryview], pos: int) -> int:
     if tag == Tag.ARRAY:
         if buf is not None:
             struct.pack_into("<BI", buf, pos, DTYPE_CODES[value.dtype.name], value.size)
-        pos += 5
-        pad = -pos % 8
-        if buf is not None:
-            buf[pos:pos + pad] = bytes(pad)
-            buf[pos + pad:pos + pad + value.nbytes] = value.view(np.uint8).reshape(-1).data
-        pos += pad + value.nbytes
-        pad = -pos % 8
-        if buf is not None:
-            buf[pos:pos + pad] = bytes(pad)
-        return pos + pad
+        return _emit_aligned_data(value, buf, pos + 5)
     if tag == Tag.LIST:
         if buf is not None:
             U32.pack_into(buf, pos, len(value))
