@@ -12,11 +12,12 @@ import os
 import secrets
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
 
 from .transport import handshake
-from .wire.handshake import CALL, LANE_ID, Purpose
+from .wire.handshake import CALL, LANE_ID, Mode, Purpose
 from .transport.mapping import Mapping, full_fence
 from .coerce import encode_call
 from .wire import (FLAG_REPLY_IN_REQUEST, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, STATUS_END,
@@ -103,6 +104,48 @@ def stop(folder: PathLike, timeout: float = 5.0, wait: bool = True, client_id: i
         deadline = time.monotonic() + timeout
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+@dataclass
+class FramesConnection:
+    """A verified FRAMES connection (handshake purpose 3): one lane whose frames travel as messages on `sock`
+    (docs/PROTOCOL.md section 10; wire/message.py). `sock` blocks, with no timeout."""
+
+    sock: socket.socket
+    mode: Mode              # where the server runs calls (headless, notebook, notebook threaded)
+    session: int            # the server run's session id: every message header carries it
+    lane: int               # the lane's id
+    pid: int                # the server's process (0: unknown)
+    folder: Path
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def open_frames(folder: PathLike, client_id: int = 0, timeout: float = 5.0) -> FramesConnection:
+    """Open a lane whose frames travel as messages on the connection (the Jupyter Server relay's way into a
+    session), after the same checks as every connection here (`_connect`: the folder and its files are the
+    user's and private, the server behind a Unix socket is the user). `client_id`: lanes with one id count as one
+    client of the server (its limits: clients, lanes per client); 0 gives this lane an id of its own. `timeout`:
+    for the connection and the handshake. Raises what a refused or missing server raises: FileNotFoundError
+    (no such folder, or no server published there), ConnectionRefusedError (its server is gone),
+    PermissionError (a folder or file that fails the trust checks, with the check's text), TimeoutError (a
+    server that does not answer), handshake.HandshakeError (refused: its message is the server's)."""
+    from .workfolder import PID_FILE
+
+    folder = Path(folder).absolute()
+    dirfd = open_folder(folder)
+    try:
+        sock, mode, session, message = _connect(folder, Purpose.FRAMES, client_id=client_id or secrets.randbits(63),
+                                                timeout=timeout, dirfd=dirfd)
+        try:
+            pid = int(read_private(folder_base(folder, dirfd) / PID_FILE, folder / PID_FILE).decode("ascii").strip())
+        except (OSError, ValueError):
+            pid = 0
+    finally:
+        if dirfd is not None:
+            os.close(dirfd)
+    return FramesConnection(sock, mode, session, LANE_ID.unpack(message)[0], pid, folder)
 
 
 class ClientLane:

@@ -3,7 +3,8 @@
 It is given a namespace (where names are looked up at call time) and an executor (on which thread a call
 runs). The headless process and the notebook extension differ only in those two and in their lifecycle
 (`exit_when_idle`, `parent_pid`), which the host passes in. Every verified connection is a lane: a transport
-(transport/mapped_lane.py: its mappings and notify socket) and a call loop with its own thread (callloop.py), given
+(transport/mapped_lane.py: its mappings and notify socket; transport/stream_lane.py: frames as messages on
+the socket, the Jupyter Server relay's lanes) and a call loop with its own thread (callloop.py), given
 what it needs of the server as a LaneHost. One thread here accepts and verifies connections without ever blocking
 on one, and a watchdog cancels calls whose caller gave up or went away. The call history is an observer that
 sees each call's outcome before the reply goes out (while argument views are still valid).
@@ -38,6 +39,7 @@ from .logfile import DEFAULT_LOG_CAP, LogFile
 from .loglimit import LOG_TEXT_CHARS, LogLimiter, clip
 from .namespaces import Namespace
 from .transport.mapped_lane import MappedLane
+from .transport.stream_lane import StreamLane
 from .transport.spinner import Spinner
 from .workfolder import FORCE_TCP_ENV, SOCKET_FILE, UNIX, WorkFolder, peer_uid, pid_alive, use_unix_socket
 
@@ -509,15 +511,20 @@ class Server:
         new_client = client is None
         if client is None:
             client = Client(answer.client_id, answer.pid)
-        mappings = MappedLane.create_mappings(self.folder, lane_id, self.capacity, self.session)
-        lane = CallLoop(self._lane_host, MappedLane(lane_id, client, sock, mappings, self.session, self.spinner,
-                                                    self.limiter))
+        framed = answer.purpose == Purpose.FRAMES
+        if framed:          # frames as messages on this socket (the Jupyter Server relay): no lane files
+            lane = CallLoop(self._lane_host, StreamLane(lane_id, client, sock, self.session, self.limiter))
+        else:
+            mappings = MappedLane.create_mappings(self.folder, lane_id, self.capacity, self.session)
+            lane = CallLoop(self._lane_host, MappedLane(lane_id, client, sock, mappings, self.session, self.spinner,
+                                                        self.limiter))
         with self._lock:
             if new_client:
                 self.clients[client.id] = client
                 self.stats.clients_seen += 1
             client.lanes.add(lane)
-            self.spinner.lanes = self.spinner.lanes + (lane,)
+            if not framed:      # the spinner watches lane files; a stream lane's thread waits on its socket
+                self.spinner.lanes = self.spinner.lanes + (lane,)
             self._had_client = True
         p.reply(Result.ACCEPTED, LANE_ID.pack(lane_id))
         lane.start()

@@ -6,5 +6,6 @@ namespace LessPy
         OpenLane = 0,
         Status = 1,
         Stop = 2,
+        Frames = 3,     // frames as messages on the connection: the Jupyter Server relay's lanes (never opened here)
     }
 }

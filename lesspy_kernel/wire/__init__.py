@@ -19,6 +19,9 @@ from .header import (CANCEL_OFFSET, CANCEL_WORD, CAPACITY_OFFSET, CAPACITY_WORD,
                      HEADER, HEADER_SIZE, LENGTH_OFFSET, LENGTH_WORD, MAGIC_WORD, MAPPING_MAGIC, NDARRAY_ALIGN, SEQUENCE_OFFSET,
                      SEQUENCE_WORD, SESSION_OFFSET, SESSION_WORD, STATUS_INT, STATUS_OFFSET, VERSION_OFFSET,
                      WAITING_INT, WAITING_OFFSET, ndarray_data_offset, payload_offset, read_header, restore_header, write_header)
+from .message import (MAX_MESSAGE_PAYLOAD, MESSAGE_SEQUENCE_NONE, MessageHeader, cancel_message,
+                      check_client_message, check_server_message, keepalive_message, message_header,
+                      pack_message_header, read_message_header)
 from .types import (ArrayOf, Call, DictOf, ErrorReply, ListOf, Nullable, Record, RectArray, ScalarOf, TypeDesc,
                     accepts_none, csharp_name, field_key)
 
@@ -37,6 +40,8 @@ __all__ = [
     "HEADER", "HEADER_SIZE", "LENGTH_OFFSET", "LENGTH_WORD", "MAGIC_WORD", "MAPPING_MAGIC", "NDARRAY_ALIGN", "SEQUENCE_OFFSET",
     "SEQUENCE_WORD", "SESSION_OFFSET", "SESSION_WORD", "STATUS_INT", "STATUS_OFFSET", "VERSION_OFFSET",
     "WAITING_INT", "WAITING_OFFSET", "ndarray_data_offset", "payload_offset", "read_header", "restore_header", "write_header",
+    "MAX_MESSAGE_PAYLOAD", "MESSAGE_SEQUENCE_NONE", "MessageHeader", "cancel_message", "check_client_message",
+    "check_server_message", "keepalive_message", "message_header", "pack_message_header", "read_message_header",
     "ArrayOf", "Call", "DictOf", "ErrorReply", "ListOf", "Nullable", "Record", "RectArray", "ScalarOf", "TypeDesc",
     "accepts_none", "csharp_name", "field_key",
 ]

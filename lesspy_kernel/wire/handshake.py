@@ -34,6 +34,7 @@ class Purpose(IntEnum):
     LANE = 0
     STATUS = 1
     STOP = 2
+    FRAMES = 3      # a lane whose frames travel as messages on this connection (the Jupyter Server relay)
 
 
 class Result(IntEnum):
