@@ -54,6 +54,12 @@ def load_ipython_extension(ipython: Any) -> None:
     load(ipython)
 
 
+def _jupyter_server_extension_points() -> list:
+    """Jupyter Server's entry point: the extension that relays websockets to this host's named sessions
+    (enabled by the jupyter_server_config.d file the wheel installs)."""
+    return [{"module": "lesspy_kernel.jupyter.server_extension"}]
+
+
 def unload_ipython_extension(ipython: Any) -> None:
     """`%unload_ext lesspy_kernel`: stop a running server and remove the magics."""
     from .magics import unload_ipython_extension as unload

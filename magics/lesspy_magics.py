@@ -29,6 +29,7 @@ from ..wire.handshake import Mode
 from ..hooks import add_thread_start, remove_thread_start
 from ..jupyter.celloutput import forget_thread_parent
 from ..jupyter.history import DEFAULT_RECORDS_BUDGET, CallHistory, current_history, set_current_history
+from ..jupyter.jpserver_file import remote_url
 from ..jupyter.kernel_executor import KernelExecutor
 from ..namespaces import DictNamespace
 from ..server import Server
@@ -39,10 +40,14 @@ from ..workfolder import session_folder
 class ServerStatus:
     """What `%lesspy serve` and `%lesspy status` show: plain text, or HTML in JupyterLab."""
 
-    def __init__(self, server: Optional[Server], connect_arg: str, interface: str) -> None:
+    def __init__(self, server: Optional[Server], connect_arg: str, interface: str,
+                 remote_url: Optional[str] = None) -> None:
         self.server = server
         literal = '@"' + connect_arg.replace('"', '""') + '"' if "\\" in connect_arg else f'"{connect_arg}"'
         self.connect_line = f"var api = LessPythonInvoke.Connect<{interface}>({literal});" if server else ""
+        # the way in through the Jupyter Server that runs this kernel (its lesspy extension), without the token
+        self.remote_line = (f'var api = LessPythonInvoke.Connect<{interface}>("{remote_url}");  // token: '
+                            "JUPYTER_TOKEN or ?token=") if server and remote_url else ""
 
     def rows(self) -> list:
         s = self.server
@@ -68,7 +73,7 @@ class ServerStatus:
             ("mappings", mappings),
             ("exported", _clip(exported, 300)),
             ("C#", self.connect_line),
-        ]
+        ] + ([("remote", self.remote_line)] if self.remote_line else [])
 
     def __repr__(self) -> str:
         return "\n".join(f"{k:>9}: {v}" for k, v in self.rows())
@@ -134,6 +139,7 @@ class LessPyMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.server: Optional[Server] = None
         self.connect_arg = ""
+        self.remote_url: Optional[str] = None
         self.history = CallHistory(budget=self.history_budget, records_budget=self.history_records_budget)
         set_current_history(self.history)
         self.observe(self._budget_changed, names="history_budget")
@@ -230,7 +236,10 @@ class LessPyMagics(Magics):
             remove_thread_start(forget_thread_parent)
             raise UsageError(f"cannot serve {folder}: {e}") from None
         self.server = server
-        display(ServerStatus(server, self.connect_arg, self.interface))
+        # a named session is reachable through the Jupyter Server that started this kernel (if it has lesspy's
+        # extension): that server wrote its URL for its kernels to find
+        self.remote_url = remote_url(self.connect_arg) if not args.folder else None
+        display(ServerStatus(server, self.connect_arg, self.interface, self.remote_url))
 
     def _stop(self, rest: str) -> None:
         if self.server is None or not self.server.running:
@@ -247,7 +256,7 @@ class LessPyMagics(Magics):
         remove_thread_start(forget_thread_parent)
 
     def _status(self, rest: str) -> ServerStatus:
-        return ServerStatus(self.server, self.connect_arg, self.interface)
+        return ServerStatus(self.server, self.connect_arg, self.interface, self.remote_url)
 
     @magic_arguments(name="lesspy calls")
     @argument("-n", type=int, default=None, help="show only the last N calls (0 shows none)")

@@ -1,0 +1,300 @@
+"""The relay: one websocket of Jupyter Server <-> one FRAMES connection to a named lesspy session of this host.
+
+A byte pump with header checks (docs/PROTOCOL.md section 10): it never decodes a payload. Jupyter Server has
+authenticated and authorised the websocket; the relay then proves session.key to the session on the client's
+behalf, so the key never leaves the host. Flow control both ways: a client message is forwarded (and flushed to
+the session's socket) before the next one is read, and a session message is flushed to the websocket before the
+next one is read, so a client that stops reading stops the session's lane and nothing grows without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from pathlib import Path
+from typing import Any, Optional
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import web
+from tornado.ioloop import PeriodicCallback
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from traitlets import Float, Int
+from traitlets.config import LoggingConfigurable
+
+from .. import __version__
+from ..wire import (FLAG_REPLY_IN_REQUEST, HEADER_SIZE, PROTOCOL_VERSION, SEQUENCE_OFFSET, SESSION_OFFSET,
+                    STATUS_ERROR, ErrorKind, FrameError, encode_error)
+from ..wire.message import (MAX_MESSAGE_PAYLOAD, check_client_message, check_server_message, keepalive_message,
+                            message_header, read_message_header)
+from ..wire.structs import U64
+from . import sessions
+from .sessions import GONE
+
+MAX_CLOSE_REASON = 123  # bytes of a close frame's reason (a control frame carries at most 125 with the code)
+
+
+class LessPyRelay(LoggingConfigurable):
+    """The lesspy relay's settings (jupyter_server_config.py: `c.LessPyRelay.max_message_size = ...`)."""
+
+    max_message_size = Int(1 << 30, help="Largest payload in bytes of one lesspy message over the websocket, "
+                                         "either way (the 64-byte header comes on top). A larger request closes "
+                                         "the websocket (code 1009); the C# client checks before sending."
+                           ).tag(config=True)
+    heartbeat_ms = Int(1000, help="A KEEPALIVE message goes to every open lesspy websocket this often (unless the "
+                                  "previous write is still unflushed); a client that hears nothing for 5 of these "
+                                  "treats the connection as lost.").tag(config=True)
+    connect_timeout = Float(5.0, help="Seconds to connect to a session and shake hands with it.").tag(config=True)
+
+
+def error_reply(sequence: int, session: int, message: str) -> bytes:
+    """A REPLY carrying a MALFORMED_REQUEST error, for a client message that fails the relay's checks."""
+    payload = encode_error(ErrorKind.MALFORMED_REQUEST, "", message, "")
+    return message_header(sequence, len(payload), STATUS_ERROR, session) + payload
+
+
+class Refusal(Exception):
+    """A client message the relay does not forward: `sequence` > 0 -> answer with an error reply and go on;
+    else close with `code`."""
+
+    def __init__(self, message: str, code: int = 1002, sequence: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.sequence = sequence
+
+
+def check_message(data: bytes, last_sequence: int, in_flight: int, session: int, max_message: int) -> int:
+    """Check one client message's header (never its payload) before it is forwarded as it came (the session
+    clears flag bit 0 itself). Returns its sequence (0: a CANCEL). Raises Refusal: with the sequence of a bad
+    REQUEST that may be answered (above the last one, no call in flight), else with the close code."""
+    if len(data) < HEADER_SIZE:
+        raise Refusal(f"a lesspy message starts with a {HEADER_SIZE}-byte header; this one has {len(data)} bytes")
+    sequence = U64.unpack_from(data, SEQUENCE_OFFSET)[0]
+    if sequence and in_flight:
+        raise Refusal(f"a request (sequence {sequence}) while request {in_flight} has no reply yet: one call at a "
+                      "time per lane (open another websocket for another lane)", code=1008)
+    if sequence and sequence <= last_sequence:
+        raise Refusal(f"request sequence {sequence} is not above the previous one ({last_sequence})")
+    try:
+        h = read_message_header(memoryview(data), len(data), max_message)
+        check_client_message(h._replace(flags=h.flags & ~FLAG_REPLY_IN_REQUEST))
+        if sequence and h.session != session:
+            raise FrameError(SESSION_OFFSET, f"the request names session {h.session}, this lane serves session "
+                             f"{session} (the session was restarted: reconnect)")
+    except FrameError as e:
+        raise Refusal(str(e), sequence=sequence) from None
+    return sequence
+
+
+def _client_id(header: Optional[str]) -> int:
+    """X-LessPy-Client: the app's channel id, the same for all its lanes (the session counts one client); absent
+    or not a u64: a random id for this websocket."""
+    try:
+        value = int((header or "").strip())
+    except ValueError:
+        return secrets.randbits(63)
+    return value if 0 <= value < 2**64 else secrets.randbits(63)
+
+
+def _clip_reason(reason: str) -> str:
+    raw = reason.encode("utf-8")
+    if len(raw) <= MAX_CLOSE_REASON:
+        return reason
+    return raw[:MAX_CLOSE_REASON - 3].decode("utf-8", "ignore") + "..."
+
+
+class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+    """`<base_url>lesspy/<name>`: the session's status (a plain GET) or its websocket relay (an upgrade)."""
+
+    auth_resource = "kernels"
+
+    def initialize(self, relay: LessPyRelay) -> None:
+        self.relay = relay
+        self.name = ""
+        self.folder: Optional[Path] = None
+        self.session_stream: Optional[IOStream] = None
+        self.session_id = 0
+        self.last_sequence = 0
+        self.in_flight = 0
+        self.unflushed = 0
+        self.keepalive: Optional[PeriodicCallback] = None
+        self.pump: Optional["asyncio.Task[None]"] = None
+        self.closing = False
+
+    def set_default_headers(self) -> None:
+        """No JupyterHandler default headers on a websocket (as Jupyter's kernel channels)."""
+
+    def get_compression_options(self) -> Optional[dict]:
+        return None                         # arrays do not compress; and no inflating of a hostile message
+
+    @property
+    def max_message_size(self) -> int:      # type: ignore[override]
+        return int(self.relay.max_message_size) + HEADER_SIZE
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as JSON `{"message": ...}` (the C# client GETs the URL to show why its upgrade failed)."""
+        self.set_header("Content-Type", "application/json")
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        self.finish(json.dumps({"message": message, "reason": self._reason}))
+
+    @ws_authenticated
+    async def get(self, name: str) -> None:     # type: ignore[override]
+        self.name = name
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            await self._status(name)
+            return
+        authorized = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "execute", "kernels"))
+        if not authorized:
+            raise web.HTTPError(403, "Jupyter Server's authorizer does not let this user execute code in kernels")
+        if not self.check_origin():
+            raise web.HTTPError(403, "cross-origin websocket refused (Origin %s); see ServerApp.allow_origin",
+                                self.request.headers.get("Origin"))
+        self.folder = sessions.served_folder(name)
+        await super().get(name)
+
+    async def _status(self, name: str) -> None:
+        authorized = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", "kernels"))
+        if not authorized:
+            raise web.HTTPError(403, "Jupyter Server's authorizer does not let this user read kernels")
+        folder = sessions.served_folder(name)
+        status = await asyncio.get_running_loop().run_in_executor(None, sessions.status_or_error, folder,
+                                                                  sessions.STATUS_TIMEOUT)
+        if isinstance(status, web.HTTPError):
+            raise status
+        status["path"] = sessions.session_path(self.base_url, name)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(status))
+
+    # ------------------------------------------------------------------------------------------ the websocket
+
+    async def open(self, name: str) -> None:    # type: ignore[override]
+        super().open()                          # Jupyter's pings
+        self.set_nodelay(True)
+        assert self.folder is not None
+        client_id = _client_id(self.request.headers.get("X-LessPy-Client"))
+        loop = asyncio.get_running_loop()
+        timeout = float(self.relay.connect_timeout)
+        try:
+            opened = await asyncio.wait_for(
+                loop.run_in_executor(None, sessions.open_lane, self.folder, client_id, timeout), timeout + 1.0)
+        except Exception as e:       # noqa: BLE001 - every failure to reach the session closes with its reason
+            code, why = sessions.connect_failure(name, e)
+            self.log.info("lesspy relay: %s: %s", name, why)
+            self._close(code, why)
+            return
+        if self.ws_connection is None or self.closing:       # the client left while the relay connected
+            opened.sock.close()
+            return
+        self.session_id = opened.session
+        self.session_stream = IOStream(opened.sock)
+        hello = {"lesspy": __version__, "protocol": PROTOCOL_VERSION, "session": name,
+                 "session_id": str(opened.session), "mode": int(opened.mode), "lane": opened.lane,
+                 "pid": opened.pid, "max_message": int(self.relay.max_message_size),
+                 "heartbeat_ms": int(self.relay.heartbeat_ms)}
+        self._write(json.dumps(hello), binary=False)
+        self.pump = asyncio.ensure_future(self._pump_session())
+        self.keepalive = PeriodicCallback(self._keepalive, int(self.relay.heartbeat_ms))
+        self.keepalive.start()
+
+    async def on_message(self, message: Any) -> None:     # type: ignore[override]
+        stream = self.session_stream
+        if stream is None or self.closing:
+            return
+        if isinstance(message, str):
+            self._close(1003, "lesspy takes binary messages only (a text message came)")
+            return
+        try:
+            seq = check_message(message, self.last_sequence, self.in_flight, self.session_id,
+                                int(self.relay.max_message_size))
+        except Refusal as refusal:
+            if refusal.sequence:
+                self.last_sequence = refusal.sequence
+                try:
+                    await self._write(error_reply(refusal.sequence, self.session_id, str(refusal)))
+                except WebSocketClosedError:
+                    pass
+            else:
+                self._close(refusal.code, str(refusal))
+            return
+        if seq:
+            self.last_sequence = seq
+            self.in_flight = seq
+        try:
+            await stream.write(message)            # flushed to the session before tornado reads the next message
+        except StreamClosedError:
+            pass                                # the pump sees it too and closes the websocket with the reason
+
+    async def _pump_session(self) -> None:
+        """Session -> client, one message at a time: the next is read only once this one is flushed."""
+        stream = self.session_stream
+        assert stream is not None
+        try:
+            while True:
+                head = await stream.read_bytes(HEADER_SIZE)
+                try:
+                    h = read_message_header(memoryview(head), None, MAX_MESSAGE_PAYLOAD)
+                    check_server_message(h)
+                except FrameError as e:
+                    self._close(1011, f"the session {self.name!r} sent a malformed message: {e}")
+                    return
+                message = head + await stream.read_bytes(h.length) if h.length else head
+                if h.sequence and h.sequence >= self.in_flight:
+                    self.in_flight = 0
+                await self._write(message)
+        except StreamClosedError:
+            self._close(GONE, f"lesspy session {self.name!r} closed the connection (stopped, restarted, or its "
+                              "kernel went away)")
+        except WebSocketClosedError:
+            self._close_session()
+        except asyncio.CancelledError:
+            raise
+        except Exception:                      # noqa: BLE001 - never let one relay take the server down
+            self.log.exception("lesspy relay %s: session pump failed", self.name)
+            self._close(1011, "the lesspy relay failed (see the Jupyter Server log)")
+
+    def _write(self, message: Any, binary: bool = True) -> "asyncio.Future[None]":
+        """One write_message per message, counted until flushed (a KEEPALIVE waits for it)."""
+        future = self.write_message(message, binary=binary)
+        self.unflushed += 1
+
+        def flushed(f: "asyncio.Future[None]") -> None:
+            self.unflushed -= 1
+            if not f.cancelled():
+                f.exception()                   # retrieved: a closed websocket is handled where it is awaited
+        future.add_done_callback(flushed)
+        return future
+
+    def _keepalive(self) -> None:
+        if self.unflushed or self.closing or self.ws_connection is None:
+            return
+        try:
+            self._write(keepalive_message(self.session_id))
+        except WebSocketClosedError:
+            pass
+
+    def _close(self, code: int, reason: str) -> None:
+        if not self.closing:
+            self.closing = True
+            try:
+                self.close(code, _clip_reason(reason))
+            except Exception:                  # noqa: BLE001 - already closing
+                pass
+        self._close_session()
+
+    def _close_session(self) -> None:
+        self.closing = True
+        if self.keepalive is not None:
+            self.keepalive.stop()
+            self.keepalive = None
+        if self.session_stream is not None:
+            self.session_stream.close()         # the session sees EOF and interrupts the lane's call
+
+    def on_close(self) -> None:
+        self._close_session()

@@ -1,0 +1,353 @@
+"""The relay of lesspy's Jupyter Server extension, end to end: a real `jupyter server` (base_url /jl/), a kernel it
+started running `%lesspy serve --name kn`, a headless `lesspy serve` named hl, and websockets from Python
+(docs/PROTOCOL.md section 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import time
+
+import numpy as np
+import pytest
+import websocket
+
+from jupyter_servers import Closed, JupyterServer, RelayClient, wait_for
+from lesspy_kernel.client import RemoteError
+from lesspy_kernel.coerce import encode_call
+from lesspy_kernel.wire import HEADER_SIZE, STATUS_ERROR, ErrorKind, Tag, decode_error
+from lesspy_kernel.wire.message import message_header
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def js(tmp_path_factory):
+    server = JupyterServer(tmp_path_factory.mktemp("relay"), base_url="/jl/")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def kernel(js):
+    k = js.start_kernel()
+    k.serve_output = k.serve("kn")
+    return k
+
+
+@pytest.fixture(scope="module")
+def headless(js):
+    return js.headless("hl")
+
+
+def _serving(js, k, name="kn"):
+    """Serve `name` again in kernel `k` if it is not served (after a test stopped or restarted it)."""
+    if not (js.folder(name) / "notify.port").exists():
+        k.serve(name)
+
+
+# ------------------------------------------------------------------------------------------------ REST
+
+
+def test_the_listing_names_both_sessions_with_their_status(js, kernel, headless):
+    status, body = js.request("GET", "lesspy/")
+    assert status == 200, body
+    by_name = {s["name"]: s for s in body["sessions"]}
+    assert set(by_name) >= {"kn", "hl"}, body
+    assert by_name["kn"]["mode"] == "notebook" and by_name["hl"]["mode"] == "headless"
+    assert by_name["hl"]["pid"] == headless.pid and by_name["hl"]["module"].endswith("types_module.py")
+    assert by_name["kn"]["path"] == "/jl/lesspy/kn"
+    for key in ("clients", "lanes", "calls", "errors", "uptime_s"):
+        assert isinstance(by_name["kn"][key], (int, float)), key
+    assert js.request("GET", "lesspy")[0] == 200           # without the trailing slash too
+
+
+def test_a_plain_get_gives_a_sessions_status_or_says_why_not(js, kernel):
+    status, body = js.request("GET", "lesspy/kn")
+    assert status == 200 and body["name"] == "kn" and body["path"] == "/jl/lesspy/kn" and body["protocol"] == 2
+    status, body = js.request("GET", "lesspy/nosuch")
+    assert status == 404
+    assert "no lesspy session named 'nosuch' is served on this host" in body["message"]
+    assert "kn" in body["message"] and "%lesspy serve --name nosuch" in body["message"]
+    status, body = js.request("GET", "lesspy/%2E%2E")
+    assert status == 400 and "plain name" in body["message"]
+
+
+def test_a_folder_whose_server_is_gone_is_503(js):
+    folder = js.folder("dead")
+    folder.mkdir(mode=0o700)
+    try:
+        fd = os.open(folder / "notify.port", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"unix")
+        os.close(fd)
+        status, body = js.request("GET", "lesspy/dead")
+        assert status == 503 and "does not answer" in body["message"], body
+        with pytest.raises(Closed) as closed:
+            js.relay("dead")
+        assert closed.value.code == 4404 and "dead" in closed.value.reason
+    finally:
+        (folder / "notify.port").unlink()
+        folder.rmdir()
+
+
+def test_the_server_file_names_the_url_without_token_and_serve_prints_the_remote_url(js, kernel):
+    path = js.runtime_file()
+    info = json.loads(path.read_text())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert info["pid"] == js.pid and info["url"] == js.url and info["base_url"] == "/jl/"
+    assert js.token not in path.read_text()
+    assert f'Connect<IMyApi>("{js.url}lesspy/kn")' in kernel.serve_output, kernel.serve_output
+    assert js.token not in kernel.serve_output
+
+
+# ------------------------------------------------------------------------------------------------ calls
+
+
+def test_the_hello_describes_the_lane(js, kernel):
+    with js.relay("kn") as ws:
+        h = ws.hello
+        assert h["session"] == "kn" and h["protocol"] == 2 and h["mode"] == 1 and h["lane"] >= 1
+        assert h["max_message"] == 1 << 30 and h["heartbeat_ms"] == 1000 and int(h["session_id"]) > 0
+        status, body = js.request("GET", "lesspy/kn")
+        assert body["pid"] == h["pid"]
+
+
+@pytest.mark.parametrize("session", ["kn", "hl"])
+def test_scalar_and_arrays_both_ways(js, kernel, headless, session):
+    add, inc = ("add", "plus_one") if session == "kn" else ("add_ints", "inc_ndarray")
+    with js.relay(session) as ws:
+        assert ws.call(add, Tag.INT64, [2, 40], [Tag.INT64, Tag.INT64]) == 42
+        for dtype in (np.float32, np.int16, np.float64):
+            a = (np.arange(3 * 5 * 7) % 251).astype(dtype).reshape(3, 5, 7)
+            got = ws.call(inc, Tag.NDARRAY, [a], [Tag.NDARRAY])
+            assert got.dtype == a.dtype and got.shape == a.shape and got.tobytes() == (a + 1).tobytes()
+
+
+def test_an_array_of_48_mib_goes_both_ways_byte_exact(js, kernel):
+    a = np.random.default_rng(1).random(12 * 1024 * 1024, dtype=np.float32)       # 48 MiB
+    with js.relay("kn") as ws:
+        got = ws.call("plus_one", Tag.NDARRAY, [a], [Tag.NDARRAY], timeout=120)
+    assert got.nbytes == a.nbytes and got.tobytes() == (a + 1).tobytes()
+
+
+def test_a_python_error_output_and_a_stream(js, kernel):
+    with js.relay("kn") as ws:
+        with pytest.raises(RemoteError) as e:
+            ws.call("fail", Tag.NONE, ["boom"], [Tag.STRING])
+        assert e.value.reply.kind == ErrorKind.PYTHON_ERROR and "boom" in e.value.reply.message
+        assert ws.call("shout", Tag.STRING, ["hi"], [Tag.STRING]) == "HI"
+        assert ws.stream("count", Tag.INT64, [5], [Tag.INT64]) == [0, 1, 2, 3, 4]
+        assert ws.call("add", Tag.INT64, [1, 1], [Tag.INT64, Tag.INT64]) == 2       # the lane goes on
+
+
+def test_one_client_id_is_one_client_of_the_session(js, headless):
+    with js.relay("hl", client_id=777) as a, js.relay("hl", client_id=777) as b:
+        assert a.call("add_ints", Tag.INT32, [1, 2], [Tag.INT32, Tag.INT32]) == 3
+        assert b.call("add_ints", Tag.INT32, [3, 4], [Tag.INT32, Tag.INT32]) == 7
+        body = js.request("GET", "lesspy/hl")[1]
+        assert body["clients"] == 1 and body["lanes"] == 2, body
+
+
+def test_cancel_stops_a_running_call_and_the_lane_goes_on(js, kernel):
+    _serving(js, kernel)
+    with js.relay("kn") as ws:
+        seq = ws.request(encode_call("spin", Tag.NONE, [], []))
+        time.sleep(0.5)
+        ws.cancel(seq)
+        status, payload = ws.reply(seq, timeout=30)
+        assert status == STATUS_ERROR
+        assert decode_error(payload).kind in (ErrorKind.CANCELLED, ErrorKind.INTERRUPTED)
+        assert ws.call("add", Tag.INT64, [5, 5], [Tag.INT64, Tag.INT64]) == 10
+
+
+def test_jupyters_interrupt_ends_a_running_call_with_an_error_reply(js, kernel):
+    _serving(js, kernel)
+    with js.relay("kn") as ws:
+        seq = ws.request(encode_call("spin", Tag.NONE, [], []))
+        time.sleep(0.5)
+        kernel.interrupt()                          # REST POST api/kernels/<id>/interrupt
+        status, payload = ws.reply(seq, timeout=30)
+        assert status == STATUS_ERROR
+        assert decode_error(payload).kind in (ErrorKind.INTERRUPTED, ErrorKind.CANCELLED), decode_error(payload)
+        assert ws.call("add", Tag.INT64, [2, 2], [Tag.INT64, Tag.INT64]) == 4
+
+
+def test_keepalives_arrive_on_an_idle_websocket(js, headless):
+    with js.relay("hl") as ws:
+        start = time.monotonic()
+        seen = []
+        while len(seen) < 2:
+            h, payload = ws.receive(timeout=5, keepalives=True)
+            assert h.sequence == 0 and h.status == 0 and h.length == 0 and payload == b""
+            assert h.session == ws.session
+            seen.append(time.monotonic() - start)
+        assert seen[1] < 3.5, seen
+
+
+# ------------------------------------------------------------------------------------------------ the other side goes
+
+
+def test_stop_closes_the_websocket_with_a_reason_and_serving_again_works(js, kernel):
+    _serving(js, kernel)
+    ws = js.relay("kn")
+    assert ws.call("add", Tag.INT64, [1, 2], [Tag.INT64, Tag.INT64]) == 3
+    kernel.run("%lesspy stop")
+    closed = ws.closed(10)
+    assert closed.code == 4404 and "kn" in closed.reason, (closed.code, closed.reason)
+    ws.close()
+    status, body = js.request("GET", "lesspy/kn")
+    assert status == 404
+    kernel.run("%lesspy serve --name kn")
+    wait_for((js.folder("kn") / "notify.port").exists, 30, "kn served again")
+    with js.relay("kn") as again:
+        assert again.call("add", Tag.INT64, [3, 4], [Tag.INT64, Tag.INT64]) == 7
+
+
+def test_a_kernel_restart_closes_the_websocket_and_a_new_one_works_once_served(js, kernel):
+    _serving(js, kernel)
+    ws = js.relay("kn")
+    assert ws.call("add", Tag.INT64, [1, 2], [Tag.INT64, Tag.INT64]) == 3
+    kernel.restart()
+    closed = ws.closed(20)
+    assert closed.code == 4404 and "kn" in closed.reason, (closed.code, closed.reason)
+    ws.close()
+    kernel.serve("kn")
+    with js.relay("kn") as again:
+        assert again.call("add", Tag.INT64, [3, 4], [Tag.INT64, Tag.INT64]) == 7
+
+
+def test_the_client_going_interrupts_its_call(js, kernel):
+    """A websocket closed while its call runs: the relay closes its lane, the session interrupts the call, and
+    the kernel serves the next caller at once."""
+    _serving(js, kernel)
+    ws = js.relay("kn")
+    ws.request(encode_call("spin", Tag.NONE, [], []))
+    time.sleep(0.5)
+    ws.close()
+    with js.relay("kn") as other:
+        assert other.call("add", Tag.INT64, [1, 1], [Tag.INT64, Tag.INT64], timeout=30) == 2
+
+
+# ------------------------------------------------------------------------------------------------ hostile messages
+
+
+def _still_serves(js, session="hl"):
+    with js.relay(session) as ws:
+        fn = "add_ints" if session == "hl" else "add"
+        assert ws.call(fn, Tag.INT32 if session == "hl" else Tag.INT64, [20, 22],
+                       [Tag.INT32, Tag.INT32] if session == "hl" else [Tag.INT64, Tag.INT64]) == 42
+
+
+@pytest.mark.parametrize("session", ["hl", "kn"])
+def test_malformed_messages_get_an_error_reply_or_a_close_and_the_session_goes_on(js, kernel, headless, session):
+    _serving(js, kernel)
+    call = encode_call("add_ints" if session == "hl" else "add", Tag.INT64, [1, 2], [Tag.INT64, Tag.INT64])
+
+    with js.relay(session) as ws:                           # too short for a header: nothing to answer
+        ws.send(b"LPYM\x02\x00")
+        c = ws.closed()
+        assert c.code == 1002 and "64-byte header" in c.reason
+    with js.relay(session) as ws:                           # a text message
+        ws.ws.send("hello")
+        assert ws.closed().code == 1003
+    with js.relay(session) as ws:                           # bad magic, a plausible sequence: an error reply
+        head = bytearray(message_header(1, len(call), 0, ws.session))
+        head[:4] = b"XXXX"
+        ws.send(bytes(head) + call)
+        ws.seq = 1
+        status, payload = ws.reply(1)
+        err = decode_error(payload)
+        assert status == STATUS_ERROR and err.kind == ErrorKind.MALFORMED_REQUEST and "magic" in err.message
+        ws.send(message_header(2, len(call) + 5, 0, ws.session) + call)       # the length lies
+        ws.seq = 2
+        status, payload = ws.reply(2)
+        assert status == STATUS_ERROR and "payload bytes" in decode_error(payload).message
+        ws.send(message_header(3, len(call), 9, ws.session) + call)           # no such request status
+        ws.seq = 3
+        assert ws.reply(3)[0] == STATUS_ERROR
+        ws.send(message_header(4, len(call), 0, ws.session ^ 1) + call)       # another session's id
+        ws.seq = 4
+        status, payload = ws.reply(4)
+        assert status == STATUS_ERROR and "session" in decode_error(payload).message
+        assert ws.value(ws.request(call)) == 3                                # and the lane goes on
+        ws.send(message_header(3, len(call), 0, ws.session) + call)           # a sequence gone back
+        assert ws.closed().code == 1002
+    with js.relay(session) as ws:                           # a second request while the first runs
+        fn = "sleep_then" if session == "hl" else "nap"
+        args = ([0.5, 1], [Tag.FLOAT64, Tag.INT32]) if session == "hl" else ([0.5], [Tag.FLOAT64])
+        ws.request(encode_call(fn, Tag.NONE, *args))
+        ws.request(call)
+        c = ws.closed()
+        assert c.code == 1008 and "no reply yet" in c.reason
+    with js.relay(session) as ws:                           # garbage payload behind a valid header: the session
+        ws.send(message_header(1, 16, 0, ws.session) + b"\xff" * 16)           # answers MALFORMED_REQUEST
+        ws.seq = 1
+        status, payload = ws.reply(1)
+        assert status == STATUS_ERROR and decode_error(payload).kind == ErrorKind.MALFORMED_REQUEST
+    _still_serves(js, session)
+    assert js.proc.poll() is None
+
+
+def test_a_client_that_stops_reading_does_not_make_the_server_grow(js, kernel, headless):
+    """The reply waits in the relay (one message) while the client reads nothing; the relay stops reading the
+    session meanwhile, other websockets are served, and the server's memory stays bounded."""
+    _serving(js, kernel)
+    n = 16 * 1024 * 1024                                    # float32: 64 MiB a reply
+    size = 4 * n
+    base = js.rss()
+    stuck = RelayClient(js.ws_url + "lesspy/kn", token=js.token)
+    stuck.ws.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 64 * 1024)
+    try:
+        payload = encode_call("big", Tag.NDARRAY, [n], [Tag.INT64])
+        stuck.request(payload)
+        peaks = []
+        for _ in range(6):                                  # 3 s: the relay holds the one reply, nothing more
+            time.sleep(0.5)
+            peaks.append(js.rss() - base)
+            _still_serves(js, "hl")
+        print("relay RSS growth MiB", [p >> 20 for p in peaks])
+        assert max(peaks) < 3 * size, [p >> 20 for p in peaks]
+        assert peaks[-1] <= peaks[2] + (16 << 20), [p >> 20 for p in peaks]     # not growing
+        got = stuck.value(1, timeout=60)                    # and it all arrives once read
+        assert got.shape == (n,) and got[-1] == n - 1
+    finally:
+        stuck.close()
+
+
+def test_a_message_over_the_limit_is_refused_by_tornado_only_above_max_message_size(js, headless):
+    """Tornado's 10 MiB default does not apply: 20 MiB requests pass (the 48 MiB test above goes further)."""
+    a = np.ones(5 * 1024 * 1024, dtype=np.float32)          # 20 MiB
+    with js.relay("hl") as ws:
+        got = ws.call("inc_ndarray", Tag.NDARRAY, [a], [Tag.NDARRAY], timeout=60)
+        assert np.array_equal(got, a + 1)
+
+
+def test_many_websockets_at_once(js, headless):
+    errors = []
+
+    def one(i):
+        try:
+            with js.relay("hl", client_id=1000 + i) as ws:
+                for k in range(20):
+                    assert ws.call("add_ints", Tag.INT32, [i, k], [Tag.INT32, Tag.INT32]) == i + k
+        except Exception as e:                              # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert HEADER_SIZE == 64
+
+
+def test_the_jupyter_server_logged_no_traceback(js):
+    """Whatever the clients above did, the relay raised nothing into Jupyter Server (runs last in this module)."""
+    log = js.output()
+    assert "Traceback" not in log and "Uncaught exception" not in log, log[-5000:]
+    assert js.proc.poll() is None
