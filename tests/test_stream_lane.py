@@ -80,6 +80,22 @@ def kept():
 def slow(seconds, value):
     time.sleep(seconds)
     return value
+
+
+def fork_child(how):
+    """Fork; the child ends by sys.exit(3), os._exit(4) or by returning into lesspy; the parent returns the
+    child's exit code."""
+    import os
+    import sys
+    pid = os.fork()
+    if pid == 0:
+        if how == "exit":
+            sys.exit(3)
+        if how == "_exit":
+            os._exit(4)
+        return -1
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 '''
 
 
@@ -275,7 +291,8 @@ def test_a_malformed_header_closes_only_its_lane(server):
     good = Frames(server.folder)
     for raw in (b"NOPE" + bytes(60),                                        # not a message
                 message_header(1, 0, 9, 0),                                 # unknown status
-                message_header(0, 0, 0, 0)):                                # a CANCEL naming nothing
+                message_header(0, 0, 0, 0),                                 # a CANCEL naming nothing
+                message_header(1, 2**31, 0, 0)):                            # a payload over the limit
         bad = Frames(server.folder)
         bad.sock.sendall(raw)
         assert bad.closed_by_server()
@@ -295,6 +312,57 @@ def test_a_malformed_header_closes_only_its_lane(server):
     assert good.call("add", I, [3, 4], [I, I]) == 7
     assert server.proc.poll() is None
     good.close()
+
+
+def test_messages_may_arrive_in_pieces(server):
+    """A stream carries no message boundaries: a request and a CANCEL cut into small pieces (the watchdog reads
+    the CANCEL's while the call runs) are put together again."""
+    lane = Frames(server.folder)
+    for _ in range(2):
+        lane.seq += 1
+        payload = encode_call("add", I, [20, 22], [I, I])
+        raw = message_header(lane.seq, len(payload), REQUEST_CALL, lane.conn.session) + payload
+        for i in range(0, len(raw), 7):
+            lane.sock.sendall(raw[i:i + 7])
+            time.sleep(0.002)
+        assert lane.receive() == 42
+    lane.send(encode_call("spin", I, [3], [I]))
+    time.sleep(0.2)
+    raw = cancel_message(lane.seq, lane.conn.session)
+    for i in range(0, len(raw), 10):
+        lane.sock.sendall(raw[i:i + 10])
+        time.sleep(0.06)                          # longer than the watchdog's look: it sees each piece
+    with pytest.raises(RemoteError) as e:
+        lane.receive()
+    assert e.value.reply.kind == ErrorKind.CANCELLED
+    assert lane.call("add", I, [1, 1], [I, I]) == 2
+    lane.close()
+
+
+def test_a_client_that_stops_reading_holds_only_its_lane(server):
+    """A reply the client does not read waits in the socket (nothing is buffered beyond it); the other lanes go
+    on, and closing the stuck connection frees its lane."""
+    stuck, other = Frames(server.folder), Frames(server.folder)
+    big = np.zeros(8_000_000)                                  # a 64 MB reply: far more than a socket buffer
+    stuck.send(encode_call("plus_one", N, [big], [N]))
+    time.sleep(0.5)
+    assert other.call("add", I, [1, 2], [I, I]) == 3
+    assert status(server.folder)["lanes"] == 2
+    stuck.close()
+    wait_for(lambda: status(server.folder)["lanes"] == 1, 10, "the stuck lane to close")
+    assert other.call("add", I, [1, 2], [I, I]) == 3
+    other.close()
+
+
+def test_a_child_forked_by_a_call_leaves_the_lane_alone(server):
+    """The child's copy of the lane closes its socket without ending the parent's connection; a child that
+    returns into lesspy ends there and never answers."""
+    lane = Frames(server.folder)
+    for how, code in (("exit", 3), ("_exit", 4), ("return", 0)):
+        assert lane.call("fork_child", I, [how], [Tag.STRING]) == code
+        assert lane.call("add", I, [code, 1], [I, I]) == code + 1
+    lane.close()
+    assert server.proc.poll() is None
 
 
 def test_two_frames_lanes_of_one_client_run_at_once(server):
@@ -364,10 +432,14 @@ def test_stopping_the_server_closes_frames_lanes(tmp_path):
     module.write_text(MODULE)
     s = Headless(tmp_path / "work", module)
     try:
-        lane = Frames(s.folder)
+        lane, stuck = Frames(s.folder), Frames(s.folder)
         lane.send(encode_call("spin", I, [1], [I]))
-        time.sleep(0.3)
+        stuck.send(encode_call("plus_one", N, [np.zeros(8_000_000)], [N]))   # a reply it never reads
+        time.sleep(0.5)
+        t0 = time.monotonic()
         assert s.stop(timeout=15) == 0
+        assert time.monotonic() - t0 < 5
+        stuck.close()
         with pytest.raises((RemoteError, ConnectionError)) as e:
             lane.receive()
         if isinstance(e.value, RemoteError):

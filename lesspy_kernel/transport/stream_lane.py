@@ -155,19 +155,17 @@ class StreamLane:
         return False
 
     def wait_for_request(self) -> bool:
-        """Until a whole REQUEST is in (True) or the connection ended (False)."""
-        while True:
-            with self._lock:
-                while self._ready is None and not self._eof and not self.closed and self._step(False):
-                    pass
-                if self._ready is not None and not self.closed:
-                    return True
-                if self._eof or self.closed:
-                    return False
+        """Until a whole REQUEST is in (True) or the connection ended (False). Only this thread makes a REQUEST
+        whole, so what it has not read yet is in the socket: the selector says when."""
+        while self._ready is None and not self._eof and not self.closed:
             try:
                 self._readable.select()
             except (OSError, ValueError):              # the selector was closed: the lane is gone
                 return False
+            with self._lock:
+                while self._ready is None and not self._eof and not self.closed and self._step(False):
+                    pass
+        return self._ready is not None and not self.closed
 
     def take_request(self) -> int:
         with self._lock:
