@@ -37,6 +37,9 @@ $(PY): pyproject.toml setup.py lesspy_kernel/_resultalloc.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test,ci]"
+	@# an editable install skips the wheel's data files: enable the Jupyter Server extension as the wheel does
+	install -D -m 644 jupyter-config/jupyter_server_config.d/lesspy_kernel.json \
+	  $(VENV)/etc/jupyter/jupyter_server_config.d/lesspy_kernel.json
 	@touch $(PY)
 
 venv: $(PY)

@@ -3,6 +3,7 @@ setuptools warnings, an sdist that holds the whole project, README links that wo
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -115,6 +116,34 @@ def test_the_wheel_carries_licence_metadata_script_and_the_csharp_sources(dist):
         assert any(re.match(rf"{dep}>=\d", r) for r in requires), f"{dep} has no floor: {requires}"
     assert any(u.startswith("Repository, https://github.com/") for u in meta.get_all("Project-URL"))
     assert "lesspy = lesspy_kernel.cli:main" in entry_points
+
+
+SERVER_CONFIG = "etc/jupyter/jupyter_server_config.d/lesspy_kernel.json"
+
+
+def test_the_wheel_enables_the_jupyter_server_extension(dist):
+    """The wheel installs <prefix>/etc/jupyter/jupyter_server_config.d/lesspy_kernel.json, which enables the
+    extension that `_jupyter_server_extension_points` names."""
+    wheel, _, _ = dist
+    with zipfile.ZipFile(wheel) as z:
+        data = f"lesspy_kernel-{lesspy_kernel.__version__}.data/data/{SERVER_CONFIG}"
+        assert data in z.namelist(), [n for n in z.namelist() if ".data/" in n]
+        config = json.loads(z.read(data))
+    assert config == {"ServerApp": {"jpserver_extensions": {"lesspy_kernel": True}}}
+    assert config == json.loads((ROOT / "jupyter-config" / "jupyter_server_config.d" / "lesspy_kernel.json").read_text())
+    assert lesspy_kernel._jupyter_server_extension_points() == [{"module": "lesspy_kernel.jupyter.server_extension"}]
+
+
+def test_jupyter_server_lists_the_extension_as_enabled():
+    """`jupyter server extension list` of this environment (its config file in <sys.prefix>/etc/jupyter, as the
+    wheel puts it and `make` does for the editable install) lists lesspy_kernel enabled and valid."""
+    pytest.importorskip("jupyter_server")
+    assert (Path(sys.prefix) / SERVER_CONFIG).is_file(), f"{Path(sys.prefix) / SERVER_CONFIG} is missing"
+    proc = subprocess.run([sys.executable, "-m", "jupyter_server.extension.serverextension", "list"],
+                          capture_output=True, text=True, timeout=120)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    assert re.search(r"^\s*lesspy_kernel enabled\s*$", out, re.M), out
+    assert re.search(rf"^\s*lesspy_kernel {re.escape(lesspy_kernel.__version__)} OK\s*$", out, re.M), out
 
 
 def test_the_sdist_is_the_whole_project(dist):
