@@ -39,14 +39,13 @@ def _aligned(size: int) -> np.ndarray:
 class StreamLane:
     """The transport of one lane over a connected stream socket that carries messages."""
 
-    def __init__(self, lane_id: int, client: Any, sock: socket.socket, session: int, limiter: LogLimiter,
-                 max_payload: int = MAX_MESSAGE_PAYLOAD) -> None:
+    def __init__(self, lane_id: int, client: Any, sock: socket.socket, session: int, limiter: LogLimiter) -> None:
         self.id = lane_id
         self.client = client                      # server.Client: its pid and id
         self.sock = sock
         self.session = session
         self.limiter = limiter
-        self.max_payload = min(max_payload, MAX_MESSAGE_PAYLOAD)
+        self.max_payload = MAX_MESSAGE_PAYLOAD     # of a request and of a reply (the relay may allow less)
         self.closed = False
         self.broken = False                       # a message broke the rules: the lane closes
         self._lock = threading.Lock()             # the socket's reads and the state below
