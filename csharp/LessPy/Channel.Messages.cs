@@ -19,7 +19,7 @@ namespace LessPy
             string head = "the call to " + m.PyName + " did not return within " + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout); "
                 + "the server was told to abandon it (a call not yet started never runs; a running one is interrupted where Python allows) "
                 + "and the next call goes on another lane";
-            char state = ServerState(_pid);
+            char state = _folder == null ? '?' : ServerState(_pid);     // a remote server's process is not on this machine
             if (state == '\0') return head + ". The server (pid " + _pid + ") is no longer running: it has stopped or crashed";
             if (state == 'T' || state == 't') return head + ". The server (pid " + _pid + ") is alive but not answering" + StateText(_pid, state);
             if (_mode == ServerMode.Notebook)
@@ -30,6 +30,11 @@ namespace LessPy
 
         string GoneText()
         {
+            RemoteEndpoint remote = _source.Remote;
+            if (remote != null)
+                return "the lesspy session '" + remote.Session + "' at " + remote.Display + " is gone or unreachable: its kernel restarted or stopped, "
+                    + "%lesspy stop ran, Jupyter Server stopped, or the network to it was cut. Run %lesspy serve --name " + remote.Session
+                    + " there again: the next call reconnects";
             if (_mode == ServerMode.Headless)
             {
                 // a server that is exiting closes its connections a moment before its process is gone: give it that moment
@@ -46,6 +51,13 @@ namespace LessPy
             }
             return "the notebook's lesspy server (kernel pid " + _pid + ") has stopped: the kernel restarted or died, or %lesspy stop ran; "
                 + "run %lesspy serve again";
+        }
+
+        /// <summary>What a remote lane knows of why its connection ended (" (why)"), "" for a mapped lane.</summary>
+        static string LostText(IFrameTransport t)
+        {
+            var r = t as RemoteLane;
+            return r != null && r.LostReason.Length > 0 ? " (" + r.LostReason + ")" : "";
         }
 
         /// <summary>
@@ -91,6 +103,14 @@ namespace LessPy
         /// </summary>
         Exception NotAnswering(NotAnsweringException e, string what)
         {
+            if (_folder == null)
+            {
+                // a remote server: its process cannot be looked at from here
+                if (what == null) return new ServerUnavailableException("connecting to " + _source.Where + ": " + e.Message, e);
+                return new CallTimeoutException("opening a connection to " + _source.Where + " for " + what + " got no answer within "
+                    + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout): " + e.Message + ". Jupyter Server or the network to it is slow or "
+                    + "not answering; wait for it or raise CallTimeout");
+            }
             int pid = _pid;
             if (pid <= 0)
             {

@@ -203,7 +203,8 @@ namespace LessPy
                     if (l.LastThread == me) { pick = l; break; }
                     if (pick == null) pick = l;
                 }
-                if (pick == null || Stopwatch.GetTimestamp() - pick.LastUsed <= IdleCheckTicks || pick.Transport.LooksOpen()) return pick;
+                // a remote lane's LooksOpen reads a flag and a clock (no system call): it is asked every time
+                if (pick == null || (pick.Mapped != null && Stopwatch.GetTimestamp() - pick.LastUsed <= IdleCheckTicks) || pick.Transport.LooksOpen()) return pick;
                 RemoveLocked(pick);
             }
         }
@@ -462,7 +463,7 @@ namespace LessPy
         CallTimeoutException NoLaneCameFree(string what, int inPlace)
         {
             string streams = OpenStreamsText();
-            return new CallTimeoutException("no lane of the connection to " + _folder.Path + " came free for " + what + " within "
+            return new CallTimeoutException("no lane of the connection to " + _source.Where + " came free for " + what + " within "
                 + TimeoutText(_timeout) + " (ILessPyConnection.CallTimeout): all " + _lanes.Count + " lanes carry calls that are "
                 + "running, or abandoned calls still running in Python"
                 + (inPlace > 0 ? ", or in-place request arrays (ILessPyConnection.NewRequestArray) of " + inPlace + " live threads "
@@ -491,7 +492,7 @@ namespace LessPy
         /// <summary>Every lane is held by an open stream that only the app can end: the call cannot start, and waiting would not help.</summary>
         LanesExhaustedException StreamsHoldLanes(string what)
         {
-            return new LanesExhaustedException("all " + _lanes.Count + " lanes of the connection to " + _folder.Path + " (its limit) are held by "
+            return new LanesExhaustedException("all " + _lanes.Count + " lanes of the connection to " + _source.Where + " (its limit) are held by "
                 + "open streams (IEnumerable<T> methods: " + OpenStreamsText() + ") whose enumerators were neither run to the end nor disposed, so "
                 + what + " cannot start. Each open enumerator keeps its lane (and its Python generator) until it ends or is disposed: "
                 + "dispose enumerators you stop early (a foreach loop does, so do LINQ's First() and Take()), or copy the items with ToList(). "

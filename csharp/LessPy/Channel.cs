@@ -9,7 +9,8 @@ namespace LessPy
     /// <summary>
     /// The connection of one proxy to one server: a pool of lanes (PROTOCOL.md sections 2 and 3), opened lazily up to
     /// a maximum, and the call round trip (sections 6 and 7): the codec writes and reads the frames, each lane's
-    /// <see cref="IFrameTransport"/> carries them. Thread-safe. The pool is in Channel.Pool.cs, the messages of its
+    /// <see cref="IFrameTransport"/> carries them. Its <see cref="LaneSource"/> says where lanes come from: a work folder
+    /// on this machine (mapped lanes) or a session behind Jupyter Server's relay (websocket lanes, section 10). Thread-safe. The pool is in Channel.Pool.cs, the messages of its
     /// errors in Channel.Messages.cs.
     /// <para>
     /// The pool rule (data integrity): a thread starting a call first releases the lanes it holds (their result views
@@ -28,7 +29,8 @@ namespace LessPy
         /// <summary>The most lanes a proxy opens: the server's limit per client (MAX_LANES_PER_CLIENT), as CSHARP.md says.</summary>
         public const int DefaultMaxLanes = 64;
 
-        readonly WorkFolder _folder;
+        readonly LaneSource _source;
+        readonly WorkFolder _folder;    // the local source's folder, null for a remote one
         readonly object _lock = new object();
         readonly ulong _clientId;
         ulong _session;                 // the server run our lanes belong to (0 before the first lane)
@@ -38,9 +40,11 @@ namespace LessPy
         long _timeoutTicks = 100 * Stopwatch.Frequency;
         volatile bool _disposed;
 
-        Channel(WorkFolder folder)
+        Channel(LaneSource source)
         {
-            _folder = folder;
+            _source = source;
+            var local = source as LocalLaneSource;
+            _folder = local != null ? local.Folder : null;
             _clientId = NewClientId();
         }
 
@@ -62,9 +66,12 @@ namespace LessPy
         }
 
         /// <summary>Connects to the folder's server and opens the first lane; throws when the folder is not served.</summary>
-        public static Channel Open(WorkFolder folder)
+        public static Channel Open(WorkFolder folder) { return Open(new LocalLaneSource(folder)); }
+
+        /// <summary>Connects to the source's server and opens the first lane; throws when nothing serves there.</summary>
+        public static Channel Open(LaneSource source)
         {
-            var c = new Channel(folder);
+            var c = new Channel(source);
             try
             {
                 // no CallTimeout is set yet: the first lane waits the handshake's own time
@@ -84,7 +91,8 @@ namespace LessPy
             }
         }
 
-        public string Folder { get { return _folder.Path; } }
+        /// <summary>The work folder's path, or the remote session's URL (no token).</summary>
+        public string Folder { get { return _source.Where; } }
         public int ServerPid { get { return _pid; } }
         /// <summary>The module this proxy bound (a path; "" for a server that names none; null: not checked), set by LessPythonInvoke.</summary>
         internal string BoundModule;
@@ -116,15 +124,12 @@ namespace LessPy
         /// </summary>
         IFrameTransport OpenLane(long deadline, CancellationToken ct, string what)
         {
-            byte[] key;
-            try { key = _folder.ReadKey(); }
-            catch (IOException e) { throw new ServerUnavailableException("cannot read " + _folder.File(WorkFolder.KeyFile) + ": " + e.Message, e); }
-            catch (UnauthorizedAccessException e) { throw new ServerUnavailableException("cannot read " + _folder.File(WorkFolder.KeyFile) + ": " + e.Message, e); }
             for (int attempt = 0; ; attempt++)
             {
                 Hello hello;
-                Lane lane;
-                try { lane = Lane.Open(_folder, key, _clientId, out hello, deadline, ct); }
+                IFrameTransport lane;
+                int pid;
+                try { lane = _source.Open(_clientId, out hello, out pid, deadline, ct); }
                 catch (NotAnsweringException e) { throw NotAnswering(e, what); }
                 catch (ServerUnavailableException e)
                 {
@@ -135,15 +140,13 @@ namespace LessPy
                 catch (SessionChangedException e)
                 {
                     // the server restarted between its hello and our mapping: try once more with the new run
-                    if (attempt > 0) throw new ServerUnavailableException("the server of " + _folder.Path + " keeps restarting: " + e.Message, e);
+                    if (attempt > 0) throw new ServerUnavailableException("the server of " + _source.Where + " keeps restarting: " + e.Message, e);
                     continue;
                 }
-                int pid;
                 try
                 {
-                    pid = _folder.ReadNumber(WorkFolder.PidFile);
                     // a new server run must serve the module this proxy bound: a proxy never calls another module's code
-                    if (_session != 0 && hello.Session != _session) _folder.CheckStillServes(BoundModule);
+                    if (_session != 0 && hello.Session != _session) _source.CheckStillServes(BoundModule);
                 }
                 catch
                 {
@@ -272,7 +275,7 @@ namespace LessPy
                 {
                     Drop(lane);
                     if (_disposed) throw Disposed();
-                    throw new ServerUnavailableException("cannot send the call to " + m.PyName + ": " + GoneText());
+                    throw new ServerUnavailableException("cannot send the call to " + m.PyName + LostText(t) + ": " + GoneText());
                 }
                 return seq;
             }
@@ -315,7 +318,7 @@ namespace LessPy
                 case WaitOutcome.Closed:
                     Drop(lane);
                     if (_disposed) throw Disposed();
-                    throw new ServerUnavailableException("the server closed the connection during " + what + ": " + GoneText());
+                    throw new ServerUnavailableException("the server closed the connection during " + what + LostText(lane.Transport) + ": " + GoneText());
             }
         }
 
@@ -565,7 +568,7 @@ namespace LessPy
             }
         }
 
-        ObjectDisposedException Disposed() { return new ObjectDisposedException("LessPy connection to " + _folder.Path); }
+        ObjectDisposedException Disposed() { return new ObjectDisposedException("LessPy connection to " + _source.Where); }
 
         /// <summary>Closes the connection; SHUTDOWN when it started its server without keepAlive (<see cref="StopsServer"/>).</summary>
         public void Dispose() { Dispose(StopsServer); }

@@ -24,10 +24,13 @@ namespace LessPy
         /// </summary>
         TimeSpan CallTimeout { get; set; }
 
-        /// <summary>The process id of the Python server (from <c>python.pid</c>, read when the connection last changed server).</summary>
+        /// <summary>
+        /// The process id of the Python server (from <c>python.pid</c>, read when the connection last changed server; for
+        /// a session reached through Jupyter Server, the relay's hello says it: a process on that machine).
+        /// </summary>
         int ServerPid { get; }
 
-        /// <summary>The absolute path of the server's work folder.</summary>
+        /// <summary>The absolute path of the server's work folder; for a session reached through Jupyter Server, its URL (without the token).</summary>
         string WorkFolder { get; }
 
         /// <summary>
@@ -41,6 +44,7 @@ namespace LessPy
         /// starts (after it, the span may point into another call's request).
         /// </summary>
         /// <param name="shape">The shape; none means a 0-d array (one element).</param>
+        /// <exception cref="NotSupportedException">A session reached through Jupyter Server (no shared memory).</exception>
         NdArray NewRequestArray<T>(params int[] shape) where T : struct;
     }
 }

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Reflection;
+using System.Security.Cryptography.X509Certificates;
 
 namespace LessPy
 {
@@ -49,14 +50,83 @@ namespace LessPy
         /// </summary>
         /// <param name="workFolderOrName">A work folder path, or the name given to <c>%lesspy serve --name NAME</c>
         /// (found in the Jupyter runtime dir's <c>lesspy/NAME/</c>). An argument with a path separator, or naming an
-        /// existing directory, is a folder.</param>
-        /// <exception cref="ServerUnavailableException">Nothing serves the folder, or its files are stale.</exception>
-        /// <exception cref="HandshakeException">The server refused the connection (wrong key, version, or busy: the message names the limit).</exception>
+        /// existing directory, is a folder. A string starting with <c>http://</c>, <c>https://</c>, <c>ws://</c> or
+        /// <c>wss://</c> is the URL of a session on another machine, served by Jupyter Server's lesspy relay:
+        /// <c>http[s]://host:port[/base_url]/lesspy/NAME[?token=TOKEN]</c> (the token, else the <c>JUPYTER_TOKEN</c>
+        /// environment variable, is sent in the Authorization header, never in the request URL; see
+        /// <see cref="Connect{T}(Uri, string, string)"/>).</param>
+        /// <exception cref="ServerUnavailableException">Nothing serves the folder, or its files are stale; for a URL: nothing
+        /// answers there, no such session (the message lists the sessions served there), or the certificate is not trusted.</exception>
+        /// <exception cref="HandshakeException">The server refused the connection (wrong key, version, or busy: the message names
+        /// the limit); for a URL: Jupyter Server refused the token.</exception>
+        /// <exception cref="ArgumentException">A URL that does not name a lesspy session.</exception>
         public static T Connect<T>(string workFolderOrName) where T : class
         {
             if (workFolderOrName == null) throw new ArgumentNullException(nameof(workFolderOrName));
             if (workFolderOrName.Length == 0) throw new ArgumentException("empty work folder or session name", nameof(workFolderOrName));
+            if (RemoteEndpoint.IsUrl(workFolderOrName))
+            {
+                RemoteEndpoint at = RemoteEndpoint.Parse(workFolderOrName, null);
+                return Prepared<T>(preparation => OpenRemote(at));
+            }
             return Prepared<T>(preparation => OpenServed(workFolderOrName));
+        }
+
+        /// <summary>
+        /// Attaches to the session <paramref name="session"/> (<c>%lesspy serve --name NAME</c> in a notebook, or
+        /// <c>lesspy serve --name NAME</c>) on the machine of the Jupyter Server at <paramref name="server"/>, through the
+        /// lesspy relay that Jupyter Server runs (its authentication and TLS; PROTOCOL.md section 10), and returns a proxy
+        /// for <typeparamref name="T"/>. Everything works as with a local session (threads, Task, cancellation, streams,
+        /// records, CallTimeout, the notebook's interrupt, the NdArray view rule), except in-place request arrays
+        /// (<see cref="ILessPyConnection.NewRequestArray{T}"/>, shared memory only). Each concurrent caller uses a
+        /// websocket of its own. A https server's certificate is validated against this machine's trust store.
+        /// </summary>
+        /// <param name="server">Jupyter Server's URL with its base URL, if any: <c>http://gpu-box:8888/</c>,
+        /// <c>https://hub.example.org/user/me/</c>.</param>
+        /// <param name="session">The session's name.</param>
+        /// <param name="token">Jupyter Server's token (or a JupyterHub API token); null: the server URL's <c>token</c>
+        /// query parameter, else the <c>JUPYTER_TOKEN</c> environment variable, else none.</param>
+        /// <exception cref="ServerUnavailableException">Nothing answers there, no such session (the message lists the sessions
+        /// served there), or the certificate is not trusted.</exception>
+        /// <exception cref="HandshakeException">Jupyter Server refused the token, or the session refused the connection (busy, another protocol version).</exception>
+        /// <exception cref="ArgumentException"><paramref name="server"/> is not an absolute http(s) URL, or <paramref name="session"/> is not a session name.</exception>
+        public static T Connect<T>(Uri server, string session, string token = null) where T : class
+        {
+            return Connect<T>(server, session, token, null);
+        }
+
+        /// <summary>
+        /// As <see cref="Connect{T}(Uri, string, string)"/>, also trusting <paramref name="trustedCertificate"/> as the
+        /// server's own certificate: a server whose leaf certificate is exactly this one is accepted when the only chain
+        /// errors are an untrusted root or a partial chain (a self-signed certificate) and its name matches the host.
+        /// Any other certificate is validated as usual. Where <c>ClientWebSocket</c> takes a per-connection validation
+        /// callback (.NET Core 2.1 and later) the rule is given to it; where it ignores it (Mono, Unity) the websocket is
+        /// opened over a TLS stream of LessPy's own that applies the rule; where it has none (.NET Framework) a
+        /// process-wide <see cref="System.Net.ServicePointManager.ServerCertificateValidationCallback"/> is installed
+        /// that applies the rule to this host and port only and leaves every other host to the callback that was there before.
+        /// </summary>
+        /// <param name="server">Jupyter Server's URL with its base URL, if any.</param>
+        /// <param name="session">The session's name.</param>
+        /// <param name="token">Jupyter Server's token; null: as in <see cref="Connect{T}(Uri, string, string)"/>.</param>
+        /// <param name="trustedCertificate">The server's certificate (for example <c>new X509Certificate2("jupyter.pem")</c>), or null.</param>
+        /// <exception cref="ServerUnavailableException">Nothing answers there, no such session, or the certificate is not trusted.</exception>
+        /// <exception cref="HandshakeException">Jupyter Server refused the token, or the session refused the connection.</exception>
+        /// <exception cref="ArgumentException"><paramref name="server"/> is not an absolute http(s) URL, or <paramref name="session"/> is not a session name.</exception>
+        public static T Connect<T>(Uri server, string session, string token, X509Certificate2 trustedCertificate) where T : class
+        {
+            if (server == null) throw new ArgumentNullException(nameof(server));
+            if (session == null) throw new ArgumentNullException(nameof(session));
+            RemoteEndpoint at = RemoteEndpoint.Of(server, session, token, trustedCertificate);
+            return Prepared<T>(preparation => OpenRemote(at));
+        }
+
+        /// <summary>The channel to a remote session; the module it serves is recorded (a reconnection must find the same).</summary>
+        static Channel OpenRemote(RemoteEndpoint at)
+        {
+            Channel channel = Channel.Open(new RemoteLaneSource(at));
+            try { channel.BoundModule = RemoteLane.ServedModule(at); }
+            catch (ServerUnavailableException) { channel.BoundModule = null; }     // the status cannot be read: not checked
+            return channel;
         }
 
         /// <summary>
