@@ -195,8 +195,10 @@ class JupyterServer:
     def folder(self, name: str) -> Path:
         return self.runtime / "lesspy" / name
 
-    def headless(self, name: str, module: Path = TYPES_MODULE, *flags: str) -> "HeadlessSession":
-        h = HeadlessSession(self, name, module, *flags)
+    def headless(self, name: str, module: Path = TYPES_MODULE, *flags: str, folder: Optional[Path] = None
+                 ) -> "HeadlessSession":
+        """A headless session named `name` (or, given `folder`, serving that plain work folder)."""
+        h = HeadlessSession(self, folder or self.folder(name), module, *flags)
         self.headlesses.append(h)
         return h
 
@@ -322,10 +324,11 @@ class ServerKernel:
 
 class HeadlessSession:
     """`lesspy serve --module M --work-folder <runtime>/lesspy/NAME`: a headless named session of that server's
-    user, in its runtime dir."""
+    user, in its runtime dir (its environment)."""
 
-    def __init__(self, server: JupyterServer, name: str, module: Path = TYPES_MODULE, *flags: str) -> None:
-        self.folder = server.folder(name)
+    def __init__(self, server: JupyterServer, folder: Path, module: Path = TYPES_MODULE, *flags: str) -> None:
+        self.folder = folder
+        name = folder.name
         self.log = server.tmp / f"headless-{name}.log"
         self._log = open(self.log, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(module),

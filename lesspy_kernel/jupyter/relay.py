@@ -137,12 +137,7 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors as JSON `{"message": ...}` (the C# client GETs the URL to show why its upgrade failed)."""
-        self.set_header("Content-Type", "application/json")
-        message = self._reason
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        self.finish(json.dumps({"message": message, "reason": self._reason}))
+        sessions.write_json_error(self, status_code, **kwargs)
 
     @ws_authenticated
     async def get(self, name: str) -> None:     # type: ignore[override]

@@ -30,6 +30,9 @@ from .relay import LessPyRelay, RelayHandler
 class ListHandler(APIHandler):
     """`GET <base>lesspy/`: `{"sessions": [...]}`, every named session whose status answers within 1 s."""
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        sessions.write_json_error(self, status_code, **kwargs)
+
     @web.authenticated
     async def get(self) -> None:
         authorized = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", "kernels"))

@@ -5,6 +5,7 @@ here run off the IOLoop (the handlers use a thread executor)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 from pathlib import Path
@@ -23,6 +24,17 @@ from ..workfolder import (PORT_FILE, SESSIONS, folder_base, jupyter_runtime_dir,
 STATUS_TIMEOUT = 1.0        # seconds a session's status may take (the listing asks every session at once)
 GONE = 4404
 REFUSED = 4503
+
+
+def write_json_error(handler: web.RequestHandler, status_code: int, **kwargs: Any) -> None:
+    """An error as JSON `{"message", "reason"}` with the whole message (an HTTPError's text goes in its args, so
+    that a '%' in a path cannot upset tornado's log line)."""
+    handler.set_header("Content-Type", "application/json")
+    message = handler._reason
+    exc = kwargs.get("exc_info", (None, None, None))[1]
+    if isinstance(exc, web.HTTPError) and exc.log_message:
+        message = exc.log_message % exc.args if exc.args else exc.log_message
+    handler.finish(json.dumps({"message": message, "reason": handler._reason}))
 
 
 def sessions_parent() -> Path:
