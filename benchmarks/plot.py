@@ -2,8 +2,9 @@
 
     python plot.py results.json out.png
 
-Three panels on log scales, each case beside its floor (measured in the same run) and its peers:
-small calls, big arrays, start-up. Skipped cases are named with "skipped"; quoted figures are hatched.
+Four panels, each case beside its floor (measured in the same run) and its peers: small calls, big arrays,
+remote calls through Jupyter Server, start-up (the first three on log scales). Skipped cases are named with
+"skipped"; quoted figures are hatched.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def main(src, out):
     meta = data["meta"]
     n = meta["sizes"]["n"]
     kg_n = meta["sizes"]["kg_n"]
-    fig, axes = plt.subplots(3, 1, figsize=(10, 11), gridspec_kw={"height_ratios": [9, 9, 4]})
+    fig, axes = plt.subplots(4, 1, figsize=(10, 14), gridspec_kw={"height_ratios": [9, 9, 7, 4]})
     panel(axes[0], "small calls (C# -> Python and back)", [
         ("floor_spin", "floor: spin on a shared word (2 CPUs)"),
         ("floor_rtt_unix", "floor: 1-byte Unix socket round trip"),
@@ -101,7 +102,17 @@ def main(src, out):
         ("floor_of:echo_1MiB", "floor: 2 copies of 1 MiB + round trip"),
         ("echo_1MiB", "lesspy: 1 MiB float64 echo"),
     ], rows)
-    panel(axes[2], "start-up", [
+    panel(axes[2], "remote: by URL through Jupyter Server (websocket), next to its echo and Jupyter's own", [
+        ("remote_echo_small", "floor: websocket echo, small message"),
+        ("remote_noop", "lesspy remote: no-op"),
+        ("remote_add_ints", "lesspy remote: add_ints(2, 40)"),
+        ("jupyter_ws_kernel_info", "Jupyter Server kernel channels: kernel_info"),
+        ("kg_add_ints", "Kernel Gateway HTTP: add_ints"),
+        ("remote_echo_big", f"floor: websocket echo of a {n}² call's bytes"),
+        ("remote_big", f"lesspy remote: {n}² return a + 1"),
+        ("kg_big", f"Kernel Gateway: {kg_n}² as base64 JSON"),
+    ], rows)
+    panel(axes[3], "start-up", [
         ("floor_import_numpy", "floor: python -c 'import numpy'"),
         ("cold_initialize", "lesspy: cold Initialize to first result"),
         ("connect_first_call", "lesspy: Connect + first call"),

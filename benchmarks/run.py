@@ -10,9 +10,12 @@ What it does, in order (a few minutes on a 2-vCPU machine; --quick: tiny sizes, 
   4. measures lesspy from C# through its public API: headless (no-op, add_ints, 4096^2 float32 `a + 1` three ways,
      1 MiB echo, Connect + first call, 8 threads vs 1, RSS growth, idle CPU), a live notebook kernel (and Jupyter's
      own messaging round trip, its floor), cold Initialize (and `python -c "import numpy"`, its floor);
-  5. measures the peers: pythonnet hosted in Mono, Jupyter Kernel Gateway notebook-http called from C#; quotes the
+  5. measures lesspy by URL through a real Jupyter Server (RemoteBench.exe): the relay to a headless named session,
+     next to a bare websocket echo in the same server (remote_echo.py, its floor) and to Jupyter Server's own kernel
+     messaging (kernel_info over the kernel's channels websocket);
+  6. measures the peers: pythonnet hosted in Mono, Jupyter Kernel Gateway notebook-http called from C#; quotes the
      original LessPythonInvoke's published figure (marked as quoted);
-  6. prints one table, writes benchmarks/results.json, docs/benchmarks.png and the figures section of
+  7. prints one table, writes benchmarks/results.json, docs/benchmarks.png and the figures section of
      docs/PERFORMANCE.md (full runs only).
 A peer that cannot be installed or started is reported as skipped with the reason. Nothing asserts on wall-clock
 time; the script exits non-zero only when something is broken (a build, a start-up, a wrong result).
@@ -61,9 +64,11 @@ class Broken(RuntimeError):
 def sizes(quick: bool) -> Dict[str, Any]:
     if quick:
         return dict(n=512, small=1000, big=5, echo=50, rss=3000, idle=1, threads_s=0.5, connects=1, cold=1,
-                    live=300, jmsg=30, pn_small=2000, pn_big=3, kg_small=10, kg_big=1, kg_n=256, py_reps=5)
+                    live=300, jmsg=30, pn_small=2000, pn_big=3, kg_small=10, kg_big=1, kg_n=256, py_reps=5,
+                    remote_small=300, remote_big=3, remote_jmsg=5)
     return dict(n=4096, small=20000, big=15, echo=300, rss=100000, idle=10, threads_s=2, connects=3, cold=3,
-                live=3000, jmsg=300, pn_small=20000, pn_big=10, kg_small=100, kg_big=1, kg_n=4096, py_reps=15)
+                live=3000, jmsg=300, pn_small=20000, pn_big=10, kg_small=100, kg_big=1, kg_n=4096, py_reps=15,
+                remote_small=3000, remote_big=10, remote_jmsg=100)
 
 
 # ================================================================ helpers
@@ -580,6 +585,161 @@ def live_kernel(exe: Path, tmp: Path, sz: Dict[str, int], procs: Procs, res: Dic
         km.shutdown_kernel(now=True)
 
 
+# ================================================================ remote: through Jupyter Server
+
+REMOTE_ROWS = ("remote_echo_small", "remote_frames_direct", "remote_echo_big", "remote_noop", "remote_add_ints",
+               "remote_big", "remote_connect_warm", "jupyter_ws_kernel_info")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url: str, token: str, method: str = "GET", body: Optional[bytes] = None, timeout: float = 30) -> Any:
+    import urllib.request
+    req = urllib.request.Request(url, data=body, method=method, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        data = r.read()
+    return json.loads(data) if data else None
+
+
+def build_remote_bench(tmp: Path) -> Path:
+    """RemoteBench.exe from LessPy's sources (the echo uses the internal RemoteLane) and the bench's."""
+    exe = tmp / "RemoteBench.exe"
+    sources = sorted((ROOT / "csharp" / "LessPy").glob("*.cs"))
+    version = BIN / "obj" / "LessPyVersion.cs"            # written by build.sh: the library's assembly version
+    if version.exists():
+        sources.append(version)
+    mcs(exe, sources + [BENCH / "RemoteBench.cs", BENCH / "Measure.cs"], [])
+    return exe
+
+
+def frames_direct(folder: Path, calls: int) -> List[float]:
+    """No-op round trips straight to the session over a FRAMES connection (what the relay opens for each
+    websocket), from this Python process with blocking sockets: the relay's hop and the session's call alone."""
+    from lesspy_kernel.client import open_frames
+    from lesspy_kernel.coerce import encode_call
+    from lesspy_kernel.wire import HEADER_SIZE, Tag
+    from lesspy_kernel.wire.message import message_header, read_message_header
+
+    conn = open_frames(folder, timeout=5.0)
+    payload = encode_call("noop", Tag.NONE, [], [])
+    sock = conn.sock
+
+    def read(n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise Broken("the session closed its FRAMES connection")
+            buf += chunk
+        return bytes(buf)
+
+    samples = []
+    try:
+        for seq in range(1, calls + 201):
+            t = time.perf_counter()
+            sock.sendall(message_header(seq, len(payload), 0, conn.session) + payload)
+            h = read_message_header(memoryview(read(HEADER_SIZE)))
+            body = read(h.length)
+            if seq > 200:
+                samples.append(time.perf_counter() - t)
+            if h.sequence != seq or h.status != 0:
+                raise Broken(f"FRAMES no-op: reply {h.sequence} status {h.status} to {seq}: {body[:200]!r}")
+    finally:
+        conn.close()
+    return samples
+
+
+def remote(tmp: Path, sz: Dict[str, int], procs: Procs, res: Dict[str, Any], skips: Dict[str, str]) -> None:
+    """A real `jupyter server` with lesspy's extension and the bench's echo (remote_echo.py) in the same process;
+    a headless session named `bench` behind the relay; a kernel for Jupyter's own kernel messaging. Mono calls
+    by URL (RemoteBench.exe), alternating blocks with the echo."""
+    import importlib.util
+
+    import lesspy_kernel
+
+    why = ""
+    if importlib.util.find_spec("jupyter_server") is None:
+        why = f"jupyter_server is not installed in {sys.prefix}"
+    elif not hasattr(lesspy_kernel, "_jupyter_server_extension_points"):
+        why = "this lesspy has no Jupyter Server extension (lesspy_kernel._jupyter_server_extension_points)"
+    if not why:
+        try:
+            exe = build_remote_bench(tmp)
+        except Broken as e:
+            why = f"RemoteBench.cs does not build against this checkout's LessPy sources: {str(e)[-400:]}"
+    if why:
+        for k in REMOTE_ROWS:
+            skips[k] = why
+        return
+
+    d = tmp / "remote"
+    runtime = d / "runtime"
+    for sub in ("config", "data", "runtime", "root"):
+        (d / sub).mkdir(parents=True)
+    os.chmod(runtime, 0o700)
+    (d / "config" / "jupyter_server_config.json").write_text(json.dumps(
+        {"ServerApp": {"jpserver_extensions": {"lesspy_kernel": True, "remote_echo": True}}}))
+    token = os.urandom(16).hex()
+    port = free_port()
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(d / "config"), JUPYTER_DATA_DIR=str(d / "data"),
+               JUPYTER_RUNTIME_DIR=str(runtime), IPYTHONDIR=str(d / "ipython"),
+               PYTHONPATH=os.pathsep.join([str(BENCH)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    env.pop("JUPYTER_TOKEN", None)
+    log = d / "jupyter_server.log"
+    server = procs.popen([sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
+                          f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.open_browser=False",
+                          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={d / 'root'}",
+                          "--ServerApp.allow_root=True"], log, env=env, cwd=str(d))
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            http_json(base + "/api/status", token, timeout=2)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    wait_for(answers, server, "jupyter server (with the lesspy extension and remote_echo)", log, timeout=90)
+    for ext in ("lesspy_kernel", "remote_echo"):
+        if f"{ext} | extension was successfully loaded" not in tail(log, 100000):
+            raise Broken(f"jupyter server did not load the {ext} extension:\n{tail(log)}")
+
+    folder = runtime / "lesspy" / "bench"
+    session_log = d / "session.log"
+    session = procs.popen([sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(BENCH / "bench_module.py"),
+                           "--work-folder", str(folder), "--keep-alive"], session_log, env=env, cwd=str(d))
+    wait_for(lambda: (folder / "notify.port").exists(), session, "the lesspy session `bench`", session_log)
+
+    print("running RemoteBench.exe remote (calls by URL through the relay, and the echo beside it)...", flush=True)
+    out = run_checked(["mono", str(exe), "remote", f"url={base}/lesspy/bench?token={token}",
+                       f"echo={base}/echo/lesspy/bench?token={token}", f"small={sz['remote_small']}",
+                       f"big={sz['remote_big']}", f"n={sz['n']}", f"connects={sz['connects']}"],
+                      "RemoteBench.exe remote", 900, cwd=str(tmp))
+    parse_lines(out, res, skips)
+    res["remote_frames_direct"] = stats(frames_direct(folder, sz["remote_small"]))
+    stop(session)
+
+    kernel = http_json(base + "/api/kernels", token, "POST", b"{}")["id"]
+    try:
+        # the server's websocket waits for the kernel to answer before it carries messages; RemoteBench warms up
+        print("running RemoteBench.exe channels (kernel_info over Jupyter Server's kernel websocket)...", flush=True)
+        out = run_checked(["mono", str(exe), "channels", f"url=ws://127.0.0.1:{port}/api/kernels/{kernel}/channels",
+                           f"token={token}", f"calls={sz['remote_jmsg']}"], "RemoteBench.exe channels", 300,
+                          cwd=str(tmp))
+        parse_lines(out, res, skips)
+    finally:
+        try:
+            http_json(f"{base}/api/kernels/{kernel}", token, "DELETE")
+        except OSError:
+            pass
+        stop(server)
+
+
 # ================================================================ cold start
 
 def cold(exe: Path, tmp: Path, sz: Dict[str, int], res: Dict[str, Any], skips: Dict[str, str]) -> None:
@@ -750,6 +910,9 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
     row("floor", "floor_py_copy_1MiB", "numpy copy 1 MiB map -> map")
     row("floor", "floor_jupyter_msg", "Jupyter messaging: execute_request `noop()` -> execute_reply (jupyter_client)")
     row("floor", "floor_import_numpy", "python -c \"import numpy\" (process start to exit)")
+    row("floor", "remote_echo_small", "websocket echo in Jupyter Server (tornado), small message, from C#'s RemoteLane")
+    row("floor", "remote_frames_direct", "no-op straight to the session over the relay's Unix socket, from Python")
+    row("floor", "remote_echo_big", f"the same echo carrying a {big} float32 call's bytes both ways")
 
     spin, unix = m(res, "floor_spin"), m(res, "floor_rtt_unix")
     rt = spin if spin is not None else unix
@@ -821,16 +984,31 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
             r["skip"] = skips.get(f"rss_growth_{side}", "not measured in this run")
         rows.append(r)
 
+    # ---- remote: by URL through Jupyter Server's relay to a headless session, the echo as floor
+    rnoop, radd, rbig = m(res, "remote_noop"), m(res, "remote_add_ints"), m(res, "remote_big")
+    row("lesspy", "remote_noop", "remote no-op f() by URL through the relay (headless session)",
+        m(res, "remote_echo_small"), "websocket echo, same server and client", "≤ 1.3× echo",
+        lambda r: r["ratio"] <= 1.3)
+    row("lesspy", "remote_add_ints", "remote add_ints(2, 40)", rnoop, "the remote no-op call")
+    row("lesspy", "remote_big", f"remote {big} float32 `return a + 1`", m(res, "remote_echo_big"),
+        "the same bytes both ways over the echo", "≤ 1.5× echo", lambda r: r["ratio"] <= 1.5)
+    row("lesspy", "remote_connect_warm", "remote Connect by URL + first call (warm process)")
+
     # ---- peers
     la, lb = m(res, "add_ints"), m(res, "big_natural")
     row("peer", "pythonnet_add_ints", "pythonnet in Mono: add_ints(2, 40)", la, "lesspy add_ints")
     row("peer", "pythonnet_big", f"pythonnet in Mono: {big} +1, array copied in and out", lb,
         "lesspy `return a + 1`")
+    row("peer", "jupyter_ws_kernel_info", "Jupyter Server kernel channels: kernel_info round trip from C#", rnoop,
+        "lesspy remote no-op")
+    kg_small = m(res, "kg_add_ints")
     row("peer", "kg_add_ints", "Jupyter Kernel Gateway notebook-http: add_ints from C#", la,
-        "lesspy add_ints")
+        "lesspy add_ints", ratio_remote=(kg_small / radd) if kg_small and radd else None)
     kg_n = sz["kg_n"]
+    kg_big = m(res, "kg_big")
     row("peer", "kg_big", f"Jupyter Kernel Gateway: {kg_n}² float32 +1 as base64 JSON", lb if kg_n == n else None,
-        "lesspy `return a + 1`" if kg_n == n else "")
+        "lesspy `return a + 1`" if kg_n == n else "",
+        ratio_remote=(kg_big / rbig) if kg_big and rbig and kg_n == n else None)
     rows.append({"section": "peer", "id": "lpi_published", "label": "original LessPythonInvoke: 4096² +1 (QUOTED)",
                  "median_us": LPI_PUBLISHED_MS * 1000, "quoted": True, "floor": "lesspy `return a + 1`",
                  "floor_us": lb if n == 4096 else None,
@@ -896,6 +1074,35 @@ def table(rows: List[Dict[str, Any]]) -> List[str]:
     return out
 
 
+def remote_summary(rows: List[Dict[str, Any]]) -> str:
+    """One paragraph on the remote rows: their ratios and what the relay adds over the echo."""
+    r = {x["id"]: x for x in rows}
+
+    def med(k):
+        return r.get(k, {}).get("median_us")
+
+    noop, echo, big, echo_big = med("remote_noop"), med("remote_echo_small"), med("remote_big"), med("remote_echo_big")
+    if noop is None or echo is None:
+        return ""
+    direct = med("remote_frames_direct")
+    parts = [f"no-op {noop / echo:.2f}× the websocket echo ({fmt_t(noop)} vs {fmt_t(echo)}: the relay adds "
+             f"{fmt_t(noop - echo)}, its Unix socket hop to the session and the session's call"
+             + (f", {fmt_t(direct)} of it when driven straight from Python" if direct is not None else "")
+             + ", and its own work per message)"]
+    if big is not None and echo_big is not None:
+        parts.append(f"{r['remote_big']['label'].replace('remote ', '')} {big / echo_big:.2f}× the same bytes "
+                     f"both ways over the echo ({fmt_t(big)} vs {fmt_t(echo_big)}; {fmt_t(big - echo_big)} more)")
+    peers = []
+    ki = med("jupyter_ws_kernel_info")
+    if ki is not None:
+        peers.append(f"Jupyter Server's kernel channels (kernel_info) {fmt_t(ki)}, {ki / noop:.0f}× the remote no-op")
+    for k, what in (("kg_add_ints", "add_ints"), ("kg_big", "`a + 1`")):
+        if r.get(k, {}).get("ratio_remote"):
+            peers.append(f"Kernel Gateway {what} {r[k]['ratio_remote']:.0f}× lesspy's remote {what}")
+    return ("Remote, through Jupyter Server (loopback): " + "; ".join(parts) + "."
+            + (" Next to it: " + "; ".join(peers) + "." if peers else ""))
+
+
 def busy_warning(meta: Dict[str, Any]) -> str:
     """A warning when other work shared the machine (1-minute load average above half the cores)."""
     cores = meta["machine"]["cores"] or 1
@@ -935,6 +1142,9 @@ def markdown(rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
         ratio = fmt_ratio(r.get("ratio"), "×")
         met = {True: "yes", False: "**no**"}.get(r.get("target_met"), "")
         md.append(f"| {names[r['section']]} {label} | {med} | {p99} | {fl} | {ratio} | {r.get('target', '')} | {met} |")
+    summary = remote_summary(rows)
+    if summary:
+        md += ["", summary]
     pl = meta.get("placement")
     if pl:
         md += ["", f"Scheduler placement during the small calls (share of 20 ms samples in which a busy thread was on "
@@ -1000,6 +1210,7 @@ def main(argv) -> int:
         res.update(python_floors(tmp, sz["n"], sz["py_reps"]))
         headless(exe, tmp, sz, procs, res, skips)
         live_kernel(exe, tmp, sz, procs, res, skips)
+        remote(tmp, sz, procs, res, skips)
         cold(exe, tmp, sz, res, skips)
         pythonnet_peer(tmp, bench_py, why, sz, res, skips)
         kernel_gateway_peer(tmp, bench_py, why, sz, procs, res, skips)
@@ -1022,6 +1233,9 @@ def main(argv) -> int:
             print(meta["busy_warning"])
         print()
         print("\n".join(table(rows)))
+        summary = remote_summary(rows)
+        if summary:
+            print("\n" + summary)
         pl = res.get("placement")
         if pl:
             print(f"\nscheduler placement during the small calls: C# {pl['csharp']}, Python {pl['python']}; "
