@@ -99,6 +99,9 @@ class Mono:
         return Path(self.err.name).read_text(errors="replace")[-3000:]
 
     def close(self) -> None:
+        for line in self.seen:            # the messages, for a reader of `pytest -s`
+            if line.startswith(("GONE ", "SILENT ", "REFUSED ", "UNKNOWN ", "BIG_MS ", "URL ")):
+                print(line)
         if self.proc.poll() is None:
             try:
                 assert self.proc.stdin is not None
@@ -220,9 +223,9 @@ def test_a_stopped_jupyter_server_is_noticed_by_its_silence(setup):
     mono.run("add after_silence", 60, "add_after_silence")
 
 
-def test_wss_with_a_self_signed_certificate(remote_client, tmp_path):
+def test_wss_with_a_self_signed_certificate_and_the_relays_max_message(remote_client, tmp_path):
     cert, key = make_certificate(tmp_path)
-    js = JupyterServer(tmp_path / "tls", certfile=cert, keyfile=key)
+    js = JupyterServer(tmp_path / "tls", certfile=cert, keyfile=key, args=(f"--LessPyRelay.max_message_size={2**20}",))
     mono = None
     try:
         module = tmp_path / "remote_module.py"
@@ -230,7 +233,7 @@ def test_wss_with_a_self_signed_certificate(remote_client, tmp_path):
         js.headless("tk", module)
         mono = Mono(remote_client, tmp_path)
         mono.run(f"untrusted {session_url(js, 'tk')}?token={TOKEN}", 60, "tls_untrusted")
-        mono.run(f"trusted {js.url} tk {TOKEN} {cert}", 60, "tls_trusted")
+        mono.run(f"trusted {js.url} tk {TOKEN} {cert} {2**20}", 60, "tls_trusted", "max_message")
         (tmp_path / "other").mkdir()
         other, _ = make_certificate(tmp_path / "other")
         mono.run(f"wrongcert {js.url} tk {TOKEN} {other}", 60, "tls_other_certificate")

@@ -318,7 +318,8 @@ namespace LessPy
                 case WaitOutcome.Closed:
                     Drop(lane);
                     if (_disposed) throw Disposed();
-                    throw new ServerUnavailableException("the server closed the connection during " + what + LostText(lane.Transport) + ": " + GoneText());
+                    throw new ServerUnavailableException((_folder == null ? "the connection was lost during " : "the server closed the connection during ")
+                        + what + LostText(lane.Transport) + ": " + GoneText());
             }
         }
 

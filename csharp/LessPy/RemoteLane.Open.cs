@@ -242,8 +242,12 @@ namespace LessPy
             int code = ws.CloseStatus.HasValue ? (int)ws.CloseStatus.Value : 0;
             string reason = ws.CloseStatusDescription ?? "";
             string tail = reason.Length > 0 ? ": " + reason : "";
+            if (code == 4503 && reason.IndexOf("does not answer", StringComparison.Ordinal) >= 0)
+                return new ServerUnavailableException("the lesspy session '" + at.Session + "' at " + at.Display + " does not answer the relay" + tail
+                    + ": it is stopped or overloaded");
             if (code == 4503)
-                return new HandshakeException("the lesspy session '" + at.Session + "' at " + at.Display + " refused the lane" + tail, (int)HandshakeResult.Busy, reason);
+                return new HandshakeException("the lesspy session '" + at.Session + "' at " + at.Display + " refused the lane" + tail,
+                    (int)(reason.IndexOf("is busy", StringComparison.Ordinal) >= 0 ? HandshakeResult.Busy : HandshakeResult.WrongKey), reason);
             if (code == 4404)
                 return new ServerUnavailableException("no lesspy session '" + at.Session + "' answers at " + at.Display + tail
                     + ". Run %lesspy serve --name " + at.Session + " in a notebook of that Jupyter Server (or `lesspy serve --name " + at.Session + "` there)");

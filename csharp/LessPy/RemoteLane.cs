@@ -314,8 +314,9 @@ namespace LessPy
         {
             WebSocketCloseStatus? code = _ws.CloseStatus;
             string reason = _ws.CloseStatusDescription;
-            return "Jupyter Server closed the websocket" + (code.HasValue ? " (code " + (int)code.Value + (string.IsNullOrEmpty(reason) ? "" : ": " + reason) + ")" : "")
-                + CloseMeaning(code.HasValue ? (int)code.Value : 0);
+            if (!code.HasValue) return "Jupyter Server closed the websocket";
+            if (!string.IsNullOrEmpty(reason)) return "Jupyter Server closed the websocket (code " + (int)code.Value + ": " + reason + ")";
+            return "Jupyter Server closed the websocket (code " + (int)code.Value + ")" + CloseMeaning((int)code.Value);
         }
 
         /// <summary>What a close code of section 10.3 means for the caller ("" for one that needs no words).</summary>

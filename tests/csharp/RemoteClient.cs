@@ -17,7 +17,7 @@
 //   refused URL                      Connect(URL) must throw HandshakeException (the token refused)
 //   unknown URL                      Connect(URL) of no such session: ServerUnavailableException listing the sessions
 //   untrusted URL                    Connect(URL) of a self-signed https server: refused (the certificate)
-//   trusted SERVER SESSION TOKEN PEM Connect(Uri, session, token, certificate): works
+//   trusted SERVER SESSION TOKEN PEM [MAX]  Connect(Uri, session, token, certificate): works; a call over MAX bytes is refused
 //   wrongcert SERVER SESSION TOKEN PEM the same with a certificate that is not the server's: refused
 //   rtt N                            N no-op round trips: prints "RTT median_us p99_us"
 using System;
@@ -118,6 +118,7 @@ static class RemoteClient
             {
                 Exception e = Catch(() => api.add(1, 2));
                 Check("gone_" + w[1], e is ServerUnavailableException && e.Message.Contains(url), Describe(e));
+                Console.WriteLine("GONE " + Describe(e).Replace("\n", " | "));
                 break;
             }
             case "add":
@@ -132,13 +133,14 @@ static class RemoteClient
                 Exception e = Catch(() => api.add(1, 2));
                 double s = sw.Elapsed.TotalSeconds;
                 Check("silent", e is ServerUnavailableException && e.Message.Contains(url) && s < 7.5, s.ToString("0.00") + " s " + Describe(e));
-                Console.WriteLine("SILENT " + s.ToString("0.00"));
+                Console.WriteLine("SILENT " + s.ToString("0.00") + " " + Describe(e).Replace("\n", " | "));
                 break;
             }
             case "refused":
             {
                 Exception e = Catch(() => LessPythonInvoke.Connect<IRemote>(w[1]));
                 Check("wrong_token", e is HandshakeException && e.Message.Contains("refused the token") && !e.Message.Contains(w[2]), Describe(e));
+                Console.WriteLine("REFUSED " + Describe(e).Replace("\n", " | "));
                 break;
             }
             case "unknown":
@@ -161,6 +163,13 @@ static class RemoteClient
                 NdArray a = tls.plus_one(NdArray.FromArray(new float[] { 1, 2, 3 }));
                 float[] r = a.ToArray<float>();
                 Check("tls_trusted", tls.add(1, 2) == 3 && r[2] == 4 && tls.WorkFolder.StartsWith("https://"), tls.WorkFolder);
+                if (w.Length > 5)
+                {
+                    // the relay's max_message (w[5] bytes): a larger call is refused before anything is sent
+                    int n = int.Parse(w[5]) / 4 + 16;
+                    Exception e = Catch(() => tls.plus_one(NdArray.FromArray(new float[n])));
+                    Check("max_message", e is PayloadTooLargeException && ((PayloadTooLargeException)e).Size > int.Parse(w[5]) && tls.add(2, 2) == 4, Describe(e));
+                }
                 tls.Dispose();
                 break;
             }
