@@ -100,7 +100,7 @@ class Mono:
 
     def close(self) -> None:
         for line in self.seen:            # the messages, for a reader of `pytest -s`
-            if line.startswith(("GONE ", "SILENT ", "REFUSED ", "UNKNOWN ", "BIG_MS ", "URL ")):
+            if line.startswith(("GONE ", "SILENT ", "REFUSED ", "UNKNOWN ", "FORBIDDEN ", "BIG_MS ", "URL ")):
                 print(line)
         if self.proc.poll() is None:
             try:
@@ -144,6 +144,7 @@ def test_connect_by_url_with_the_token_in_the_query_from_the_environment_and_by_
     mono.run(f"connect {session_url(js)}?token={TOKEN} query", 90, "connect_query")
     mono.run(f"connect {session_url(js)} env", 60, "connect_env")   # JUPYTER_TOKEN
     mono.run(f"connect-uri {js.url} {SESSION} {TOKEN}", 60, "connect_uri")
+    mono.run(f"connect {js.ws_url}lesspy/{SESSION}?token={TOKEN} ws", 60, "connect_ws")     # ws:// is taken too
     url = [line for line in mono.seen if line.startswith("URL ")][-1].split()[1]
     assert url == session_url(js) and "/base/lesspy/rk" in url
 
@@ -183,10 +184,17 @@ def test_a_result_view_goes_stale_as_locally_and_large_arrays_both_ways(setup):
     mono.run(f"big {3 * 1024 * 1024}", 120, "big")          # 12 MiB each way: above tornado's 10 MiB default
 
 
-def test_wrong_token_and_unknown_session(setup):
+def test_wrong_token_unknown_session_and_a_folder_open_to_others(setup, tmp_path):
     js, kernel, mono = setup
     mono.run(f"refused {session_url(js)}?token=wrong-{TOKEN[-6:]} wrong-{TOKEN[-6:]}", 60, "wrong_token")
     mono.run(f"unknown {session_url(js, 'nosuch')}?token={TOKEN} {SESSION}", 60, "unknown_session")
+    module = tmp_path / "open_module.py"
+    module.write_text(DEFS)
+    js.headless("opened", module)
+    os.chmod(js.folder("opened"), 0o750)            # group may enter: the relay refuses it, as a local client does
+    status, body = js.request("GET", "lesspy/opened")
+    assert status == 403, (status, body)
+    mono.run(f"forbidden {session_url(js, 'opened')}?token={TOKEN} {js.folder('opened')}", 60, "untrusted_folder")
 
 
 def test_lesspy_stop_and_kernel_restart_then_the_next_call_reconnects(setup):

@@ -16,6 +16,7 @@
 //   silent                           a call while Jupyter Server is stopped (SIGSTOP): ServerUnavailableException within ~6 s
 //   refused URL                      Connect(URL) must throw HandshakeException (the token refused)
 //   unknown URL                      Connect(URL) of no such session: ServerUnavailableException listing the sessions
+//   forbidden URL TEXT               Connect(URL) of a session folder that fails the relay's trust checks: HandshakeException with TEXT
 //   untrusted URL                    Connect(URL) of a self-signed https server: refused (the certificate)
 //   trusted SERVER SESSION TOKEN PEM [MAX]  Connect(Uri, session, token, certificate): works; a call over MAX bytes is refused
 //   wrongcert SERVER SESSION TOKEN PEM the same with a certificate that is not the server's: refused
@@ -148,6 +149,13 @@ static class RemoteClient
                 Exception e = Catch(() => LessPythonInvoke.Connect<IRemote>(w[1]));
                 Check("unknown_session", e is ServerUnavailableException && e.Message.Contains(w[2]), Describe(e));
                 Console.WriteLine("UNKNOWN " + Describe(e).Replace("\n", " | "));
+                break;
+            }
+            case "forbidden":
+            {
+                Exception e = Catch(() => LessPythonInvoke.Connect<IRemote>(w[1]));
+                Check("untrusted_folder", e is HandshakeException && e.Message.Contains("refused the session") && e.Message.Contains(w[2]), Describe(e));
+                Console.WriteLine("FORBIDDEN " + Describe(e).Replace("\n", " | "));
                 break;
             }
             case "untrusted":
