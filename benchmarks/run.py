@@ -587,8 +587,8 @@ def live_kernel(exe: Path, tmp: Path, sz: Dict[str, int], procs: Procs, res: Dic
 
 # ================================================================ remote: through Jupyter Server
 
-REMOTE_ROWS = ("remote_echo_small", "remote_frames_direct", "remote_echo_big", "remote_noop", "remote_add_ints",
-               "remote_big", "remote_connect_warm", "jupyter_ws_kernel_info")
+REMOTE_ROWS = ("remote_echo_small", "remote_frames_direct", "remote_echo_big", "remote_frames_direct_big",
+               "remote_noop", "remote_add_ints", "remote_big", "remote_connect_warm", "jupyter_ws_kernel_info")
 
 
 def free_port() -> int:
@@ -617,39 +617,50 @@ def build_remote_bench(tmp: Path) -> Path:
     return exe
 
 
-def frames_direct(folder: Path, calls: int) -> List[float]:
-    """No-op round trips straight to the session over a FRAMES connection (what the relay opens for each
-    websocket), from this Python process with blocking sockets: the relay's hop and the session's call alone."""
+def frames_direct(folder: Path, calls: int, warm: int, name: str = "noop", array: Optional[np.ndarray] = None
+                  ) -> List[float]:
+    """Round trips straight to the session over a FRAMES connection (what the relay opens for each websocket),
+    from this Python process with blocking sockets: the relay's hop and the session's call, without the relay.
+    `name()` returns nothing, or with `array`, `name(array)` returns an array of the same size."""
     from lesspy_kernel.client import open_frames
     from lesspy_kernel.coerce import encode_call
     from lesspy_kernel.wire import HEADER_SIZE, Tag
     from lesspy_kernel.wire.message import message_header, read_message_header
 
     conn = open_frames(folder, timeout=5.0)
-    payload = encode_call("noop", Tag.NONE, [], [])
+    if array is None:
+        payload = encode_call(name, Tag.NONE, [], [])
+    else:
+        payload = encode_call(name, Tag.NDARRAY, [array], [Tag.NDARRAY])
     sock = conn.sock
+    reply = bytearray(HEADER_SIZE + len(payload) + 4096)
+    view = memoryview(reply)
 
-    def read(n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
+    def read(at: int, n: int) -> None:
+        end = at + n
+        while at < end:
+            got = sock.recv_into(view[at:end])
+            if not got:
                 raise Broken("the session closed its FRAMES connection")
-            buf += chunk
-        return bytes(buf)
+            at += got
 
     samples = []
     try:
-        for seq in range(1, calls + 201):
+        for seq in range(1, calls + warm + 1):
             t = time.perf_counter()
             sock.sendall(message_header(seq, len(payload), 0, conn.session) + payload)
-            h = read_message_header(memoryview(read(HEADER_SIZE)))
-            body = read(h.length)
-            if seq > 200:
+            read(0, HEADER_SIZE)
+            h = read_message_header(view[:HEADER_SIZE])
+            if HEADER_SIZE + h.length > len(reply):
+                raise Broken(f"FRAMES {name}: a reply of {h.length} bytes for a request of {len(payload)}")
+            read(HEADER_SIZE, h.length)
+            if seq > warm:
                 samples.append(time.perf_counter() - t)
             if h.sequence != seq or h.status != 0:
-                raise Broken(f"FRAMES no-op: reply {h.sequence} status {h.status} to {seq}: {body[:200]!r}")
+                raise Broken(f"FRAMES {name}: reply {h.sequence} status {h.status} to {seq}: "
+                             f"{bytes(view[HEADER_SIZE:HEADER_SIZE + 200])!r}")
     finally:
+        view.release()
         conn.close()
     return samples
 
@@ -721,7 +732,10 @@ def remote(tmp: Path, sz: Dict[str, int], procs: Procs, res: Dict[str, Any], ski
                        f"big={sz['remote_big']}", f"n={sz['n']}", f"connects={sz['connects']}"],
                       "RemoteBench.exe remote", 900, cwd=str(tmp))
     parse_lines(out, res, skips)
-    res["remote_frames_direct"] = stats(frames_direct(folder, sz["remote_small"]))
+    res["remote_frames_direct"] = stats(frames_direct(folder, sz["remote_small"], 200))
+    n = sz["n"]
+    a = (np.arange(n * n, dtype=np.float32) % 1000).reshape(n, n)
+    res["remote_frames_direct_big"] = stats(frames_direct(folder, sz["remote_big"], 2, "inc_ndarray", a))
     stop(session)
 
     kernel = http_json(base + "/api/kernels", token, "POST", b"{}")["id"]
@@ -913,6 +927,7 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
     row("floor", "remote_echo_small", "websocket echo in Jupyter Server (tornado), small message, from C#'s RemoteLane")
     row("floor", "remote_frames_direct", "no-op straight to the session over the relay's Unix socket, from Python")
     row("floor", "remote_echo_big", f"the same echo carrying a {big} float32 call's bytes both ways")
+    row("floor", "remote_frames_direct_big", f"{big} float32 `a + 1` straight to the session over that socket, from Python")
 
     spin, unix = m(res, "floor_spin"), m(res, "floor_rtt_unix")
     rt = spin if spin is not None else unix
@@ -1090,8 +1105,11 @@ def remote_summary(rows: List[Dict[str, Any]]) -> str:
              + (f", {fmt_t(direct)} of it when driven straight from Python" if direct is not None else "")
              + ", and its own work per message)"]
     if big is not None and echo_big is not None:
+        direct_big = med("remote_frames_direct_big")
         parts.append(f"{r['remote_big']['label'].replace('remote ', '')} {big / echo_big:.2f}× the same bytes "
-                     f"both ways over the echo ({fmt_t(big)} vs {fmt_t(echo_big)}; {fmt_t(big - echo_big)} more)")
+                     f"both ways over the echo ({fmt_t(big)} vs {fmt_t(echo_big)}; {fmt_t(big - echo_big)} more"
+                     + (f", the same call straight to the session taking {fmt_t(direct_big)}"
+                        if direct_big is not None else "") + ")")
     peers = []
     ki = med("jupyter_ws_kernel_info")
     if ki is not None:
