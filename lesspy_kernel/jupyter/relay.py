@@ -13,7 +13,8 @@ import asyncio
 import json
 import secrets
 from pathlib import Path
-from typing import Any, Optional
+import socket
+from typing import Any, Callable, Optional
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
@@ -21,14 +22,13 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.ioloop import PeriodicCallback
-from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from ..wire import (FLAG_REPLY_IN_REQUEST, HEADER_SIZE, PROTOCOL_VERSION, SEQUENCE_OFFSET, SESSION_OFFSET,
-                    STATUS_ERROR, ErrorKind, FrameError, encode_error)
+from ..wire import (FLAG_REPLY_IN_REQUEST, HEADER_SIZE, LENGTH_OFFSET, PROTOCOL_VERSION, SEQUENCE_OFFSET,
+                    SESSION_OFFSET, STATUS_ERROR, ErrorKind, FrameError, encode_error)
 from ..wire.message import (MAX_MESSAGE_PAYLOAD, check_client_message, check_server_message, keepalive_message,
                             message_header, read_message_header)
 from ..wire.structs import U64
@@ -107,6 +107,155 @@ def _clip_reason(reason: str) -> str:
     return raw[:MAX_CLOSE_REASON - 3].decode("utf-8", "ignore") + "..."
 
 
+class SessionPipe:
+    """The relay's end of the FRAMES connection: non-blocking, driven by the IOLoop's own reader and writer
+    callbacks (a message is handled in the loop iteration that completed it: no task, no extra turn of the loop).
+
+    `deliver(message)` gets each whole message (header and payload, as bytes); when it returns a future that is
+    not done, reading stops until it is (the websocket has not flushed that message yet). `write` sends a message
+    and returns None once all of it is in the socket, else a future done when it is. `lost(why)` is called once
+    when the connection ends (EOF, reset), never after `close`.
+    """
+
+    CHUNK = 256 * 1024                  # bytes read at once into the buffer of small messages
+    DIRECT = 1024 * 1024                # a message at least this big is read straight into its own buffer
+
+    def __init__(self, sock: socket.socket, deliver: Callable[[bytes], Optional["asyncio.Future[Any]"]],
+                 lost: Callable[[str], None]) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = asyncio.get_running_loop()
+        self.deliver, self.lost = deliver, lost
+        self.buffer = bytearray()                    # received bytes of small messages
+        self.big: Optional[bytearray] = None         # a big message being received, and how much of it came
+        self.big_filled = 0
+        self.pending: Optional[memoryview] = None    # what `write` could not send yet
+        self.pending_done: Optional["asyncio.Future[None]"] = None
+        self.reading = False
+        self.closed = False
+        self.resume()
+
+    def resume(self) -> None:
+        if not self.reading and not self.closed:
+            self.loop.add_reader(self.fd, self._readable)
+            self.reading = True
+
+    def pause(self) -> None:
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+
+    def _readable(self) -> None:
+        try:
+            if self.big is not None:
+                with memoryview(self.big) as view:
+                    n = self.sock.recv_into(view[self.big_filled:])
+                self.big_filled += n
+            else:
+                chunk = self.sock.recv(self.CHUNK)
+                n = len(chunk)
+                self.buffer += chunk
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._end(f"{type(e).__name__}: {e}")
+            return
+        if n == 0:
+            self._end("closed")
+            return
+        self._deliver_ready()
+
+    def _deliver_ready(self) -> None:
+        """Hand over every whole message received, until one is not flushed yet."""
+        while self.reading and not self.closed:
+            if self.big is not None:
+                if self.big_filled < len(self.big):
+                    return
+                message = bytes(self.big)
+                self.big = None
+            else:
+                if len(self.buffer) < HEADER_SIZE:
+                    return
+                size = HEADER_SIZE + U64.unpack_from(self.buffer, LENGTH_OFFSET)[0]
+                if size > HEADER_SIZE + MAX_MESSAGE_PAYLOAD:     # the header alone: its check says what is wrong
+                    size = HEADER_SIZE
+                elif len(self.buffer) < size:
+                    if size >= self.DIRECT:
+                        self.big = bytearray(size)
+                        self.big[:len(self.buffer)] = self.buffer
+                        self.big_filled = len(self.buffer)
+                        self.buffer = bytearray()
+                    return
+                with memoryview(self.buffer) as view:
+                    message = bytes(view[:size])
+                del self.buffer[:size]
+            waiting = self.deliver(message)
+            if waiting is not None and not waiting.done():
+                self.pause()
+                waiting.add_done_callback(self._flushed)
+                return
+
+    def _flushed(self, _: "asyncio.Future[Any]") -> None:
+        self.resume()
+        self._deliver_ready()
+
+    def write(self, data: bytes) -> Optional["asyncio.Future[None]"]:
+        if self.closed:
+            return None
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as e:
+            self._end(f"{type(e).__name__}: {e}")
+            return None
+        if sent == len(data):
+            return None
+        self.pending = memoryview(data)[sent:]
+        self.pending_done = self.loop.create_future()
+        self.loop.add_writer(self.fd, self._writable)
+        return self.pending_done
+
+    def _writable(self) -> None:
+        assert self.pending is not None
+        try:
+            sent = self.sock.send(self.pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._end(f"{type(e).__name__}: {e}")
+            return
+        self.pending = self.pending[sent:]
+        if not self.pending:
+            self.loop.remove_writer(self.fd)
+            self._release_writer()
+
+    def _release_writer(self) -> None:
+        self.pending = None
+        if self.pending_done is not None and not self.pending_done.done():
+            self.pending_done.set_result(None)
+        self.pending_done = None
+
+    def _end(self, why: str) -> None:
+        if not self.closed:
+            self.close()
+            self.lost(why)
+
+    def close(self) -> None:
+        """Close the connection: the session sees EOF (and interrupts the lane's call)."""
+        if self.closed:
+            return
+        self.pause()
+        self.closed = True
+        if self.pending is not None:
+            self.loop.remove_writer(self.fd)
+            self._release_writer()
+        self.sock.close()
+        self.buffer = bytearray()
+        self.big = None
+
+
 class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
     """`<base_url>lesspy/<name>`: the session's status (a plain GET) or its websocket relay (an upgrade)."""
 
@@ -116,13 +265,11 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         self.relay = relay
         self.name = ""
         self.folder: Optional[Path] = None
-        self.session_stream: Optional[IOStream] = None
+        self.pipe: Optional[SessionPipe] = None
         self.session_id = 0
         self.last_sequence = 0
         self.in_flight = 0
-        self.unflushed = 0
         self.keepalive: Optional[PeriodicCallback] = None
-        self.pump: Optional["asyncio.Task[None]"] = None
         self.closing = False
 
     def set_default_headers(self) -> None:
@@ -188,91 +335,75 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
             opened.sock.close()
             return
         self.session_id = opened.session
-        self.session_stream = IOStream(opened.sock)
         hello = {"lesspy": __version__, "protocol": PROTOCOL_VERSION, "session": name,
                  "session_id": str(opened.session), "mode": int(opened.mode), "lane": opened.lane,
                  "pid": opened.pid, "max_message": int(self.relay.max_message_size),
                  "heartbeat_ms": int(self.relay.heartbeat_ms)}
-        self._write(json.dumps(hello), binary=False)
-        self.pump = asyncio.ensure_future(self._pump_session())
+        self._send(json.dumps(hello), binary=False)
+        self.pipe = SessionPipe(opened.sock, self._from_session, self._session_lost)
         self.keepalive = PeriodicCallback(self._keepalive, int(self.relay.heartbeat_ms))
         self.keepalive.start()
 
-    async def on_message(self, message: Any) -> None:     # type: ignore[override]
-        stream = self.session_stream
-        if stream is None or self.closing:
-            return
+    def on_message(self, message: Any) -> Optional["asyncio.Future[Any]"]:   # type: ignore[override]
+        """Client -> session. A future returned (a message not all in the session's socket yet, or an error reply
+        not flushed) makes tornado wait for it before it reads the next client message."""
+        pipe = self.pipe
+        if pipe is None or self.closing:
+            return None
         if isinstance(message, str):
             self._close(1003, "lesspy takes binary messages only (a text message came)")
-            return
+            return None
         try:
             seq = check_message(message, self.last_sequence, self.in_flight, self.session_id,
                                 int(self.relay.max_message_size))
         except Refusal as refusal:
-            if refusal.sequence:
-                self.last_sequence = refusal.sequence
-                try:
-                    await self._write(error_reply(refusal.sequence, self.session_id, str(refusal)))
-                except WebSocketClosedError:
-                    pass
-            else:
+            if not refusal.sequence:
                 self._close(refusal.code, str(refusal))
-            return
+                return None
+            self.last_sequence = refusal.sequence
+            return self._send(error_reply(refusal.sequence, self.session_id, str(refusal)))
         if seq:
             self.last_sequence = seq
             self.in_flight = seq
-        try:
-            await stream.write(message)            # flushed to the session before tornado reads the next message
-        except StreamClosedError:
-            pass                                # the pump sees it too and closes the websocket with the reason
+        return pipe.write(message)
 
-    async def _pump_session(self) -> None:
-        """Session -> client, one message at a time: the next is read only once this one is flushed."""
-        stream = self.session_stream
-        assert stream is not None
+    def _from_session(self, message: bytes) -> Optional["asyncio.Future[Any]"]:
+        """Session -> client: one websocket message per session message; a future while it is not flushed."""
         try:
-            while True:
-                head = await stream.read_bytes(HEADER_SIZE)
-                try:
-                    h = read_message_header(memoryview(head), None, MAX_MESSAGE_PAYLOAD)
-                    check_server_message(h)
-                except FrameError as e:
-                    self._close(1011, f"the session {self.name!r} sent a malformed message: {e}")
-                    return
-                message = head + await stream.read_bytes(h.length) if h.length else head
-                if h.sequence and h.sequence >= self.in_flight:
-                    self.in_flight = 0
-                await self._write(message)
-        except StreamClosedError:
-            self._close(GONE, f"lesspy session {self.name!r} closed the connection (stopped, restarted, or its "
-                              "kernel went away)")
+            h = read_message_header(memoryview(message), len(message), MAX_MESSAGE_PAYLOAD)
+            check_server_message(h)
+        except FrameError as e:
+            self._close(1011, f"the session {self.name!r} sent a malformed message: {e}")
+            return None
+        if h.sequence and h.sequence >= self.in_flight:
+            self.in_flight = 0
+        return self._send(message)
+
+    def _session_lost(self, why: str) -> None:
+        self.log.debug("lesspy relay %s: the session's connection ended (%s)", self.name, why)
+        self._close(GONE, f"lesspy session {self.name!r} closed the connection (stopped, restarted, or its "
+                          "kernel went away)")
+
+    def _unflushed(self) -> bool:
+        """Whether the websocket's stream still holds bytes of an earlier message (tornado's IOStream)."""
+        stream = getattr(self.ws_connection, "stream", None)
+        return bool(stream is not None and stream.writing())
+
+    def _send(self, message: Any, binary: bool = True) -> Optional["asyncio.Future[Any]"]:
+        """One write_message per message. None once it is all in the socket, else the future of its flush."""
+        if self.closing or self.ws_connection is None:
+            return None
+        try:
+            future = self.write_message(message, binary=binary)
         except WebSocketClosedError:
             self._close_session()
-        except asyncio.CancelledError:
-            raise
-        except Exception:                      # noqa: BLE001 - never let one relay take the server down
-            self.log.exception("lesspy relay %s: session pump failed", self.name)
-            self._close(1011, "the lesspy relay failed (see the Jupyter Server log)")
-
-    def _write(self, message: Any, binary: bool = True) -> "asyncio.Future[None]":
-        """One write_message per message, counted until flushed (a KEEPALIVE waits for it)."""
-        future = self.write_message(message, binary=binary)
-        self.unflushed += 1
-
-        def flushed(f: "asyncio.Future[None]") -> None:
-            self.unflushed -= 1
-            if not f.cancelled():
-                f.exception()                   # retrieved: a closed websocket is handled where it is awaited
-        future.add_done_callback(flushed)
-        return future
+            return None
+        future.add_done_callback(_retrieve)
+        return future if self._unflushed() else None
 
     def _keepalive(self) -> None:
-        if self.unflushed or self.closing or self.ws_connection is None:
-            return
-        try:
-            self._write(keepalive_message(self.session_id))
-        except WebSocketClosedError:
-            pass
+        if not (self.closing or self.ws_connection is None or self._unflushed()):
+            self._send(keepalive_message(self.session_id))
 
     def _close(self, code: int, reason: str) -> None:
         if not self.closing:
@@ -288,8 +419,14 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         if self.keepalive is not None:
             self.keepalive.stop()
             self.keepalive = None
-        if self.session_stream is not None:
-            self.session_stream.close()         # the session sees EOF and interrupts the lane's call
+        if self.pipe is not None:
+            self.pipe.close()                   # the session sees EOF and interrupts the lane's call
 
     def on_close(self) -> None:
         self._close_session()
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """A write to a websocket closed meanwhile fails its future: seen here, handled by on_close."""
+    if not future.cancelled():
+        future.exception()
