@@ -178,11 +178,9 @@ namespace LessPy
                 Task t;
                 try
                 {
-                    if (prev == null || prev.IsCompleted)
-                        t = _ws.SendAsync(new ArraySegment<byte>(array, offset, count), WebSocketMessageType.Binary, true, CancellationToken.None);
+                    if (prev == null || prev.IsCompleted) t = SendMessage(array, offset, count);
                     else
-                        t = prev.ContinueWith(p => _ws.SendAsync(new ArraySegment<byte>(array, offset, count), WebSocketMessageType.Binary, true,
-                            CancellationToken.None), TaskContinuationOptions.ExecuteSynchronously).Unwrap();
+                        t = prev.ContinueWith(p => SendMessage(array, offset, count), TaskContinuationOptions.ExecuteSynchronously).Unwrap();
                 }
                 catch (Exception e)
                 {
@@ -200,6 +198,31 @@ namespace LessPy
                 return true;
             }
         }
+
+        /// <summary>
+        /// Sends one binary message; a large one as frames of <see cref="FragmentBytes"/> (still one message): a client
+        /// masks what it sends, and a websocket masks a frame in a buffer of the frame's size, which for a large frame is
+        /// allocated afresh each time instead of coming from its pool.
+        /// </summary>
+        Task SendMessage(byte[] array, int offset, int count)
+        {
+            if (count <= FragmentBytes)
+                return _ws.SendAsync(new ArraySegment<byte>(array, offset, count), WebSocketMessageType.Binary, true, CancellationToken.None);
+            return SendFragments(array, offset, count);
+        }
+
+        async Task SendFragments(byte[] array, int offset, int count)
+        {
+            for (int done = 0; done < count; done += FragmentBytes)
+            {
+                int n = Math.Min(FragmentBytes, count - done);
+                await _ws.SendAsync(new ArraySegment<byte>(array, offset + done, n), WebSocketMessageType.Binary, done + n == count,
+                    CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+
+        /// <summary>The largest frame a message is sent in: with its frame header, what the websocket's buffer pool still holds (1 MiB).</summary>
+        internal const int FragmentBytes = (1 << 20) - 16;
 
         void SendFailed(Task t)
         {
