@@ -351,3 +351,21 @@ def test_the_jupyter_server_logged_no_traceback(js):
     log = js.output()
     assert "Traceback" not in log and "Uncaught exception" not in log, log[-5000:]
     assert js.proc.poll() is None
+
+
+def test_stopping_jupyter_server_closes_its_websockets_and_the_sessions_lanes(js, headless):
+    """Runs last: Jupyter Server stopped (SIGTERM) with a websocket open: the client learns it at once, the
+    headless session goes on and its relayed lane is gone, and the server's URL file with it."""
+    ws = js.relay("hl", client_id=4242)
+    assert ws.call("add_ints", Tag.INT32, [1, 2], [Tag.INT32, Tag.INT32]) == 3
+    os.kill(js.pid, __import__("signal").SIGTERM)
+    js.proc.wait(20)
+    start = time.monotonic()
+    ws.closed(10)
+    assert time.monotonic() - start < 5
+    ws.close()
+    from lesspy_kernel import client
+
+    wait_for(lambda: client.status(headless.folder)["clients"] == 0, 10, "the relayed lane to go")
+    assert headless.proc.poll() is None
+    assert not js.runtime_file().exists()
