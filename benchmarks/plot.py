@@ -104,11 +104,13 @@ def main(src, out):
     ], rows)
     panel(axes[2], "remote: by URL through Jupyter Server (websocket), next to its echo and Jupyter's own", [
         ("remote_echo_small", "floor: websocket echo, small message"),
+        ("remote_frames_direct", "no-op straight to the session (Unix socket)"),
         ("remote_noop", "lesspy remote: no-op"),
         ("remote_add_ints", "lesspy remote: add_ints(2, 40)"),
         ("jupyter_ws_kernel_info", "Jupyter Server kernel channels: kernel_info"),
         ("kg_add_ints", "Kernel Gateway HTTP: add_ints"),
         ("remote_echo_big", f"floor: websocket echo of a {n}² call's bytes"),
+        ("remote_frames_direct_big", f"{n}² a + 1 straight to the session"),
         ("remote_big", f"lesspy remote: {n}² return a + 1"),
         ("kg_big", f"Kernel Gateway: {kg_n}² as base64 JSON"),
     ], rows)
