@@ -12,9 +12,8 @@ import time
 
 import numpy as np
 import pytest
-import websocket
 
-from jupyter_servers import Closed, JupyterServer, RelayClient, wait_for
+from jupyter_servers import TYPES_MODULE, Closed, JupyterServer, RelayClient, wait_for
 from lesspy_kernel.client import RemoteError
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import HEADER_SIZE, STATUS_ERROR, ErrorKind, Tag, decode_error
@@ -150,6 +149,18 @@ def test_one_client_id_is_one_client_of_the_session(js, headless):
         assert b.call("add_ints", Tag.INT32, [3, 4], [Tag.INT32, Tag.INT32]) == 7
         body = js.request("GET", "lesspy/hl")[1]
         assert body["clients"] == 1 and body["lanes"] == 2, body
+
+
+def test_a_session_at_its_client_limit_closes_4503_with_its_reason(js):
+    one = js.headless("one", TYPES_MODULE, "--max-clients", "1")
+    try:
+        with js.relay("one", client_id=1) as first:
+            assert first.call("add_ints", Tag.INT32, [1, 2], [Tag.INT32, Tag.INT32]) == 3
+            with pytest.raises(Closed) as refused:
+                js.relay("one", client_id=2)
+            assert refused.value.code == 4503 and "busy" in refused.value.reason, refused.value.reason
+    finally:
+        one.stop()
 
 
 def test_cancel_stops_a_running_call_and_the_lane_goes_on(js, kernel):

@@ -323,10 +323,11 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         client_id = _client_id(self.request.headers.get("X-LessPy-Client"))
         loop = asyncio.get_running_loop()
         timeout = float(self.relay.connect_timeout)
+        connecting = loop.run_in_executor(None, sessions.open_lane, self.folder, client_id, timeout)
         try:
-            opened = await asyncio.wait_for(
-                loop.run_in_executor(None, sessions.open_lane, self.folder, client_id, timeout), timeout + 1.0)
+            opened = await asyncio.wait_for(asyncio.shield(connecting), timeout + 1.0)
         except Exception as e:       # noqa: BLE001 - every failure to reach the session closes with its reason
+            connecting.add_done_callback(_close_late_connection)
             code, why = sessions.connect_failure(name, e)
             self.log.info("lesspy relay: %s: %s", name, why)
             self._close(code, why)
@@ -424,6 +425,12 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
 
     def on_close(self) -> None:
         self._close_session()
+
+
+def _close_late_connection(future: "asyncio.Future[Any]") -> None:
+    """A connection that completed after the relay gave up on it is closed, not leaked."""
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
