@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TYPES_MODULE = ROOT / "tests" / "pymodules" / "types_module.py"
 TOKEN = "lesspy-test-token-" + secrets.token_hex(8)
 KERNEL_NAME = "lesspy-python"
+WRAPPED_KERNEL = "lesspy-wrapped"
 
 # What the relay tests call in a kernel: a scalar, arrays both ways, an error, output, a stream, a long call
 KERNEL_DEFS = """
@@ -110,11 +111,14 @@ class JupyterServer:
         self.runtime = Path(runtime_dir) if runtime_dir else self.tmp / "runtime"
         self.root = self.tmp / "root"
         home = self.tmp / "jupyter"
-        for d in (self.root, home / "kernels" / KERNEL_NAME, self.tmp / "config"):
+        launch = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        # WRAPPED_KERNEL: the kernel a child of a shell the server started (the server is its grandparent)
+        for name, argv in ((KERNEL_NAME, launch), (WRAPPED_KERNEL, ["/bin/sh", "-c", " ".join(launch) + "; :"])):
+            (home / "kernels" / name).mkdir(parents=True, exist_ok=True)
+            (home / "kernels" / name / "kernel.json").write_text(json.dumps({
+                "argv": argv, "display_name": name, "language": "python"}))
+        for d in (self.root, self.tmp / "config"):
             d.mkdir(parents=True, exist_ok=True)
-        (home / "kernels" / KERNEL_NAME / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "lesspy test", "language": "python"}))
         self.env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(self.runtime), JUPYTER_CONFIG_DIR=str(self.tmp / "config"),
                         JUPYTER_DATA_DIR=str(home), JUPYTER_PATH=str(home), IPYTHONDIR=str(self.tmp / "ipython"),
                         PYTHONPATH=str(ROOT / "tests"))
@@ -185,8 +189,8 @@ class JupyterServer:
 
     # ------------------------------------------------------------------------------------------ kernels, sessions
 
-    def start_kernel(self) -> "ServerKernel":
-        status, model = self.request("POST", "api/kernels", {"name": KERNEL_NAME})
+    def start_kernel(self, kernel_name: str = KERNEL_NAME) -> "ServerKernel":
+        status, model = self.request("POST", "api/kernels", {"name": kernel_name})
         assert status == 201, (status, model)
         kernel = ServerKernel(self, model["id"])
         self.kernels.append(kernel)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from jupyter_servers import TYPES_MODULE, Closed, JupyterServer, RelayClient, wait_for
+from jupyter_servers import TYPES_MODULE, WRAPPED_KERNEL, Closed, JupyterServer, RelayClient, wait_for
 from lesspy_kernel.client import RemoteError
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import HEADER_SIZE, STATUS_ERROR, ErrorKind, Tag, decode_error
@@ -101,6 +101,19 @@ def test_the_server_file_names_the_url_without_token_and_serve_prints_the_remote
     assert js.token not in path.read_text()
     assert f'Connect<IMyApi>("{js.url}lesspy/kn")' in kernel.serve_output, kernel.serve_output
     assert js.token not in kernel.serve_output
+
+
+def test_a_kernel_started_through_a_wrapper_finds_the_server_as_its_grandparent(js):
+    k = js.start_kernel(WRAPPED_KERNEL)
+    try:
+        assert k.run("import os; print(open(f'/proc/{os.getppid()}/comm').read())").strip() == "sh"
+        out = k.serve("wrapped", "def one():\n    return 1\n")
+        assert f'Connect<IMyApi>("{js.url}lesspy/wrapped")' in out, out
+        with js.relay("wrapped") as ws:
+            assert ws.call("one", Tag.INT64) == 1
+    finally:
+        k.stop_serving()
+        k.shutdown()
 
 
 # ------------------------------------------------------------------------------------------------ calls

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from pathlib import Path
 import socket
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from jupyter_core.utils import ensure_async
