@@ -18,8 +18,9 @@ import pytest
 import websocket
 
 from jupyter_servers import KERNEL_DEFS, Closed, JupyterServer, RelayClient, make_certificate, wait_for
+from lesspy_kernel.client import RemoteError
 from lesspy_kernel.coerce import encode_call
-from lesspy_kernel.wire import Tag
+from lesspy_kernel.wire import ErrorKind, Tag
 from lesspy_kernel.wire.message import message_header
 
 pytestmark = pytest.mark.timeout(240)
@@ -255,6 +256,17 @@ def test_max_message_size_is_configurable_and_a_bigger_request_closes_1009(js):
         assert c.code in (1009, 1006), (c.code, c.reason)
     with js.relay("kn") as ws:
         assert ws.call("add", Tag.INT64, [1, 2], [Tag.INT64, Tag.INT64]) == 3
+
+
+def test_a_reply_over_max_message_size_becomes_an_error_reply_and_the_lane_goes_on(js):
+    with js.relay("kn") as ws:
+        for n in (MAX_MESSAGE // 2, MAX_MESSAGE * 3):        # 2 MiB, 12 MiB of float32: both over 1 MiB
+            with pytest.raises(RemoteError) as e:
+                ws.call("big", Tag.NDARRAY, [n], [Tag.INT64])
+            assert e.value.reply.kind == ErrorKind.PAYLOAD_TOO_LARGE and "max_message_size" in e.value.reply.message
+            assert ws.call("add", Tag.INT64, [1, 2], [Tag.INT64, Tag.INT64]) == 3
+        got = ws.call("big", Tag.NDARRAY, [1000], [Tag.INT64])
+        assert got.shape == (1000,) and got[-1] == 999
 
 
 def test_the_jupyter_server_logged_no_traceback(js):

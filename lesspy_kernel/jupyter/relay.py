@@ -51,9 +51,11 @@ class LessPyRelay(LoggingConfigurable):
     connect_timeout = Float(5.0, help="Seconds to connect to a session and shake hands with it.").tag(config=True)
 
 
-def error_reply(sequence: int, session: int, message: str) -> bytes:
-    """A REPLY carrying a MALFORMED_REQUEST error, for a client message that fails the relay's checks."""
-    payload = encode_error(ErrorKind.MALFORMED_REQUEST, "", message, "")
+def error_reply(sequence: int, session: int, message: str,
+                kind: ErrorKind = ErrorKind.MALFORMED_REQUEST) -> bytes:
+    """A REPLY carrying an error the relay makes: a client message that fails its checks (MALFORMED_REQUEST), a
+    session's reply too large for the websocket (PAYLOAD_TOO_LARGE)."""
+    payload = encode_error(kind, "", message, "")
     return message_header(sequence, len(payload), STATUS_ERROR, session) + payload
 
 
@@ -112,7 +114,8 @@ class SessionPipe:
     callbacks (a message is handled in the loop iteration that completed it: no task, no extra turn of the loop).
 
     `deliver(message)` gets each whole message (header and payload, as bytes); when it returns a future that is
-    not done, reading stops until it is (the websocket has not flushed that message yet). `write` sends a message
+    not done, reading stops until it is (the websocket has not flushed that message yet). A message whose payload
+    is over `max_payload` is not kept: its header goes to `deliver` alone and its payload is read and dropped. `write` sends a message
     and returns None once all of it is in the socket, else a future done when it is. `lost(why)` is called once
     when the connection ends (EOF, reset), never after `close`.
     """
@@ -121,7 +124,7 @@ class SessionPipe:
     DIRECT = 1024 * 1024                # a message at least this big is read straight into its own buffer
 
     def __init__(self, sock: socket.socket, deliver: Callable[[bytes], Optional["asyncio.Future[Any]"]],
-                 lost: Callable[[str], None]) -> None:
+                 lost: Callable[[str], None], max_payload: int = MAX_MESSAGE_PAYLOAD) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
@@ -130,6 +133,8 @@ class SessionPipe:
         self.buffer = bytearray()                    # received bytes of small messages
         self.big: Optional[bytearray] = None         # a big message being received, and how much of it came
         self.big_filled = 0
+        self.max_payload = max_payload
+        self.dropping = 0                            # payload bytes of an oversized message still to drop
         self.pending: Optional[memoryview] = None    # what `write` could not send yet
         self.pending_done: Optional["asyncio.Future[None]"] = None
         self.reading = False
@@ -148,7 +153,10 @@ class SessionPipe:
 
     def _readable(self) -> None:
         try:
-            if self.big is not None:
+            if self.dropping:
+                n = len(self.sock.recv(min(self.dropping, self.CHUNK)))
+                self.dropping -= n if n else 0
+            elif self.big is not None:
                 with memoryview(self.big) as view:
                     n = self.sock.recv_into(view[self.big_filled:])
                 self.big_filled += n
@@ -168,7 +176,7 @@ class SessionPipe:
 
     def _deliver_ready(self) -> None:
         """Hand over every whole message received, until one is not flushed yet."""
-        while self.reading and not self.closed:
+        while self.reading and not self.closed and not self.dropping:
             if self.big is not None:
                 if self.big_filled < len(self.big):
                     return
@@ -178,9 +186,18 @@ class SessionPipe:
                 if len(self.buffer) < HEADER_SIZE:
                     return
                 size = HEADER_SIZE + U64.unpack_from(self.buffer, LENGTH_OFFSET)[0]
-                if size > HEADER_SIZE + MAX_MESSAGE_PAYLOAD:     # the header alone: its check says what is wrong
-                    size = HEADER_SIZE
-                elif len(self.buffer) < size:
+                if size > HEADER_SIZE + self.max_payload:       # the header alone; the payload is dropped
+                    header = bytes(self.buffer[:HEADER_SIZE])
+                    dropped = min(len(self.buffer), size) - HEADER_SIZE
+                    del self.buffer[:HEADER_SIZE + dropped]
+                    self.dropping = size - HEADER_SIZE - dropped
+                    waiting = self.deliver(header)
+                    if waiting is not None and not waiting.done():
+                        self.pause()
+                        waiting.add_done_callback(self._flushed)
+                        return
+                    continue
+                if len(self.buffer) < size:
                     if size >= self.DIRECT:
                         self.big = bytearray(size)
                         self.big[:len(self.buffer)] = self.buffer
@@ -341,7 +358,8 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
                  "pid": opened.pid, "max_message": int(self.relay.max_message_size),
                  "heartbeat_ms": int(self.relay.heartbeat_ms)}
         self._send(json.dumps(hello), binary=False)
-        self.pipe = SessionPipe(opened.sock, self._from_session, self._session_lost)
+        self.pipe = SessionPipe(opened.sock, self._from_session, self._session_lost,
+                                int(self.relay.max_message_size))
         self.keepalive = PeriodicCallback(self._keepalive, int(self.relay.heartbeat_ms))
         self.keepalive.start()
 
@@ -369,15 +387,25 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         return pipe.write(message)
 
     def _from_session(self, message: bytes) -> Optional["asyncio.Future[Any]"]:
-        """Session -> client: one websocket message per session message; a future while it is not flushed."""
+        """Session -> client: one websocket message per session message; a future while it is not flushed. A
+        reply over max_message (its header alone here) becomes a PAYLOAD_TOO_LARGE error reply."""
+        max_payload = int(self.relay.max_message_size)
         try:
-            h = read_message_header(memoryview(message), len(message), MAX_MESSAGE_PAYLOAD)
+            h = read_message_header(memoryview(message), None, MAX_MESSAGE_PAYLOAD)
             check_server_message(h)
+            if h.length <= max_payload and h.length != len(message) - HEADER_SIZE:
+                raise FrameError(LENGTH_OFFSET, f"the header says {h.length} payload bytes, "
+                                 f"{len(message) - HEADER_SIZE} follow it")
         except FrameError as e:
             self._close(1011, f"the session {self.name!r} sent a malformed message: {e}")
             return None
         if h.sequence and h.sequence >= self.in_flight:
             self.in_flight = 0
+        if h.length > max_payload:
+            return self._send(error_reply(h.sequence, self.session_id,
+                                          f"the reply is {h.length:,} bytes, more than this Jupyter Server's lesspy "
+                                          f"relay passes (LessPyRelay.max_message_size = {max_payload:,})",
+                                          ErrorKind.PAYLOAD_TOO_LARGE))
         return self._send(message)
 
     def _session_lost(self, why: str) -> None:
