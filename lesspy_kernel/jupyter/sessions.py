@@ -114,8 +114,10 @@ def status_or_error(folder: Path, timeout: float = STATUS_TIMEOUT) -> Union[Dict
                                         f"without cleaning up ({e})")
     except PermissionError as e:
         return web.HTTPError(403, "%s", str(e))
-    except (HandshakeError, OSError, TimeoutError, ValueError) as e:
+    except Exception as e:      # noqa: BLE001 - whatever answers there, the listing and the server go on
         return web.HTTPError(503, "%s", f"the lesspy session {folder.name!r} does not answer: {_why(e)}")
+    if not isinstance(status, dict):
+        return web.HTTPError(503, "%s", f"the lesspy session {folder.name!r} answered a status that is not an object")
     status["mode"] = str(status.get("mode", "")).replace("_", "-")
     status["name"] = folder.name
     return status
