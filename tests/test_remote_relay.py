@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import stat
 import threading
 import time
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 from jupyter_servers import TYPES_MODULE, WRAPPED_KERNEL, Closed, JupyterServer, RelayClient, wait_for
+from lesspy_kernel import client
 from lesspy_kernel.client import RemoteError
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import HEADER_SIZE, STATUS_ERROR, ErrorKind, Tag, decode_error
@@ -324,7 +327,7 @@ def test_a_client_that_stops_reading_does_not_make_the_server_grow(js, kernel, h
     size = 4 * n
     base = js.rss()
     stuck = RelayClient(js.ws_url + "lesspy/kn", token=js.token)
-    stuck.ws.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 64 * 1024)
+    stuck.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     try:
         payload = encode_call("big", Tag.NDARRAY, [n], [Tag.INT64])
         stuck.request(payload)
@@ -382,14 +385,12 @@ def test_stopping_jupyter_server_closes_its_websockets_and_the_sessions_lanes(js
     headless session goes on and its relayed lane is gone, and the server's URL file with it."""
     ws = js.relay("hl", client_id=4242)
     assert ws.call("add_ints", Tag.INT32, [1, 2], [Tag.INT32, Tag.INT32]) == 3
-    os.kill(js.pid, __import__("signal").SIGTERM)
+    os.kill(js.pid, signal.SIGTERM)
     js.proc.wait(20)
     start = time.monotonic()
     ws.closed(10)
     assert time.monotonic() - start < 5
     ws.close()
-    from lesspy_kernel import client
-
     wait_for(lambda: client.status(headless.folder)["clients"] == 0, 10, "the relayed lane to go")
     assert headless.proc.poll() is None
     assert not js.runtime_file().exists()
