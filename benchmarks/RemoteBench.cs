@@ -3,7 +3,9 @@
 // LessPy's sources (csharp/LessPy/*.cs) plus this file and Measure.cs, so that the echo is driven through the
 // library's own RemoteLane (internal), the same code path as the calls; the calls go through the public API.
 //
-//   mono RemoteBench.exe remote url=U echo=E small=N big=N n=N        lesspy by URL vs the echo, alternating blocks
+//   mono RemoteBench.exe remote url=U echo=E small=N big=N n=N [connects=N] [prefix=P]
+//                                                                    lesspy by URL vs the echo, alternating blocks;
+//                                                                    results named remote_<P>noop, ...
 //   mono RemoteBench.exe channels url=WS token=T calls=N              kernel_info over /api/kernels/<id>/channels
 //
 // Prints RESULT / VALUE / SKIP / INFO lines for run.py (see Bench.cs); never judges the numbers.
@@ -59,6 +61,7 @@ static unsafe class RemoteBench
     static int Remote()
     {
         int smallCalls = I("small", 3000), bigCalls = I("big", 15), n = I("n", 4096);
+        string prefix = Opt.ContainsKey("prefix") ? Opt["prefix"] : "";
         bool ok = true;
         var bigSrc = new float[n * n];
         for (int i = 0; i < bigSrc.Length; i++) bigSrc[i] = i % 1000;
@@ -93,9 +96,9 @@ static unsafe class RemoteBench
                     if (r != 42) { Console.Error.WriteLine("CHECK FAILED: remote add_ints returned " + r); ok = false; }
                 }
             }
-            Report("remote_echo_small", echoSmall);
-            Report("remote_noop", noop);
-            Report("remote_add_ints", add);
+            Report("remote_" + prefix + "echo_small", echoSmall);
+            Report("remote_" + prefix + "noop", noop);
+            Report("remote_" + prefix + "add_ints", add);
 
             for (int i = 0; i < 2; i++) { ok &= CheckInc(api.inc_ndarray(big), bigSrc); echo.RoundTrip(bigP, bigBytes, bigLen); }
             var echoBig = new List<double>(bigCalls);
@@ -110,8 +113,8 @@ static unsafe class RemoteBench
                 bigT.Add(Us(t0));
                 if (i == bigCalls - 1) ok &= CheckInc(r, bigSrc);
             }
-            Report("remote_echo_big", echoBig);
-            Report("remote_big", bigT);
+            Report("remote_" + prefix + "echo_big", echoBig);
+            Report("remote_" + prefix + "big", bigT);
 
             // Connect by URL + first call, in this warmed-up process (a new websocket, hello, first call)
             var connect = new List<double>();
@@ -123,7 +126,7 @@ static unsafe class RemoteBench
                 connect.Add(Us(t0));
                 ((IDisposable)c).Dispose();
             }
-            Report("remote_connect_warm", connect);
+            if (connect.Count > 0) Report("remote_" + prefix + "connect_warm", connect);
         }
         finally
         {

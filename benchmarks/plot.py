@@ -74,7 +74,7 @@ def main(src, out):
     meta = data["meta"]
     n = meta["sizes"]["n"]
     kg_n = meta["sizes"]["kg_n"]
-    fig, axes = plt.subplots(4, 1, figsize=(10, 14), gridspec_kw={"height_ratios": [9, 9, 7, 4]})
+    fig, axes = plt.subplots(4, 1, figsize=(10, 15), gridspec_kw={"height_ratios": [9, 9, 10, 4]})
     panel(axes[0], "small calls (C# -> Python and back)", [
         ("floor_spin", "floor: spin on a shared word (2 CPUs)"),
         ("floor_rtt_unix", "floor: 1-byte Unix socket round trip"),
@@ -107,11 +107,13 @@ def main(src, out):
         ("remote_frames_direct", "no-op straight to the session (Unix socket)"),
         ("remote_noop", "lesspy remote: no-op"),
         ("remote_add_ints", "lesspy remote: add_ints(2, 40)"),
+        ("remote_relayed_noop", "lesspy remote: no-op, relayed (as for https)"),
         ("jupyter_ws_kernel_info", "Jupyter Server kernel channels: kernel_info"),
         ("kg_add_ints", "Kernel Gateway HTTP: add_ints"),
         ("remote_echo_big", f"floor: websocket echo of a {n}² call's bytes"),
         ("remote_frames_direct_big", f"{n}² a + 1 straight to the session"),
         ("remote_big", f"lesspy remote: {n}² return a + 1"),
+        ("remote_relayed_big", f"lesspy remote: {n}² return a + 1, relayed"),
         ("kg_big", f"Kernel Gateway: {kg_n}² as base64 JSON"),
     ], rows)
     panel(axes[3], "start-up", [

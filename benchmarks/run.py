@@ -588,7 +588,8 @@ def live_kernel(exe: Path, tmp: Path, sz: Dict[str, int], procs: Procs, res: Dic
 # ================================================================ remote: through Jupyter Server
 
 REMOTE_ROWS = ("remote_echo_small", "remote_frames_direct", "remote_echo_big", "remote_frames_direct_big",
-               "remote_noop", "remote_add_ints", "remote_big", "remote_connect_warm", "jupyter_ws_kernel_info")
+               "remote_noop", "remote_add_ints", "remote_big", "remote_connect_warm", "remote_relayed_noop",
+               "remote_relayed_big", "jupyter_ws_kernel_info")
 
 
 def free_port() -> int:
@@ -688,7 +689,28 @@ def remote(tmp: Path, sz: Dict[str, int], procs: Procs, res: Dict[str, Any], ski
             skips[k] = why
         return
 
-    d = tmp / "remote"
+    relayed_too = hands_off()
+    res["remote_hand_off"] = {"value": int(relayed_too), "unit": "bool"}
+    if not relayed_too:
+        for k in ("remote_relayed_noop", "remote_relayed_big"):
+            skips[k] = "this lesspy's relay always relays (it has no LessPyRelay.hand_off): the rows above are relayed"
+    for mode, extra in [("", [])] + ([("relayed_", ["--LessPyRelay.hand_off=False"])] if relayed_too else []):
+        remote_mode(exe, tmp / f"remote{mode.rstrip('_')}", mode, extra, sz, procs, res, skips)
+
+
+def hands_off() -> bool:
+    """Whether this lesspy's relay hands a plain-http websocket to the session by default (else it relays)."""
+    try:
+        from lesspy_kernel.jupyter.relay import LessPyRelay
+    except ImportError:
+        return False
+    return bool(LessPyRelay.class_traits().get("hand_off") is not None and LessPyRelay().hand_off)
+
+
+def remote_mode(exe: Path, d: Path, prefix: str, server_args: List[str], sz: Dict[str, int], procs: Procs,
+                res: Dict[str, Any], skips: Dict[str, str]) -> None:
+    """One Jupyter Server (with `server_args`): RemoteBench.exe's calls and echo, result names given `prefix`;
+    for the default server also the FRAMES rows and Jupyter's kernel channels."""
     runtime = d / "runtime"
     for sub in ("config", "data", "runtime", "root"):
         (d / sub).mkdir(parents=True)
@@ -705,7 +727,7 @@ def remote(tmp: Path, sz: Dict[str, int], procs: Procs, res: Dict[str, Any], ski
     server = procs.popen([sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
                           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--ServerApp.open_browser=False",
                           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={d / 'root'}",
-                          "--ServerApp.allow_root=True"], log, env=env, cwd=str(d))
+                          "--ServerApp.allow_root=True"] + server_args, log, env=env, cwd=str(d))
     base = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:
@@ -726,12 +748,17 @@ def remote(tmp: Path, sz: Dict[str, int], procs: Procs, res: Dict[str, Any], ski
                            "--work-folder", str(folder), "--keep-alive"], session_log, env=env, cwd=str(d))
     wait_for(lambda: (folder / "notify.port").exists(), session, "the lesspy session `bench`", session_log)
 
-    print("running RemoteBench.exe remote (calls by URL through the relay, and the echo beside it)...", flush=True)
+    what = " ".join(server_args) or "default settings"
+    print(f"running RemoteBench.exe remote (calls by URL, {what}, and the echo beside them)...", flush=True)
     out = run_checked(["mono", str(exe), "remote", f"url={base}/lesspy/bench?token={token}",
                        f"echo={base}/echo/lesspy/bench?token={token}", f"small={sz['remote_small']}",
-                       f"big={sz['remote_big']}", f"n={sz['n']}", f"connects={sz['connects']}"],
-                      "RemoteBench.exe remote", 900, cwd=str(tmp))
+                       f"big={sz['remote_big']}", f"n={sz['n']}", f"connects={0 if prefix else sz['connects']}",
+                       f"prefix={prefix}"], "RemoteBench.exe remote", 900, cwd=str(d))
     parse_lines(out, res, skips)
+    if prefix:
+        stop(session)
+        stop(server)
+        return
     res["remote_frames_direct"] = stats(frames_direct(folder, sz["remote_small"], 200))
     n = sz["n"]
     a = (np.arange(n * n, dtype=np.float32) % 1000).reshape(n, n)
@@ -744,7 +771,7 @@ def remote(tmp: Path, sz: Dict[str, int], procs: Procs, res: Dict[str, Any], ski
         print("running RemoteBench.exe channels (kernel_info over Jupyter Server's kernel websocket)...", flush=True)
         out = run_checked(["mono", str(exe), "channels", f"url=ws://127.0.0.1:{port}/api/kernels/{kernel}/channels",
                            f"token={token}", f"calls={sz['remote_jmsg']}"], "RemoteBench.exe channels", 300,
-                          cwd=str(tmp))
+                          cwd=str(d))
         parse_lines(out, res, skips)
     finally:
         try:
@@ -1001,13 +1028,18 @@ def build_rows(res: Dict[str, Any], skips: Dict[str, str], sz: Dict[str, int]) -
 
     # ---- remote: by URL through Jupyter Server's relay to a headless session, the echo as floor
     rnoop, radd, rbig = m(res, "remote_noop"), m(res, "remote_add_ints"), m(res, "remote_big")
-    row("lesspy", "remote_noop", "remote no-op f() by URL through the relay (headless session)",
+    how = ("handed to the session" if v(res, "remote_hand_off") else "through the relay")
+    row("lesspy", "remote_noop", f"remote no-op f() by URL, websocket {how} (headless session)",
         m(res, "remote_echo_small"), "websocket echo, same server and client", "≤ 1.3× echo",
         lambda r: r["ratio"] <= 1.3)
     row("lesspy", "remote_add_ints", "remote add_ints(2, 40)", rnoop, "the remote no-op call")
     row("lesspy", "remote_big", f"remote {big} float32 `return a + 1`", m(res, "remote_echo_big"),
         "the same bytes both ways over the echo", "≤ 1.5× echo", lambda r: r["ratio"] <= 1.5)
     row("lesspy", "remote_connect_warm", "remote Connect by URL + first call (warm process)")
+    row("lesspy", "remote_relayed_noop", "remote no-op, relayed (LessPyRelay.hand_off off, as for https)",
+        m(res, "remote_relayed_echo_small"), "the echo beside it", "≤ 1.3× echo", lambda r: r["ratio"] <= 1.3)
+    row("lesspy", "remote_relayed_big", f"remote {big} `return a + 1`, relayed alike", m(res, "remote_relayed_echo_big"),
+        "the echo beside it", "≤ 1.5× echo", lambda r: r["ratio"] <= 1.5)
 
     # ---- peers
     la, lb = m(res, "add_ints"), m(res, "big_natural")
@@ -1089,31 +1121,46 @@ def table(rows: List[Dict[str, Any]]) -> List[str]:
     return out
 
 
-def remote_summary(rows: List[Dict[str, Any]]) -> str:
-    """One paragraph on the remote rows: their ratios and what the relay adds over the echo."""
+def remote_summary(rows: List[Dict[str, Any]], handed_off: bool) -> str:
+    """One paragraph on the remote rows: their ratios to the echo (their floor), and what the relay adds over it
+    where it relays."""
     r = {x["id"]: x for x in rows}
 
     def med(k):
         return r.get(k, {}).get("median_us")
 
-    noop, echo, big, echo_big = med("remote_noop"), med("remote_echo_small"), med("remote_big"), med("remote_echo_big")
-    if noop is None or echo is None:
+    def measured(k):
+        return r.get(k, {}).get("ratio") is not None
+
+    def vs_echo(k: str) -> str:
+        return f"{r[k]['ratio']:.2f}× the echo ({fmt_t(r[k]['median_us'])} vs {fmt_t(r[k]['floor_us'])})"
+
+    if not measured("remote_noop"):
         return ""
-    direct = med("remote_frames_direct")
-    parts = [f"no-op {noop / echo:.2f}× the websocket echo ({fmt_t(noop)} vs {fmt_t(echo)}: the relay adds "
-             f"{fmt_t(noop - echo)}, its Unix socket hop to the session and the session's call"
-             + (f", {fmt_t(direct)} of it when driven straight from Python" if direct is not None else "")
-             + ", and its own work per message)"]
-    if big is not None and echo_big is not None:
-        direct_big = med("remote_frames_direct_big")
-        parts.append(f"{r['remote_big']['label'].replace('remote ', '')} {big / echo_big:.2f}× the same bytes "
-                     f"both ways over the echo ({fmt_t(big)} vs {fmt_t(echo_big)}; {fmt_t(big - echo_big)} more"
-                     + (f", the same call straight to the session taking {fmt_t(direct_big)}"
-                        if direct_big is not None else "") + ")")
+    big = r["remote_big"]["label"].replace("remote ", "")
+    direct, direct_big = med("remote_frames_direct"), med("remote_frames_direct_big")
+    relayed, relayed_big = ("remote_relayed_noop", "remote_relayed_big") if handed_off else ("remote_noop", "remote_big")
+    parts = []
+    if handed_off:
+        parts.append("Jupyter Server authenticates each websocket and hands its connection to the session, which "
+                     f"answers on it itself: no-op {vs_echo('remote_noop')}")
+        if measured("remote_big"):
+            parts.append(f"{big} {vs_echo('remote_big')}")
+    if measured(relayed):
+        extra = r[relayed]["median_us"] - r[relayed]["floor_us"]
+        parts.append(("relayed by Jupyter Server (https, or hand_off off): " if handed_off else "")
+                     + f"no-op {vs_echo(relayed)}: the relay adds {fmt_t(extra)}, its Unix socket hop to the "
+                     "session and the call" + (f" ({fmt_t(direct)} straight from Python)" if direct is not None else "")
+                     + " and its own work per message")
+    if measured(relayed_big):
+        parts.append(f"{big}{', relayed,' if handed_off else ''} {vs_echo(relayed_big)}"
+                     + (f"; the same call straight to the session over the relay's socket {fmt_t(direct_big)}"
+                        if direct_big is not None else ""))
     peers = []
     ki = med("jupyter_ws_kernel_info")
     if ki is not None:
-        peers.append(f"Jupyter Server's kernel channels (kernel_info) {fmt_t(ki)}, {ki / noop:.0f}× the remote no-op")
+        peers.append(f"Jupyter Server's kernel channels (kernel_info) {fmt_t(ki)}, "
+                     f"{ki / med('remote_noop'):.0f}× the remote no-op")
     for k, what in (("kg_add_ints", "add_ints"), ("kg_big", "`a + 1`")):
         if r.get(k, {}).get("ratio_remote"):
             peers.append(f"Kernel Gateway {what} {r[k]['ratio_remote']:.0f}× lesspy's remote {what}")
@@ -1160,7 +1207,7 @@ def markdown(rows: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
         ratio = fmt_ratio(r.get("ratio"), "×")
         met = {True: "yes", False: "**no**"}.get(r.get("target_met"), "")
         md.append(f"| {names[r['section']]} {label} | {med} | {p99} | {fl} | {ratio} | {r.get('target', '')} | {met} |")
-    summary = remote_summary(rows)
+    summary = remote_summary(rows, bool(meta.get("remote_hand_off")))
     if summary:
         md += ["", summary]
     pl = meta.get("placement")
@@ -1236,6 +1283,7 @@ def main(argv) -> int:
         rows = build_rows(res, skips, sz)
         meta = {"date": date, "machine": machine(), "versions": versions(bench_py), "quick": args.quick,
                 "sizes": sz, "seconds": time.monotonic() - t_start, "placement": res.get("placement"),
+                "remote_hand_off": v(res, "remote_hand_off"),
                 "pythonnet_libpython": (res.get("pythonnet_libpython") or {}).get("value"),
                 "load_average_before": [round(x, 2) for x in load_before],
                 "load_average_after": [round(x, 2) for x in os.getloadavg()]}
@@ -1251,7 +1299,7 @@ def main(argv) -> int:
             print(meta["busy_warning"])
         print()
         print("\n".join(table(rows)))
-        summary = remote_summary(rows)
+        summary = remote_summary(rows, bool(meta.get("remote_hand_off")))
         if summary:
             print("\n" + summary)
         pl = res.get("placement")

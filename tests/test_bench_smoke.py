@@ -29,7 +29,7 @@ def test_quick_bench_reports_every_case(tmp_path, csharp_bin):
                 "idle_cpu_cs", "idle_cpu_py", "pinned_noop", "pinned_add_ints", "rss_growth_cs", "rss_growth_py", "pythonnet_add_ints",
                 "pythonnet_big", "kg_add_ints", "kg_big", "lpi_published", "remote_echo_small", "remote_frames_direct",
                 "remote_echo_big", "remote_frames_direct_big", "remote_noop", "remote_add_ints", "remote_big",
-                "remote_connect_warm", "jupyter_ws_kernel_info"}
+                "remote_connect_warm", "remote_relayed_noop", "remote_relayed_big", "jupyter_ws_kernel_info"}
     assert expected <= set(rows), f"rows missing: {expected - set(rows)}"
     for rid, r in rows.items():
         has_figure = r.get("median_us") is not None or r.get("value") is not None
