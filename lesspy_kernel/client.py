@@ -122,12 +122,14 @@ class FramesConnection:
         self.sock.close()
 
 
-def open_frames(folder: PathLike, client_id: int = 0, timeout: float = 5.0) -> FramesConnection:
+def open_frames(folder: PathLike, client_id: int = 0, timeout: float = 5.0,
+                purpose: Purpose = Purpose.FRAMES) -> FramesConnection:
     """Open a lane whose frames travel as messages on the connection (the Jupyter Server relay's way into a
     session), after the same checks as every connection here (`_connect`: the folder and its files are the
     user's and private, the server behind a Unix socket is the user). `client_id`: lanes with one id count as one
     client of the server (its limits: clients, lanes per client); 0 gives this lane an id of its own. `timeout`:
-    for the connection and the handshake. Raises what a refused or missing server raises: FileNotFoundError
+    for the connection and the handshake. `purpose` WEBSOCKET: the caller then hands over a websocket's TCP
+    connection (stream_lane.handoff_bytes with its descriptor). Raises what a refused or missing server raises: FileNotFoundError
     (no such folder, or no server published there), ConnectionRefusedError (its server is gone),
     PermissionError (a folder or file that fails the trust checks, with the check's text), TimeoutError (a
     server that does not answer), handshake.HandshakeError (refused: its message is the server's)."""
@@ -136,7 +138,7 @@ def open_frames(folder: PathLike, client_id: int = 0, timeout: float = 5.0) -> F
     folder = Path(folder).absolute()
     dirfd = open_folder(folder)
     try:
-        sock, mode, session, message = _connect(folder, Purpose.FRAMES, client_id=client_id or secrets.randbits(63),
+        sock, mode, session, message = _connect(folder, purpose, client_id=client_id or secrets.randbits(63),
                                                 timeout=timeout, dirfd=dirfd)
         try:
             pid = int(read_private(folder_base(folder, dirfd) / PID_FILE, folder / PID_FILE).decode("ascii").strip())

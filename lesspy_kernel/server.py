@@ -39,7 +39,7 @@ from .logfile import DEFAULT_LOG_CAP, LogFile
 from .loglimit import LOG_TEXT_CHARS, LogLimiter, clip
 from .namespaces import Namespace
 from .transport.mapped_lane import MappedLane
-from .transport.stream_lane import StreamLane
+from .transport.stream_lane import Handoff, StreamLane, receive_handoff
 from .transport.spinner import Spinner
 from .workfolder import FORCE_TCP_ENV, SOCKET_FILE, UNIX, WorkFolder, peer_uid, pid_alive, use_unix_socket
 
@@ -511,9 +511,14 @@ class Server:
         new_client = client is None
         if client is None:
             client = Client(answer.client_id, answer.pid)
-        framed = answer.purpose == Purpose.FRAMES
+        handoff: Optional[Handoff] = None
+        if answer.purpose == Purpose.WEBSOCKET:
+            handoff = self._receive_handoff(p, lane_id)
+            if handoff is None:
+                return
+        framed = answer.purpose in (Purpose.FRAMES, Purpose.WEBSOCKET)
         if framed:          # frames as messages on this socket (the Jupyter Server relay): no lane files
-            lane = CallLoop(self._lane_host, StreamLane(lane_id, client, sock, self.session, self.limiter))
+            lane = CallLoop(self._lane_host, StreamLane(lane_id, client, sock, self.session, self.limiter, handoff))
         else:
             mappings = MappedLane.create_mappings(self.folder, lane_id, self.capacity, self.session)
             lane = CallLoop(self._lane_host, MappedLane(lane_id, client, sock, mappings, self.session, self.spinner,
@@ -526,9 +531,42 @@ class Server:
             if not framed:      # the spinner watches lane files; a stream lane's thread waits on its socket
                 self.spinner.lanes = self.spinner.lanes + (lane,)
             self._had_client = True
-        p.reply(Result.ACCEPTED, LANE_ID.pack(lane_id))
+        if handoff is None:
+            p.reply(Result.ACCEPTED, LANE_ID.pack(lane_id))
+        else:
+            try:
+                self._say_hello(lane, handoff)
+            except OSError:
+                lane.close()                # the lane thread sees it closed and ends
         lane.start()
         self.limiter.log("lanes opened", logging.INFO, "client pid %d opened lane %d", answer.pid, lane_id)
+
+    def _receive_handoff(self, p: Pending, lane_id: int) -> Optional[Handoff]:
+        """Purpose WEBSOCKET: accept (the relay proved the key), then receive the websocket's TCP connection
+        over this Unix socket. None (the socket closed) when that fails."""
+        sock = p.sock
+        if sock.family != getattr(socket, "AF_UNIX", None):
+            p.reply(Result.BUSY, b"a websocket is handed over on a Unix socket only")
+            sock.close()
+            return None
+        p.reply(Result.ACCEPTED, LANE_ID.pack(lane_id))
+        try:
+            return receive_handoff(sock)
+        except (OSError, ValueError) as e:
+            self.limiter.log("websocket hand-offs refused", logging.WARNING, "websocket hand-off failed: %s", e)
+            sock.close()
+            return None
+
+    def _say_hello(self, lane: CallLoop, handoff: Handoff) -> None:
+        """The hello the relay would have sent, now from the session (docs/PROTOCOL.md section 10)."""
+        from . import __version__
+        from .wire import PROTOCOL_VERSION
+
+        assert isinstance(lane.transport, StreamLane)
+        lane.transport.say_hello({"lesspy": __version__, "protocol": PROTOCOL_VERSION, "session": handoff.name,
+                                  "session_id": str(self.session), "mode": int(self.mode), "lane": lane.id,
+                                  "pid": os.getpid(), "max_message": handoff.max_message,
+                                  "heartbeat_ms": handoff.heartbeat_ms})
 
     def lane_closed(self, lane: CallLoop) -> None:
         """Called by a lane's thread when it ends: forget it, remove its files, maybe stop the server."""
@@ -594,8 +632,11 @@ class Server:
             if self.spinner.active:
                 self.spinner.rescue()                      # a long call on the spinner gives the other lanes back
                 interval = RESCUE_INTERVAL
+            now = time.monotonic()
             for lane in self.lanes():
                 try:
+                    if isinstance(lane.transport, StreamLane):
+                        lane.transport.tick(now)           # a handed-over websocket's KEEPALIVE
                     if not lane.busy:
                         continue
                     interval = min(interval, WATCH_INTERVAL)

@@ -220,14 +220,17 @@ def test_no_op_round_trip_through_the_relay(setup):
     assert median < 20_000, line
 
 
-def test_a_stopped_jupyter_server_is_noticed_by_its_silence(setup):
+def test_a_frozen_server_end_is_noticed_by_its_silence(setup):
+    """The process holding the websocket's server end stops (SIGSTOP): the kernel, which Jupyter Server handed
+    the connection to (the relayed case, a frozen Jupyter Server, is the same silence)."""
     js, kernel, mono = setup
     mono.run("add before_stop", 60, "add_before_stop")
-    os.kill(js.pid, signal.SIGSTOP)
+    pid = js.request("GET", f"lesspy/{SESSION}")[1]["pid"]
+    os.kill(pid, signal.SIGSTOP)
     try:
         mono.run("silent", 30, "silent")
     finally:
-        os.kill(js.pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGCONT)
     mono.run("add after_silence", 60, "add_after_silence")
 
 

@@ -1,6 +1,7 @@
 """The relay of lesspy's Jupyter Server extension, end to end: a real `jupyter server` (base_url /jl/), a kernel it
 started running `%lesspy serve --name kn`, a headless `lesspy serve` named hl, and websockets from Python
-(docs/PROTOCOL.md section 10)."""
+(docs/PROTOCOL.md section 10). Every test runs twice: with the websocket handed over to the session (the default)
+and relayed (--LessPyRelay.hand_off=False, as a TLS websocket always is)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import threading
 import time
 
 import numpy as np
+import psutil
 import pytest
+import websocket
 
 from jupyter_servers import TYPES_MODULE, WRAPPED_KERNEL, Closed, JupyterServer, RelayClient, wait_for
 from lesspy_kernel import client
@@ -25,9 +28,11 @@ from lesspy_kernel.wire.message import message_header
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture(scope="module")
-def js(tmp_path_factory):
-    server = JupyterServer(tmp_path_factory.mktemp("relay"), base_url="/jl/")
+@pytest.fixture(scope="module", params=["hand-off", "relayed"])
+def js(request, tmp_path_factory):
+    args = () if request.param == "hand-off" else ("--LessPyRelay.hand_off=False",)
+    server = JupyterServer(tmp_path_factory.mktemp("relay"), base_url="/jl/", args=args)
+    server.hand_off = request.param == "hand-off"
     try:
         yield server
     finally:
@@ -213,6 +218,56 @@ def test_keepalives_arrive_on_an_idle_websocket(js, headless):
             assert h.session == ws.session
             seen.append(time.monotonic() - start)
         assert seen[1] < 3.5, seen
+
+
+def _holds(pid, ws):
+    """Whether process `pid` holds the server's end of websocket `ws`'s TCP connection."""
+    client, server = ws.ws.sock.getsockname()[:2], ws.ws.sock.getpeername()[:2]
+    return any(c.laddr and c.raddr and tuple(c.laddr) == tuple(server) and tuple(c.raddr) == tuple(client)
+               for c in psutil.Process(pid).net_connections(kind="tcp"))
+
+
+def test_the_websocket_is_handed_to_the_session_or_relayed(js, headless):
+    """Hand-off: the session's process holds the TCP connection whose peer is the client's address:port, and
+    Jupyter Server holds none; relayed: the other way round."""
+    with js.relay("hl") as ws:
+        assert ws.call("add_ints", Tag.INT32, [1, 2], [Tag.INT32, Tag.INT32]) == 3
+        assert _holds(headless.pid, ws) is js.hand_off
+        assert _holds(js.pid, ws) is not js.hand_off
+        if js.hand_off:
+            assert ws.hello["pid"] == headless.pid and ws.hello["session"] == "hl"
+
+
+def test_fragments_pings_and_an_unmasked_frame(js, headless):
+    """A message in three frames (as the C# client sends one over 1 MiB), a ping answered with its data between
+    them, and (handed off) a client frame without a mask closes the websocket."""
+    call = encode_call("add_ints", Tag.INT32, [20, 22], [Tag.INT32, Tag.INT32])
+    with js.relay("hl") as ws:
+        ws.ws.settimeout(10)
+        message = message_header(1, len(call), 0, ws.session) + call
+        ws.seq = 1
+        parts = (message[:10], message[10:70], message[70:])
+        ws.ws.send_frame(websocket.ABNF.create_frame(parts[0], websocket.ABNF.OPCODE_BINARY, fin=0))
+        ws.ws.ping(b"are you there")
+        ws.ws.send_frame(websocket.ABNF.create_frame(parts[1], websocket.ABNF.OPCODE_CONT, fin=0))
+        ws.ws.send_frame(websocket.ABNF.create_frame(parts[2], websocket.ABNF.OPCODE_CONT, fin=1))
+        seen = []
+        while len(seen) < 2:
+            opcode, frame = ws.ws.recv_data_frame(True)
+            if opcode == websocket.ABNF.OPCODE_BINARY and frame.data[16:24] == b"\0" * 8:
+                continue                                        # a KEEPALIVE
+            seen.append((opcode, frame.data))
+        assert (websocket.ABNF.OPCODE_PONG, b"are you there") in seen, seen
+        reply = [data for opcode, data in seen if opcode == websocket.ABNF.OPCODE_BINARY][0]
+        assert int.from_bytes(reply[16:24], "little") == 1 and reply[HEADER_SIZE:].endswith((42).to_bytes(4, "little"))
+    if js.hand_off:                                             # (tornado takes an unmasked frame)
+        with js.relay("hl") as ws:                              # the same message without a mask
+            message = message_header(1, len(call), 0, ws.session) + call
+            assert len(message) < 126
+            ws.ws.sock.sendall(bytes((0x82, len(message))) + message)
+            c = ws.closed()
+            assert c.code == 1002 and "mask" in c.reason, c
+    _still_serves(js)
 
 
 # ------------------------------------------------------------------------------------------------ the other side goes

@@ -14,7 +14,7 @@ import json
 import secrets
 import socket
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import ws_authenticated
@@ -23,7 +23,8 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.ioloop import PeriodicCallback
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
-from traitlets import Float, Int
+from tornado.iostream import SSLIOStream
+from traitlets import Bool, Float, Int
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
@@ -31,9 +32,10 @@ from ..wire import (FLAG_REPLY_IN_REQUEST, HEADER_SIZE, LENGTH_OFFSET, PROTOCOL_
                     SESSION_OFFSET, STATUS_ERROR, ErrorKind, FrameError, encode_error)
 from ..wire.message import (MAX_MESSAGE_PAYLOAD, check_client_message, check_server_message, keepalive_message,
                             message_header, read_message_header)
+from ..transport.stream_lane import handoff_bytes
 from ..wire.structs import U64
 from . import sessions
-from .sessions import GONE
+from .sessions import GONE, REFUSED
 
 MAX_CLOSE_REASON = 123  # bytes of a close frame's reason (a control frame carries at most 125 with the code)
 
@@ -49,6 +51,10 @@ class LessPyRelay(LoggingConfigurable):
                                   "previous write is still unflushed); a client that hears nothing for 5 of these "
                                   "treats the connection as lost.").tag(config=True)
     connect_timeout = Float(5.0, help="Seconds to connect to a session and shake hands with it.").tag(config=True)
+    hand_off = Bool(True, help="Hand a websocket's TCP connection to the session once Jupyter Server has "
+                               "authenticated and authorised it: the session then speaks the websocket itself "
+                               "(no relaying hop). A TLS connection is always relayed; False relays every one."
+                    ).tag(config=True)
 
 
 def error_reply(sequence: int, session: int, message: str,
@@ -333,14 +339,28 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
 
     # ------------------------------------------------------------------------------------------ the websocket
 
+    def _handed_off_stream(self) -> Optional[Any]:
+        """The websocket's IOStream when its connection may be handed to the session: plain TCP (a TLS
+        connection's state lives in this process), and the relay configured to."""
+        stream = getattr(self.ws_connection, "stream", None)
+        if not self.relay.hand_off or stream is None or isinstance(stream, SSLIOStream):
+            return None
+        sock = getattr(stream, "socket", None)
+        if not isinstance(sock, socket.socket) or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        return stream
+
     async def open(self, name: str) -> None:    # type: ignore[override]
-        super().open()                          # Jupyter's pings
+        stream = self._handed_off_stream()
+        if stream is None:
+            super().open()                      # Jupyter's pings (a handed-off websocket: the session's keepalives)
         self.set_nodelay(True)
         assert self.folder is not None
         client_id = _client_id(self.request.headers.get("X-LessPy-Client"))
         loop = asyncio.get_running_loop()
         timeout = float(self.relay.connect_timeout)
-        connecting = loop.run_in_executor(None, sessions.open_lane, self.folder, client_id, timeout)
+        connecting = loop.run_in_executor(None, sessions.open_lane, self.folder, client_id, timeout,
+                                          stream is not None)
         try:
             opened = await asyncio.wait_for(asyncio.shield(connecting), timeout + 1.0)
         except Exception as e:       # noqa: BLE001 - every failure to reach the session closes with its reason
@@ -353,6 +373,9 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
             opened.sock.close()
             return
         self.session_id = opened.session
+        if stream is not None:
+            await self._hand_off(stream, opened, name)
+            return
         hello = {"lesspy": __version__, "protocol": PROTOCOL_VERSION, "session": name,
                  "session_id": str(opened.session), "mode": int(opened.mode), "lane": opened.lane,
                  "pid": opened.pid, "max_message": int(self.relay.max_message_size),
@@ -362,6 +385,29 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
                                 int(self.relay.max_message_size))
         self.keepalive = PeriodicCallback(self._keepalive, int(self.relay.heartbeat_ms))
         self.keepalive.start()
+
+    async def _hand_off(self, stream: Any, opened: Any, name: str) -> None:
+        """Give the websocket's TCP connection to the session over the FRAMES connection (which proved the
+        session's key) and forget it here without ending it: no close frame, no shutdown; bytes tornado already
+        read go along. The FRAMES connection stays open as the tether: when this process ends, the session
+        closes the websocket."""
+        if stream.writing():
+            await stream.write(b"")                     # the 101 response is all in the socket
+        if self.ws_connection is None or self.closing or stream.closed():
+            opened.sock.close()
+            return
+        early = bytes(stream._read_buffer[:stream._read_buffer_size])
+        data = handoff_bytes(name, int(self.relay.max_message_size), int(self.relay.heartbeat_ms), early)
+        try:
+            opened.sock.settimeout(float(self.relay.connect_timeout))
+            socket.send_fds(opened.sock, [data], [stream.socket.fileno()])
+        except OSError as e:
+            opened.sock.close()
+            self._close(REFUSED, f"lesspy session {name!r} did not take the connection: {e}")
+            return
+        self.closing = True                     # from here nothing is written to the websocket by this process
+        stream.close()                          # closes this process's descriptor only
+        _tether(opened.sock)
 
     def on_message(self, message: Any) -> Optional["asyncio.Future[Any]"]:   # type: ignore[override]
         """Client -> session. A future returned (a message not all in the session's socket yet, or an error reply
@@ -453,6 +499,31 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
 
     def on_close(self) -> None:
         self._close_session()
+
+
+_tethers: Dict[int, socket.socket] = {}
+
+
+def _tether(sock: socket.socket) -> None:
+    """Keep a handed-off lane's FRAMES connection open until the session closes it (then close it here)."""
+    sock.setblocking(False)
+    fd = sock.fileno()
+    _tethers[fd] = sock
+    loop = asyncio.get_running_loop()
+
+    def ended() -> None:
+        try:
+            if sock.recv(4096):
+                return                          # the session sends nothing here; ignore it
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        loop.remove_reader(fd)
+        _tethers.pop(fd, None)
+        sock.close()
+
+    loop.add_reader(fd, ended)
 
 
 def _close_late_connection(future: "asyncio.Future[Any]") -> None:

@@ -17,7 +17,7 @@ from jupyter_server.utils import url_path_join
 
 from .. import client
 from ..transport.handshake import HandshakeError
-from ..wire.handshake import Result
+from ..wire.handshake import Purpose, Result
 from ..workfolder import (PORT_FILE, SESSIONS, folder_base, jupyter_runtime_dir, open_folder,
                           open_session_parent, session_folder)
 
@@ -131,9 +131,11 @@ def _why(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def open_lane(folder: Path, client_id: int, timeout: float) -> client.FramesConnection:
-    """Connect to the session of `folder` with purpose FRAMES (blocking: the handler runs it in an executor)."""
-    return client.open_frames(folder, client_id=client_id, timeout=timeout)
+def open_lane(folder: Path, client_id: int, timeout: float, hand_off: bool = False) -> client.FramesConnection:
+    """Connect to the session of `folder` with purpose FRAMES, or WEBSOCKET when the websocket will be handed
+    over (blocking: the handler runs it in an executor)."""
+    return client.open_frames(folder, client_id=client_id, timeout=timeout,
+                              purpose=Purpose.WEBSOCKET if hand_off else Purpose.FRAMES)
 
 
 def connect_failure(name: str, e: BaseException) -> Tuple[int, str]:

@@ -35,6 +35,7 @@ class Purpose(IntEnum):
     STATUS = 1
     STOP = 2
     FRAMES = 3      # a lane whose frames travel as messages on this connection (the Jupyter Server relay)
+    WEBSOCKET = 4   # as FRAMES, then the relay hands over the websocket's TCP connection (SCM_RIGHTS) to speak on
 
 
 class Result(IntEnum):
