@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import websocket
 
@@ -285,7 +286,7 @@ def tls(tmp_path_factory):
     cert, key = make_certificate(tmp)
     server = JupyterServer(tmp, certfile=cert, keyfile=key)
     try:
-        server.headless("hl")
+        server.hl = server.headless("hl")
         yield server
     finally:
         server.stop()
@@ -297,6 +298,19 @@ def test_wss_works_with_the_certificate_trusted(tls):
         assert ws.call("add_ints", Tag.INT32, [2, 3], [Tag.INT32, Tag.INT32]) == 5
     status, body = tls.request("GET", "lesspy/")
     assert status == 200 and [s["name"] for s in body["sessions"]] == ["hl"]
+
+
+def test_a_tls_websocket_is_relayed_never_handed_to_the_session(tls):
+    """The TLS state lives in Jupyter Server's process: it keeps the connection (LessPyRelay.hand_off is on)."""
+    with tls.relay("hl") as ws:
+        assert ws.call("add_ints", Tag.INT32, [2, 3], [Tag.INT32, Tag.INT32]) == 5
+        client, server = ws.ws.sock.getsockname()[:2], ws.ws.sock.getpeername()[:2]
+
+        def holds(pid):
+            return any(c.laddr and c.raddr and tuple(c.laddr) == tuple(server) and tuple(c.raddr) == tuple(client)
+                       for c in psutil.Process(pid).net_connections(kind="tcp"))
+
+        assert holds(tls.pid) and not holds(tls.hl.pid)
 
 
 def test_wss_fails_when_the_certificate_is_not_trusted(tls):

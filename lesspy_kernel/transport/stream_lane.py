@@ -238,8 +238,10 @@ class WebSocketFraming:
     def take_waiting(self) -> List[bytes]:
         """(under the send lock) What must go before the next frame: the rest of an unfinished one, control
         frames."""
-        waiting = ([self.unsent] if self.unsent else []) + self.outbox
-        self.unsent, self.outbox = b"", []
+        waiting = [self.unsent] if self.unsent else []
+        self.unsent = b""
+        while self.outbox:                     # popped one by one: a reading thread may append meanwhile
+            waiting.append(self.outbox.pop(0))
         return waiting
 
     def _send_some(self, data: bytes) -> int:
