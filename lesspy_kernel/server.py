@@ -39,7 +39,7 @@ from .logfile import DEFAULT_LOG_CAP, LogFile
 from .loglimit import LOG_TEXT_CHARS, LogLimiter, clip
 from .namespaces import Namespace
 from .transport.mapped_lane import MappedLane
-from .transport.stream_lane import Handoff, StreamLane, receive_handoff
+from .transport.stream_lane import HANDOFF_NEEDS_UNIX, Handoff, StreamLane, receive_handoff
 from .transport.spinner import Spinner
 from .workfolder import FORCE_TCP_ENV, SOCKET_FILE, UNIX, WorkFolder, peer_uid, pid_alive, use_unix_socket
 
@@ -546,7 +546,7 @@ class Server:
         over this Unix socket. None (the socket closed) when that fails."""
         sock = p.sock
         if sock.family != getattr(socket, "AF_UNIX", None):
-            p.reply(Result.BUSY, b"a websocket is handed over on a Unix socket only")
+            p.reply(Result.BUSY, HANDOFF_NEEDS_UNIX.encode("utf-8"))
             sock.close()
             return None
         p.reply(Result.ACCEPTED, LANE_ID.pack(lane_id))

@@ -238,6 +238,23 @@ def test_the_websocket_is_handed_to_the_session_or_relayed(js, headless):
             assert ws.hello["pid"] == headless.pid and ws.hello["session"] == "hl"
 
 
+def test_a_session_on_a_tcp_notify_socket_is_relayed(js):
+    """A descriptor travels over a Unix socket only: a session listening on TCP refuses the hand-off and the relay
+    relays that websocket instead."""
+    env = js.env
+    js.env = dict(env, LESSPY_TEST_FORCE_TCP="1")
+    try:
+        tcp = js.headless("tcp")
+    finally:
+        js.env = env
+    try:
+        with js.relay("tcp") as ws:
+            assert ws.call("add_ints", Tag.INT32, [1, 2], [Tag.INT32, Tag.INT32]) == 3
+            assert _holds(js.pid, ws) and not _holds(tcp.pid, ws)
+    finally:
+        tcp.stop()
+
+
 def test_fragments_pings_and_an_unmasked_frame(js, headless):
     """A message in three frames (as the C# client sends one over 1 MiB), a ping answered with its data between
     them, and (handed off) a client frame without a mask closes the websocket."""

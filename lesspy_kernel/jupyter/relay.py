@@ -13,6 +13,7 @@ import asyncio
 import json
 import secrets
 import socket
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -37,6 +38,7 @@ from ..wire.structs import U64
 from . import sessions
 from .sessions import GONE, REFUSED
 
+HAND_OFF_POSSIBLE = hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX") and sys.platform != "win32"
 MAX_CLOSE_REASON = 123  # bytes of a close frame's reason (a control frame carries at most 125 with the code)
 
 
@@ -343,7 +345,7 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         """The websocket's IOStream when its connection may be handed to the session: plain TCP (a TLS
         connection's state lives in this process), and the relay configured to."""
         stream = getattr(self.ws_connection, "stream", None)
-        if not self.relay.hand_off or stream is None or isinstance(stream, SSLIOStream):
+        if not (self.relay.hand_off and HAND_OFF_POSSIBLE) or stream is None or isinstance(stream, SSLIOStream):
             return None
         sock = getattr(stream, "socket", None)
         if not isinstance(sock, socket.socket) or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -374,8 +376,10 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
             return
         self.session_id = opened.session
         if stream is not None:
-            await self._hand_off(stream, opened, name)
-            return
+            if opened.sock.family == getattr(socket, "AF_UNIX", None):
+                await self._hand_off(stream, opened, name)
+                return
+            super().open()                      # the session took no descriptor (TCP notify socket): relayed
         hello = {"lesspy": __version__, "protocol": PROTOCOL_VERSION, "session": name,
                  "session_id": str(opened.session), "mode": int(opened.mode), "lane": opened.lane,
                  "pid": opened.pid, "max_message": int(self.relay.max_message_size),

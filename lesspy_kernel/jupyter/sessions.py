@@ -17,6 +17,7 @@ from jupyter_server.utils import url_path_join
 
 from .. import client
 from ..transport.handshake import HandshakeError
+from ..transport.stream_lane import HANDOFF_NEEDS_UNIX
 from ..wire.handshake import Purpose, Result
 from ..workfolder import (PORT_FILE, SESSIONS, folder_base, jupyter_runtime_dir, open_folder,
                           open_session_parent, session_folder)
@@ -134,8 +135,14 @@ def _why(e: BaseException) -> str:
 def open_lane(folder: Path, client_id: int, timeout: float, hand_off: bool = False) -> client.FramesConnection:
     """Connect to the session of `folder` with purpose FRAMES, or WEBSOCKET when the websocket will be handed
     over (blocking: the handler runs it in an executor)."""
-    return client.open_frames(folder, client_id=client_id, timeout=timeout,
-                              purpose=Purpose.WEBSOCKET if hand_off else Purpose.FRAMES)
+    if hand_off:
+        try:
+            return client.open_frames(folder, client_id=client_id, timeout=timeout, purpose=Purpose.WEBSOCKET)
+        except HandshakeError as e:
+            if e.result != Result.BUSY or HANDOFF_NEEDS_UNIX not in str(e):
+                raise
+        # a session on a TCP notify socket takes no descriptor: relayed (the FRAMES socket says so: not AF_UNIX)
+    return client.open_frames(folder, client_id=client_id, timeout=timeout)
 
 
 def connect_failure(name: str, e: BaseException) -> Tuple[int, str]:

@@ -727,6 +727,7 @@ class StreamLane:
 # ------------------------------------------------------------------------------------------------ the hand-off
 
 HANDOFF = struct.Struct("<II")      # after the fd: the JSON's length, then the early bytes' length
+HANDOFF_NEEDS_UNIX = "a websocket is handed over on a Unix socket only"     # the refusal on a TCP notify socket
 HANDOFF_TIMEOUT = 5.0
 MAX_HANDOFF_JSON = 4096
 
