@@ -620,6 +620,11 @@ class StreamLane:
         framing = self.framing
         if not isinstance(framing, WebSocketFraming) or self.closed:
             return
+        if peer_gone(self.sock):
+            self.goodbye = (ws.CLOSE_GOING_AWAY, "the client stopped acknowledging")
+            self._eof = True
+            self.close()                      # wakes the lane thread (a call running is cancelled: disconnected)
+            return
         if framing.unsent or framing.outbox:
             framing.flush(blocking=False)
         elif now - framing.last_send >= self.heartbeat:
@@ -793,13 +798,33 @@ def _recv_some(sock: socket.socket, n: int) -> bytes:
     return chunk
 
 
+DEAD_PEER_MS = 10_000      # bytes sent and no acknowledgement at all for this long: the peer is gone
+_TCP_INFO = struct.Struct("<24xI28xI")    # struct tcp_info: tcpi_unacked (offset 24), tcpi_last_ack_recv (56)
+
+
+def peer_gone(sock: socket.socket) -> bool:
+    """Whether the TCP peer stopped acknowledging anything for DEAD_PEER_MS while data waits for its ACK (the
+    KEEPALIVEs guarantee data goes out). A client that merely stops reading still acknowledges (zero-window
+    probes), so it is not taken for gone; TCP_USER_TIMEOUT would be (Linux counts a zero window against it)."""
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return False
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, 104)
+    except OSError:
+        return False
+    if len(info) < _TCP_INFO.size:
+        return False
+    unacked, last_ack_ms = _TCP_INFO.unpack_from(info)
+    return unacked > 0 and last_ack_ms > DEAD_PEER_MS
+
+
 def tcp_keepalive(sock: socket.socket, heartbeat_ms: int) -> None:
-    """A peer that vanished is noticed within seconds: TCP keepalive probes on an idle connection, and a user
-    timeout on data (KEEPALIVE messages) that stays unacknowledged."""
+    """A peer that vanished is noticed within seconds: TCP keepalive probes while nothing is in flight
+    (peer_gone covers data in flight)."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (("TCP_KEEPIDLE", 2), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3),
-                        ("TCP_USER_TIMEOUT", max(10_000, 10 * heartbeat_ms))):
+    for name, value in (("TCP_KEEPIDLE", 2), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3)):
         option = getattr(socket, name, None)
         if option is not None:
             try:
