@@ -756,6 +756,7 @@ def handoff_bytes(name: str, max_message: int, heartbeat_ms: int, early: bytes) 
 def receive_handoff(sock: socket.socket, timeout: float = HANDOFF_TIMEOUT) -> Handoff:
     """Receive the descriptor of a websocket's TCP connection on `sock`, a connection that proved the session's
     key. Raises ValueError (not a TCP stream socket, a bad description) or OSError."""
+    deadline = time.monotonic() + timeout        # for all of it: the server's accept loop waits here
     sock.settimeout(timeout)
     data, fds, flags, _ = socket.recv_fds(sock, HANDOFF.size + MAX_HANDOFF_JSON, 1)
     received = [socket.socket(fileno=fd) for fd in fds]
@@ -769,13 +770,13 @@ def receive_handoff(sock: socket.socket, timeout: float = HANDOFF_TIMEOUT) -> Ha
                 proto != socket.IPPROTO_TCP:
             raise ValueError("a hand-off carries a TCP connection only")
         while len(data) < HANDOFF.size:
-            data += _recv_some(sock, HANDOFF.size - len(data))
+            data += _recv_some(sock, HANDOFF.size - len(data), deadline)
         info_len, early_len = HANDOFF.unpack_from(data)
         if info_len > MAX_HANDOFF_JSON or early_len > MAX_MESSAGE_PAYLOAD:
             raise ValueError("a hand-off description too long")
         need = HANDOFF.size + info_len + early_len
         while len(data) < need:
-            data += _recv_some(sock, need - len(data))
+            data += _recv_some(sock, need - len(data), deadline)
         info = json.loads(data[HANDOFF.size:HANDOFF.size + info_len])
         max_message, heartbeat_ms = int(info["max_message"]), int(info["heartbeat_ms"])
         if not (0 <= max_message <= MAX_MESSAGE_PAYLOAD and 10 <= heartbeat_ms <= 3_600_000):
@@ -791,8 +792,12 @@ def receive_handoff(sock: socket.socket, timeout: float = HANDOFF_TIMEOUT) -> Ha
     return handoff
 
 
-def _recv_some(sock: socket.socket, n: int) -> bytes:
-    chunk = sock.recv(n)
+def _recv_some(sock: socket.socket, n: int, deadline: float) -> bytes:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the hand-off did not arrive in time")
+    sock.settimeout(left)
+    chunk = sock.recv(min(n, 1 << 20))
     if not chunk:
         raise ConnectionError("the relay closed the connection during the hand-off")
     return chunk
