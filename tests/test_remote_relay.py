@@ -287,41 +287,59 @@ def test_fragments_pings_and_an_unmasked_frame(js, headless):
     _still_serves(js)
 
 
+def _client_frame(message):
+    mask = os.urandom(4)
+    return bytes([0x82, 0x80 | 127]) + len(message).to_bytes(8, "big") + mask + websocket.ABNF.mask(mask, message)
+
+
+def _read_frame(sock, data):
+    """(opcode, payload, rest) of the next server frame, KEEPALIVEs skipped."""
+    while True:
+        while len(data) < 2:
+            data += sock.recv(65536)
+        n, at = data[1] & 0x7F, 2
+        if n >= 126:
+            at = 4 if n == 126 else 10
+            while len(data) < at:
+                data += sock.recv(65536)
+            n = int.from_bytes(data[2:at], "big")
+        while len(data) < at + n:
+            data += sock.recv(1 << 20)
+        opcode, payload, data = data[0] & 0x0F, data[at:at + n], data[at + n:]
+        if not (opcode == 0x2 and payload[16:24] == b"\0" * 8):
+            return opcode, payload, data
+
+
 def test_a_request_sent_with_the_upgrade_is_answered(js, headless):
-    """A client that sends its first message right behind the upgrade request (in one write): Jupyter Server may
-    have read it already; it is handed over with the connection (or relayed) and answered after the hello."""
-    call = encode_call("add_ints", Tag.INT32, [1, 2], [Tag.INT32, Tag.INT32])
-    message = message_header(1, len(call), 0, 0) + call          # the session id is not known yet: an error reply
-    mask = b"\x11\x22\x33\x44"
-    frame = bytes([0x82, 0x80 | 126]) + len(message).to_bytes(2, "big") + mask + websocket.ABNF.mask(mask, message)
+    """A client that sends a 20 MiB message right behind the upgrade request (in one write): Jupyter Server may
+    have read part of it already; that part is handed over with the connection (or relayed). It names no session
+    (the client has no hello yet): an error reply, its payload skipped; the next request is served."""
+    a = np.ones(5 * 1024 * 1024, np.float32)
+    call = encode_call("inc_ndarray", Tag.NDARRAY, [a], [Tag.NDARRAY])
     upgrade = (f"GET {js.base_url}lesspy/hl HTTP/1.1\r\nHost: 127.0.0.1:{js.port}\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
                f"Authorization: token {js.token}\r\n\r\n").encode("ascii")
-    with socket.create_connection(("127.0.0.1", js.port), timeout=20) as sock:
-        sock.sendall(upgrade + frame)
+    with socket.create_connection(("127.0.0.1", js.port), timeout=30) as sock:
+        sender = threading.Thread(target=sock.sendall,
+                                  args=(upgrade + _client_frame(message_header(1, len(call), 0, 0) + call),))
+        sender.start()
         data = b""
         while b"\r\n\r\n" not in data:
             data += sock.recv(65536)
         assert data.startswith(b"HTTP/1.1 101"), data[:200]
         data = data.split(b"\r\n\r\n", 1)[1]
-        frames = []
-        while len(frames) < 2:
-            while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F if data[1] & 0x7F < 126 else 0) + \
-                    (2 if data[1] & 0x7F == 126 else 0):
-                data += sock.recv(65536)
-            n, at = data[1] & 0x7F, 2
-            if n == 126:
-                n, at = int.from_bytes(data[2:4], "big"), 4
-            while len(data) < at + n:
-                data += sock.recv(65536)
-            frames.append((data[0] & 0x0F, data[at:at + n]))
-            data = data[at + n:]
-            if frames[-1][0] == 0x2 and frames[-1][1][16:24] == b"\0" * 8:
-                frames.pop()                                    # a KEEPALIVE
-    assert frames[0][0] == 0x1 and json.loads(frames[0][1])["session"] == "hl"
-    reply = frames[1][1]
-    assert frames[1][0] == 0x2 and int.from_bytes(reply[16:24], "little") == 1
-    assert "session" in decode_error(reply[HEADER_SIZE:]).message
+        opcode, hello, data = _read_frame(sock, data)
+        assert opcode == 0x1 and json.loads(hello)["session"] == "hl"
+        opcode, reply, data = _read_frame(sock, data)
+        assert opcode == 0x2 and int.from_bytes(reply[16:24], "little") == 1
+        assert "session" in decode_error(reply[HEADER_SIZE:]).message
+        sender.join(30)
+        session = int(json.loads(hello)["session_id"])
+        sock.sendall(_client_frame(message_header(2, len(call), 0, session) + call))
+        opcode, reply, data = _read_frame(sock, data)
+        assert opcode == 0x2 and int.from_bytes(reply[16:24], "little") == 2
+        assert int.from_bytes(reply[32:36], "little") == 0, decode_error(reply[HEADER_SIZE:])     # status: a value
+        assert len(reply) > a.nbytes
 
 
 # ------------------------------------------------------------------------------------------------ the other side goes

@@ -404,7 +404,8 @@ class RelayHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
         data = handoff_bytes(name, int(self.relay.max_message_size), int(self.relay.heartbeat_ms), early)
         try:
             opened.sock.settimeout(float(self.relay.connect_timeout))
-            socket.send_fds(opened.sock, [data], [stream.socket.fileno()])
+            sent = socket.send_fds(opened.sock, [data], [stream.socket.fileno()])
+            opened.sock.sendall(data[sent:])            # (a long early part may not fit in one write)
         except OSError as e:
             opened.sock.close()
             self._close(REFUSED, f"lesspy session {name!r} did not take the connection: {e}")

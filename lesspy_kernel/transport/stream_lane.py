@@ -129,8 +129,8 @@ class WebSocketFraming:
                 if self._frame_pos == f.length:
                     self._frame_done()
                 if self._skipping:
-                    if not self._msg_open:
-                        self._skipping = False
+                    if self._frame is None and not self._msg_open:
+                        self._skipping = False          # that websocket message is over
                     continue
                 self._lesspy_open = True
                 return n
