@@ -277,6 +277,13 @@ def test_fragments_pings_and_an_unmasked_frame(js, headless):
         assert (websocket.ABNF.OPCODE_PONG, b"are you there") in seen, seen
         reply = [data for opcode, data in seen if opcode == websocket.ABNF.OPCODE_BINARY][0]
         assert int.from_bytes(reply[16:24], "little") == 1 and reply[HEADER_SIZE:].endswith((42).to_bytes(4, "little"))
+        lie = message_header(2, len(call) + 5, 0, ws.session) + call   # in two frames, 5 bytes short
+        ws.ws.send_frame(websocket.ABNF.create_frame(lie[:70], websocket.ABNF.OPCODE_BINARY, fin=0))
+        ws.ws.send_frame(websocket.ABNF.create_frame(lie[70:], websocket.ABNF.OPCODE_CONT, fin=1))
+        ws.seq = 2
+        status, payload = ws.reply(2)
+        assert status == STATUS_ERROR and "payload bytes" in decode_error(payload).message
+        assert ws.call("add_ints", Tag.INT32, [1, 2], [Tag.INT32, Tag.INT32]) == 3          # the lane goes on
     if js.hand_off:                                             # (tornado takes an unmasked frame)
         with js.relay("hl") as ws:                              # the same message without a mask
             message = message_header(1, len(call), 0, ws.session) + call

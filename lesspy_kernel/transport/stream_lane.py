@@ -135,6 +135,7 @@ class WebSocketFraming:
                 self._lesspy_open = True
                 return n
             if self._lesspy_open and not self._msg_open:
+                self._lesspy_open = False               # the next message starts at the next frame
                 raise ShortMessage()
             if not self._next_frame():
                 return 0
