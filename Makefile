@@ -12,15 +12,23 @@ PY := $(VENV)/bin/python
 IPK6 := .venv-ipk6
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: demo test stress adversarial deps mono cc venv venv-ipk6 build bench dist typecheck clean
+.PHONY: demo test stress adversarial deps mono cc tools venv venv-ipk6 build bench dist typecheck clean
 
-deps: mono cc venv
+deps: mono cc tools venv
 
 mono:
 	@command -v mcs >/dev/null 2>&1 && command -v mono >/dev/null 2>&1 || { \
 	  echo "Installing Mono (mono-devel) from Debian..."; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mono-devel >/dev/null; }
+
+# openssl (a self-signed certificate for the TLS tests) and iproute2's `ip` (the other-host tests' network
+# namespaces); without them those tests skip and say why
+tools:
+	@command -v openssl >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || { \
+	  echo "Installing openssl and iproute2 from Debian..."; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl iproute2 >/dev/null; }
 
 # a C compiler and Python's headers build lesspy_kernel/_resultalloc.c (allocator.py) on Linux
 cc:
