@@ -152,6 +152,9 @@ def connect_failure(name: str, e: BaseException) -> Tuple[int, str]:
     if isinstance(e, HandshakeError):
         if e.result == Result.BUSY:
             return REFUSED, f"lesspy session {name!r} is busy: {e}"
+        if "unknown connection purpose" in str(e):
+            # (a close reason holds 123 bytes)
+            return REFUSED, f"lesspy session {name!r} runs an older lesspy_kernel: restart its kernel after upgrading"
         return REFUSED, f"lesspy session {name!r} refused the relay: {e}"
     if isinstance(e, (asyncio.TimeoutError, socket.timeout, TimeoutError)):
         return REFUSED, f"lesspy session {name!r} does not answer"
