@@ -13,6 +13,7 @@
 //   big N                            an N-element float32 array both ways
 //   gone                             a call that must throw ServerUnavailableException naming the URL
 //   add                              a call that must work (after a reconnect)
+//   dropped                          prints STARTED, calls nap(30) while the test cuts the connection: ServerUnavailableException soon
 //   silent                           a call while Jupyter Server is stopped (SIGSTOP): ServerUnavailableException within ~6 s
 //   refused URL                      Connect(URL) must throw HandshakeException (the token refused)
 //   unknown URL                      Connect(URL) of no such session: ServerUnavailableException listing the sessions
@@ -120,6 +121,18 @@ static class RemoteClient
                 Exception e = Catch(() => api.add(1, 2));
                 Check("gone_" + w[1], e is ServerUnavailableException && e.Message.Contains(url), Describe(e));
                 Console.WriteLine("GONE " + Describe(e).Replace("\n", " | "));
+                break;
+            }
+            case "dropped":
+            {
+                // a call running when the connection is cut (a proxy dropping it): ServerUnavailableException naming
+                // the URL soon after, not when the call would have ended (30 s)
+                Console.WriteLine("STARTED");
+                var sw = Stopwatch.StartNew();
+                Exception e = Catch(() => api.nap(30));
+                double s = sw.Elapsed.TotalSeconds;
+                Check("dropped_mid_call", e is ServerUnavailableException && e.Message.Contains(url) && s < 10, s.ToString("0.00") + " s " + Describe(e));
+                Console.WriteLine("DROPPED " + s.ToString("0.00") + " " + Describe(e).Replace("\n", " | "));
                 break;
             }
             case "add":
