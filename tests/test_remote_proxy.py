@@ -50,7 +50,11 @@ class Proxy:
                 client, _ = listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:                         # nothing behind the proxy: the client's connection is closed
+                client.close()
+                continue
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
@@ -149,3 +153,44 @@ def test_a_proxy_dropping_the_connection_idle_and_mid_call(through_proxy):
     mono.run("gone proxy_down", 60, "gone_proxy_down")
     proxy.listen()
     mono.run("add back", 30, "add_back")
+
+
+HEADLESS_MODULE = """
+import time
+def add(a: int, b: int) -> int:
+    return a + b
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+"""
+
+
+def test_jupyter_server_restarted_the_next_call_reconnects(through_proxy, tmp_path):
+    """A headless session outlives its Jupyter Server: stopping the server ends the app's websocket (the session
+    closes a handed-off one when the server's process ends), the next call says the server is gone, and once a
+    new Jupyter Server serves the same runtime dir (behind the same address: the proxy), calls work again."""
+    _, _, mono = through_proxy
+    runtime = tmp_path / "runtime"
+    module = tmp_path / "hs_module.py"
+    module.write_text(HEADLESS_MODULE)
+    first = JupyterServer(tmp_path / "first", runtime_dir=runtime)
+    second = None
+    proxy = Proxy(urlsplit(first.url).port)
+    try:
+        session = first.headless("hs", module)
+        first.headlesses.remove(session)        # the session is not the server's: it outlives it
+        mono.run(f"connect http://127.0.0.1:{proxy.port}/lesspy/hs hs", 90, "connect_hs")
+        mono.run("add before_restart", 30, "add_before_restart")
+        first.stop()
+        mono.run("gone server_stopped", 60, "gone_server_stopped")
+        second = JupyterServer(tmp_path / "second", runtime_dir=runtime)
+        proxy.target = urlsplit(second.url).port
+        mono.run("add after_restart", 60, "add_after_restart")
+    finally:
+        proxy.close()
+        if second is not None:
+            second.headlesses.append(session)
+            second.stop()
+        else:
+            session.stop()
+        first.stop()

@@ -33,7 +33,8 @@ namespace LessPy
             RemoteEndpoint remote = _source.Remote;
             if (remote != null)
                 return "the lesspy session '" + remote.Session + "' at " + remote.Display + " is gone or unreachable: its kernel restarted or stopped, "
-                    + "%lesspy stop ran, Jupyter Server stopped, or the network to it was cut. Run %lesspy serve --name " + remote.Session
+                    + "%lesspy stop ran, Jupyter Server stopped, or the network to it was cut. Run "
+                    + (_mode == ServerMode.Headless ? "lesspy serve --name " : "%lesspy serve --name ") + remote.Session
                     + " there again: the next call reconnects";
             if (_mode == ServerMode.Headless)
             {

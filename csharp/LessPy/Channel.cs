@@ -134,6 +134,7 @@ namespace LessPy
                 catch (ServerUnavailableException e)
                 {
                     if (_session == 0) throw;                 // never connected: the caller's message says what to start
+                    if (_source.Remote != null) throw new ServerUnavailableException(GoneText() + ". " + e.Message, e);
                     throw new ServerUnavailableException("the server this connection used is gone and no other answers: " + GoneText()
                         + (_mode == ServerMode.Headless ? " (LessPythonInvoke.Initialize starts a new one)" : "") + ". " + e.Message, e);
                 }
