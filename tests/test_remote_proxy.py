@@ -194,3 +194,22 @@ def test_jupyter_server_restarted_the_next_call_reconnects(through_proxy, tmp_pa
         else:
             session.stop()
         first.stop()
+
+
+def test_two_apps_call_one_session_at_once(through_proxy, remote_client, tmp_path):  # noqa: F811
+    """Several apps: a second Mono process connects to the same session while the first is connected, and both
+    call from four threads at the same time; each keeps getting its own answers."""
+    js, _, first = through_proxy
+    url = f"{js.url}lesspy/{SESSION}"
+    second = Mono(remote_client, tmp_path, env={"JUPYTER_TOKEN": TOKEN})
+    try:
+        first.run(f"connect {url} first_app", 90, "connect_first_app")
+        second.run(f"connect {url} second_app", 90, "connect_second_app")
+        first.send("threads")
+        second.send("threads")
+        first.finish("threads", 120)
+        second.finish("threads", 120)
+        first.run("add first_after", 30, "add_first_after")
+        second.run("add second_after", 30, "add_second_after")
+    finally:
+        second.close()
