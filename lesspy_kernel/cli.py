@@ -72,20 +72,68 @@ def _no_server(command: str, folder: Path, e: Exception) -> CommandError:
                             "the session <jupyter runtime dir>/lesspy/NAME, or else the folder ./NAME when there "
                             "is no such session; `jupyter --runtime-dir` shows the runtime dir; give a folder as "
                             "./NAME or a full path)")
+    if isinstance(e, (ConnectionRefusedError, FileNotFoundError)):
+        gone = _ended_server(folder)
+        if gone is not None:
+            return CommandError(f"lesspy {command}: no lesspy server answers in {folder}: the server that served "
+                                f"it (pid {gone}) has ended without removing its files (it crashed or was "
+                                "killed). Serving again in this folder replaces them")
+        if isinstance(e, ConnectionRefusedError):
+            return CommandError(f"lesspy {command}: no lesspy server answers in {folder}: nothing listens on "
+                                "its notify socket (the server has ended)")
     return CommandError(f"lesspy {command}: no lesspy server answers in {folder}: {type(e).__name__}: {e}")
 
 
-def _load(module_path: str) -> Any:
-    from .namespaces import load_module
+def _ended_server(folder: Path) -> Optional[int]:
+    """The pid python.pid names in `folder` when that process has ended, else None."""
+    from .workfolder import PID_FILE, pid_alive, read_private
 
     try:
+        pid = int(read_private(folder / PID_FILE).decode("ascii").strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and not pid_alive(pid) else None
+
+
+def import_failure(prefix: str, module_path: str, e: BaseException, debug: bool = False) -> CommandError:
+    """What the module's top level raised, with the traceback of the module's own lines (the file and line
+    that failed; a SyntaxError's caret): the CLI prints it, and C#'s Initialize shows it in its exception.
+    `debug` keeps every frame, lesspy's and importlib's too."""
+    import traceback
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frames = traceback.extract_tb(e.__traceback__)
+    if not debug:
+        frames = traceback.StackSummary.from_list(
+            [f for f in frames if not f.filename.startswith(("<frozen ", package))])
+    where = f" ({os.path.basename(frames[-1].filename)} line {frames[-1].lineno})" if frames else ""
+    if isinstance(e, SyntaxError):
+        where = ""                               # its message names the file and line
+    lines = ["Traceback (most recent call last):\n"] + frames.format() if frames else []
+    lines += traceback.format_exception_only(type(e), e)
+    return CommandError(f"{prefix}: cannot import {module_path}: {type(e).__name__}: {e}{where}\n"
+                        + "".join(lines).rstrip(), EXIT_USAGE)
+
+
+def _load(module_path: str, debug: bool = False) -> Any:
+    from .namespaces import load_module
+
+    _check_module(module_path)
+    try:
         return load_module(module_path)
-    except FileNotFoundError as e:
-        raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
-    except BaseException as e:  # SystemExit or anything the module's top level raises
+    except BaseException as e:  # SystemExit or anything the module's top level raises (FileNotFoundError too)
         if isinstance(e, KeyboardInterrupt):
             raise
-        raise CommandError(f"lesspy: cannot import {module_path}: {type(e).__name__}: {e}", EXIT_USAGE) from None
+        raise import_failure("lesspy", module_path, e, debug) from None
+
+
+def _check_module(module_path: str) -> None:
+    from .namespaces import module_file
+
+    try:
+        module_file(module_path)
+    except FileNotFoundError as e:
+        raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
 
 
 # ------------------------------------------------------------------------------------------------ serve
@@ -180,14 +228,25 @@ class _CountedOutput:
         return getattr(self._stream, name)
 
 
+def _log_to_stderr(debug: bool) -> None:
+    """lesspy's log lines (its own logger, lesspy_kernel) to stderr, which --log-file redirects. The root logger
+    stays the served module's: no handler added there, and a module that sets it to DEBUG does not turn on
+    lesspy's per-call lines (only --debug does)."""
+    log = logging.getLogger("lesspy_kernel")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s lesspy %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve a module headless. By hand: until stopped (Ctrl-C, SIGTERM, `lesspy stop`)."""
     from .namespaces import ModuleNamespace
     from .server import Server
 
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(asctime)s lesspy %(levelname)s %(message)s", stream=sys.stderr)
-    module = _load(args.module)
+    _log_to_stderr(args.debug)
+    module = _load(args.module, args.debug)
     # refused before serving; one in the work folder (Initialize's) is opened through the checked folder once open
     in_folder = bool(args.log_file) and Path(args.log_file).absolute().parent == Path(args.work_folder).absolute()
     log_fd = _open_log(args.log_file, missing_ok=True) if args.log_file and not in_folder else None
@@ -248,14 +307,26 @@ def module_stub(module_path: str, interface: str = "IMyApi", namespace: Optional
     """The C# interface for what `lesspy serve --module` exports from a module (the stub generator's entry point)."""
     from .stubgen import stub_for_module
 
+    _check_module(module_path)
     try:
         return stub_for_module(module_path, interface, namespace)
-    except FileNotFoundError as e:
-        raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
     except BaseException as e:  # a bad interface or namespace name, or whatever the module's top level raises
         if isinstance(e, KeyboardInterrupt):
             raise
-        raise CommandError(f"lesspy stub: cannot stub {module_path}: {type(e).__name__}: {e}", EXIT_USAGE) from None
+        if not _raised_by_module(e, module_path):
+            raise CommandError(f"lesspy stub: cannot stub {module_path}: {type(e).__name__}: {e}",
+                               EXIT_USAGE) from None
+        raise import_failure("lesspy stub", module_path, e) from None
+
+
+def _raised_by_module(e: BaseException, module_path: str) -> bool:
+    """Whether the module's own code is in `e`'s traceback (not only the stub generator's)."""
+    import traceback
+
+    file = os.path.abspath(module_path)
+    if isinstance(e, SyntaxError) and e.filename == file:
+        return True
+    return any(f.filename == file for f in traceback.extract_tb(e.__traceback__))
 
 
 def stub(args: argparse.Namespace) -> int:
@@ -268,6 +339,7 @@ def stub(args: argparse.Namespace) -> int:
         sys.stdout.write(code)
         return EXIT_OK
     try:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(code, encoding="utf-8")
     except OSError as e:
         raise CommandError(f"lesspy stub: cannot write {args.output}: {e}") from None

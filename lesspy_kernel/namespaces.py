@@ -110,9 +110,8 @@ class Namespace:
         if self._defined_here(value) or name in self.exports or is_exported(value):
             return None
         origin = _origin(value)
-        return (f"'{name}' in {self.where} is {origin}, not defined in {self.where}: only the functions "
-                f"{self.where} defines itself are exported to C#. To let C# call it, "
-                f"{self.how_to_export(name)}")
+        return (f"'{name}' in {self.where} is {origin}, not defined there: only the functions it defines itself "
+                f"are exported to C#. To let C# call it, {self.how_to_export(name)}")
 
     def _defined_here(self, value: Any) -> bool:
         return getattr(value, "__module__", None) == self.home
@@ -140,8 +139,8 @@ class Namespace:
 
     def _missing(self, name: str) -> str:
         if hasattr(builtins, name):
-            return (f"'{name}' is a Python builtin, not defined in {self.where}: only the functions {self.where} "
-                    f"defines itself are exported to C#. Define a function that calls it, or bind it and "
+            return (f"'{name}' is a Python builtin, not defined in {self.where}: only the functions it defines "
+                    f"itself are exported to C#. Define a function that calls it, or bind it and "
                     f"{self.how_to_export(name)}")
         return f"'{name}' is not defined in {self.where}: define it (or check the [PythonImport] name)"
 
@@ -207,11 +206,20 @@ class DictNamespace(Namespace):
         return list(self.ns.items())
 
 
-def load_module(path: str) -> ModuleType:
-    """Import a module from its file path, with its folder on sys.path so its own imports work."""
-    file = Path(os.path.abspath(path))      # normalised like the C# client's Path.GetFullPath
+def module_file(path: str) -> Path:
+    """The absolute path of a module file (normalised like the C# client's Path.GetFullPath); FileNotFoundError
+    saying what is there instead when it is not a file."""
+    file = Path(os.path.abspath(path))
+    if file.is_dir():
+        raise FileNotFoundError(f"{file} is a folder, not a Python module: give the path of a .py file")
     if not file.is_file():
         raise FileNotFoundError(f"no Python module at {file}")
+    return file
+
+
+def load_module(path: str) -> ModuleType:
+    """Import a module from its file path, with its folder on sys.path so its own imports work."""
+    file = module_file(path)
     folder = str(file.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)

@@ -529,13 +529,19 @@ def _docs(fn: Callable) -> Tuple[List[str], Dict[str, str], str]:
     return lines, {k: _xml(_oneline(v)) for k, v in params.items() if v}, _xml(_oneline(" ".join(returns)))
 
 
-def _example(name: str, params: List[inspect.Parameter], hints: Dict[str, Any]) -> str:
+def _example(name: str, params: List[inspect.Parameter], hints: Dict[str, Any], fn: Any = None) -> str:
     parts = []
     for p in params:
         hint = hints.get(p.name, inspect.Parameter.empty)
         parts.append(f"{p.name}: {'int' if hint is inspect.Parameter.empty else _py_name(hint)}")
     ret = hints.get("return", inspect.Parameter.empty)
-    return f"def {name}({', '.join(parts)}) -> {'int' if ret is inspect.Parameter.empty else _py_name(ret)}"
+    if ret is not inspect.Parameter.empty:
+        returns = _py_name(ret)
+    elif fn is not None and inspect.isgeneratorfunction(inspect.unwrap(fn)):
+        returns = "Iterator[int] (from typing import Iterator)"   # its items stream: C# reads IEnumerable<long>
+    else:
+        returns = "int"
+    return f"def {name}({', '.join(parts)}) -> {returns}"
 
 
 def _streamed_item(hint: Any) -> Any:
@@ -568,7 +574,7 @@ def _member(name: str, fn: Callable, ctx: _Context, taken: Dict[str, str]) -> Li
                 f"give keyword-only parameter{s} {', '.join(shape.kw_required)} a default or make "
                 f"{'them' if s else 'it'} positional"]
     hints = _hints(fn, skipped)
-    unannotated = _unannotated(name, shape, hints)
+    unannotated = _unannotated(name, shape, hints, fn)
     if unannotated:
         return [unannotated]
     is_async = _is_async(fn)
@@ -630,7 +636,7 @@ class _Shape:
                    _oneline(f"{name}({', '.join(p.name for p in positional)})"))
 
 
-def _unannotated(name: str, shape: _Shape, hints: Dict[str, Any]) -> Optional[str]:
+def _unannotated(name: str, shape: _Shape, hints: Dict[str, Any], fn: Any = None) -> Optional[str]:
     """The comment asking for the missing hints, or None when every parameter and the return are annotated."""
     missing = [p.name for p in shape.positional if p.name not in hints]
     no_return = "return" not in hints
@@ -642,7 +648,7 @@ def _unannotated(name: str, shape: _Shape, hints: Dict[str, Any]) -> Optional[st
     if no_return:
         what.append("the return type")
     return _oneline(f"// {shape.signature}: annotate {' and '.join(what)} to generate this method, "
-                    f"e.g. {_example(name, shape.positional, hints)}")
+                    f"e.g. {_example(name, shape.positional, hints, fn)}")
 
 
 _Param = Tuple[str, str, Any, str]      # C# type, C# name, default, Python name
@@ -763,6 +769,10 @@ def _declaration(name: str, method: str, rtype: str, params: List[_Param], liter
 # ---------------------------------------------------------------------------------------------- the file
 
 
+NOTHING_TO_STUB = ("// no functions to export yet: define one with type hints, e.g. "
+                   "def add(a: int, b: int) -> int, then generate this interface again")
+
+
 def csharp_stub(functions: Mapping[str, Callable], interface: str = "IMyApi",
                 namespace: Optional[str] = None, source: Optional[str] = None) -> str:
     """The C# source of an interface with one [PythonImport] method per function, typed from its hints, and
@@ -794,6 +804,8 @@ def csharp_stub(functions: Mapping[str, Callable], interface: str = "IMyApi",
         out += [f"{indent}{line}" if line else "" for line in decl]
         out.append("")
     out += [f"{indent}public interface {interface}", f"{indent}{{"]
+    if not members:
+        out.append(f"{indent}    {NOTHING_TO_STUB}")
     for i, member in enumerate(members):
         if i:
             out.append("")

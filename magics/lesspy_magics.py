@@ -14,6 +14,7 @@ import atexit
 import html
 import inspect
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,6 +54,11 @@ class ServerStatus:
         s = self.server
         if s is None:
             return [("state", "not serving: run %lesspy serve")]
+        if not s.running:                    # no C# line nor exported functions: nothing can connect or call
+            st = s.status()
+            return [("state", "stopped (run %lesspy serve to serve again)"),
+                    ("folder", f"{s.folder.path} (no longer served)"),
+                    ("calls", f"{st['calls']} served, {st['errors']} errors")]
         mode = {Mode.NOTEBOOK: "main thread, between cells", Mode.NOTEBOOK_THREADED: "threaded (server thread)",
                 Mode.HEADLESS: "direct"}.get(s.mode, str(s.mode))
         st = s.status()
@@ -96,7 +102,7 @@ def _parse(magic: Any, rest: str) -> Any:
     own magics do, so `--folder "/my notebooks/work"` names the folder without them."""
     parser = magic.parser
     if "-h" in rest.split() or "--help" in rest.split():
-        print(parser.format_help().rstrip())
+        print(_help_text(parser.format_help()))
         return None
     try:
         args = parse_argstring(magic, rest)
@@ -106,6 +112,15 @@ def _parse(magic: Any, rest: str) -> Any:
         if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             setattr(args, key, value[1:-1])
     return args
+
+
+def _help_text(text: str) -> str:
+    """A sub-command's --help without the reStructuredText `::` IPython's magic_arguments puts before the usage
+    (meant for docstrings), the usage lines dedented."""
+    if text.startswith("::"):
+        usage, sep, rest = text[2:].lstrip("\n").partition("\n\n")
+        text = textwrap.dedent(usage) + sep + rest
+    return text.rstrip()
 
 
 def _names(text: Optional[str]) -> Optional[list]:
@@ -288,6 +303,9 @@ class LessPyMagics(Magics):
             print(f"lesspy: wrote {len(functions)} function(s) to {os.path.abspath(args.output)}")
         else:
             print(code)
+        if not functions:
+            print("lesspy: the notebook defines no function C# may call yet: define one in a cell, with type "
+                  "hints (def add(a: int, b: int) -> int), then run %lesspy stub again")
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -180,7 +180,8 @@ def test_stub_writes_the_interface_named_by_the_output_file(csharp_bin, tmp_path
     assert p.returncode == 0 and "public interface ICalc" in p.stdout, p
     p = lesspy("stub", module, "--interface", "not valid")
     assert p.returncode == 2 and "not a valid C# identifier" in p.stderr, p
-    p = lesspy("stub", module, "-o", tmp_path / "missing-dir" / "IApi.cs")
+    (tmp_path / "a-file").write_text("")
+    p = lesspy("stub", module, "-o", tmp_path / "a-file" / "IApi.cs")     # a folder is created, a file is not one
     assert p.returncode == 1 and "cannot write" in p.stderr, p
 
 

@@ -162,7 +162,7 @@ def test_a_name_rebound_after_a_call_is_judged_again():
     exec("def f():\n    return 2\n", ns)             # the cell re-run: the new function is called
     assert space.lookup("f")() == 2
     ns["f"] = os.remove                              # imported over it: refused
-    with pytest.raises(FunctionNotFound, match="not defined in"):
+    with pytest.raises(FunctionNotFound, match="not defined there"):
         space.lookup("f")
     exec("class f:\n    pass\n", ns)                 # a class: refused
     with pytest.raises(FunctionNotFound, match="is a class"):

@@ -514,7 +514,11 @@ def test_file_layout_with_namespace():
 
 
 def test_empty_interface():
-    assert csharp_stub({}) == f"{AUTO}\n{HEADER}\nusing LessPy;\n\npublic interface IMyApi\n{{\n}}\n"
+    """Compiles, and says what to do (a newcomer's first `%lesspy stub` has nothing yet)."""
+    from lesspy_kernel import stubgen
+
+    assert csharp_stub({}) == (f"{AUTO}\n{HEADER}\nusing LessPy;\n\npublic interface IMyApi\n{{\n"
+                               f"    {stubgen.NOTHING_TO_STUB}\n}}\n")
 
 
 def test_methods_in_name_order():
