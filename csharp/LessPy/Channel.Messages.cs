@@ -54,6 +54,35 @@ namespace LessPy
                 + "run %lesspy serve again";
         }
 
+        /// <summary>
+        /// The server's FUNCTION_NOT_FOUND text, plus the snake_case form of a name with capitals (the C# method name
+        /// that [PythonImport] without a name sends as it is): the server lists no names, so this is a hint, not a match.
+        /// </summary>
+        static string NotFoundText(string msg, MethodBinding m)
+        {
+            string snake = WireType.SnakeCase(m.PyName);
+            if (snake == m.PyName) return msg;
+            return msg + ". Python functions are usually snake_case: for the Python function " + snake
+                + " write [PythonImport(\"" + snake + "\")] (a [PythonImport] without a name calls the C# method's name as it is)";
+        }
+
+        /// <summary>
+        /// The server's RESULT_MISMATCH text for a method returning an enum: the server only knows the enum's underlying type
+        /// (an enum travels as its integer), so "C# return type byte" becomes "C# return type Level, an enum of byte,".
+        /// </summary>
+        static string ResultMismatchText(string msg, MethodBinding m)
+        {
+            Type t = m.ReturnType.ClrType;
+            if (t == null) return msg;
+            t = Nullable.GetUnderlyingType(t) ?? t;
+            if (!t.IsEnum) return msg;
+            string underlying = WireType.CSharpName(Enum.GetUnderlyingType(t));
+            string said = "C# return type " + underlying;
+            int at = msg.IndexOf(said, StringComparison.Ordinal);
+            if (at < 0) return msg;
+            return msg.Substring(0, at) + "C# return type " + WireType.CSharpName(t) + ", an enum of " + underlying + "," + msg.Substring(at + said.Length);
+        }
+
         /// <summary>What a remote lane knows of why its connection ended (" (why)"), "" for a mapped lane.</summary>
         static string LostText(IFrameTransport t)
         {

@@ -389,9 +389,9 @@ namespace LessPy
             switch ((ErrorKind)e.Kind)
             {
                 case ErrorKind.PythonError: return new PythonException(e.PythonType, e.Message, e.Traceback);
-                case ErrorKind.FunctionNotFound: return new FunctionNotFoundException(m.PyName, msg);
+                case ErrorKind.FunctionNotFound: return new FunctionNotFoundException(m.PyName, NotFoundText(msg, m));
                 case ErrorKind.BadArguments: return new ArgumentMismatchException(msg);
-                case ErrorKind.ResultMismatch: return new ResultMismatchException(msg);
+                case ErrorKind.ResultMismatch: return new ResultMismatchException(ResultMismatchText(msg, m));
                 case ErrorKind.PayloadTooLarge: return new PayloadTooLargeException(msg, -1, lane.Transport.ReplyCapacity);
                 case ErrorKind.MalformedRequest: return new ProtocolException(msg);
                 case ErrorKind.ServerError: return new LessPyException(msg);

@@ -172,7 +172,8 @@ namespace LessPy
             bool exists = WorkFolder.DirectoryExists(folder.Path) || (Posix.IsLinux && Posix.LinkStatus(folder.Path).HasValue);
             if (exists) folder.Check();           // this user's own and private, not a link: before anything is read or sent
             if (!exists || !folder.HasServerFiles)
-                throw new ServerUnavailableException("no lesspy server is serving " + folder.Path + ": " + how
+                throw new ServerUnavailableException("no lesspy server is serving " + folder.Path
+                    + (folder.SessionName != null ? " (" + WorkFolder.ServedSessionsText() + ")" : "") + ": " + how
                     + " (or start one with `python -m lesspy_kernel serve --module M --work-folder " + folder.Path + "`)"
                     + (isName && !exists ? ". The name was looked up as that session; a folder named " + workFolderOrName + " in the current "
                         + "directory is used only when no such session exists and there is none here either: give a folder as ./" + workFolderOrName
@@ -184,7 +185,8 @@ namespace LessPy
                 if (served != null)
                     how = "start it again with `python -m lesspy_kernel serve --module " + served + " --work-folder " + folder.Path + "`";
                 throw new ServerUnavailableException("the " + (served != null ? "headless " : "") + "server of " + folder.Path + " (pid " + pid
-                    + ") is no longer running: its files are stale; " + how);
+                    + ") is no longer running: its files are stale; " + how
+                    + (folder.SessionName != null ? " (" + WorkFolder.ServedSessionsText() + ")" : ""));
             }
             Channel channel = Channel.Open(folder);
             try

@@ -177,6 +177,71 @@ namespace LessPy
         }
 
         /// <summary>
+        /// A float16 array's values as a new <c>float[]</c> (C order), each converted exactly (every float16 value,
+        /// subnormals, infinities and NaN included, is a float). .NET Standard 2.0 has no <c>Half</c>; the raw
+        /// 16-bit patterns are <c>ToArray&lt;ushort&gt;()</c>. Checked as <see cref="ToArray{T}"/> is.
+        /// </summary>
+        /// <exception cref="InvalidOperationException">The dtype is not float16, or the view is (or became) stale.</exception>
+        public float[] ToHalfAsSingle()
+        {
+            if (DType.Name != "float16")
+                throw new InvalidOperationException("ToHalfAsSingle reads float16 data, not " + DType.Name + (DType.ClrType != null ? "; use ToArray<" + DType.ClrType.Name + ">()" : ""));
+            ReadOnlySpan<ushort> bits = MemoryMarshal.Cast<byte, ushort>(_data.Span);
+            var values = new float[bits.Length];
+            for (int i = 0; i < bits.Length; i++) values[i] = HalfToSingle(bits[i]);
+            if (_mapped != null) _mapped.CheckAfterRead();
+            return values;
+        }
+
+        /// <summary>
+        /// A complex64 or complex128 array's values as two new arrays of doubles, the real parts and the imaginary parts
+        /// (C order; complex64's floats are widened exactly): <c>new System.Numerics.Complex(real[i], imaginary[i])</c>.
+        /// For complex128, <c>ToArray&lt;System.Numerics.Complex&gt;()</c> also works (the same layout; reference
+        /// System.Numerics); complex64 has no .NET type. Checked as <see cref="ToArray{T}"/> is.
+        /// </summary>
+        /// <exception cref="InvalidOperationException">The dtype is not complex64 or complex128, or the view is (or became) stale.</exception>
+        public void ToComplex(out double[] real, out double[] imaginary)
+        {
+            var re = new double[Length];
+            var im = new double[Length];
+            if (DType.Name == "complex128")
+            {
+                ReadOnlySpan<double> d = MemoryMarshal.Cast<byte, double>(_data.Span);
+                for (int i = 0; i < re.Length; i++) { re[i] = d[2 * i]; im[i] = d[2 * i + 1]; }
+            }
+            else if (DType.Name == "complex64")
+            {
+                ReadOnlySpan<float> f = MemoryMarshal.Cast<byte, float>(_data.Span);
+                for (int i = 0; i < re.Length; i++) { re[i] = f[2 * i]; im[i] = f[2 * i + 1]; }
+            }
+            else
+                throw new InvalidOperationException("ToComplex reads complex64 or complex128 data, not " + DType.Name);
+            if (_mapped != null) _mapped.CheckAfterRead();
+            real = re;
+            imaginary = im;
+        }
+
+        /// <summary>IEEE 754 binary16 to binary32: sign, exponent rebiased from 15 to 127, subnormals normalised.</summary>
+        static float HalfToSingle(ushort h)
+        {
+            uint sign = (uint)(h & 0x8000) << 16;
+            int exp = (h >> 10) & 0x1F;
+            uint mant = (uint)(h & 0x3FF);
+            uint bits;
+            if (exp == 0x1F) bits = sign | 0x7F800000u | (mant << 13);          // infinity, NaN (payload kept)
+            else if (exp != 0) bits = sign | (uint)(exp + 112) << 23 | (mant << 13);
+            else if (mant == 0) bits = sign;                                     // ±0
+            else
+            {
+                // subnormal: value = mant * 2^-24; shift the mantissa up until its leading 1 is the implicit bit
+                int e = 113;
+                while ((mant & 0x400) == 0) { mant <<= 1; e--; }
+                bits = sign | (uint)e << 23 | ((mant & 0x3FF) << 13);
+            }
+            return BitConverter.ToSingle(BitConverter.GetBytes(bits), 0);
+        }
+
+        /// <summary>
         /// Wraps <paramref name="data"/> as an array of the given shape without copying it (keep it unchanged until the
         /// call that sends it returns). The dtype follows <typeparamref name="T"/>: float→float32, double→float64,
         /// int→int32, long→int64, byte→uint8, sbyte→int8, short→int16, ushort→uint16, uint→uint32, ulong→uint64,

@@ -2,11 +2,15 @@ using System;
 
 namespace LessPy
 {
-    /// <summary>The Python function raised an exception (error kind PYTHON_ERROR).</summary>
+    /// <summary>
+    /// The Python function raised an exception (error kind PYTHON_ERROR). <see cref="Exception.Message"/> is the
+    /// exception's own text (Python's <c>str(e)</c>, "" when it has none) and <see cref="PythonType"/> its type, so
+    /// <c>e.PythonType + ": " + e.Message</c> reads as Python's last traceback line.
+    /// </summary>
     public sealed class PythonException : LessPyException
     {
         internal PythonException(string pythonType, string message, string traceback)
-            : base(string.IsNullOrEmpty(pythonType) ? message : pythonType + ": " + message)
+            : base(message ?? "")
         {
             PythonType = pythonType ?? "";
             PythonTraceback = traceback ?? "";
@@ -18,11 +22,19 @@ namespace LessPy
         /// <summary>The Python traceback as Python formats it ("" when the server sent none).</summary>
         public string PythonTraceback { get; }
 
-        /// <summary>The .NET description of this exception followed by the Python traceback.</summary>
+        /// <summary>
+        /// The .NET description of this exception, with the Python type before the message
+        /// (<c>LessPy.PythonException: ValueError: ...</c>), followed by the Python traceback.
+        /// </summary>
         public override string ToString()
         {
-            if (PythonTraceback.Length == 0) return base.ToString();
-            return base.ToString() + Environment.NewLine + "--- Python traceback ---" + Environment.NewLine + PythonTraceback;
+            string s = base.ToString();
+            string name = GetType().FullName;
+            string head = Message.Length > 0 ? name + ": " + Message : name;
+            if (PythonType.Length > 0 && s.StartsWith(head, StringComparison.Ordinal))
+                s = name + ": " + PythonType + (Message.Length > 0 ? ": " + Message : "") + s.Substring(head.Length);
+            if (PythonTraceback.Length == 0) return s;
+            return s + Environment.NewLine + "--- Python traceback ---" + Environment.NewLine + PythonTraceback;
         }
     }
 }

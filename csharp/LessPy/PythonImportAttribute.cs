@@ -6,6 +6,11 @@ namespace LessPy
     /// Marks an interface method as a call to the Python function of the same name, or of the name given.
     /// Every method of an interface given to <see cref="LessPythonInvoke"/> must carry it.
     /// </summary>
+    /// <remarks>
+    /// Time has Python's resolution: a <c>TimeSpan</c> or <c>DateTime</c> argument reaches Python in whole microseconds
+    /// (the 100 ns ticks below one are dropped; a <c>TimeSpan</c> is truncated toward zero), so it may come back up to
+    /// 9 ticks different from what was sent.
+    /// </remarks>
     [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
     public sealed class PythonImportAttribute : Attribute
     {

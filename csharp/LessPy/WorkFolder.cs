@@ -550,6 +550,38 @@ namespace LessPy
             SetMode(Path, 0x1C0);          // 0700
         }
 
+        /// <summary>
+        /// The named sessions served on this machine: the names under <c>&lt;Jupyter runtime dir&gt;/lesspy/</c> whose folder
+        /// holds a notify.port and whose python.pid names a live process, sorted (no server is asked). Empty when there is
+        /// none or the folder cannot be read.
+        /// </summary>
+        public static string[] ServedSessions()
+        {
+            try
+            {
+                string parent = System.IO.Path.Combine(JupyterRuntimeDir(), Sessions);
+                var names = new System.Collections.Generic.List<string>();
+                foreach (string dir in Directory.GetDirectories(parent))
+                {
+                    if (!FileExists(System.IO.Path.Combine(dir, PortFile))) continue;
+                    int pid;
+                    try { pid = new WorkFolder(dir).ReadNumber(PidFile); }
+                    catch (Exception) { continue; }
+                    if (ProcessAlive(pid)) names.Add(System.IO.Path.GetFileName(dir));
+                }
+                names.Sort(StringComparer.Ordinal);
+                return names.ToArray();
+            }
+            catch (Exception) { return new string[0]; }      // no runtime dir, not readable: nothing to list
+        }
+
+        /// <summary>"sessions served here: a, b" or "no session is served here", for a name that reached none.</summary>
+        public static string ServedSessionsText()
+        {
+            string[] names = ServedSessions();
+            return names.Length > 0 ? "sessions served here: " + string.Join(", ", names) : "no session is served here";
+        }
+
         public string NotServedMessage()
         {
             return "no lesspy server is serving " + Path + ": run %lesspy serve in the notebook (or `python -m lesspy_kernel serve --module M --work-folder " + Path + "`)";
