@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 Hook = Callable[[], None]
 
-_log = logging.getLogger("lesspy")
+_log = logging.getLogger("lesspy_kernel")
 _lock = threading.Lock()
 _thread_start: List[Hook] = []
 
