@@ -303,13 +303,14 @@ def serve(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ stub
 
 
-def module_stub(module_path: str, interface: str = "IMyApi", namespace: Optional[str] = None) -> str:
+def module_stub(module_path: str, interface: str = "IMyApi", namespace: Optional[str] = None,
+                client: bool = False) -> str:
     """The C# interface for what `lesspy serve --module` exports from a module (the stub generator's entry point)."""
     from .stubgen import stub_for_module
 
     _check_module(module_path)
     try:
-        return stub_for_module(module_path, interface, namespace)
+        return stub_for_module(module_path, interface, namespace, client)
     except BaseException as e:  # a bad interface or namespace name, or whatever the module's top level raises
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -334,7 +335,9 @@ def stub(args: argparse.Namespace) -> int:
     if interface is None:  # -o IMyApi.cs names the interface IMyApi
         stem = Path(args.output).stem if args.output else ""
         interface = stem if stem.isidentifier() and stem[:1].isupper() else "IMyApi"
-    code = module_stub(args.module, interface, args.namespace)
+        if args.client and interface == stem and not (stem[1:2].isupper() and stem[0] == "I"):
+            interface = "I" + stem                  # --client -o Api.cs: interface IApi, class Api
+    code = module_stub(args.module, interface, args.namespace, args.client)
     if not args.output or args.output == "-":
         sys.stdout.write(code)
         return EXIT_OK
@@ -529,6 +532,9 @@ def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
                                           "its name is the interface's unless --interface is given")
     p.add_argument("--interface", help="the interface's name (default: from -o, else IMyApi)")
     p.add_argument("--namespace", help="a C# namespace to put it in")
+    p.add_argument("--client", action="store_true",
+                   help="also write a sealed class implementing the interface with no run-time code generation "
+                        "(Unity IL2CPP, iOS, NativeAOT, Mono full-AOT); Initialize and Connect use it")
     p.set_defaults(run=stub)
 
     p = sub.add_parser("status", help="is a server serving this folder? pid, version, clients, calls",

@@ -194,6 +194,7 @@ class _Context:
         self.names: Dict[str, type] = {}
         self.enums: Set[str] = set()
         self.busy: Set[type] = set()
+        self.methods: List[Tuple[str, str, List[str], List[str], str]] = []   # for --client: see _client_class
 
     def is_value_type(self, cs: str) -> bool:
         return cs in _VALUE_TYPES or cs in self.enums or cs.endswith("?") or cs.startswith(("(", "ValueTuple<"))
@@ -763,6 +764,8 @@ def _declaration(name: str, method: str, rtype: str, params: List[_Param], liter
         ctx.usings.update(("System.Threading", "System.Threading.Tasks"))
         rendered.append("CancellationToken cancellationToken = default(CancellationToken)")
         rtype = "Task" if rtype == "void" else f"Task<{rtype}>"
+    ctx.methods.append((_escape(method), rtype, rendered, [_escape(cname) for _, cname, _, _ in params],
+                        "cancellationToken" if is_async else "CancellationToken.None"))
     return f'[PythonImport("{name}")] {rtype} {_escape(method)}({", ".join(rendered)});'
 
 
@@ -773,14 +776,55 @@ NOTHING_TO_STUB = ("// no functions to export yet: define one with type hints, e
                    "def add(a: int, b: int) -> int, then generate this interface again")
 
 
+def client_name(interface: str) -> str:
+    """The generated client class of an interface: IMyApi -> MyApi, Api -> ApiClient."""
+    if len(interface) > 1 and interface[0] == "I" and interface[1].isupper():
+        return interface[1:]
+    return interface + "Client"
+
+
+def _client_class(interface: str, ctx: _Context) -> List[str]:
+    """The sealed class implementing the interface through LessPy.PythonCalls, with no run-time code generation."""
+    name = client_name(interface)
+    lines = [f"/// <summary>Implements {interface} by calling LessPy.PythonCalls: no code is generated at run time "
+             "(Unity IL2CPP, iOS, .NET NativeAOT, Mono full-AOT). LessPythonInvoke.Initialize and Connect construct it "
+             f"for {interface}.</summary>",
+             f"public sealed class {name} : GeneratedClient, {interface}", "{"]
+    fields = [f"_f{i}" for i in range(len(ctx.methods))]
+    lines += [f"    readonly PythonFunction {f};" for f in fields]
+    lines += ["", "    /// <summary>Made by LessPythonInvoke.Initialize and Connect.</summary>",
+              f"    public {name}(PythonCalls calls) : base(calls)", "    {"]
+    lines += [f'        {f} = calls.Function(typeof({interface}), "{m[0].lstrip("@")}");'
+              for f, m in zip(fields, ctx.methods)]
+    lines.append("    }")
+    for f, (method, rtype, rendered, args, token) in zip(fields, ctx.methods):
+        # an explicit array: a lone string[] argument would otherwise become the params array itself
+        passed = f"{f}, {token}, " + (f"new object[] {{ {', '.join(args)} }}" if args else "new object[0]")
+        if rtype.startswith("IEnumerable<"):
+            body = f"return Calls.Stream<{rtype[len('IEnumerable<'):-1]}>({passed});"
+        elif rtype == "Task":
+            body = f"return Calls.CallAsync({passed});"
+        elif rtype.startswith("Task<"):
+            body = f"return Calls.CallAsync<{rtype[len('Task<'):-1]}>({passed});"
+        elif rtype == "void":
+            body = f"Calls.Call({passed});"
+        else:
+            body = f"return Calls.Call<{rtype}>({passed});"
+        lines += ["", f"    /// <inheritdoc />", f"    public {rtype} {method}({', '.join(rendered)})",
+                  f"    {{ {body} }}"]
+    lines.append("}")
+    return lines
+
+
 def csharp_stub(functions: Mapping[str, Callable], interface: str = "IMyApi",
-                namespace: Optional[str] = None, source: Optional[str] = None) -> str:
+                namespace: Optional[str] = None, source: Optional[str] = None, client: bool = False) -> str:
     """The C# source of an interface with one [PythonImport] method per function, typed from its hints, and
     the classes and enums those hints name.
 
     Functions whose hints have no C# counterpart (or are missing) become comments that say what to change,
     so the file always compiles and a skipped function is never silently lost. Raises ValueError when
-    `interface` or `namespace` is not a valid C# name.
+    `interface` or `namespace` is not a valid C# name. `client` adds the sealed class implementing the interface
+    without run-time code generation (`_client_class`), named on the interface by [LessPyClient].
     """
     _validate(interface, namespace)
     ctx = _Context(interface)
@@ -793,6 +837,11 @@ def csharp_stub(functions: Mapping[str, Callable], interface: str = "IMyApi",
 
     indent = "    " if namespace else ""
     out = [AUTO, HEADER + (f" (from {_oneline(source)})" if source else "")]
+    if client:
+        if client_name(interface) in ctx.names:
+            raise ValueError(f"the client class {client_name(interface)} would have the name of a record or enum; "
+                             "choose another interface name")
+        ctx.usings.add("System.Threading")                  # CancellationToken.None
     for using in ("System", "System.Collections.Generic", "System.Threading", "System.Threading.Tasks"):
         if using in ctx.usings:
             out.append(f"using {using};")
@@ -803,6 +852,8 @@ def csharp_stub(functions: Mapping[str, Callable], interface: str = "IMyApi",
     for decl in ctx.decls.values():
         out += [f"{indent}{line}" if line else "" for line in decl]
         out.append("")
+    if client:
+        out.append(f"{indent}[LessPyClient(typeof({client_name(interface)}))]")
     out += [f"{indent}public interface {interface}", f"{indent}{{"]
     if not members:
         out.append(f"{indent}    {NOTHING_TO_STUB}")
@@ -811,6 +862,9 @@ def csharp_stub(functions: Mapping[str, Callable], interface: str = "IMyApi",
             out.append("")
         out += [f"{indent}    {line}" for line in member]
     out.append(f"{indent}}}")
+    if client:
+        out.append("")
+        out += [f"{indent}{line}" if line else "" for line in _client_class(interface, ctx)]
     if namespace:
         out.append("}")
     return "\n".join(out) + "\n"
@@ -823,7 +877,8 @@ def module_functions(module: Any) -> Dict[str, Callable]:
             and getattr(value, "__module__", None) == module.__name__}
 
 
-def stub_for_module(path: str, interface_name: str = "IMyApi", namespace: Optional[str] = None) -> str:
+def stub_for_module(path: str, interface_name: str = "IMyApi", namespace: Optional[str] = None,
+                    client: bool = False) -> str:
     """The C# stub for the functions `python -m lesspy_kernel serve --module PATH` exports (the CLI's
     `lesspy stub MODULE.py -o IApi.cs`). Imports the module (running its top level) under a private name."""
     file = os.path.abspath(path)
@@ -842,7 +897,7 @@ def stub_for_module(path: str, interface_name: str = "IMyApi", namespace: Option
     try:
         spec.loader.exec_module(module)
         return csharp_stub(module_functions(module), interface=interface_name, namespace=namespace,
-                           source=os.path.basename(file))
+                           source=os.path.basename(file), client=client)
     finally:
         sys.modules.pop(name, None)
         if added:

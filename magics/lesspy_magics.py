@@ -183,7 +183,7 @@ class LessPyMagics(Magics):
         %lesspy stop                  stop serving
         %lesspy status                folder, clients, calls, errors, mappings, mode, exported functions
         %lesspy calls [-n N]          the last N calls with their arguments and results
-        %lesspy stub [--interface IMyApi] [--namespace NS] [-o FILE.cs]
+        %lesspy stub [--interface IMyApi] [--namespace NS] [--client] [-o FILE.cs]
                                       the C# interface for the notebook's functions, from type hints
         %lesspy SUBCOMMAND --help     the options of one sub-command
 
@@ -287,6 +287,9 @@ class LessPyMagics(Magics):
     @argument("--interface", default=None, help="C# interface name (default: LessPyMagics.interface)")
     @argument("--namespace", default=None, help="C# namespace to wrap the interface in")
     @argument("-o", "--output", default=None, help="write to this .cs file instead of printing")
+    @argument("--client", action="store_true",
+              help="also write the sealed class implementing the interface with no run-time code generation "
+                   "(IL2CPP, iOS, NativeAOT, Mono full-AOT)")
     def _stub(self, rest: str) -> None:
         args = _parse(self._stub, rest)
         if args is None:
@@ -295,7 +298,8 @@ class LessPyMagics(Magics):
             DictNamespace(self._user_ns)
         functions = {name: self._user_ns[name] for name in ns.names()}
         try:
-            code = csharp_stub(functions, interface=args.interface or self.interface, namespace=args.namespace)
+            code = csharp_stub(functions, interface=args.interface or self.interface, namespace=args.namespace,
+                               client=args.client)
         except ValueError as e:
             raise UsageError(str(e)) from None
         if args.output:

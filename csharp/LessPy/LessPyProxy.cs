@@ -22,16 +22,46 @@ namespace LessPy
         /// <summary>Do not use: proxies are made by <see cref="LessPythonInvoke"/> (DispatchProxy needs this public constructor).</summary>
         public LessPyProxy() { }
 
-        /// <summary>Generates the proxy type for <typeparamref name="T"/> (DispatchProxy caches it) while the socket layer warms up.</summary>
+        /// <summary>
+        /// Generates the proxy type for <typeparamref name="T"/> (DispatchProxy caches it) while the socket layer warms up;
+        /// nothing for an interface with a generated client. Never fails: <see cref="Create{T}"/> reports what failed.
+        /// </summary>
         internal static void Prepare<T>() where T : class
         {
-            DispatchProxy.Create<T, LessPyProxy>();
+            if (Attribute.IsDefined(typeof(T), typeof(LessPyClientAttribute), false)) return;
+            try { DispatchProxy.Create<T, LessPyProxy>(); }
+            catch (Exception) { }
+        }
+
+        /// <summary>
+        /// DispatchProxy.Create, or, on a runtime that cannot compile code at run time (IL2CPP, iOS, NativeAOT, Mono
+        /// full-AOT), a <see cref="LessPyException"/> that says how to generate a client instead.
+        /// </summary>
+        static T NewProxy<T>() where T : class
+        {
+            try
+            {
+                return DispatchProxy.Create<T, LessPyProxy>();
+            }
+            catch (Exception e)
+            {
+                Exception cause = e is TargetInvocationException && e.InnerException != null ? e.InnerException : e;
+                if (!(cause.GetType().FullName == "System.ExecutionEngineException" || cause is PlatformNotSupportedException || cause is NotSupportedException))
+                    throw;
+                string name = typeof(T).Name;
+                throw new LessPyException("LessPy cannot implement " + name + " on this runtime: it compiles no code at run time "
+                    + "(Unity IL2CPP, iOS, .NET NativeAOT and Mono full-AOT do not), so the DispatchProxy LessPy uses elsewhere fails ("
+                    + cause.GetType().Name + ": " + cause.Message.Split('\n')[0].Trim() + "). Generate a client class: run `lesspy stub MODULE.py --client -o "
+                    + (name.Length > 1 && name[0] == 'I' && char.IsUpper(name[1]) ? name.Substring(1) : name) + ".cs` (or `%lesspy stub --client` "
+                    + "in the notebook) and compile the file it writes in place of your interface: its [LessPyClient] attribute makes "
+                    + "Initialize and Connect construct that class.", e);
+            }
         }
 
         internal static T Create<T>(Channel channel, Dictionary<MethodInfo, MethodBinding> bindings)
             where T : class
         {
-            T proxy = DispatchProxy.Create<T, LessPyProxy>();
+            T proxy = NewProxy<T>();
             var p = (LessPyProxy)(object)proxy;
             p._channel = channel;
             p._bindings = bindings;

@@ -160,7 +160,44 @@ namespace LessPy
                 channel.Dispose();
                 throw;
             }
-            return LessPyProxy.Create<T>(channel, bindings);
+            try
+            {
+                return Implement<T>(channel, bindings);
+            }
+            catch
+            {
+                channel.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// The generated client an interface names with <see cref="LessPyClientAttribute"/> (no code is generated at run
+        /// time), else a DispatchProxy.
+        /// </summary>
+        static T Implement<T>(Channel channel, Dictionary<MethodInfo, MethodBinding> bindings) where T : class
+        {
+            var named = (LessPyClientAttribute)Attribute.GetCustomAttribute(typeof(T), typeof(LessPyClientAttribute), false);
+            if (named == null) return LessPyProxy.Create<T>(channel, bindings);
+            Type client = named.ClientType;
+            if (!typeof(T).IsAssignableFrom(client) || !typeof(GeneratedClient).IsAssignableFrom(client) || client.IsAbstract)
+                throw new ArgumentException("[LessPyClient(typeof(" + client.Name + "))] on " + typeof(T).Name + ": " + client.Name
+                    + " must be a class deriving from GeneratedClient that implements " + typeof(T).Name
+                    + " (regenerate it with `lesspy stub MODULE.py --client`)", "T");
+            ConstructorInfo ctor = client.GetConstructor(new[] { typeof(PythonCalls) });
+            if (ctor == null)
+                throw new ArgumentException(client.Name + " has no public constructor taking a PythonCalls (regenerate it with `lesspy stub MODULE.py --client`)", "T");
+            var calls = new PythonCalls(channel, bindings);
+            try
+            {
+                return (T)ctor.Invoke(new object[] { calls });
+            }
+            catch (TargetInvocationException e)
+            {
+                calls.Dispose();
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException ?? e).Throw();
+                throw;
+            }
         }
 
         /// <summary>The channel to the live server of a folder or session name (Connect's checks, in order).</summary>

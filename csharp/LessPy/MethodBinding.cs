@@ -39,18 +39,20 @@ namespace LessPy
         {
             if (!iface.IsInterface) throw new ArgumentException(iface + " is not an interface: LessPy implements interfaces", "T");
             var result = new Dictionary<MethodInfo, MethodBinding>();
+            // a generated client calls PythonCalls with its result types as generic arguments: no MakeGenericMethod here
+            bool starters = !Attribute.IsDefined(iface, typeof(LessPyClientAttribute), false);
             var all = new List<Type> { iface };
             all.AddRange(iface.GetInterfaces());
             foreach (Type t in all)
             {
                 if (t == typeof(IDisposable) || t == typeof(ILessPyConnection)) continue;
                 foreach (MethodInfo m in t.GetMethods())
-                    result[m] = Bind(t, m);
+                    result[m] = Bind(t, m, starters);
             }
             return result;
         }
 
-        static MethodBinding Bind(Type t, MethodInfo m)
+        static MethodBinding Bind(Type t, MethodInfo m, bool starters)
         {
             string where = t.Name + "." + m.Name;
             var attr = (PythonImportAttribute)Attribute.GetCustomAttribute(m, typeof(PythonImportAttribute));
@@ -68,17 +70,17 @@ namespace LessPy
             if (declared == typeof(Task))
             {
                 result = typeof(void);
-                b.StartAsync = MakeStarter(typeof(object));
+                if (starters) b.StartAsync = MakeStarter(typeof(object));
             }
             else if (declared.IsGenericType && declared.GetGenericTypeDefinition() == typeof(Task<>))
             {
                 result = declared.GetGenericArguments()[0];
-                b.StartAsync = MakeStarter(result);
+                if (starters) b.StartAsync = MakeStarter(result);
             }
             else if (declared.IsGenericType && declared.GetGenericTypeDefinition() == typeof(IEnumerable<>))
             {
                 result = declared.GetGenericArguments()[0];          // a stream: one item per MoveNext
-                b.StartAsync = MakeStarter(result, "StartStream");
+                if (starters) b.StartAsync = MakeStarter(result, "StartStream");
             }
             Type bad;
             b.ReturnType = WireType.For(result, true, out bad);
