@@ -13,13 +13,15 @@ A class is not a function: calling one by name is refused (a record type travels
 from __future__ import annotations
 
 import builtins
+import difflib
 import importlib.util
 import os
+import re
 import sys
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Collection, Dict, Iterable, MutableMapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, Collection, Dict, Iterable, List, MutableMapping, Optional, Tuple, TypeVar
 
 F = TypeVar("F")
 
@@ -142,7 +144,21 @@ class Namespace:
             return (f"'{name}' is a Python builtin, not defined in {self.where}: only the functions it defines "
                     f"itself are exported to C#. Define a function that calls it, or bind it and "
                     f"{self.how_to_export(name)}")
-        return f"'{name}' is not defined in {self.where}: define it (or check the [PythonImport] name)"
+        near = self._near(name)
+        hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+        return f"'{name}' is not defined in {self.where}: define it (or check the [PythonImport] name){hint}"
+
+    def _near(self, name: str) -> List[str]:
+        """Up to three exported names a caller of `name` may have meant: the same but for case, its snake_case
+        form (a C# method name), or a close spelling."""
+        try:
+            names = self.names()
+        except Exception:           # a namespace that cannot be listed now: no suggestion
+            return []
+        snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+        near = [n for n in names if n.lower() in (name.lower(), snake)]
+        near += [n for n in difflib.get_close_matches(name, names, n=3, cutoff=0.7) if n not in near]
+        return near[:3]
 
     def names(self) -> list:
         """The names C# may call now, for status displays and stub generation."""

@@ -172,3 +172,20 @@ def test_a_name_rebound_after_a_call_is_judged_again():
         space.lookup("f")
     exec("def f():\n    return 3\n", ns)
     assert space.lookup("f")() == 3
+
+
+@pytest.mark.parametrize("name, meant", [("MakePoint", "make_point"), ("Scale", "scale"), ("dubble", "double"),
+                                         ("make_pont", "make_point")])
+def test_a_name_not_defined_suggests_what_may_have_been_meant(both, name, meant):
+    """A C# method name (CamelCase), another case or a near spelling: the message names the exported function."""
+    for ns in both:
+        with pytest.raises(FunctionNotFound) as e:
+            ns.lookup(name)
+        assert f"did you mean '{meant}'" in str(e.value), str(e.value)
+
+
+def test_a_name_far_from_every_export_gets_no_suggestion(both):
+    for ns in both:
+        with pytest.raises(FunctionNotFound) as e:
+            ns.lookup("zzz_nothing")
+        assert "did you mean" not in str(e.value)

@@ -56,13 +56,15 @@ namespace LessPy
 
         /// <summary>
         /// The server's FUNCTION_NOT_FOUND text, plus the snake_case form of a name with capitals (the C# method name
-        /// that [PythonImport] without a name sends as it is): the server lists no names, so this is a hint, not a match.
+        /// that [PythonImport] without a name sends as it is), which says how to write the attribute for the names the server
+        /// suggests.
         /// </summary>
         static string NotFoundText(string msg, MethodBinding m)
         {
             string snake = WireType.SnakeCase(m.PyName);
             if (snake == m.PyName) return msg;
-            return msg + ". Python functions are usually snake_case: for the Python function " + snake
+            // (after the server's "did you mean 'x'?" a space, not a full stop)
+            return msg + (msg.EndsWith("?") ? " " : ". ") + "Python functions are usually snake_case: for the Python function " + snake
                 + " write [PythonImport(\"" + snake + "\")] (a [PythonImport] without a name calls the C# method's name as it is)";
         }
 
