@@ -1,6 +1,6 @@
 """`lesspy`, the command line (`python -m lesspy_kernel` is the same program).
 
-    lesspy serve --module exporting_module.py [--work-folder lesspy_work]   serve a module until stopped
+    lesspy serve --module exporting_module.py [--work-folder lesspy_work | --name NAME]   serve a module until stopped
     lesspy stub exporting_module.py -o IMyApi.cs                            the C# interface from its type hints
     lesspy status FOLDER|NAME                                               is a server there? pid, version, calls
     lesspy stop [--force] FOLDER|NAME                                       ask that server to stop
@@ -246,6 +246,12 @@ def serve(args: argparse.Namespace) -> int:
     from .server import Server
 
     _log_to_stderr(args.debug)
+    if args.name is not None:
+        from .workfolder import session_folder
+        try:
+            args.work_folder = str(session_folder(args.name))
+        except ValueError as e:     # not a usable session name
+            raise CommandError(f"lesspy: {e}", EXIT_USAGE) from None
     module = _load(args.module, args.debug)
     # refused before serving; one in the work folder (Initialize's) is opened through the checked folder once open
     in_folder = bool(args.log_file) and Path(args.log_file).absolute().parent == Path(args.work_folder).absolute()
@@ -501,8 +507,12 @@ def build_parser(prog: str = "lesspy") -> argparse.ArgumentParser:
                        description="Serve a module's public functions (those it defines, not those it imports). "
                                    "Started by hand it serves until stopped (Ctrl-C, SIGTERM, `lesspy stop`).")
     p.add_argument("--module", required=True, help="path of the .py file whose public functions are exported")
-    p.add_argument("--work-folder", default="lesspy_work", help="folder for the mappings, pid, port and key "
-                                                                "(default: lesspy_work)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--work-folder", default="lesspy_work", help="folder for the mappings, pid, port and key "
+                                                                    "(default: lesspy_work)")
+    where.add_argument("--name", help="serve as the named session NAME: the work folder <jupyter runtime "
+                                      "dir>/lesspy/NAME, as %%lesspy serve --name does (C#: Connect<T>(\"NAME\"), or "
+                                      "by URL through that host's Jupyter Server)")
     p.add_argument("--capacity", type=parse_size, default=DEFAULT_CAPACITY,
                    help="starting size of each mapping, e.g. 16M (default) or 256M")
     life = p.add_mutually_exclusive_group()

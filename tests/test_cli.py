@@ -254,3 +254,31 @@ def test_status_of_a_notebook_session_by_name(tmp_path):
             assert Path(info["folder"]) == k.folder("clitest"), info
     finally:
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_serve_by_session_name_is_reached_by_that_name(tmp_path):
+    """`lesspy serve --name NAME` serves <jupyter runtime dir>/lesspy/NAME: `lesspy status NAME` and a client
+    given the name reach it (as Jupyter Server's relay does); a name that is a path is a usage error."""
+    runtime = tmp_path / "runtime"
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime))
+    folder = runtime / "lesspy" / "byname"
+    log = open(tmp_path / "byname.log", "w+")
+    proc = subprocess.Popen([str(LESSPY), "serve", "--module", str(TYPES_MODULE), "--name", "byname"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (folder / "notify.port").exists() or proc.poll() is not None, what="notify.port")
+        assert proc.poll() is None, (tmp_path / "byname.log").read_text()
+        assert (folder / "session.name").read_text().strip() == "byname"
+        assert oct(os.stat(runtime / "lesspy").st_mode & 0o777) == "0o700"
+        call_and_leave(folder)
+        p = lesspy("status", "byname", "--json", env=env, timeout=30)
+        assert p.returncode == 0 and json.loads(p.stdout)["pid"] == proc.pid, p
+    finally:
+        proc.kill()
+        proc.wait(10)
+        log.close()
+    for bad in ("../elsewhere", "a/b", ".."):
+        p = lesspy("serve", "--module", TYPES_MODULE, "--name", bad, env=env, timeout=30)
+        assert p.returncode == 2 and "session name" in p.stderr, p
+    p = lesspy("serve", "--module", TYPES_MODULE, "--name", "x", "--work-folder", tmp_path / "w", env=env, timeout=30)
+    assert p.returncode == 2 and "not allowed with" in p.stderr, p

@@ -33,7 +33,9 @@ public static class NotebookDemo
         }
         catch (LessPyException e)
         {
-            Console.WriteLine("ERROR " + e.GetType().Name + ": " + e.Message);
+            // a Python exception's type is its own property; the message is the message alone
+            var py = e as PythonException;
+            Console.WriteLine("ERROR " + (py != null ? py.PythonType : e.GetType().Name) + ": " + e.Message);
             return 1;
         }
     }
