@@ -23,12 +23,13 @@ mono:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mono-devel >/dev/null; }
 
 # openssl (a self-signed certificate for the TLS tests) and iproute2's `ip` (the other-host tests' network
-# namespaces); without them those tests skip and say why
+# namespaces); without them those tests skip and say why. binutils (as, ld): Mono's AOT images (build.sh's
+# LessPy.dll.so, the full-AOT test of generated clients, tests/test_stub_client.py)
 tools:
-	@command -v openssl >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || { \
-	  echo "Installing openssl and iproute2 from Debian..."; \
+	@command -v openssl >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 && command -v as >/dev/null 2>&1 && command -v ld >/dev/null 2>&1 || { \
+	  echo "Installing openssl, iproute2 and binutils from Debian..."; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl iproute2 >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssl iproute2 binutils >/dev/null; }
 
 # a C compiler and Python's headers build lesspy_kernel/_resultalloc.c (allocator.py) on Linux
 cc:

@@ -783,6 +783,10 @@ def client_name(interface: str) -> str:
     return interface + "Client"
 
 
+_CLIENT_MEMBERS = frozenset({"CallTimeout", "ServerPid", "WorkFolder", "NewRequestArray", "Dispose", "Calls",
+                             "Equals", "GetHashCode", "GetType", "ToString", "MemberwiseClone", "Finalize"})
+
+
 def _client_class(interface: str, ctx: _Context) -> List[str]:
     """The sealed class implementing the interface through LessPy.PythonCalls, with no run-time code generation."""
     name = client_name(interface)
@@ -791,9 +795,10 @@ def _client_class(interface: str, ctx: _Context) -> List[str]:
              f"for {interface}.</summary>",
              f"public sealed class {name} : GeneratedClient, {interface}", "{"]
     fields = [f"_f{i}" for i in range(len(ctx.methods))]
+    lines.append("    readonly PythonCalls _calls;")
     lines += [f"    readonly PythonFunction {f};" for f in fields]
     lines += ["", "    /// <summary>Made by LessPythonInvoke.Initialize and Connect.</summary>",
-              f"    public {name}(PythonCalls calls) : base(calls)", "    {"]
+              f"    public {name}(PythonCalls calls) : base(calls)", "    {", "        _calls = calls;"]
     lines += [f'        {f} = calls.Function(typeof({interface}), "{m[0].lstrip("@")}");'
               for f, m in zip(fields, ctx.methods)]
     lines.append("    }")
@@ -801,17 +806,20 @@ def _client_class(interface: str, ctx: _Context) -> List[str]:
         # an explicit array: a lone string[] argument would otherwise become the params array itself
         passed = f"{f}, {token}, " + (f"new object[] {{ {', '.join(args)} }}" if args else "new object[0]")
         if rtype.startswith("IEnumerable<"):
-            body = f"return Calls.Stream<{rtype[len('IEnumerable<'):-1]}>({passed});"
+            body = f"return _calls.Stream<{rtype[len('IEnumerable<'):-1]}>({passed});"
         elif rtype == "Task":
-            body = f"return Calls.CallAsync({passed});"
+            body = f"return _calls.CallAsync({passed});"
         elif rtype.startswith("Task<"):
-            body = f"return Calls.CallAsync<{rtype[len('Task<'):-1]}>({passed});"
+            body = f"return _calls.CallAsync<{rtype[len('Task<'):-1]}>({passed});"
         elif rtype == "void":
-            body = f"Calls.Call({passed});"
+            body = f"_calls.Call({passed});"
         else:
-            body = f"return Calls.Call<{rtype}>({passed});"
-        lines += ["", f"    /// <inheritdoc />", f"    public {rtype} {method}({', '.join(rendered)})",
-                  f"    {{ {body} }}"]
+            body = f"return _calls.Call<{rtype}>({passed});"
+        if method.lstrip("@") in _CLIENT_MEMBERS:       # implemented explicitly: GeneratedClient has a member so named
+            declared = f"{rtype} {interface}.{method}({', '.join(r.split(' = ', 1)[0] for r in rendered)})"
+        else:
+            declared = f"public {rtype} {method}({', '.join(rendered)})"
+        lines += ["", "    /// <inheritdoc />", f"    {declared}", f"    {{ {body} }}"]
     lines.append("}")
     return lines
 

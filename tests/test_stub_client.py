@@ -20,7 +20,7 @@ from lesspy_kernel.stubgen import client_name, stub_for_module
 HERE = Path(__file__).resolve().parent / "csharp"
 MODULE = HERE / "stub_client_api.py"
 CHECKS = ("generated", "ints", "floats", "strings", "list", "dict", "nullable", "ndarray", "record", "stream",
-          "void", "task", "tasks", "cancel", "error", "connection", "disposed")
+          "void", "task", "tasks", "cancel", "error", "in_place", "connection", "disposed")
 # the framework assemblies a LessPy program loads (DESIGN.md: Mono's full-AOT mode)
 FRAMEWORK = ("mscorlib", "System", "System.Core", "Mono.Security", "System.Configuration", "System.Numerics",
              "System.Security", "System.Xml")
@@ -63,8 +63,12 @@ def test_client_option_writes_the_interface_with_the_attribute_and_the_sealed_cl
     assert "public sealed class StubApi : GeneratedClient, IStubApi" in client
     # the interface itself is what the plain stub writes
     assert plain.split("public interface IStubApi")[1] in client.split("public interface IStubApi")[1]
-    assert "Calls.Stream<long>(" in client and "Calls.CallAsync<long>(" in client and "Calls.CallAsync(" in client
+    assert "_calls.Stream<long>(" in client and "_calls.CallAsync<long>(" in client and "_calls.CallAsync(" in client
     assert "MakeGeneric" not in client and "DispatchProxy" not in client
+    # a Python name that is also a member of GeneratedClient is implemented explicitly
+    (tmp_path / "clash.py").write_text("def dispose(x: int) -> int:\n    return x\n")
+    clash = stub_for_module(str(tmp_path / "clash.py"), "IClash", client=True)
+    assert "    long IClash.Dispose(long x)\n" in clash
     assert client_name("IMyApi") == "MyApi" and client_name("Api") == "ApiClient" and client_name("Ix") == "IxClient"
     # -o Api.cs with --client: interface IApi, class Api
     p = lesspy("stub", MODULE, "--client", "-o", tmp_path / "Api.cs")

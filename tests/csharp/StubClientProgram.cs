@@ -78,6 +78,11 @@ public static class StubClientProgram
             Check("error", e.Message.Contains("boom"), e.Message);
         }
         var conn = (ILessPyConnection)api;
+        NdArray inPlace = conn.NewRequestArray<double>(3);
+        var span = inPlace.AsWritableSpan<double>();
+        span[0] = 1; span[1] = 2; span[2] = 4;
+        double[] twice = api.Doubled(inPlace).ToArray<double>();
+        Check("in_place", twice.Length == 3 && twice[2] == 8, string.Join(",", twice));
         Check("connection", conn.ServerPid > 0 && conn.WorkFolder.Length > 0);
         conn.Dispose();
         try
