@@ -19,7 +19,7 @@ from lesspy_kernel.stubgen import client_name, stub_for_module
 
 HERE = Path(__file__).resolve().parent / "csharp"
 MODULE = HERE / "stub_client_api.py"
-CHECKS = ("generated", "ints", "floats", "strings", "list", "dict", "nullable", "ndarray", "record", "stream",
+CHECKS = ("generated", "ints", "floats", "strings", "list", "dict", "nullable", "ndarray", "record", "tuple", "task_record", "stream",
           "void", "task", "tasks", "cancel", "error", "in_place", "connection", "disposed")
 # the framework assemblies a LessPy program loads (DESIGN.md: Mono's full-AOT mode)
 FRAMEWORK = ("mscorlib", "System", "System.Core", "Mono.Security", "System.Configuration", "System.Numerics",

@@ -49,6 +49,10 @@ public static class StubClientProgram
         Check("ndarray", d.Length == 3 && d[0] == 2 && d[2] == 6, string.Join(",", d));
         var m = api.Midpoint(new Point { X = 0, Y = 2, Label = "a" }, new Point { X = 4, Y = 6, Label = "b" });
         Check("record", m.X == 2 && m.Y == 4 && m.Label == "ab");
+        var ex = api.Extremes(new List<double> { 3, -1, 2 });
+        Check("tuple", ex.Item1 == -1 && ex.Item2 == 3);
+        var far = api.Farthest(new List<Point> { new Point { X = 1, Y = 1, Label = "n" }, new Point { X = 3, Y = 4, Label = "f" } }).Result;
+        Check("task_record", far.Label == "f");
         Check("stream", string.Join(",", api.Count(5)) == "0,1,4,9,16", string.Join(",", api.Count(5)));
         api.Nothing(1);
         Check("void", true);

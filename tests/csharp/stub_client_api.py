@@ -2,7 +2,7 @@
 
 import asyncio
 import dataclasses
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -44,6 +44,14 @@ def doubled(a: np.ndarray) -> np.ndarray:
 
 def midpoint(p: Point, q: Point) -> Point:
     return Point((p.x + q.x) / 2, (p.y + q.y) / 2, p.label + q.label)
+
+
+def extremes(values: List[float]) -> Tuple[float, float]:
+    return min(values), max(values)
+
+
+async def farthest(points: List[Point]) -> Point:
+    return max(points, key=lambda p: p.x * p.x + p.y * p.y)
 
 
 def count(n: int) -> Iterator[int]:
