@@ -352,7 +352,12 @@ def stub(args: argparse.Namespace) -> int:
         Path(args.output).write_text(code, encoding="utf-8")
     except OSError as e:
         raise CommandError(f"lesspy stub: cannot write {args.output}: {e}") from None
-    print(f"lesspy: wrote {interface} to {args.output}")
+    if args.client:
+        from .stubgen import client_name
+
+        print(f"lesspy: wrote {interface} and its client class {client_name(interface)} to {args.output}")
+    else:
+        print(f"lesspy: wrote {interface} to {args.output}")
     return EXIT_OK
 
 

@@ -73,6 +73,7 @@ def test_client_option_writes_the_interface_with_the_attribute_and_the_sealed_cl
     # -o Api.cs with --client: interface IApi, class Api
     p = lesspy("stub", MODULE, "--client", "-o", tmp_path / "Api.cs")
     assert p.returncode == 0, p.stderr
+    assert f"wrote IApi and its client class Api to {tmp_path / 'Api.cs'}" in p.stdout
     text = (tmp_path / "Api.cs").read_text()
     assert "public interface IApi" in text and "public sealed class Api : GeneratedClient, IApi" in text
     p = lesspy("stub", MODULE, "--client", "--interface", "ICalc")
