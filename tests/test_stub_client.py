@@ -149,3 +149,19 @@ def test_without_generated_client_full_aot_says_to_run_lesspy_stub_client(full_a
     assert p.returncode == 0, p.stdout + p.stderr
     assert "ERROR LessPy.LessPyException: LessPy cannot implement IPlain on this runtime" in p.stdout, p.stdout + p.stderr
     assert HINT in p.stdout and "ExecutionEngineException" in p.stdout, p.stdout
+
+
+def test_magic_stub_client_in_a_real_kernel_writes_a_class_that_compiles(csharp_bin, tmp_path):
+    from kernels import kernel
+
+    with kernel(tmp_path) as k:
+        k.run("%load_ext lesspy_kernel")
+        k.run("def add(a: int, b: int) -> int:\n    return a + b\n\ndef count(n: int) -> 'Iterator[int]':\n"
+              "    yield n\n\nfrom typing import Iterator")
+        out = k.run(f"%lesspy stub --client -o {tmp_path / 'MyApi.cs'}")
+    text = (tmp_path / "MyApi.cs").read_text()
+    assert "[LessPyClient(typeof(MyApi))]\npublic interface IMyApi" in text, out + text
+    assert "public sealed class MyApi : GeneratedClient, IMyApi" in text and "_calls.Stream<long>(" in text, text
+    proc = subprocess.run(["mcs", "-target:library", "-nologo", f"-r:{csharp_bin / 'LessPy.dll'}",
+                           f"-out:{tmp_path / 'MyApi.dll'}", str(tmp_path / "MyApi.cs")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
