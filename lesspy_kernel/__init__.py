@@ -23,7 +23,7 @@ from .namespaces import export, unexport
 
 # The one version of the Python package and the C# library: pyproject.toml, csharp/build.sh and
 # LessPy.csproj all read this line.
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["__version__", "calls", "export", "unexport", "result_array", "load_ipython_extension",
            "unload_ipython_extension"]
