@@ -88,4 +88,5 @@ def test_first_contact_messages_and_ndarray_helpers(first_contact_client, tmp_pa
     csharp_checks(proc, "python_exception_message", "python_exception_without_message", "connect_lists_sessions",
                   "connect_stale_session_lists_sessions", "connect_nothing_served", "not_found_snake_case",
                   "not_found_snake_name_no_hint", "enum_result_named", "nullable_enum_result_named", "half_every_pattern",
-                  "half_wrong_dtype", "complex128", "complex64", "complex_wrong_dtype", "timespan_truncated")
+                  "half_wrong_dtype", "complex128", "complex64", "complex_wrong_dtype", "timespan_truncated",
+                  "initialize_module_is_a_folder")

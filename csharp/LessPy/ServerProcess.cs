@@ -26,6 +26,8 @@ namespace LessPy
             Action beforeStarting)
         {
             string module = Path.GetFullPath(exportingPyPath);
+            if (Directory.Exists(module))
+                throw new FileNotFoundException("the exporting Python module " + module + " is a folder, not a Python module: give the path of a .py file", module);
             if (!File.Exists(module)) throw new FileNotFoundException("the exporting Python module " + module + " does not exist", module);
 
             var folder = new WorkFolder(Path.Combine(AppDomain.CurrentDomain.BaseDirectory, "lesspy_work"));

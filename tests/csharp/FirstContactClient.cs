@@ -59,6 +59,12 @@ static class FirstContactClient
         string session = args[0], emptyRuntime = args[1];
         var api = LessPythonInvoke.Connect<IFirstContact>(session);
 
+        Check("initialize_module_is_a_folder", () =>
+        {
+            // a folder given as the module: said so, before any server is started
+            var e = Catch(() => LessPythonInvoke.Initialize<IFirstContact>("/nonexistent-venv", emptyRuntime));
+            return e is System.IO.FileNotFoundException && e.Message.Contains("is a folder, not a Python module") ? null : Describe(e);
+        });
         Check("python_exception_message", () =>
         {
             var e = Catch(() => api.raises("bad value ü")) as PythonException;
