@@ -69,7 +69,7 @@ def test_the_csharp_quick_start_is_a_whole_program_calling_only_what_the_noteboo
     defined = defined_functions(notebook_cells()[1])
     missing = [py for _, py in names if py not in defined]
     assert not missing, f"the C# quick start calls {missing}, which the notebook quick start never defines"
-    assert '"quickstart"' in program and "--name quickstart" in notebook_cells()[0]
+    assert '"myapi"' in program and "--name myapi" in notebook_cells()[0]
 
 
 def test_the_cli_stub_for_the_quick_start_functions_compiles(csharp_bin, tmp_path):
@@ -109,7 +109,7 @@ def short_tmp():
 def test_the_csharp_quick_start_calls_the_notebook_quick_start(app, short_tmp):
     with kernel(short_tmp) as k:
         served = k.run(notebook_cells()[0])
-        assert 'LessPythonInvoke.Connect<IMyApi>("quickstart")' in served, served
+        assert 'LessPythonInvoke.Connect<IMyApi>("myapi")' in served, served
         k.run(notebook_cells()[1])
         run = run_mono(app, env={"JUPYTER_RUNTIME_DIR": str(k.runtime_dir)}, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
