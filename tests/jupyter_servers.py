@@ -31,6 +31,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import websocket                        # websocket-client, a dependency of jupyter_server
 from jupyter_client import BlockingKernelClient
 
+import servers
+from servers import TYPES_MODULE, Headless
 from lesspy_kernel.client import END, RemoteError
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import (HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUEST_NEXT, REQUEST_STREAM, STATUS_END,
@@ -38,7 +40,6 @@ from lesspy_kernel.wire import (HEADER_SIZE, REQUEST_CALL, REQUEST_CLOSE, REQUES
 from lesspy_kernel.wire.message import cancel_message, message_header, read_message_header
 
 ROOT = Path(__file__).resolve().parent.parent
-TYPES_MODULE = ROOT / "tests" / "pymodules" / "types_module.py"
 TOKEN = "lesspy-test-token-" + secrets.token_hex(8)
 KERNEL_NAME = "lesspy-python"
 WRAPPED_KERNEL = "lesspy-wrapped"
@@ -78,13 +79,8 @@ def free_port() -> int:
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+    """servers.wait_for with the longer default that starting Jupyter Server and its kernels needs."""
+    return servers.wait_for(predicate, timeout, what)
 
 
 def make_certificate(folder: Path, host: str = "127.0.0.1") -> Tuple[Path, Path]:
@@ -326,50 +322,13 @@ class ServerKernel:
             self.server.kernels.remove(self)
 
 
-class HeadlessSession:
+class HeadlessSession(Headless):
     """`lesspy serve --module M --work-folder <runtime>/lesspy/NAME`: a headless named session of that server's
     user, in its runtime dir (its environment)."""
 
     def __init__(self, server: JupyterServer, folder: Path, module: Path = TYPES_MODULE, *flags: str) -> None:
-        self.folder = folder
-        name = folder.name
-        self.log = server.tmp / f"headless-{name}.log"
-        self._log = open(self.log, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(module),
-                                      "--work-folder", str(self.folder), *flags], stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=server.env, cwd=str(ROOT))
-        try:
-            wait_for(lambda: self._ready() or self.proc.poll() is not None, 30, f"headless session {name}")
-            assert self.proc.poll() is None, self.output()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _ready(self) -> bool:
-        try:
-            return (self.folder / "notify.port").exists() and \
-                int((self.folder / "python.pid").read_text()) == self.proc.pid
-        except (OSError, ValueError):
-            return False
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log.read_text(errors="replace")
-
-    def stop(self, timeout: float = 10) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if not self._log.closed:
-            self._log.close()
+        super().__init__(folder, module, *flags, env=server.env, log=server.tmp / f"headless-{folder.name}.log",
+                         timeout=30)
 
 
 # ---------------------------------------------------------------------------------------------- the relay's client

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES_MODULE = ROOT / "tests" / "pymodules" / "types_module.py"
@@ -26,15 +27,20 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
 class Headless:
     """`python -m lesspy_kernel serve` in a subprocess."""
 
-    def __init__(self, folder: Path, module: Path = TYPES_MODULE, *flags: str) -> None:
+    def __init__(self, folder: Path, module: Path = TYPES_MODULE, *flags: str, env: Optional[dict] = None,
+                 log: Optional[Path] = None, timeout: float = 20.0) -> None:
         self.folder = Path(folder)
-        self.log = self.folder.parent / (self.folder.name + ".server.log")
+        self.log = log or self.folder.parent / (self.folder.name + ".server.log")
         self._log = open(self.log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lesspy_kernel", "serve", "--module", str(module), "--work-folder",
-             str(self.folder), *flags], stdout=self._log, stderr=subprocess.STDOUT, cwd=str(ROOT))
-        wait_for(lambda: self._ready() or self.proc.poll() is not None, what="notify.port")
-        assert self.proc.poll() is None, self.output()
+             str(self.folder), *flags], stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+        try:
+            wait_for(lambda: self._ready() or self.proc.poll() is not None, timeout, f"notify.port of {self.folder}")
+            assert self.proc.poll() is None, self.output()
+        except BaseException:
+            self.stop()
+            raise
 
     def _ready(self) -> bool:
         try:
