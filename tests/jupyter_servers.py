@@ -83,6 +83,26 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     return servers.wait_for(predicate, timeout, what)
 
 
+def http_json(method: str, url: str, body: Any = None, token: Optional[str] = None,
+              headers: Optional[Dict[str, str]] = None, timeout: float = 30,
+              context: Optional[ssl.SSLContext] = None) -> Tuple[int, Any]:
+    """(HTTP status, the JSON answer or its text) of `method url`, with `Authorization: token` when given."""
+    hdrs = dict(headers or {})
+    if token:
+        hdrs["Authorization"] = f"token {token}"
+    data = json.dumps(body).encode() if body is not None else (b"" if method in ("POST", "PUT", "PATCH") else None)
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
+            status, text = resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode("utf-8", "replace")
+    try:
+        return status, json.loads(text) if text else None
+    except ValueError:
+        return status, text
+
+
 def make_certificate(folder: Path, host: str = "127.0.0.1") -> Tuple[Path, Path]:
     """A self-signed certificate for `host` (an IP: subjectAltName IP) made with openssl; (certfile, keyfile)."""
     cert, key = folder / "server.crt", folder / "server.key"
@@ -167,21 +187,8 @@ class JupyterServer:
     def request(self, method: str, path: str, body: Any = None, token: Optional[str] = "default",
                 headers: Optional[Dict[str, str]] = None, timeout: float = 30) -> Tuple[int, Any]:
         """(HTTP status, the JSON answer or its text) of `method <base_url><path>` with the token."""
-        hdrs = dict(headers or {})
         token = self.token if token == "default" else token
-        if token:
-            hdrs["Authorization"] = f"token {token}"
-        data = json.dumps(body).encode() if body is not None else (b"" if method in ("POST", "PUT", "PATCH") else None)
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context()) as resp:
-                status, text = resp.status, resp.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as e:
-            status, text = e.code, e.read().decode("utf-8", "replace")
-        try:
-            return status, json.loads(text) if text else None
-        except ValueError:
-            return status, text
+        return http_json(method, self.url + path, body, token, headers, timeout, self.ssl_context())
 
     # ------------------------------------------------------------------------------------------ kernels, sessions
 

@@ -17,15 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 import pytest
 import websocket
 
-from jupyter_servers import HeadlessSession, RelayClient, free_port, wait_for
+from jupyter_servers import HeadlessSession, RelayClient, free_port, http_json, wait_for
 from lesspy_kernel.coerce import encode_call
 from lesspy_kernel.wire import Tag
 from lesspy_kernel.wire.message import message_header
@@ -158,18 +156,7 @@ c.JupyterHub.load_roles = [{{"name": "lesspy-test-admin", "services": ["lesspy-t
     def request(self, method: str, path: str, token: Optional[str], body: Any = None,
                 timeout: float = 30) -> Tuple[int, Any]:
         """(status, JSON or text) of `method <hub public URL><path>`."""
-        headers = {"Authorization": f"token {token}"} if token else {}
-        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                status, text = resp.status, resp.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as e:
-            status, text = e.code, e.read().decode("utf-8", "replace")
-        try:
-            return status, json.loads(text) if text else None
-        except ValueError:
-            return status, text
+        return http_json(method, self.url + path, body, token, timeout=timeout)
 
     def api(self, method: str, path: str, body: Any = None) -> Tuple[int, Any]:
         return self.request(method, "hub/api/" + path, self.admin_token, body)
